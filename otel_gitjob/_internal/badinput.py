@@ -1,0 +1,76 @@
+"""Dropped measurements: counted, logged once per kind, never raised.
+
+Recording calls follow the OTel API convention and never raise into the
+controller. Every drop goes through :class:`DropRecorder`, which counts it by
+reason (exported as ``otel_gitjob_dropped_measurements_total{reason}``) and
+logs the first drop of each reason, then at most one summary per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+__all__ = ["DROPPED_METRIC_NAME", "DropRecorder"]
+
+_logger = logging.getLogger("otel_gitjob")
+
+DROPPED_METRIC_NAME = "otel_gitjob_dropped_measurements"
+
+
+class DropRecorder:
+    """Counts and logs dropped measurements; thread-safe.
+
+    Args:
+        log_interval: Seconds between two log lines for the same reason. The
+            first drop of a reason is always logged; later ones are summarised
+            so that a controller recording a bad repo in a hot loop cannot flood
+            its log.
+        clock: Monotonic clock, injectable for tests.
+    """
+
+    def __init__(self, log_interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._next_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._log_interval = log_interval
+        self._clock = clock
+
+    def drop(self, reason: str, detail: object = None) -> None:
+        """Count one dropped measurement and log it if this reason has not been logged lately."""
+        now = self._clock()
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+            if now < self._next_log.get(reason, float("-inf")):
+                self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+                return
+            self._next_log[reason] = now + self._log_interval
+            suppressed = self._suppressed.pop(reason, 0)
+        _logger.warning(
+            "otel-gitjob dropped a measurement (reason=%s): %r; %d more dropped for this reason since the last log",
+            reason,
+            detail,
+            suppressed,
+        )
+
+    def counts(self) -> dict[str, int]:
+        """A snapshot of drops by reason."""
+        with self._lock:
+            return dict(self._counts)
+
+    def register(self, meter: Meter) -> None:
+        """Export the counts as an observable counter on ``meter``."""
+        meter.create_observable_counter(
+            DROPPED_METRIC_NAME,
+            callbacks=[self._observe],
+            unit="{measurement}",
+            description="Measurements otel-gitjob dropped instead of recording, by reason.",
+        )
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"reason": reason}) for reason, count in self.counts().items()]

@@ -1,0 +1,114 @@
+"""Readers and exporters that let nothing of a forgotten object leave the process.
+
+Forgetting already evicts a series from SDK storage; what is left to guard
+is a collection taken just before a ``forget`` (or an expiry) and exported
+after it, and housekeeping that is due before a collection. Both destinations
+share that logic: the pull path (:class:`LifecyclePrometheusReader`) and the
+push path (:class:`LifecycleExporter`, for OTLP or any other exporter under a
+``PeriodicExportingMetricReader``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from prometheus_client import REGISTRY
+
+from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.views import uses_lifecycle
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from otel_gitjob._internal.registry import Lifecycle
+
+__all__ = ["LifecycleExporter", "LifecyclePrometheusReader"]
+
+
+class LifecyclePrometheusReader(PrometheusMetricReader):
+    """A ``PrometheusMetricReader`` that consults the lifecycle before and after each collection.
+
+    Defaults differ from the SDK's so the output is Fleet's: no
+    ``otel_scope_*`` labels and no ``target_info`` unless asked for.
+
+    Args:
+        lifecycle: The registry the MeterProvider's views report to.
+        registry: The prometheus_client registry (the global one when None).
+        disable_target_info: Leave out ``target_info``.
+        scope_info_enabled: Add ``otel_scope_*`` labels.
+        **options: Passed on to ``PrometheusMetricReader``.
+    """
+
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        registry: CollectorRegistry | None = None,
+        *,
+        disable_target_info: bool = True,
+        scope_info_enabled: bool = False,
+        **options: Any,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._wiring_checked = False
+        super().__init__(
+            disable_target_info=disable_target_info,
+            scope_info_enabled=scope_info_enabled,
+            registry=registry if registry is not None else REGISTRY,
+            **options,
+        )
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        if not self._wiring_checked:
+            _check_wiring(self, self._lifecycle)
+            self._wiring_checked = True
+        self._lifecycle._before_collect()
+        super().collect(timeout_millis=timeout_millis)
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        super()._receive_metrics(self._lifecycle._filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Unregister from the Prometheus registry and stop the lifecycle's sweeper (MeterProvider.shutdown)."""
+        super().shutdown(timeout_millis=timeout_millis, **kwargs)
+        self._lifecycle.shutdown()
+
+
+class LifecycleExporter(MetricExporter):
+    """Wraps a push exporter so that forgotten and expired series are never exported.
+
+    Temporality and aggregation preferences are the wrapped exporter's, so a
+    ``PeriodicExportingMetricReader`` configures itself exactly as it would
+    for the exporter alone.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, exporter: MetricExporter) -> None:
+        if not isinstance(exporter, MetricExporter):
+            raise TypeError("wrap_exporter() takes a MetricExporter, got %r" % (exporter,))
+        temporality, aggregation = _sdk.exporter_preferences(exporter)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
+        self._lifecycle = lifecycle
+        self.exporter = exporter
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self._lifecycle._before_collect()
+        return self.exporter.export(self._lifecycle._filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.exporter.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+        self._lifecycle.shutdown()
+
+
+def _check_wiring(reader: Any, lifecycle: Lifecycle) -> None:
+    from otel_gitjob._internal.registry import ConfigurationError
+
+    views = _sdk.views_of_reader(reader)
+    if views is not None and not uses_lifecycle(views, lifecycle):
+        raise ConfigurationError(
+            "this reader's MeterProvider was created without the lifecycle's views, so forgotten repos "
+            "cannot be evicted: create it as MeterProvider(metric_readers=[...], views=lifecycle.views())"
+        )

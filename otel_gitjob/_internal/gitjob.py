@@ -1,0 +1,257 @@
+"""Fleet's GitJob metrics on the OpenTelemetry metrics API.
+
+The instruments are one table (:data:`GITJOB_INSTRUMENTS`), one row per
+metric of Fleet's contract; :class:`GitJobMetrics` builds them on a meter and
+offers typed recording methods that take a GitRepo in any form a controller
+holds and never raise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider, get_meter_provider
+
+from otel_gitjob._internal.identity import coerce_repo
+from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob.version import __version__
+
+__all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
+
+# Fleet's ShortLivedMetricsTTL: long enough for a few scrapes at the usual 30-60 s interval.
+DEFAULT_GAUGE_TTL = 120.0
+
+REASON_BAD_DURATION = "bad_duration"
+
+# Fleet's bucket bounds. Whole numbers are ints on purpose: the Prometheus
+# exporter prints a bound as Python formats it, and Fleet's output says le="1".
+_GITJOB_BUCKETS = (1, 2, 5, 10, 30, 60, 180, 300, 600, 1200, 1800, 3600)
+_FETCH_BUCKETS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """One row of the instrument table.
+
+    Attributes:
+        key: The attribute of :class:`GitJobMetrics` holding the instrument.
+        suffix: The metric name after the prefix (``fleet_`` + suffix on /metrics).
+        kind: ``counter``, ``histogram`` or ``gauge``.
+        description: The help text.
+        unit: The OTel unit. Empty for the gauge and counters: the Prometheus
+            exporters append a unit suffix to names that don't end with it,
+            which would rename Fleet's ``..._seconds_gauge``.
+        buckets: Explicit bucket bounds of a histogram.
+    """
+
+    key: str
+    suffix: str
+    kind: str
+    description: str
+    unit: str = ""
+    buckets: tuple[float, ...] | None = None
+
+
+GITJOB_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
+    InstrumentSpec(
+        "created_success", "gitjobs_created_success_total", "counter", "Git jobs created for the GitRepo."
+    ),
+    InstrumentSpec(
+        "created_failure",
+        "gitjobs_created_failure_total",
+        "counter",
+        "Attempts to create a git job for the GitRepo that failed.",
+    ),
+    InstrumentSpec(
+        "duration",
+        "gitjob_duration_seconds",
+        "histogram",
+        "Duration of successful git jobs of the GitRepo, from start to completion.",
+        unit="s",
+        buckets=_GITJOB_BUCKETS,
+    ),
+    InstrumentSpec(
+        "duration_gauge",
+        "gitjob_duration_seconds_gauge",
+        "gauge",
+        "Duration in seconds of the GitRepo's latest successful git job; removed a TTL after it was set.",
+    ),
+    InstrumentSpec(
+        "fetch_success",
+        "gitrepo_fetch_latest_commit_success_total",
+        "counter",
+        "Polls of the git host for the GitRepo's latest commit that succeeded.",
+    ),
+    InstrumentSpec(
+        "fetch_failure",
+        "gitrepo_fetch_latest_commit_failure_total",
+        "counter",
+        "Polls of the git host for the GitRepo's latest commit that failed, for any reason.",
+    ),
+    InstrumentSpec(
+        "fetch_duration",
+        "gitrepo_fetch_latest_commit_duration_seconds",
+        "histogram",
+        "Duration of successful polls of the git host for the GitRepo's latest commit.",
+        unit="s",
+        buckets=_FETCH_BUCKETS,
+    ),
+)
+
+
+class GitJobMetrics:
+    """Fleet's seven GitJob instruments, with typed recording methods.
+
+    Every method takes the GitRepo as a :class:`RepoRef`, a ``(namespace, name)``
+    tuple, a mapping with ``metadata`` (a watch event object or kopf body) or a
+    ``kubernetes`` client model, and never raises: unusable input is dropped,
+    logged once per kind and counted in ``otel_gitjob_dropped_measurements_total``.
+
+    Args:
+        meter_provider: Where to create the instruments; the global provider when None.
+        lifecycle: The registry that forgets a repo's series when it is deleted.
+        prefix: Metric name prefix; Fleet's is ``fleet``.
+        gauge_ttl: Seconds the job-duration gauge stays after it was last set.
+    """
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        *,
+        lifecycle: Lifecycle,
+        prefix: str = "fleet",
+        gauge_ttl: float = DEFAULT_GAUGE_TTL,
+    ) -> None:
+        if not isinstance(lifecycle, Lifecycle):
+            raise ConfigurationError("GitJobMetrics needs lifecycle=Lifecycle(...), got %r" % (lifecycle,))
+        if not isinstance(prefix, str):
+            raise ConfigurationError("prefix must be a string such as 'fleet', got %r" % (prefix,))
+        if len(lifecycle.identity_keys) != 2:
+            raise ConfigurationError(
+                "GitJobMetrics labels series with a namespace and a name; give it a Lifecycle whose identity_keys "
+                "are two keys (namespace key, name key), got %r" % (lifecycle.identity_keys,)
+            )
+        self._lifecycle = lifecycle
+        self._namespace_key, self._name_key = lifecycle.identity_keys
+        self._drops = lifecycle.drops
+        provider = meter_provider if meter_provider is not None else get_meter_provider()
+        meter = provider.get_meter("otel_gitjob", __version__)
+        self.names: dict[str, str] = {}
+        for spec in GITJOB_INSTRUMENTS:
+            name = "%s_%s" % (prefix, spec.suffix) if prefix else spec.suffix
+            self.names[spec.key] = name
+            setattr(self, "_" + spec.key, _create(meter, spec, name))
+        lifecycle.transient(self.names["duration_gauge"], gauge_ttl)
+        self._drops.register(meter)
+
+    # -- recording ------------------------------------------------------------------------------------------
+
+    def job_created(self, repo: Any) -> None:
+        """A git job was created for the repo."""
+        attributes = self._attributes(repo)
+        if attributes is not None:
+            self._created_success.add(1, attributes)
+
+    def job_creation_failed(self, repo: Any) -> None:
+        """Creating the repo's git job failed."""
+        attributes = self._attributes(repo)
+        if attributes is not None:
+            self._created_failure.add(1, attributes)
+
+    def job_succeeded(self, repo: Any, duration_seconds: float) -> None:
+        """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
+        attributes = self._attributes(repo)
+        if attributes is not None and self._valid_duration(duration_seconds):
+            self._duration.record(duration_seconds, attributes)
+            self._duration_gauge.set(duration_seconds, attributes)
+
+    def commit_fetched(self, repo: Any, duration_seconds: float) -> None:
+        """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
+        attributes = self._attributes(repo)
+        if attributes is not None and self._valid_duration(duration_seconds):
+            self._fetch_success.add(1, attributes)
+            self._fetch_duration.record(duration_seconds, attributes)
+
+    def commit_fetch_failed(self, repo: Any) -> None:
+        """Polling the git host for the repo's latest commit failed."""
+        attributes = self._attributes(repo)
+        if attributes is not None:
+            self._fetch_failure.add(1, attributes)
+
+    def time_commit_fetch(self, repo: Any) -> _CommitFetchTimer:
+        """Time a latest-commit poll: ``with metrics.time_commit_fetch(repo): poll()``.
+
+        Records success and duration when the block completes, a failure when
+        it raises (the exception propagates).
+        """
+        return _CommitFetchTimer(self, repo)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _attributes(self, repo: Any) -> dict[str, str] | None:
+        ref, reason = coerce_repo(repo)
+        if ref is None:
+            self._drops.drop(reason or "bad_repo", repo)
+            return None
+        if ref.uid is not None and self._lifecycle._blocks:
+            self._lifecycle._lift_if_recreated((ref.namespace, ref.name), ref.uid)
+        return {self._namespace_key: ref.namespace, self._name_key: ref.name}
+
+    def _valid_duration(self, value: Any) -> bool:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0
+        ):
+            return True
+        self._drops.drop(REASON_BAD_DURATION, value)
+        return False
+
+
+class _CommitFetchTimer:
+    __slots__ = ("_metrics", "_repo", "_start")
+
+    def __init__(self, metrics: GitJobMetrics, repo: Any) -> None:
+        self._metrics = metrics
+        self._repo = repo
+        self._start = 0.0
+
+    def __enter__(self) -> _CommitFetchTimer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self._metrics.commit_fetched(self._repo, time.perf_counter() - self._start)
+        else:
+            self._metrics.commit_fetch_failed(self._repo)
+
+
+_FACTORIES: dict[str, Callable[..., Any]] = {
+    "counter": lambda meter, spec, name: meter.create_counter(name, unit=spec.unit, description=spec.description),
+    "gauge": lambda meter, spec, name: meter.create_gauge(name, unit=spec.unit, description=spec.description),
+    "histogram": lambda meter, spec, name: meter.create_histogram(
+        name,
+        unit=spec.unit,
+        description=spec.description,
+        explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
+    ),
+}
+
+
+def _create(meter: Any, spec: InstrumentSpec, name: str) -> Any:
+    try:
+        factory = _FACTORIES[spec.kind]
+    except KeyError:
+        raise ConfigurationError(
+            "instrument %r has unknown kind %r; use one of %s" % (spec.suffix, spec.kind, sorted(_FACTORIES))
+        ) from None
+    return factory(meter, spec, name)

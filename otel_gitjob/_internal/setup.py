@@ -1,0 +1,121 @@
+"""One call for the common case: a Lifecycle, a MeterProvider and a Prometheus endpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry, start_http_server
+
+from otel_gitjob._internal.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
+from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob.environment_variables import (
+    OTEL_EXPORTER_PROMETHEUS_HOST,
+    OTEL_EXPORTER_PROMETHEUS_PORT,
+    OTEL_GITJOB_GAUGE_TTL,
+)
+
+__all__ = ["Instrumentation", "setup"]
+
+# 127.0.0.1, not the SDK's "localhost": a metrics endpoint should not appear on
+# other interfaces unless asked (in a pod, set OTEL_EXPORTER_PROMETHEUS_HOST=0.0.0.0).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9464
+
+
+@dataclass(frozen=True)
+class Instrumentation:
+    """What :func:`setup` built.
+
+    Attributes:
+        gitjob: The GitJob instruments to record with.
+        lifecycle: Call ``lifecycle.forget(repo)`` when a GitRepo is deleted.
+        meter_provider: For your own instruments: their per-repo series are managed too.
+        registry: The prometheus_client registry served on ``/metrics``.
+        address: ``(host, port)`` the endpoint listens on, or None when not serving.
+    """
+
+    gitjob: GitJobMetrics
+    lifecycle: Lifecycle
+    meter_provider: MeterProvider
+    registry: CollectorRegistry
+    address: tuple[str, int] | None
+    _server: Any = None
+
+    def shutdown(self) -> None:
+        """Stop the endpoint, the MeterProvider and the lifecycle."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.meter_provider.shutdown()
+        self.lifecycle.shutdown()
+
+
+def setup(
+    *,
+    serve: bool = True,
+    host: str | None = None,
+    port: int | None = None,
+    registry: CollectorRegistry | None = None,
+    resource: Resource | None = None,
+    extra_readers: Sequence[MetricReader] = (),
+    gauge_ttl: float | None = None,
+    prefix: str = "fleet",
+    **lifecycle_options: Any,
+) -> Instrumentation:
+    """Build a Lifecycle, a MeterProvider with its views and a Prometheus reader, and serve ``/metrics``.
+
+    Args:
+        serve: Start the HTTP endpoint (otherwise expose ``registry`` yourself).
+        host: Listen address; ``OTEL_EXPORTER_PROMETHEUS_HOST`` or 127.0.0.1.
+        port: Listen port; ``OTEL_EXPORTER_PROMETHEUS_PORT`` or 9464 (0 picks a free port).
+        registry: The prometheus_client registry; a new one when None, so that
+            two setups in one process never collide.
+        resource: The MeterProvider's resource.
+        extra_readers: More readers, e.g. ``PeriodicExportingMetricReader(lifecycle.wrap_exporter(...))``
+            (build them with the lifecycle you pass in ``lifecycle_options``... or add them later).
+        gauge_ttl: TTL of the transient job-duration gauge; ``OTEL_GITJOB_GAUGE_TTL`` or 120 s.
+        prefix: Metric name prefix.
+        **lifecycle_options: Passed to :class:`Lifecycle`.
+    """
+    host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
+    if port is None:
+        raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, str(DEFAULT_PORT))
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise ConfigurationError(
+                "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
+            ) from None
+    if gauge_ttl is None:
+        raw_ttl = os.environ.get(OTEL_GITJOB_GAUGE_TTL)
+        try:
+            gauge_ttl = float(raw_ttl) if raw_ttl else DEFAULT_GAUGE_TTL
+        except ValueError:
+            raise ConfigurationError("%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)) from None
+    registry = registry if registry is not None else CollectorRegistry()
+    lifecycle = Lifecycle(**lifecycle_options)
+    reader = lifecycle.prometheus_reader(registry)
+    provider = MeterProvider(
+        metric_readers=[reader, *extra_readers],
+        views=lifecycle.views(),
+        resource=resource if resource is not None else Resource.create(),
+    )
+    gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
+    server = None
+    address = None
+    if serve:
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as error:
+            provider.shutdown()
+            raise ConfigurationError(
+                "cannot serve /metrics on %s:%s (%s); set %s or pass port=" % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
+            ) from error
+        address = (host, server.server_address[1])
+    return Instrumentation(gitjob, lifecycle, provider, registry, address, server)
