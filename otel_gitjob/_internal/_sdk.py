@@ -211,7 +211,7 @@ def check_sdk_internals() -> None:
 
 def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Aggregation]]:
     """The temporality and aggregation a MetricExporter asks its reader for (no public getter)."""
-    return dict(exporter._preferred_temporality), dict(exporter._preferred_aggregation)
+    return dict(exporter._preferred_temporality or {}), dict(exporter._preferred_aggregation or {})
 
 
 class TouchingAggregation(_Aggregation):
