@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -117,6 +117,8 @@ class GitJobMetrics:
         lifecycle: The registry that forgets a repo's series when it is deleted.
         prefix: Metric name prefix; Fleet's is ``fleet``.
         gauge_ttl: Seconds the job-duration gauge stays after it was last set.
+        instruments: Keys (see :data:`GITJOB_INSTRUMENTS`) of the instruments to
+            create; all seven when None. Recording to a left-out one does nothing.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class GitJobMetrics:
         lifecycle: Lifecycle,
         prefix: str = "fleet",
         gauge_ttl: float = DEFAULT_GAUGE_TTL,
+        instruments: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(lifecycle, Lifecycle):
             raise ConfigurationError("GitJobMetrics needs lifecycle=Lifecycle(...), got %r" % (lifecycle,))
@@ -136,6 +139,10 @@ class GitJobMetrics:
                 "GitJobMetrics labels series with a namespace and a name; give it a Lifecycle whose identity_keys "
                 "are two keys (namespace key, name key), got %r" % (lifecycle.identity_keys,)
             )
+        known = [spec.key for spec in GITJOB_INSTRUMENTS]
+        enabled = set(known if instruments is None else instruments)
+        for key in sorted(enabled - set(known)):
+            raise ConfigurationError("unknown instrument %r; the GitJob instruments are %s" % (key, known))
         self._lifecycle = lifecycle
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
@@ -145,7 +152,8 @@ class GitJobMetrics:
         for spec in GITJOB_INSTRUMENTS:
             name = "%s_%s" % (prefix, spec.suffix) if prefix else spec.suffix
             self.names[spec.key] = name
-            setattr(self, "_" + spec.key, _create(meter, spec, name))
+            setattr(self, "_" + spec.key, _create(meter, spec, name) if spec.key in enabled else _DISABLED)
+        # Declared even when the gauge is left out, so that a bad TTL is reported all the same.
         lifecycle.transient(self.names["duration_gauge"], gauge_ttl)
         self._drops.register(meter)
 
@@ -234,6 +242,17 @@ class _CommitFetchTimer:
         else:
             self._metrics.commit_fetch_failed(self._repo)
 
+
+class _Disabled:
+    """Stands for an instrument the user left out."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    record = set = add
+
+
+_DISABLED = _Disabled()
 
 _FACTORIES: dict[str, Callable[..., Any]] = {
     "counter": lambda meter, spec, name: meter.create_counter(name, unit=spec.unit, description=spec.description),

@@ -54,6 +54,8 @@ def coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
         if metadata is None:
             return None, REASON_BAD_REPO
         namespace, name, uid = _field(metadata, "namespace"), _field(metadata, "name"), _field(metadata, "uid")
+    if namespace is None or name is None:
+        return None, REASON_BAD_REPO
     if type(namespace) is not str or type(name) is not str:
         # Subclasses of str (enums, kopf's wrappers) are fine; anything else would
         # be exported as a JSON blob label or collide with a real repo's identity.
