@@ -87,6 +87,7 @@ class ExpiryProcessor:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.expired_total = 0
+        self.wakeups = 0  # sweeper loop turns, to show it does not poll
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -233,11 +234,13 @@ class ExpiryProcessor:
                 while not self._stopping:
                     if not self._heap:
                         cond.wait()
+                        self.wakeups += 1
                         continue
                     delay = self._heap[0][0] - self._clock()
                     if delay <= 0:
                         break
                     cond.wait(delay)
+                    self.wakeups += 1
                 if self._stopping:
                     return
             try:

@@ -1,0 +1,245 @@
+"""The transient job-duration gauge: visible for its TTL after the last set, then gone (injected clock)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from _helpers import FakeClock, samples
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry
+
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
+from otel_gitjob._internal import _sdk
+
+GAUGE = "fleet_gitjob_duration_seconds_gauge"
+REPO = ("fleet-local", "simple")
+LABELS = (("name", "simple"), ("namespace", "fleet-local"))
+
+
+def gauge_value(registry: CollectorRegistry) -> float | None:
+    return samples(registry).get((GAUGE, LABELS))
+
+
+def test_gauge_is_visible_within_its_ttl_and_gone_exactly_at_last_set_plus_ttl(gitjob, clock, registry):
+    gitjob.job_succeeded(REPO, 42.0)
+    clock.advance(119.999)
+    assert gauge_value(registry) == 42.0
+
+    clock.advance(0.001)
+
+    assert gauge_value(registry) is None
+    # The histogram is not transient: it stays until the repo is deleted.
+    assert samples(registry)[("fleet_gitjob_duration_seconds_count", LABELS)] == 1
+
+
+def test_setting_again_within_the_ttl_extends_it_unlike_fleets_sleep_then_delete(gitjob, clock, registry):
+    gitjob.job_succeeded(REPO, 10.0)
+    clock.advance(100)
+    gitjob.job_succeeded(REPO, 20.0)  # a second job finishes before the first value's TTL ran out
+
+    clock.advance(30)  # 130 s after the first set: Fleet's goroutine would have deleted the new value here
+    assert gauge_value(registry) == 20.0
+
+    clock.advance(90)  # 120 s after the last set
+    assert gauge_value(registry) is None
+
+
+def test_gauge_ttl_is_configurable(provider, lifecycle, clock, registry):
+    gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=5)
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(4.9)
+    assert gauge_value(registry) == 1.0
+    clock.advance(0.1)
+    assert gauge_value(registry) is None
+
+
+def test_any_instrument_can_be_declared_transient_with_its_own_ttl(provider, lifecycle, clock, registry):
+    lifecycle.transient("build_queue_depth", 30)
+    depth = provider.get_meter("mine").create_gauge("build_queue_depth")
+    depth.set(3, {"namespace": "ns", "name": "r"})
+    depth.set(5, {"shard": "default"})  # transient without any repo identity, too
+    clock.advance(29)
+    # The exporter fills labels a point lacks with "": match on the ones each point has.
+    values = {labels: v for (name, labels), v in samples(registry).items() if name == "build_queue_depth"}
+    assert sorted(values.values()) == [3, 5]
+    clock.advance(1)
+    assert not [key for key in samples(registry) if key[0] == "build_queue_depth"]
+
+
+def test_expiry_frees_the_sdk_storage(gitjob, provider, clock, lifecycle):
+    gitjob.job_succeeded(REPO, 1.0)
+    before = _sdk.series_count(provider)
+    clock.advance(120)
+    assert lifecycle._expiry.expire_due() == 1
+    assert _sdk.series_count(provider) == before - 2  # the gauge, in both readers
+
+
+def test_a_set_a_million_times_series_keeps_the_heap_at_one_entry_per_series(gitjob, lifecycle, clock):
+    for round_ in range(200):
+        for i in range(50):
+            gitjob.job_succeeded(("ns", "r%d" % i), float(round_))
+        clock.advance(1)
+        lifecycle._expiry.expire_due()
+    assert lifecycle._expiry.heap_size() == 50
+    assert lifecycle._expiry.live_series() == 50
+
+
+def test_forgotten_repos_leave_only_stale_entries_that_are_compacted(gitjob, lifecycle, clock):
+    for i in range(1500):  # below the SDK's default cardinality limit of 2000
+        gitjob.job_succeeded(("ns", "r%d" % i), 1.0)
+    assert lifecycle._expiry.heap_size() == 1500
+    for i in range(1000):
+        lifecycle.forget(("ns", "r%d" % i))
+    assert lifecycle._expiry.heap_size() < 1000  # compacted once stale entries dominated
+    clock.advance(121)
+    assert lifecycle._expiry.expire_due() == 500
+    assert lifecycle._expiry.heap_size() == 0
+
+
+def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_repo(gitjob, lifecycle, clock, registry):
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(10)
+    lifecycle.forget(REPO)
+    lifecycle.observe(REPO)  # recreated
+    clock.advance(90)
+    gitjob.job_succeeded(REPO, 2.0)
+
+    clock.advance(25)  # past the first series' deadline (t=120), within the new one's (t=220)
+    assert gauge_value(registry) == 2.0
+    clock.advance(95)
+    assert gauge_value(registry) is None
+
+
+def test_expiring_a_forgotten_repos_gauge_is_a_no_op(gitjob, lifecycle, clock):
+    gitjob.job_succeeded(REPO, 1.0)
+    lifecycle.forget(REPO)
+    clock.advance(121)
+    assert lifecycle._expiry.expire_due() == 0
+
+
+def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle, clock):
+    gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
+    assert lifecycle._expiry.sweeper_alive() is False  # the gauge is declared, nothing set yet
+    gitjob.job_succeeded(REPO, 1.0)
+    assert lifecycle._expiry.sweeper_alive()
+    clock.advance(120)
+    lifecycle._expiry.wake()  # the real sweeper would wake at the deadline by itself
+    deadline = time.monotonic() + 5
+    while lifecycle._expiry.expired_total == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lifecycle._expiry.expired_total == 1
+
+
+def test_sweeper_sleeps_until_the_deadline_without_busy_wakeups(gitjob, lifecycle):
+    gitjob.job_succeeded(REPO, 1.0)
+    time.sleep(0.3)
+    assert lifecycle._expiry.wakeups <= 1
+
+
+def test_sweeper_wakes_at_a_real_deadline():
+    lifecycle = Lifecycle()
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    try:
+        gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
+        gitjob.job_succeeded(REPO, 1.0)
+        deadline = time.monotonic() + 5
+        while lifecycle._expiry.expired_total == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lifecycle._expiry.expired_total == 1
+    finally:
+        provider.shutdown()
+
+
+def test_provider_shutdown_stops_the_sweeper_and_many_providers_leak_no_threads():
+    before = threading.active_count()
+    for _ in range(20):
+        lifecycle = Lifecycle()
+        provider = MeterProvider(
+            metric_readers=[lifecycle.prometheus_reader(CollectorRegistry())], views=lifecycle.views()
+        )
+        GitJobMetrics(provider, lifecycle=lifecycle).job_succeeded(REPO, 1.0)
+        assert lifecycle._expiry.sweeper_alive()
+        provider.shutdown()
+        assert not lifecycle._expiry.sweeper_alive()
+    assert threading.active_count() == before
+
+
+def test_wrapped_exporter_drops_a_gauge_that_expired_between_collection_and_export(lifecycle, clock):
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    try:
+        gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
+        gitjob.job_succeeded(REPO, 1.0)
+        collected = reader.get_metrics_data()
+        clock.advance(120)
+        filtered = lifecycle._filter(collected)
+        names = {m.name for rm in filtered.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+        assert GAUGE not in names and "fleet_gitjob_duration_seconds" in names
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("ttl", [0, -5, float("nan"), "soon"])
+def test_transient_with_a_bad_ttl_raises(lifecycle, ttl):
+    with pytest.raises(ConfigurationError, match="finite number of seconds > 0"):
+        lifecycle.transient("x", ttl)
+
+
+def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
+    clock = FakeClock()
+    lifecycle = Lifecycle(clock=clock)
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=1.0)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def guard(work):
+        def run():
+            try:
+                while not stop.is_set():
+                    work()
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+
+        return run
+
+    counter = iter(range(10**9))
+
+    def setter():
+        i = next(counter) % 50
+        gitjob.job_succeeded(("ns", "r%d" % i), 1.0)
+
+    def forgetter():
+        i = next(counter) % 50
+        lifecycle.forget(("ns", "r%d" % i))
+        lifecycle.observe(("ns", "r%d" % i))
+
+    def ticker():
+        clock.advance(0.01)
+        lifecycle._expiry.expire_due()
+
+    def scraper():
+        samples(registry)
+
+    threads = [threading.Thread(target=guard(w)) for w in (setter, setter, forgetter, ticker, scraper)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        # Consistent: every gauge series left in storage has a live expiry entry, and vice versa.
+        clock.advance(2)
+        lifecycle._expiry.expire_due()
+        assert not [key for key in samples(registry) if key[0] == GAUGE]
+        assert lifecycle._expiry.live_series() == 0
+    finally:
+        provider.shutdown()
