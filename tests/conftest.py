@@ -6,9 +6,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from _helpers import FakeClock
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from _helpers import FakeClock
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
@@ -37,7 +37,9 @@ def memory_reader(lifecycle: Lifecycle) -> InMemoryMetricReader:
 
 
 @pytest.fixture
-def provider(lifecycle: Lifecycle, registry: CollectorRegistry, memory_reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+def provider(
+    lifecycle: Lifecycle, registry: CollectorRegistry, memory_reader: InMemoryMetricReader
+) -> Iterator[MeterProvider]:
     provider = MeterProvider(
         metric_readers=[lifecycle.prometheus_reader(registry), memory_reader], views=lifecycle.views()
     )

@@ -98,7 +98,9 @@ def test_forgotten_repos_leave_only_stale_entries_that_are_compacted(gitjob, lif
     assert lifecycle._expiry.heap_size() == 0
 
 
-def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_repo(gitjob, lifecycle, clock, registry):
+def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_repo(
+    gitjob, lifecycle, clock, registry
+):
     gitjob.job_succeeded(REPO, 1.0)
     clock.advance(10)
     lifecycle.forget(REPO)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from _helpers import sample_names_for, samples
 from prometheus_client import generate_latest
 
 from otel_gitjob import RepoRef
-
-from _helpers import sample_names_for, samples
 
 REPO = RepoRef("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))

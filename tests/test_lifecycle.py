@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _helpers import sample_names_for, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -10,8 +11,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, RepoRef
 from otel_gitjob._internal import _sdk
-
-from _helpers import sample_names_for, samples
 
 A = RepoRef("team-a", "repo-a", uid="uid-1")
 B = RepoRef("team-b", "repo-b")
@@ -100,9 +99,10 @@ def test_five_thousand_repos_churned_never_overflow_and_the_last_keeps_its_label
                 lifecycle.forget(repo)
         text = generate_latest(registry).decode()
         assert "overflow" not in text
-        assert samples(registry)[
-            ("fleet_gitjobs_created_success_total", (("name", "repo-4999"), ("namespace", "churn")))
-        ] == 1
+        assert (
+            samples(registry)[("fleet_gitjobs_created_success_total", (("name", "repo-4999"), ("namespace", "churn")))]
+            == 1
+        )
         assert lifecycle.tracked_objects() == 1
     finally:
         provider.shutdown()

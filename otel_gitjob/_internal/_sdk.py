@@ -177,9 +177,7 @@ def check_sdk_internals() -> None:
     low, high = TESTED_SDK_RANGE
     problems = []
     if not low <= version < high:
-        problems.append(
-            "opentelemetry-sdk %s is outside the tested range >=%d.%d,<%d.%d" % (SDK_VERSION, *low, *high)
-        )
+        problems.append("opentelemetry-sdk %s is outside the tested range >=%d.%d,<%d.%d" % (SDK_VERSION, *low, *high))
     expectations = [
         (_ViewInstrumentMatch, "_get_or_create_aggregation"),
         (MetricReaderStorage, "_get_or_init_view_instrument_match"),

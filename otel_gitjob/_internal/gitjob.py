@@ -58,9 +58,7 @@ class InstrumentSpec:
 
 
 GITJOB_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
-    InstrumentSpec(
-        "created_success", "gitjobs_created_success_total", "counter", "Git jobs created for the GitRepo."
-    ),
+    InstrumentSpec("created_success", "gitjobs_created_success_total", "counter", "Git jobs created for the GitRepo."),
     InstrumentSpec(
         "created_failure",
         "gitjobs_created_failure_total",
@@ -211,12 +209,7 @@ class GitJobMetrics:
         return {self._namespace_key: ref.namespace, self._name_key: ref.name}
 
     def _valid_duration(self, value: Any) -> bool:
-        if (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value >= 0
-        ):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
             return True
         self._drops.drop(REASON_BAD_DURATION, value)
         return False

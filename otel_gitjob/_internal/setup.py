@@ -97,7 +97,9 @@ def setup(
         try:
             gauge_ttl = float(raw_ttl) if raw_ttl else DEFAULT_GAUGE_TTL
         except ValueError:
-            raise ConfigurationError("%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)) from None
+            raise ConfigurationError(
+                "%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)
+            ) from None
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
     reader = lifecycle.prometheus_reader(registry)
@@ -115,7 +117,8 @@ def setup(
         except OSError as error:
             provider.shutdown()
             raise ConfigurationError(
-                "cannot serve /metrics on %s:%s (%s); set %s or pass port=" % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
+                "cannot serve /metrics on %s:%s (%s); set %s or pass port="
+                % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
             ) from error
         address = (host, server.server_address[1])
     return Instrumentation(gitjob, lifecycle, provider, registry, address, server)
