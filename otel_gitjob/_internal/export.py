@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from prometheus_client import REGISTRY
 
 from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.otlp import staleness_markers_for
 from otel_gitjob._internal.views import uses_lifecycle
 
 if TYPE_CHECKING:
@@ -90,15 +91,24 @@ class LifecycleExporter(MetricExporter):
         super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self._lifecycle = lifecycle
         self.exporter = exporter
+        # OTLP exporters also send removed series once more, flagged stale (otlp.py); None for others.
+        self.staleness = staleness_markers_for(lifecycle, exporter)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         self._lifecycle._before_collect()
-        return self.exporter.export(self._lifecycle._filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
+        metrics_data = self._lifecycle._filter(metrics_data)
+        if self.staleness is not None:
+            return self.staleness.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        return self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        if self.staleness is not None:
+            self.staleness.flush()
         return self.exporter.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self.staleness is not None:
+            self.staleness.close()
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
         self._lifecycle.shutdown()
 

@@ -1,0 +1,312 @@
+"""Staleness markers: a removed series goes out once more, flagged NO_RECORDED_VALUE, then never again.
+
+The exporters talk straight to a decoding sink here (HTTP and gRPC); the hop
+through a real collector is in test_otlp_rotel.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from _helpers import FakeClock
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+from otlp_helpers import (
+    ATTRS_A,
+    ATTRS_B,
+    EXPECTED_KINDS,
+    NO_RECORDED_VALUE,
+    REPO_A,
+    REPO_B,
+    Sink,
+    of,
+    otlp_exporter,
+    record_everything,
+)
+
+from otel_gitjob import Lifecycle
+from otel_gitjob._internal.otlp import StalenessMarkers
+
+
+@pytest.fixture(params=["cumulative", "delta"])
+def temporality(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", request.param)
+    return request.param
+
+
+def test_forgotten_repo_is_sent_once_flagged_then_never_again(
+    sink: Sink, temporality: str, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle)
+    record_everything(pipeline.gitjob, REPO_A)
+    record_everything(pipeline.gitjob, REPO_B)
+    pipeline.flush()
+    sink.wait_requests(1)
+
+    # Under delta the SDK has already dropped the six delta series from its storage (only the
+    # gauge is left to evict): their markers come from what this exporter sent.
+    assert lifecycle.forget(REPO_A) == (7 if temporality == "cumulative" else 1)
+    pipeline.gitjob.job_created(REPO_B)  # keeps the next collections non-empty under delta too
+    pipeline.flush()
+    sink.wait_requests(2)
+    markers = of(sink.points(), ATTRS_A, request=1)
+
+    assert sorted(p.metric for p in markers) == sorted(EXPECTED_KINDS)
+    want_temporality = 1 if temporality == "delta" else 2
+    first_export = {p.metric: p for p in of(sink.points(), ATTRS_A, request=0)}
+    for marker in markers:
+        kind, monotonic = EXPECTED_KINDS[marker.metric]
+        assert marker.flags == NO_RECORDED_VALUE
+        assert (marker.kind, marker.monotonic) == (kind, monotonic)
+        if kind == "gauge":
+            assert marker.value is None
+        else:
+            assert marker.temporality == (want_temporality if kind == "histogram" or marker.monotonic else 2)
+            assert marker.value in (None, (0, None))
+            assert marker.start <= marker.time
+        # One flagged point per Metric message: the Collector's prometheus exporter stops reading a
+        # metric's points at the first flagged one.
+        assert marker.points_in_metric == 1
+        assert marker.time > first_export[marker.metric].time
+
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    pipeline.flush()
+    sink.wait_requests(3)
+    assert of(sink.points(), ATTRS_A, request=None) == of(sink.points(), ATTRS_A, request=0) + markers
+    assert all(not p.stale for p in of(sink.points(), ATTRS_B))
+
+
+def test_forget_between_exports_needs_no_marker_for_a_series_never_exported(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    pipeline.gitjob.job_created(REPO_A)
+    lifecycle.forget(REPO_A)  # before any export carried it
+    pipeline.flush()
+    sink.wait_requests(2)
+    # fleet_gitjobs_created_success_total was exported (for repo-b), so a marker is harmless but sent;
+    # the other six metrics were never exported here, so nothing downstream needs deleting.
+    stale = [p for p in sink.points() if p.stale]
+    assert [(p.metric, p.attributes) for p in stale] in ([], [("fleet_gitjobs_created_success_total", ATTRS_A)])
+
+
+def test_expired_gauge_is_sent_once_flagged_then_never_again(
+    sink: Sink, clock: FakeClock, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle, gauge_ttl=30)
+    pipeline.gitjob.job_succeeded(REPO_A, 5.0)
+    pipeline.flush()
+    clock.advance(31)
+    pipeline.flush()
+    pipeline.flush()
+    sink.wait_requests(3)
+    gauge = [p for p in sink.points() if p.metric == "fleet_gitjob_duration_seconds_gauge"]
+    assert [(p.request, p.stale) for p in gauge] == [(0, False), (1, True)]
+    assert gauge[1].attributes == ATTRS_A and gauge[1].kind == "gauge" and gauge[1].value is None
+    # The histogram of the same repo is not transient: it stays, live.
+    histogram = [p for p in sink.points() if p.metric == "fleet_gitjob_duration_seconds"]
+    assert [(p.request, p.stale) for p in histogram] == [(0, False), (1, False), (2, False)]
+
+
+def test_series_recreated_before_the_next_export_is_not_marked(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle)
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.flush()
+    lifecycle.forget(REPO_A)
+    lifecycle.observe(REPO_A)  # the GitRepo was re-created
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.flush()
+    sink.wait_requests(2)
+    second = of(sink.points(), ATTRS_A, request=1)
+    assert [(p.stale, p.value) for p in second] == [(False, 1)]
+    assert pipeline.exporter.staleness.pending() == 0
+
+
+def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint, timeout=2), lifecycle)
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    lifecycle.forget(REPO_A)
+    sink.fail_next = 2  # 500 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
+    pipeline.provider.force_flush(10_000)
+    assert pipeline.exporter.staleness.pending() == 1
+    pipeline.flush()
+    sink.wait_requests(2)
+    stale = [p for p in sink.points() if p.stale]
+    assert [(p.request, p.metric, p.attributes) for p in stale] == [
+        (1, "fleet_gitjobs_created_success_total", ATTRS_A)
+    ]
+    assert pipeline.exporter.staleness.pending() == 0
+
+
+def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
+    http_sink: Sink, lifecycle: Lifecycle, make_pipeline: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint, timeout=2), lifecycle)
+    staleness: StalenessMarkers = pipeline.exporter.staleness
+    staleness.max_pending = 3
+    repos = [("fleet-local", "repo-%d" % i) for i in range(5)]
+    for repo in repos:
+        pipeline.gitjob.job_created(repo)
+    pipeline.flush()
+    with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
+        for repo in repos:
+            lifecycle.forget(repo)
+    assert staleness.pending() == 3
+    assert staleness.dropped_total == 2
+    assert "staleness markers dropped, oldest first" in caplog.text
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    http_sink.wait_requests(2)
+    assert sorted(p.attrs()["name"] for p in http_sink.points() if p.stale) == ["repo-2", "repo-3", "repo-4"]
+
+
+def test_unsent_marker_is_dropped_after_max_age_with_a_log_line(
+    http_sink: Sink, clock: FakeClock, lifecycle: Lifecycle, make_pipeline: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint, timeout=2), lifecycle)
+    staleness: StalenessMarkers = pipeline.exporter.staleness
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    lifecycle.forget(REPO_A)
+    http_sink.fail_next = 2
+    pipeline.provider.force_flush(10_000)  # export and the marker-only flush fail
+    assert staleness.pending() == 1
+    clock.advance(staleness.max_age_seconds + 1)
+    with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
+        pipeline.flush()
+    assert "staleness markers dropped after" in caplog.text
+    assert staleness.pending() == 0
+    assert not [p for p in http_sink.points() if p.stale]
+
+
+def test_forget_does_not_wait_for_a_hanging_collector(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint, timeout=5), lifecycle)
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    sink.release.clear()  # the collector accepts the request and hangs
+    exporting = threading.Thread(target=pipeline.provider.force_flush, args=(10_000,), name="stuck-export")
+    exporting.start()
+    try:
+        time.sleep(0.2)
+        started = time.perf_counter()
+        assert lifecycle.forget(REPO_A) == 1
+        pipeline.gitjob.job_created(REPO_B)  # the recording path neither
+        assert time.perf_counter() - started < 0.5
+    finally:
+        sink.release.set()
+        exporting.join(10)
+    pipeline.flush()
+    sink.wait_for(lambda points: any(p.stale and p.attributes == ATTRS_A for p in points))
+
+
+def test_markers_go_out_on_force_flush_when_the_collection_is_empty(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle)
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.flush()
+    lifecycle.forget(REPO_A)  # the last repo: the SDK collects nothing and skips the export
+    pipeline.flush()
+    sink.wait_requests(2)
+    stale = [p for p in sink.points() if p.stale]
+    assert [(p.request, p.metric, p.attributes) for p in stale] == [
+        (1, "fleet_gitjobs_created_success_total", ATTRS_A)
+    ]
+
+
+def test_idle_flusher_sends_markers_when_no_export_comes(
+    http_sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint), lifecycle)
+    pipeline.exporter.staleness.idle_flush_seconds = 0.2
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.flush()
+    lifecycle.forget(REPO_A)  # no flush from the test from here on
+    http_sink.wait_for(lambda points: any(p.stale for p in points), timeout=5)
+
+
+def test_delta_series_idle_before_the_forget_is_marked_too(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint), lifecycle)
+    pipeline.gitjob.job_created(REPO_A)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()  # repo-a idle: the SDK dropped its delta series, nothing is left to evict
+    lifecycle.forget(REPO_A)
+    pipeline.gitjob.job_created(REPO_B)
+    pipeline.flush()
+    sink.wait_requests(3)
+    stale = [p for p in sink.points() if p.stale]
+    assert [(p.request, p.metric, p.attributes, p.temporality) for p in stale] == [
+        (2, "fleet_gitjobs_created_success_total", ATTRS_A, 1)
+    ]
+    # The marker's interval starts where the last export's ended.
+    live_b = of(sink.points(), ATTRS_B, request=1)[0]
+    assert stale[0].start == live_b.time
+
+
+def test_other_exporters_get_no_markers() -> None:
+    lifecycle = Lifecycle()
+    try:
+        wrapped = lifecycle.wrap_exporter(ConsoleMetricExporter())
+        assert wrapped.staleness is None
+        assert lifecycle._removal_listeners == []
+    finally:
+        lifecycle.shutdown()
+
+
+def test_shutdown_stops_listening_and_restores_the_exporter(
+    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
+) -> None:
+    exporter = otlp_exporter(sink.protocol, sink.endpoint)
+    patched = "_export_batch" if sink.protocol == "http" else "_translate_data"
+    pipeline = make_pipeline(exporter, lifecycle)
+    assert patched in vars(exporter)
+    assert len(lifecycle._removal_listeners) == 1
+    pipeline.provider.shutdown()
+    assert patched not in vars(exporter)
+    assert lifecycle._removal_listeners == []
+
+
+def test_installed_otlp_exporters_still_have_the_encode_hooks_markers_use() -> None:
+    # otlp.py patches these per exporter instance; an exporter release that renames them must fail here
+    # (at run time it would log a warning and send no markers).
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    from otel_gitjob._internal.otlp import _GrpcTransport, _HttpTransport
+
+    for exporter_class, transport in ((HttpExporter, _HttpTransport), (GrpcExporter, _GrpcTransport)):
+        for name in transport.needs:
+            assert callable(getattr(exporter_class, name, None)), "%s.%s" % (exporter_class.__name__, name)
+
+
+def test_exporter_without_the_hooks_still_filters_but_sends_no_markers(
+    http_sink: Sink, lifecycle: Lifecycle, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    monkeypatch.delattr(OTLPMetricExporter, "_export_batch")
+    with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
+        wrapped = lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint))
+    assert wrapped.staleness is None
+    assert "no staleness markers are sent" in caplog.text
