@@ -1,0 +1,107 @@
+"""Deciding what an event or a relist means for the metrics: pure functions.
+
+``decide_actions`` handles one watch event, ``diff_relist`` a full list
+compared with what was known before. Both return :class:`Action` lists and
+touch nothing; the listener applies them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from otel_gitjob._internal.listener._types import RepoKey, RepoRef
+from otel_gitjob._internal.listener.events import ADDED, DELETED, MODIFIED
+from otel_gitjob._internal.listener.state import RepoState
+
+__all__ = ["Action", "ActionKind", "decide_actions", "diff_relist"]
+
+
+class ActionKind(enum.Enum):
+    """What to do for one repo."""
+
+    OBSERVE = "observe"
+    """The repo exists: ``sink.observe(ref)``."""
+    FORGET = "forget"
+    """The repo is gone (or was replaced): ``sink.forget(ref)``."""
+    REFRESH = "refresh"
+    """Only the status changed. The gauges read the cache, so no sink call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One lifecycle action.
+
+    Attributes:
+        kind: What to do.
+        ref: The repo it applies to (the old uid for a FORGET after a uid change).
+    """
+
+    kind: ActionKind
+    ref: RepoRef
+
+    @property
+    def key(self) -> RepoKey:
+        """``(namespace, name)`` of the repo."""
+        return (self.ref.namespace, self.ref.name)
+
+
+def _uid_changed(old: RepoState, new: RepoState) -> bool:
+    return old.ref.uid is not None and new.ref.uid is not None and old.ref.uid != new.ref.uid
+
+
+def decide_actions(event_type: str, old: RepoState | None, new: RepoState) -> list[Action]:
+    """Decide the actions for one watch event.
+
+    Args:
+        event_type: ``ADDED``, ``MODIFIED`` or ``DELETED``.
+        old: What the cache held under the same namespace/name, if anything.
+        new: The state read off the event's object.
+
+    Returns:
+        * DELETED: forget the repo.
+        * ADDED or MODIFIED of an unknown repo: observe it (a MODIFIED for an
+          unknown repo happens when it was relabelled into our shard).
+        * ADDED or MODIFIED with a different uid under the same name: the old
+          repo was deleted and a new one created while we looked away, so
+          forget the old one, then observe the new one.
+        * Otherwise (status change, or the replayed ADDED of a reconnect):
+          refresh.
+    """
+    if event_type == DELETED:
+        return [Action(ActionKind.FORGET, new.ref)]
+    if event_type not in (ADDED, MODIFIED):
+        raise ValueError("no actions for event type %r" % (event_type,))
+    if old is None:
+        return [Action(ActionKind.OBSERVE, new.ref)]
+    if _uid_changed(old, new):
+        return [Action(ActionKind.FORGET, old.ref), Action(ActionKind.OBSERVE, new.ref)]
+    return [Action(ActionKind.REFRESH, new.ref)]
+
+
+def diff_relist(known: Mapping[RepoKey, RepoState], listed: Mapping[RepoKey, RepoState]) -> list[Action]:
+    """Decide the actions for a relist, given what was known before it.
+
+    Repos known but no longer listed were deleted (or left our shard) while the
+    watch was down: forget them. New repos are observed; a uid change is a
+    forget plus an observe. Unchanged repos need nothing (status changes are
+    served from the cache).
+
+    Args:
+        known: The cache before the relist.
+        listed: The states read off the list response.
+
+    Returns:
+        Forgets first, then observes.
+    """
+    forgets = [Action(ActionKind.FORGET, state.ref) for key, state in known.items() if key not in listed]
+    observes: list[Action] = []
+    for key, state in listed.items():
+        old = known.get(key)
+        if old is None:
+            observes.append(Action(ActionKind.OBSERVE, state.ref))
+        elif _uid_changed(old, state):
+            forgets.append(Action(ActionKind.FORGET, old.ref))
+            observes.append(Action(ActionKind.OBSERVE, state.ref))
+    return forgets + observes

@@ -1,0 +1,58 @@
+"""The watch cache: the GitRepos this listener currently sees, under one lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from otel_gitjob._internal.listener._types import RepoKey
+from otel_gitjob._internal.listener.actions import Action, decide_actions, diff_relist
+from otel_gitjob._internal.listener.events import DELETED
+from otel_gitjob._internal.listener.state import RepoState
+
+__all__ = ["RepoCache"]
+
+
+class RepoCache:
+    """GitRepo states keyed by ``(namespace, name)``.
+
+    Written by the watch thread only; read by metric collection (the gauge
+    callbacks) from any thread. Each update returns the lifecycle actions it
+    implies, decided under the same lock so that decisions and cache contents
+    never disagree.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._repos: dict[RepoKey, RepoState] = {}
+
+    def apply_event(self, event_type: str, state: RepoState) -> list[Action]:
+        """Apply one ADDED/MODIFIED/DELETED event and return its actions."""
+        with self._lock:
+            actions = decide_actions(event_type, self._repos.get(state.key), state)
+            if event_type == DELETED:
+                self._repos.pop(state.key, None)
+            else:
+                self._repos[state.key] = state
+        return actions
+
+    def replace(self, listed: Mapping[RepoKey, RepoState]) -> list[Action]:
+        """Replace the whole cache with a relist and return the diff's actions."""
+        new = dict(listed)
+        with self._lock:
+            known, self._repos = self._repos, new
+        return diff_relist(known, new)
+
+    def snapshot(self) -> list[RepoState]:
+        """A consistent copy of all states (what the gauge callbacks read)."""
+        with self._lock:
+            return list(self._repos.values())
+
+    def get(self, key: RepoKey) -> RepoState | None:
+        """The state of one repo, if cached."""
+        with self._lock:
+            return self._repos.get(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._repos)

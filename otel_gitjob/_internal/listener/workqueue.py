@@ -1,0 +1,114 @@
+"""The hand-off between the watch thread and the sink: a coalescing work queue.
+
+The watch thread :meth:`WorkQueue.submit`\\ s actions and never blocks; a worker
+thread :meth:`WorkQueue.run`\\ s them against the sink. Actions for the same
+repo that arrive before the worker reaches it merge into one entry, so the
+``queue.Queue`` holds at most one key per repo however fast events come and
+however slow the sink is.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from otel_gitjob._internal.listener._types import RepoKey, RepoRef, Sink
+from otel_gitjob._internal.listener.actions import Action, ActionKind
+
+__all__ = ["WorkQueue"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class _Pending:
+    forgets: list[RepoRef] = field(default_factory=list)
+    observe: RepoRef | None = None
+
+
+class WorkQueue:
+    """Coalescing queue of sink calls, drained by :meth:`run` on a worker thread.
+
+    Args:
+        sink: Receives ``forget``/``observe`` calls, from the worker thread only.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._pending: dict[RepoKey, _Pending] = {}
+        self._queue: queue.Queue[object] = queue.Queue()
+
+    def submit(self, actions: list[Action]) -> None:
+        """Queue actions; never blocks on the sink.
+
+        Per repo, forgets keep their order and an observe is kept only if no
+        forget came after it: ``observe, forget`` nets to ``forget``, and
+        ``forget(old uid), observe(new uid)`` stays as is.
+        """
+        with self._lock:
+            for action in actions:
+                if action.kind is ActionKind.REFRESH:
+                    continue  # the gauges read the cache at collection time
+                pending = self._pending.get(action.key)
+                if pending is None:
+                    pending = self._pending[action.key] = _Pending()
+                    self._queue.put_nowait(action.key)
+                if action.kind is ActionKind.FORGET:
+                    pending.observe = None
+                    if action.ref not in pending.forgets:
+                        pending.forgets.append(action.ref)
+                else:
+                    pending.observe = action.ref
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the work queued so far."""
+        self._queue.put_nowait(_STOP)
+
+    def run(self) -> None:
+        """Apply queued actions until :meth:`stop`. Sink errors are logged, never raised."""
+        while True:
+            key = self._queue.get()
+            try:
+                if key is _STOP:
+                    return
+                with self._lock:
+                    pending = self._pending.pop(key)  # type: ignore[arg-type]
+                self._apply(pending)
+            finally:
+                self._queue.task_done()
+
+    def _apply(self, pending: _Pending) -> None:
+        for ref in pending.forgets:
+            try:
+                self._sink.forget(ref)
+            except Exception:
+                logger.exception("sink.forget(%s/%s) failed", ref.namespace, ref.name)
+        if pending.observe is not None:
+            ref = pending.observe
+            try:
+                self._sink.observe(ref)
+            except Exception:
+                logger.exception("sink.observe(%s/%s) failed", ref.namespace, ref.name)
+
+    def backlog(self) -> int:
+        """Entries queued or being applied."""
+        return self._queue.unfinished_tasks
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued so far has been applied.
+
+        Returns:
+            ``True`` when idle, ``False`` on timeout.
+        """
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True

@@ -1,0 +1,82 @@
+"""End to end: kmock emulator → listener → the real ``otel_gitjob.Lifecycle`` → a real MeterProvider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+otel_gitjob = pytest.importorskip("otel_gitjob")
+if not hasattr(otel_gitjob, "Lifecycle"):  # pragma: no cover - the core is written alongside
+    pytest.skip("otel_gitjob.Lifecycle is not available yet", allow_module_level=True)
+
+
+def series(reader: InMemoryMetricReader) -> set[tuple[str, str, str]]:
+    """{(metric, namespace, name)} of every data point in one collection."""
+    out: set[tuple[str, str, str]] = set()
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    attributes = point.attributes or {}
+                    if "name" in attributes:
+                        out.add((metric.name, attributes.get("namespace"), attributes["name"]))
+    return out
+
+
+def names(points: set[tuple[str, str, str]], prefix: str) -> set[str]:
+    return {name for metric, _, name in points if metric.startswith(prefix)}
+
+
+@pytest.fixture()
+def metrics_stack() -> Any:
+    lifecycle = otel_gitjob.Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
+    yield lifecycle, provider, reader, gitjob
+    provider.shutdown()
+    lifecycle.shutdown()
+
+
+def test_deleted_gitrepo_series_are_gone_from_the_next_collect(emulator, make_listener, wait_for, metrics_stack):
+    lifecycle, provider, reader, gitjob = metrics_stack
+    emulator.create("a", status={"readyClusters": 1})
+    emulator.create("b", status={"readyClusters": 2})
+    listener = make_listener(lifecycle, meter_provider=provider)
+    assert listener.wait_synced(5) and listener.wait_idle(5)
+    emulator.wait_watching()
+    for name in ("a", "b"):
+        gitjob.job_created(("fleet-local", name))
+        gitjob.job_succeeded(("fleet-local", name), duration_seconds=3.0)
+
+    before = series(reader)
+    assert names(before, "fleet_gitrepo_") == {"a", "b"}  # the listener's status gauges
+    assert {"a", "b"} <= {name for metric, _, name in before if not metric.startswith("fleet_gitrepo_")}
+
+    emulator.delete("a")
+    wait_for(lambda: listener.cache.get(("fleet-local", "a")) is None and listener.wait_idle(5))
+    after = series(reader)
+    assert "a" not in {name for _, _, name in after}, sorted(after)
+    assert names(after, "fleet_gitrepo_") == {"b"}
+    assert lifecycle.blocked_objects() == 1
+
+    gitjob.job_created(("fleet-local", "a"))  # a late write from a reconcile still running
+    assert "a" not in {name for _, _, name in series(reader)}
+
+
+def test_recreated_gitrepo_is_observed_and_measured_again(emulator, make_listener, wait_for, metrics_stack):
+    lifecycle, provider, reader, gitjob = metrics_stack
+    emulator.create("a", uid="first")
+    listener = make_listener(lifecycle, meter_provider=provider)
+    assert listener.wait_synced(5)
+    emulator.wait_watching()
+    emulator.delete("a")
+    wait_for(lambda: lifecycle.blocked_objects() == 1)
+    emulator.create("a", uid="second")
+    wait_for(lambda: lifecycle.blocked_objects() == 0)  # observe() lifted the block
+    gitjob.job_created(("fleet-local", "a"))
+    assert "a" in {name for metric, _, name in series(reader) if not metric.startswith("fleet_gitrepo_")}

@@ -1,0 +1,365 @@
+"""Unit tests of the listener's small pure pieces: no network, no threads (except the queue's)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from otel_gitjob._internal.listener import (
+    GAUGES,
+    Action,
+    ActionKind,
+    Backoff,
+    ListenerSettings,
+    MalformedEventError,
+    RepoRef,
+    WatchErrorEvent,
+    backoff_delay,
+    decide_actions,
+    diff_relist,
+    parse_event_line,
+    repo_attributes,
+    repo_state,
+    sanitize_repo_url,
+    shard_selector,
+)
+from otel_gitjob._internal.listener.cache import RepoCache
+from otel_gitjob._internal.listener.workqueue import WorkQueue
+
+
+def gitrepo(name: str = "r", namespace: str = "ns", uid: str | None = "u1", **spec: object) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {"repo": "https://example.com/x", "branch": "main", "paths": ["a", "b"], **spec},
+        "status": {
+            "desiredReadyClusters": 3,
+            "readyClusters": 2,
+            "resourceCounts": {
+                "desiredReady": 10,
+                "ready": 9,
+                "notReady": 1,
+                "missing": 2,
+                "modified": 3,
+                "orphaned": 4,
+                "unknown": 5,
+                "waitApplied": 6,
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------- credentials never reach the repo label
+
+URL_CASES = [
+    # (spec.repo, label) -- see sanitize_repo_url's docstring for the policy
+    ("https://github.com/org/repo", "https://github.com/org/repo"),
+    ("https://user:token@github.com/org/repo", "https://github.com/org/repo"),
+    ("https://ghp_tokenonly@github.com/org/repo", "https://github.com/org/repo"),
+    ("https://oauth2:glpat-x@gitlab.example.com:8443/g/p.git", "https://gitlab.example.com:8443/g/p.git"),
+    ("http://user:pw@host/x", "http://host/x"),
+    ("HTTPS://User:PW@Host/x", "https://Host/x"),  # urlsplit lowercases the scheme
+    ("https://user:p%40ss@host/x", "https://host/x"),
+    ("https://user:p@ss@host/x", "https://host/x"),
+    ("https://host/x?private_token=abc#frag", "https://host/x"),
+    ("https://user:pw@[::1]:8080/x", "https://[::1]:8080/x"),
+    ("https://user:pw@[::1/x", "https://[::1/x"),
+    ("git://user:pw@host/x", "git://host/x"),
+    ("ssh://git@github.com/org/repo", "ssh://git@github.com/org/repo"),
+    ("ssh://deploy:secret@host:2222/x", "ssh://host:2222/x"),
+    ("git+ssh://git@host/x", "git+ssh://git@host/x"),
+    ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+    ("user:secret@github.com:org/repo.git", "github.com:org/repo.git"),
+    ("github.com:org/repo", "github.com:org/repo"),
+    ("/srv/git/repo", "/srv/git/repo"),
+    ("  https://u:p@host/x  ", "https://host/x"),
+    ("", ""),
+    (None, ""),
+    (42, ""),
+]
+
+
+@pytest.mark.parametrize(("url", "label"), URL_CASES)
+def test_repo_label_never_carries_credentials(url: object, label: str) -> None:
+    assert sanitize_repo_url(url) == label
+    for secret in ("token", "secret", "pw", "PW", "p%40ss", "glpat", "private_token"):
+        if isinstance(url, str) and secret in url:
+            assert secret not in sanitize_repo_url(url)
+
+
+def test_labels_are_exactly_fleets_five() -> None:
+    attributes = repo_attributes(gitrepo(repo="https://u:t@h/x"))
+    assert attributes == {"name": "r", "namespace": "ns", "repo": "https://h/x", "branch": "main", "paths": "a;b"}
+
+
+def test_labels_tolerate_missing_and_odd_spec() -> None:
+    assert repo_attributes({"metadata": {"name": "r", "namespace": "ns"}}) == {
+        "name": "r",
+        "namespace": "ns",
+        "repo": "",
+        "branch": "",
+        "paths": "",
+    }
+    assert repo_attributes({"metadata": {"name": "r", "namespace": "ns"}, "spec": "junk"})["repo"] == ""
+    assert repo_attributes({"metadata": {"name": "r", "namespace": "ns"}, "spec": {"paths": "x"}})["paths"] == ""
+
+
+def test_gauge_table_has_fleets_ten_names_in_status_order() -> None:
+    assert [spec.name for spec in GAUGES] == [
+        "fleet_gitrepo_desired_ready_clusters",
+        "fleet_gitrepo_ready_clusters",
+        "fleet_gitrepo_resources_desired_ready",
+        "fleet_gitrepo_resources_ready",
+        "fleet_gitrepo_resources_not_ready",
+        "fleet_gitrepo_resources_missing",
+        "fleet_gitrepo_resources_modified",
+        "fleet_gitrepo_resources_orphaned",
+        "fleet_gitrepo_resources_unknown",
+        "fleet_gitrepo_resources_wait_applied",
+    ]
+    assert repo_state(gitrepo()).values == (3, 2, 10, 9, 1, 2, 3, 4, 5, 6)
+
+
+def test_missing_or_bad_status_values_read_as_zero_like_fleet() -> None:
+    obj = gitrepo()
+    obj["status"] = {"readyClusters": "2", "desiredReadyClusters": True, "resourceCounts": None}
+    assert repo_state(obj).values == (0,) * 10
+
+
+def test_repo_state_needs_namespace_and_name() -> None:
+    with pytest.raises(ValueError):
+        repo_state({"metadata": {"name": "r"}})
+    assert repo_state(gitrepo(uid=None)).ref == RepoRef("ns", "r", None)
+
+
+# ---------------------------------------------------------------- parsing one watch line
+
+
+def test_parse_event_line_reads_object_events() -> None:
+    event = parse_event_line('{"type": "ADDED", "object": {"metadata": {"name": "r", "resourceVersion": "7"}}}')
+    assert event is not None and event.type == "ADDED" and event.resource_version == "7"
+
+
+def test_parse_event_line_skips_blank_keepalives() -> None:
+    assert parse_event_line("") is None
+    assert parse_event_line("   ") is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"type": "ADDED", "object": {broken',
+        "[1, 2]",
+        '{"type": "WHATEVER", "object": {"metadata": {}}}',
+        '{"type": "ADDED", "object": "x"}',
+        '{"type": "ADDED", "object": {"spec": {}}}',
+        b"\xff\xfe",
+    ],
+)
+def test_parse_event_line_rejects_malformed_lines(line: str | bytes) -> None:
+    with pytest.raises(MalformedEventError):
+        parse_event_line(line)
+
+
+def test_parse_event_line_raises_error_events_with_their_code() -> None:
+    with pytest.raises(WatchErrorEvent) as info:
+        parse_event_line('{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}')
+    assert info.value.code == 410 and info.value.reason == "Expired"
+    with pytest.raises(WatchErrorEvent) as info:
+        parse_event_line('{"type": "ERROR", "object": null}')
+    assert info.value.code is None
+
+
+# ---------------------------------------------------------------- deciding actions
+
+
+def state(name: str = "r", uid: str | None = "u1", namespace: str = "ns"):
+    return repo_state(gitrepo(name=name, uid=uid, namespace=namespace))
+
+
+def kinds(actions: list[Action]) -> list[tuple[str, str, str | None]]:
+    return [(a.kind.value, a.ref.name, a.ref.uid) for a in actions]
+
+
+def test_added_unknown_repo_is_observed() -> None:
+    assert kinds(decide_actions("ADDED", None, state())) == [("observe", "r", "u1")]
+
+
+def test_modified_unknown_repo_is_observed_as_it_joined_the_shard() -> None:
+    assert kinds(decide_actions("MODIFIED", None, state())) == [("observe", "r", "u1")]
+
+
+def test_modified_known_repo_only_refreshes() -> None:
+    assert kinds(decide_actions("MODIFIED", state(), state())) == [("refresh", "r", "u1")]
+    assert kinds(decide_actions("ADDED", state(), state())) == [("refresh", "r", "u1")]
+
+
+def test_deleted_repo_is_forgotten() -> None:
+    assert kinds(decide_actions("DELETED", state(), state())) == [("forget", "r", "u1")]
+    assert kinds(decide_actions("DELETED", None, state())) == [("forget", "r", "u1")]
+
+
+def test_uid_change_under_same_name_is_delete_plus_add() -> None:
+    assert kinds(decide_actions("MODIFIED", state(uid="u1"), state(uid="u2"))) == [
+        ("forget", "r", "u1"),
+        ("observe", "r", "u2"),
+    ]
+
+
+def test_unknown_uid_is_not_a_uid_change() -> None:
+    assert kinds(decide_actions("MODIFIED", state(uid=None), state(uid="u2"))) == [("refresh", "r", "u2")]
+
+
+def test_decide_actions_rejects_other_event_types() -> None:
+    with pytest.raises(ValueError):
+        decide_actions("BOOKMARK", None, state())
+
+
+def test_relist_diff_forgets_known_but_absent_and_observes_new() -> None:
+    known = {s.key: s for s in (state("gone"), state("kept"), state("replaced", uid="old"))}
+    listed = {s.key: s for s in (state("kept"), state("replaced", uid="new"), state("new"))}
+    assert kinds(diff_relist(known, listed)) == [
+        ("forget", "gone", "u1"),
+        ("forget", "replaced", "old"),
+        ("observe", "replaced", "new"),
+        ("observe", "new", "u1"),
+    ]
+
+
+def test_relist_diff_of_identical_lists_is_empty() -> None:
+    listed = {s.key: s for s in (state("a"), state("b"))}
+    assert diff_relist(listed, dict(listed)) == []
+
+
+def test_cache_decides_under_its_lock_and_tracks_deletes() -> None:
+    cache = RepoCache()
+    assert kinds(cache.apply_event("ADDED", state("a"))) == [("observe", "a", "u1")]
+    assert len(cache) == 1 and cache.get(("ns", "a")) is not None
+    assert kinds(cache.apply_event("DELETED", state("a"))) == [("forget", "a", "u1")]
+    assert len(cache) == 0
+    cache.apply_event("ADDED", state("b"))
+    assert kinds(cache.replace({})) == [("forget", "b", "u1")]
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_backoff_schedule_doubles_to_the_cap() -> None:
+    delays = [backoff_delay(step, base=0.8, cap=30.0, jitter=0.0) for step in range(8)]
+    assert delays == [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    assert backoff_delay(10_000, base=0.8, cap=30.0, jitter=0.0) == 30.0
+
+
+def test_backoff_jitter_stays_within_half_and_whole_nominal_delay() -> None:
+    assert backoff_delay(2, base=1.0, cap=30.0, jitter=0.5, rand=lambda: 0.0) == 4.0
+    assert backoff_delay(2, base=1.0, cap=30.0, jitter=0.5, rand=lambda: 0.999999) == pytest.approx(2.0, abs=1e-5)
+
+
+def test_backoff_resets_after_a_quiet_period() -> None:
+    now = [0.0]
+    backoff = Backoff(base=1.0, cap=8.0, jitter=0.0, reset_after=60.0, clock=lambda: now[0])
+    assert [backoff.failure() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    now[0] = 30.0
+    assert backoff.failure() == 8.0
+    now[0] = 100.0
+    assert backoff.failure() == 1.0 and backoff.step == 1
+
+
+# ---------------------------------------------------------------- settings and sharding
+
+
+def test_shard_selectors_follow_fleet() -> None:
+    assert shard_selector("shard1") == "fleet.cattle.io/shard-ref=shard1"
+    assert shard_selector(None) == "!fleet.cattle.io/shard-ref"
+    assert shard_selector("") == "!fleet.cattle.io/shard-ref"
+    assert shard_selector(None, all_shards=True) is None
+    with pytest.raises(ValueError):
+        shard_selector("s", all_shards=True)
+
+
+def test_settings_validate_at_construction() -> None:
+    assert ListenerSettings(shard_id="s").label_selector == "fleet.cattle.io/shard-ref=s"
+    for bad in (
+        {"shard_id": "s", "all_shards": True},
+        {"backoff_base": 0},
+        {"backoff_cap": 0.1},
+        {"backoff_jitter": 1.0},
+        {"inactivity_timeout": 0},
+    ):
+        with pytest.raises(ValueError):
+            ListenerSettings(**bad)
+
+
+# ---------------------------------------------------------------- the work queue
+
+
+class GatedSink:
+    """Records calls; the first call blocks until ``gate`` is set (a stuck consumer)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str | None]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def forget(self, ref: RepoRef) -> int:
+        self._call("forget", ref)
+        return 1
+
+    def observe(self, ref: RepoRef) -> None:
+        self._call("observe", ref)
+
+    def _call(self, kind: str, ref: RepoRef) -> None:
+        self.entered.set()
+        self.gate.wait(5)
+        self.calls.append((kind, ref.name, ref.uid))
+
+
+def act(kind: ActionKind, name: str, uid: str = "u1") -> Action:
+    return Action(kind, RepoRef("ns", name, uid))
+
+
+def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
+    sink = GatedSink()
+    work = WorkQueue(sink)
+    worker = threading.Thread(target=work.run)
+    worker.start()
+    try:
+        work.submit([act(ActionKind.OBSERVE, "busy")])
+        assert sink.entered.wait(5)  # the worker is now stuck in the sink
+        work.submit([act(ActionKind.OBSERVE, "a"), act(ActionKind.REFRESH, "a")])
+        work.submit([act(ActionKind.FORGET, "a")])  # observe then forget nets to forget
+        work.submit([act(ActionKind.FORGET, "b", "old"), act(ActionKind.OBSERVE, "b", "new")])
+        work.submit([act(ActionKind.OBSERVE, "c")] * 1000)  # a burst costs one entry
+        assert work.backlog() == 4  # busy (in flight), a, b, c
+        sink.gate.set()
+        assert work.wait_idle(5)
+    finally:
+        work.stop()
+        worker.join(5)
+    assert not worker.is_alive()
+    assert sink.calls == [
+        ("observe", "busy", "u1"),
+        ("forget", "a", "u1"),
+        ("forget", "b", "old"),
+        ("observe", "b", "new"),
+        ("observe", "c", "u1"),
+    ]
+
+
+def test_work_queue_survives_a_failing_sink(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def forget(self, ref: RepoRef) -> int:
+            raise RuntimeError("boom")
+
+        def observe(self, ref: RepoRef) -> None:
+            raise RuntimeError("boom")
+
+    work = WorkQueue(Broken())
+    worker = threading.Thread(target=work.run)
+    worker.start()
+    work.submit([act(ActionKind.FORGET, "a"), act(ActionKind.OBSERVE, "b")])
+    assert work.wait_idle(5)
+    work.stop()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert [r.getMessage() for r in caplog.records] == ["sink.forget(ns/a) failed", "sink.observe(ns/b) failed"]
