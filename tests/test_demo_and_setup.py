@@ -92,3 +92,54 @@ def test_demo_command_serves_series_that_appear_and_vanish_and_stops_cleanly_on_
         reader.join(timeout=5)
     assert lines[-1].strip() == "stopped"
     assert "Traceback" not in "".join(lines)
+
+
+def test_setup_runs_push_exporters_through_the_lifecycle():
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    exported = []
+
+    class Capture(MetricExporter):
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+            exported.append(
+                {
+                    p.attributes.get("name")
+                    for rm in metrics_data.resource_metrics
+                    for sm in rm.scope_metrics
+                    for m in sm.metrics
+                    for p in m.data.data_points
+                }
+            )
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis=10_000):
+            return True
+
+        def shutdown(self, timeout_millis=30_000, **kwargs):
+            pass
+
+    instrumentation = otel_gitjob.setup(serve=False, exporters=[Capture()], export_interval_millis=3_600_000)
+    try:
+        instrumentation.gitjob.job_created(("ns", "kept"))
+        instrumentation.gitjob.job_created(("ns", "gone"))
+        instrumentation.meter_provider.force_flush()
+        instrumentation.lifecycle.forget(("ns", "gone"))
+        instrumentation.meter_provider.force_flush()
+    finally:
+        instrumentation.shutdown()
+    assert exported[0] == {"kept", "gone"}
+    assert exported[1] == {"kept"}
+
+
+def test_setup_fits_more_live_repos_than_the_sdk_default_limit_without_overflow():
+    instrumentation = otel_gitjob.setup(serve=False)
+    try:
+        for i in range(2500):
+            instrumentation.gitjob.job_created(("ns", "r%d" % i))
+        from prometheus_client import generate_latest
+
+        text = generate_latest(instrumentation.registry).decode()
+        assert "overflow" not in text
+        assert 'name="r2499"' in text
+    finally:
+        instrumentation.shutdown()

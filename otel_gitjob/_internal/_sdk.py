@@ -158,8 +158,10 @@ class SelectiveView(View):
     next to a user's view would export those instruments twice.
     """
 
-    def __init__(self, aggregation: Aggregation, excluded: Iterable[View]) -> None:
-        super().__init__(instrument_name="*", aggregation=aggregation)
+    def __init__(
+        self, aggregation: Aggregation, excluded: Iterable[View], cardinality_limit: int | None = None
+    ) -> None:
+        super().__init__(instrument_name="*", aggregation=aggregation, aggregation_cardinality_limit=cardinality_limit)
         self._excluded = tuple(excluded)
 
     def _match(self, instrument: Any) -> bool:
@@ -218,14 +220,17 @@ class TouchingAggregation(_Aggregation):
     Used for transient instruments only, so the extra call costs nothing elsewhere.
     """
 
-    def __init__(self, inner: _Aggregation, on_aggregate: Callable[[Any], None]) -> None:
+    __slots__ = ("_inner", "_touch", "_entry")
+
+    def __init__(self, inner: _Aggregation, touch: Callable[[Any, Any], None], entry: Any) -> None:
         # Not calling super().__init__: this object holds no data of its own.
         self._inner = inner
-        self._on_aggregate = on_aggregate
+        self._touch = touch
+        self._entry = entry
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         self._inner.aggregate(measurement, should_sample_exemplar)
-        self._on_aggregate(measurement)
+        self._touch(self._entry, measurement)
 
     def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
         return self._inner.collect(collection_aggregation_temporality, collection_start_nano)

@@ -48,6 +48,8 @@ _logger = logging.getLogger("otel_gitjob")
 
 # Below this heap size compaction is not worth a rebuild.
 _COMPACT_MIN = 1024
+# Objects evicted per hold of the lifecycle's op lock during a sweep.
+_EVICT_SLICE = 512
 
 
 @dataclass(eq=False, slots=True)
@@ -57,7 +59,7 @@ class _Entry:
     instrument: Any
     key: Hashable
     identity: Identity | None
-    attributes: Mapping[str, Any]
+    attributes: Mapping[str, Any] | None
     ttl: float
     generation: int = 0
     deadline: float | None = None
@@ -122,7 +124,7 @@ class ExpiryProcessor:
                 self._series[key] = entry
                 if identity is not None:
                     self._by_identity.setdefault(identity, set()).add(entry)
-        return _sdk.TouchingAggregation(aggregation, lambda measurement: self._touch(entry, measurement))
+        return _sdk.TouchingAggregation(aggregation, self._touch, entry)
 
     def _touch(self, entry: _Entry, measurement: Any) -> None:
         if entry.last is measurement:
@@ -186,10 +188,17 @@ class ExpiryProcessor:
 
     def _remove(self, entries: list[_Entry]) -> None:
         lifecycle = self._lifecycle
-        with lifecycle._op_lock:
-            for entry in entries:
-                lifecycle._evict(entry.identity, {(entry.instrument, entry.key): entry.attributes})
-                lifecycle._unindex(entry.identity, entry.instrument, entry.key)
+        by_identity: dict[Identity | None, dict[tuple[Any, Hashable], Mapping[str, Any]]] = {}
+        for entry in entries:
+            by_identity.setdefault(entry.identity, {})[(entry.instrument, entry.key)] = entry.attributes
+        groups = list(by_identity.items())
+        # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all.
+        for start in range(0, len(groups), _EVICT_SLICE):
+            chunk = groups[start : start + _EVICT_SLICE]
+            with lifecycle._op_lock:
+                for identity, series in chunk:
+                    lifecycle._evict(identity, series)
+                lifecycle._unindex_many(chunk)
         self.expired_total += len(entries)
 
     def discard_identity(self, identity: Identity) -> None:
@@ -200,6 +209,8 @@ class ExpiryProcessor:
                 was_scheduled = entry.scheduled
                 entry.identity = None  # already unlinked from _by_identity
                 self._retire_locked(entry)
+                # Its heap entry stays until popped or compacted: keep it light.
+                entry.last = entry.attributes = None
                 if was_scheduled:
                     self._stale += 1
             if self._stale > len(self._heap) // 2 and len(self._heap) >= _COMPACT_MIN:

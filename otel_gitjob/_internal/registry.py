@@ -123,17 +123,25 @@ class Lifecycle:
 
     # -- wiring ---------------------------------------------------------------------------------------------
 
-    def views(self, *user_views: View) -> list[View]:
+    def views(self, *user_views: View, cardinality_limit: int | None = None) -> list[View]:
         """Views to pass to ``MeterProvider(views=...)``.
 
         Args:
             *user_views: Your own views, if any. They are returned wrapped so that
                 their series are managed too; instruments they don't match get a
                 default view.
+            cardinality_limit: Attribute sets per instrument for the instruments no
+                view of yours matches; the reader's limit (the SDK's 2,000 by
+                default) when None. Forgotten repos no longer count against it, so
+                it only has to fit the live ones.
         """
         from otel_gitjob._internal.views import lifecycle_views
 
-        return lifecycle_views(self, user_views)
+        if cardinality_limit is not None and (
+            isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
+        ):
+            raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
+        return lifecycle_views(self, user_views, cardinality_limit)
 
     def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> MetricReader:
         """A Prometheus reader (pull) that exports nothing of forgotten objects.
@@ -359,14 +367,15 @@ class Lifecycle:
                     _logger.exception("otel-gitjob: removal listener %r failed", listener)
         return removed
 
-    def _unindex(self, identity: Identity | None, instrument: Any, key: Hashable) -> None:
-        if identity is None:
-            return
+    def _unindex_many(self, groups: list[tuple[Identity | None, Mapping[SeriesRef, Any]]]) -> None:
         with self._state_lock:
-            series = self._index.get(identity)
-            if series is not None:
-                series.pop((instrument, key), None)
-                if not series:
+            for identity, series in groups:
+                indexed = self._index.get(identity) if identity is not None else None
+                if indexed is None:
+                    continue
+                for ref in series:
+                    indexed.pop(ref, None)
+                if not indexed:
                     del self._index[identity]
 
     def _evict_placeholders(self, block: _Block) -> None:

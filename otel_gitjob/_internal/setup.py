@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -21,6 +21,10 @@ from otel_gitjob.environment_variables import (
 )
 
 __all__ = ["Instrumentation", "setup"]
+
+# Deleted repos are evicted, so the SDK's per-instrument limit only has to fit the live ones; its
+# default of 2,000 is below the repo count of large Fleet installations.
+DEFAULT_CARDINALITY_LIMIT = 10_000
 
 # 127.0.0.1, not the SDK's "localhost": a metrics endpoint should not appear on
 # other interfaces unless asked (in a pod, set OTEL_EXPORTER_PROMETHEUS_HOST=0.0.0.0).
@@ -63,9 +67,11 @@ def setup(
     port: int | None = None,
     registry: CollectorRegistry | None = None,
     resource: Resource | None = None,
-    extra_readers: Sequence[MetricReader] = (),
+    exporters: Sequence[MetricExporter] = (),
+    export_interval_millis: float | None = None,
     gauge_ttl: float | None = None,
     prefix: str = "fleet",
+    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
     **lifecycle_options: Any,
 ) -> Instrumentation:
     """Build a Lifecycle, a MeterProvider with its views and a Prometheus reader, and serve ``/metrics``.
@@ -77,10 +83,13 @@ def setup(
         registry: The prometheus_client registry; a new one when None, so that
             two setups in one process never collide.
         resource: The MeterProvider's resource.
-        extra_readers: More readers, e.g. ``PeriodicExportingMetricReader(lifecycle.wrap_exporter(...))``
-            (build them with the lifecycle you pass in ``lifecycle_options``... or add them later).
+        exporters: Push exporters (e.g. ``OTLPMetricExporter()``), each wrapped by the lifecycle and
+            run by its own ``PeriodicExportingMetricReader``.
+        export_interval_millis: Their export interval; ``OTEL_METRIC_EXPORT_INTERVAL`` or 60 s when None.
         gauge_ttl: TTL of the transient job-duration gauge; ``OTEL_GITJOB_GAUGE_TTL`` or 120 s.
         prefix: Metric name prefix.
+        cardinality_limit: Live attribute sets per instrument before the SDK folds
+            new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
     host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
@@ -104,8 +113,14 @@ def setup(
     lifecycle = Lifecycle(**lifecycle_options)
     reader = lifecycle.prometheus_reader(registry)
     provider = MeterProvider(
-        metric_readers=[reader, *extra_readers],
-        views=lifecycle.views(),
+        metric_readers=[
+            reader,
+            *(
+                PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), export_interval_millis)
+                for exporter in exporters
+            ),
+        ],
+        views=lifecycle.views(cardinality_limit=cardinality_limit),
         resource=resource if resource is not None else Resource.create(),
     )
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)

@@ -51,7 +51,9 @@ class LifecycleAggregation(Aggregation):
         return aggregation
 
 
-def lifecycle_views(lifecycle: Lifecycle, user_views: Sequence[View]) -> list[View]:
+def lifecycle_views(
+    lifecycle: Lifecycle, user_views: Sequence[View], cardinality_limit: int | None = None
+) -> list[View]:
     """The user's views with managed aggregations, then a default view for every other instrument."""
     wrapped: list[View] = []
     for view in user_views:
@@ -62,7 +64,9 @@ def lifecycle_views(lifecycle: Lifecycle, user_views: Sequence[View]) -> list[Vi
             wrapped.append(view)
         else:
             wrapped.append(_sdk.view_with_aggregation(view, LifecycleAggregation(lifecycle, inner)))
-    wrapped.append(_sdk.SelectiveView(LifecycleAggregation(lifecycle), excluded=user_views))
+    wrapped.append(
+        _sdk.SelectiveView(LifecycleAggregation(lifecycle), excluded=user_views, cardinality_limit=cardinality_limit)
+    )
     return wrapped
 
 

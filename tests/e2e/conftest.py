@@ -1,0 +1,54 @@
+"""Fixtures for the end-to-end tests: kmock's emulator → listener → otel-gitjob → a real Prometheus."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from kube_emulator import Emulator
+from prometheus_server import PrometheusServer
+
+import otel_gitjob
+from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
+
+GAUGE_TTL = 4.0
+
+
+@dataclass
+class Stack:
+    """The whole chain of one test."""
+
+    emulator: Emulator
+    instrumentation: otel_gitjob.Instrumentation
+    listener: GitRepoListener
+    prometheus: PrometheusServer
+
+    @property
+    def gitjob(self) -> otel_gitjob.GitJobMetrics:
+        return self.instrumentation.gitjob
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    emulator = Emulator()
+    instrumentation = otel_gitjob.setup(port=0, gauge_ttl=GAUGE_TTL)
+    listener = GitRepoListener(
+        instrumentation.lifecycle,
+        configuration=emulator.configuration,
+        settings=ListenerSettings(all_shards=True, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
+        meter_provider=instrumentation.meter_provider,
+    )
+    listener.start()
+    prometheus = PrometheusServer(["%s:%d" % instrumentation.address])
+    try:
+        assert listener.wait_synced(10)
+        emulator.wait_watching()
+        prometheus.wait_scraping()
+        yield Stack(emulator, instrumentation, listener, prometheus)
+    finally:
+        prometheus.stop()
+        assert listener.stop(timeout=10)
+        instrumentation.shutdown()
+        emulator.close()
+    assert prometheus.process.returncode is not None
