@@ -14,7 +14,7 @@ import signal
 import threading
 
 import otel_gitjob
-from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
+from otel_gitjob.listener import GitRepoListener, ListenerSettings
 from otel_gitjob._internal.listener.sidecar import load_configuration
 
 

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = DemoSettings(repos=args.repos, interval=args.interval, seed=args.seed)
             run_demo(instrumentation, settings, stop, say=lambda line: print(line, flush=True), max_events=args.events)
         else:
-            from otel_gitjob._internal.listener.sidecar import run_sidecar
+            from otel_gitjob.listener import run_sidecar
 
             run_sidecar(
                 namespace=args.namespace,

@@ -23,3 +23,9 @@ def test_version_is_a_string():
     from otel_gitjob.version import __version__
 
     assert isinstance(__version__, str) and __version__.count(".") == 2
+
+
+def test_listener_public_names_are_pinned():
+    import otel_gitjob.listener
+
+    assert sorted(otel_gitjob.listener.__all__) == ["GitRepoListener", "ListenerSettings", "run_sidecar"]

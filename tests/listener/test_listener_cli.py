@@ -1,0 +1,58 @@
+"""``otel-gitjob watch``: the sidecar as a process, against the emulator through a kubeconfig."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_sigterm(emulator, tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n" % emulator.port
+    )
+    emulator.create("sidecar-repo", status={"readyClusters": 4})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_gitjob", "watch", "--kubeconfig", str(kubeconfig), "--all-shards"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1"),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)).group(0)
+        wanted = 'fleet_gitrepo_ready_clusters{branch="main",name="sidecar-repo",namespace="fleet-local"'
+        while wanted not in scrape(url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wanted in scrape(url)
+
+        emulator.delete("sidecar-repo")
+        while "sidecar-repo" in scrape(url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "sidecar-repo" not in scrape(url)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=15)
+        reader.join(timeout=5)
+    assert returncode == 0, "".join(lines)
+    assert "Traceback" not in "".join(lines)
