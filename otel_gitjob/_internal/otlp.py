@@ -61,6 +61,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.registry import collection_stamp
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -275,7 +276,7 @@ class StalenessMarkers:
         """Export ``metrics_data`` (already filtered by the lifecycle) with the pending markers attached."""
         with self._send_lock:
             by_shape = _metrics_by_shape(metrics_data)
-            stamp = _first_stamp(metrics_data)
+            stamp = collection_stamp(metrics_data)
             self._mark_forgotten_delta_series()
             batch = self._prepare(by_shape, stamp)
             self._learn(by_shape)
@@ -666,15 +667,6 @@ def _metrics_by_shape(metrics_data: MetricsData) -> dict[_ShapeKey, list[_Export
                 if metric.data.data_points:
                     by_shape.setdefault((scope.name, metric.name), []).append((metric, resource, scope))
     return by_shape
-
-
-def _first_stamp(metrics_data: MetricsData) -> int | None:
-    for resource_metrics in metrics_data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    return point.time_unix_nano
-    return None
 
 
 def _live_keys(metrics: Iterable[_Exported]) -> set[Hashable]:

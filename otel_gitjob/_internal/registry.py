@@ -313,7 +313,7 @@ class Lifecycle:
         """
         if self._expiry is not None:
             metrics_data = self._expiry.filter_expired(metrics_data)
-        stamp = _collection_stamp(metrics_data)
+        stamp = collection_stamp(metrics_data)
         if stamp is None or stamp > self._last_removal_ns:
             return metrics_data
         blocks = self._blocks
@@ -413,7 +413,7 @@ class Lifecycle:
             return self._expiry
 
 
-def _collection_stamp(metrics_data: MetricsData) -> int | None:
+def collection_stamp(metrics_data: MetricsData) -> int | None:
     """The collection time the SDK stamped on every point of one collection."""
     for resource_metrics in metrics_data.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
