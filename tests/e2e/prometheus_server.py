@@ -113,9 +113,10 @@ class PrometheusServer:
             raise AssertionError("query failed: %s -> %s" % (params, body))
         return body["data"]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query; returns the vector's samples."""
-        return self.api("query", query=expr)["result"]
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query (now, or at the Unix time ``at``); returns the vector's samples."""
+        params = {"query": expr} if at is None else {"query": expr, "time": repr(at)}
+        return self.api("query", **params)["result"]
 
     def wait_for(self, expr: str, condition: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0) -> list:
         """Poll ``expr`` until ``condition(result)`` holds; fail with the last result otherwise."""

@@ -40,11 +40,7 @@ def panel_expressions() -> list[str]:
 
 
 def substitute(expr: str, namespace: str, name: str) -> str:
-    return (
-        expr.replace("$namespace", namespace)
-        .replace("$name", name)
-        .replace("$__rate_interval", RATE_INTERVAL)
-    )
+    return expr.replace("$namespace", namespace).replace("$name", name).replace("$__rate_interval", RATE_INTERVAL)
 
 
 def fleets_own_queries() -> list[str]:
