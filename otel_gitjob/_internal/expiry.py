@@ -188,17 +188,13 @@ class ExpiryProcessor:
 
     def _remove(self, entries: list[_Entry]) -> None:
         lifecycle = self._lifecycle
-        by_identity: dict[Identity | None, dict[tuple[Any, Hashable], Mapping[str, Any]]] = {}
-        for entry in entries:
-            by_identity.setdefault(entry.identity, {})[(entry.instrument, entry.key)] = entry.attributes
-        groups = list(by_identity.items())
         # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all.
-        for start in range(0, len(groups), _EVICT_SLICE):
-            chunk = groups[start : start + _EVICT_SLICE]
+        for start in range(0, len(entries), _EVICT_SLICE):
+            chunk = entries[start : start + _EVICT_SLICE]
             with lifecycle._op_lock:
-                for identity, series in chunk:
-                    lifecycle._evict(identity, series)
-                lifecycle._unindex_many(chunk)
+                for entry in chunk:
+                    lifecycle._evict(entry.identity, (((entry.instrument, entry.key), entry.attributes),))
+                lifecycle._unindex_many([(entry.identity, (entry.instrument, entry.key)) for entry in chunk])
         self.expired_total += len(entries)
 
     def discard_identity(self, identity: Identity) -> None:

@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Container, Hashable, Mapping, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -198,7 +198,7 @@ class Lifecycle:
                 self._blocks[identity] = block
                 evicted_blocks = self._trim_blocks_locked(now)
                 series = self._index.pop(identity, {})
-            removed = self._evict(identity, series)
+            removed = self._evict(identity, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
             if self._expiry is not None:
@@ -347,7 +347,7 @@ class Lifecycle:
             if block is not None:
                 self._evict_placeholders(block)
 
-    def _evict(self, identity: Identity | None, series: Mapping[SeriesRef, Mapping[str, Any]]) -> int:
+    def _evict(self, identity: Identity | None, series: Iterable[tuple[SeriesRef, Mapping[str, Any]]]) -> int:
         """Evict series from SDK storage; must hold ``_op_lock``. Returns how many were present.
 
         Removal listeners (e.g. the OTLP staleness marker) hear of each series
@@ -355,7 +355,7 @@ class Lifecycle:
         """
         removed = 0
         gone = []
-        for (instrument, key), attributes in series.items():
+        for (instrument, key), attributes in series:
             if _sdk.evict(instrument, key):
                 removed += 1
                 gone.append((instrument, attributes))
@@ -367,14 +367,14 @@ class Lifecycle:
                     _logger.exception("otel-gitjob: removal listener %r failed", listener)
         return removed
 
-    def _unindex_many(self, groups: list[tuple[Identity | None, Mapping[SeriesRef, Any]]]) -> None:
+    def _unindex_many(self, series: Iterable[tuple[Identity | None, SeriesRef]]) -> None:
+        """Drop expired series from the index (they are already evicted)."""
         with self._state_lock:
-            for identity, series in groups:
+            for identity, ref in series:
                 indexed = self._index.get(identity) if identity is not None else None
                 if indexed is None:
                     continue
-                for ref in series:
-                    indexed.pop(ref, None)
+                indexed.pop(ref, None)
                 if not indexed:
                     del self._index[identity]
 
