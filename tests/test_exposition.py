@@ -116,3 +116,11 @@ def test_prefix_is_configurable(provider, lifecycle, registry):
     metrics = GitJobMetrics(provider, lifecycle=lifecycle, prefix="acme")
     metrics.job_created(REPO)
     assert ("acme_gitjobs_created_success_total", LABELS) in samples(registry)
+
+
+def test_every_row_of_the_instrument_table_is_a_declared_attribute():
+    from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics
+
+    declared = {name for name in GitJobMetrics.__annotations__ if name.startswith("_")}
+    assert {"_" + spec.key for spec in GITJOB_INSTRUMENTS} == declared
+    assert len({spec.suffix for spec in GITJOB_INSTRUMENTS}) == len(GITJOB_INSTRUMENTS) == 7

@@ -82,7 +82,7 @@ class Placeholder(_DropAggregation):
             self._on_drop()
 
 
-def _no_reservoir() -> None:
+def _no_reservoir(*args: Any, **kwargs: Any) -> Any:
     return None
 
 

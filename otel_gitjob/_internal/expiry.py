@@ -193,7 +193,9 @@ class ExpiryProcessor:
             chunk = entries[start : start + _EVICT_SLICE]
             with lifecycle._op_lock:
                 for entry in chunk:
-                    lifecycle._evict(entry.identity, (((entry.instrument, entry.key), entry.attributes),))
+                    # A due entry is alive, so it still has its attributes (only forgotten ones drop them).
+                    attributes = entry.attributes or {}
+                    lifecycle._evict(entry.identity, (((entry.instrument, entry.key), attributes),))
                 lifecycle._unindex_many([(entry.identity, (entry.instrument, entry.key)) for entry in chunk])
         self.expired_total += len(entries)
 

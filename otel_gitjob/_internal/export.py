@@ -60,7 +60,9 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
             **options,
         )
 
-    def collect(self, timeout_millis: float = 10_000) -> None:
+    # MetricReader.collect is marked @final, but a scrape offers no other hook that runs before the
+    # SDK collects (expiry must happen first to be exact); the SDK's own collect still does the work.
+    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
         if not self._wiring_checked:
             _check_wiring(self, self._lifecycle)
             self._wiring_checked = True

@@ -119,6 +119,15 @@ class GitJobMetrics:
             create; all seven when None. Recording to a left-out one does nothing.
     """
 
+    # Set from GITJOB_INSTRUMENTS, one attribute per row's key.
+    _created_success: Any
+    _created_failure: Any
+    _duration: Any
+    _duration_gauge: Any
+    _fetch_success: Any
+    _fetch_failure: Any
+    _fetch_duration: Any
+
     def __init__(
         self,
         meter_provider: MeterProvider | None = None,

@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Container, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import View
@@ -248,7 +248,7 @@ class Lifecycle:
         for value in values:
             if type(value) is not str:
                 return None
-        return values
+        return cast(Identity, values)
 
     def _on_new_series(self, instrument: Any, attributes: Mapping[str, Any]) -> _sdk.Placeholder | None:
         """Index a series the SDK is creating, or return a placeholder when its object is blocked.
@@ -371,7 +371,9 @@ class Lifecycle:
         """Drop expired series from the index (they are already evicted)."""
         with self._state_lock:
             for identity, ref in series:
-                indexed = self._index.get(identity) if identity is not None else None
+                if identity is None:
+                    continue
+                indexed = self._index.get(identity)
                 if indexed is None:
                     continue
                 indexed.pop(ref, None)
@@ -444,13 +446,14 @@ def filter_points(
                     metrics.append(metric)
                     continue
                 name = metric.name
-                points = [point for point in metric.data.data_points if keep(name, point.attributes)]
-                if len(points) == len(metric.data.data_points):
+                data: Any = metric.data  # Sum | Gauge | Histogram | ...: all have data_points
+                points = [point for point in data.data_points if keep(name, point.attributes or {})]
+                if len(points) == len(data.data_points):
                     metrics.append(metric)
                     continue
                 changed = True
                 if points:
-                    metrics.append(replace(metric, data=replace(metric.data, data_points=points)))
+                    metrics.append(replace(metric, data=replace(data, data_points=points)))
             scope_metrics.append(replace(sm, metrics=metrics))
         resource_metrics.append(replace(rm, scope_metrics=scope_metrics))
     if not changed:
