@@ -172,25 +172,36 @@ def main() -> None:
         forget_median = statistics.median(forget_times)
         prepare_median = statistics.median(marker_prepare)
 
-        print("## OTLP/HTTP export, %d repos (%d series), median of %d rounds\n" % (
-            args.repos, 7 * args.repos, args.rounds))
+        print(
+            "## OTLP/HTTP export, %d repos (%d series), median of %d rounds\n"
+            % (args.repos, 7 * args.repos, args.rounds)
+        )
         print("| pipeline | export (collect + encode + send) | ratio |")
         print("| --- | ---: | ---: |")
         print("| bare SDK exporter | %.1f ms | 1.00× |" % (bare_median * 1e3))
-        print("| through the lifecycle | %.1f ms | %.2f× (goal ≤ %.2f×: %s) |" % (
-            managed_median * 1e3, ratio, GOAL, "met" if ratio <= GOAL else "NOT met"))
+        print(
+            "| through the lifecycle | %.1f ms | %.2f× (goal ≤ %.2f×: %s) |"
+            % (managed_median * 1e3, ratio, GOAL, "met" if ratio <= GOAL else "NOT met")
+        )
         print()
-        print("## Marking %d deletions (%d staleness markers) in one export, median of %d rounds\n" % (
-            args.deletions, markers_per_export, args.rounds))
+        print(
+            "## Marking %d deletions (%d staleness markers) in one export, median of %d rounds\n"
+            % (args.deletions, markers_per_export, args.rounds)
+        )
         print("| step | median |")
         print("| --- | ---: |")
-        print("| `forget()` × %d (eviction + enqueueing the markers) | %.1f ms |" % (
-            args.deletions, forget_median * 1e3))
+        print(
+            "| `forget()` × %d (eviction + enqueueing the markers) | %.1f ms |" % (args.deletions, forget_median * 1e3)
+        )
         print("| export just before the forget (%d live series) | %.1f ms |" % (7 * args.repos, before_median * 1e3))
-        print("| export carrying the markers (%d live series + %d markers) | %.1f ms |" % (
-            7 * (args.repos - args.deletions), markers_per_export, marker_median * 1e3))
-        print("| of which picking, encoding and flagging the markers | %.1f ms (%.1f µs per marker) |" % (
-            prepare_median * 1e3, prepare_median * 1e6 / max(markers_per_export, 1)))
+        print(
+            "| export carrying the markers (%d live series + %d markers) | %.1f ms |"
+            % (7 * (args.repos - args.deletions), markers_per_export, marker_median * 1e3)
+        )
+        print(
+            "| of which picking, encoding and flagging the markers | %.1f ms (%.1f µs per marker) |"
+            % (prepare_median * 1e3, prepare_median * 1e6 / max(markers_per_export, 1))
+        )
 
         provider.shutdown()
         bare_provider.shutdown()

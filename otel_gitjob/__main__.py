@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
+    exit_code = 0
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     instrumentation = setup(gauge_ttl=getattr(args, "gauge_ttl", None))
     host, port = instrumentation.address or ("", 0)
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from otel_gitjob.listener import run_sidecar
 
-            run_sidecar(
+            exit_code = run_sidecar(
                 namespace=args.namespace,
                 kubeconfig=args.kubeconfig,
                 shard_id=args.shard_id,
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         instrumentation.shutdown()
         print("stopped", flush=True)
-    return 0
+    return exit_code
 
 
 if __name__ == "__main__":

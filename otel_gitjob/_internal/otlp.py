@@ -40,7 +40,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -139,8 +139,8 @@ class _Shape:
     resource: Resource
     scope: InstrumentationScope
     name: str
-    description: str
-    unit: str
+    description: str | None
+    unit: str | None
     data_type: type
     temporality: AggregationTemporality | None
     is_monotonic: bool
@@ -231,7 +231,8 @@ class StalenessMarkers:
             if self._closed:
                 return
             tracked = self._delta.get(identity) if identity is not None else None
-            if tracked is not None and identity in self._lifecycle._blocks:
+            # tracked is only set when identity is not None; the explicit check narrows identity.
+            if tracked is not None and identity is not None and identity in self._lifecycle._blocks:
                 # A forget: every delta series of the repo goes, also those idle in this interval.
                 del self._delta[identity]
                 self._delta_count -= len(tracked)
@@ -243,7 +244,7 @@ class StalenessMarkers:
                 if tracked is not None and tracked.pop(key, None) is not None:
                     self._delta_count -= 1
                 self._enqueue_locked(key, identity, attributes, now)
-            if tracked is not None and not tracked and self._delta.get(identity) is tracked:
+            if tracked is not None and identity is not None and not tracked and self._delta.get(identity) is tracked:
                 del self._delta[identity]
             self._trim_locked()
             self._start_idle_flusher_locked()
@@ -465,7 +466,8 @@ class StalenessMarkers:
                 for point in metric.data.data_points:
                     attributes = point.attributes
                     identity = identity_of(attributes)
-                    if identity is None:
+                    # identity_of(None) is None, so the attributes check changes nothing but narrows.
+                    if identity is None or attributes is None:
                         continue
                     series = delta.get(identity)
                     if series is None:
@@ -670,7 +672,12 @@ def _metrics_by_shape(metrics_data: MetricsData) -> dict[_ShapeKey, list[_Export
 
 
 def _live_keys(metrics: Iterable[_Exported]) -> set[Hashable]:
-    return {_attributes_key(point.attributes) for metric, _, _ in metrics for point in metric.data.data_points}
+    # The SDK types point attributes as optional, but its collected points always carry a mapping.
+    return {
+        _attributes_key(cast("Mapping[str, Any]", point.attributes))
+        for metric, _, _ in metrics
+        for point in metric.data.data_points
+    }
 
 
 def _marker_data(shape: _Shape, attributes: Mapping[str, Any], time_unix_nano: int) -> Any:
@@ -683,20 +690,23 @@ def _marker_data(shape: _Shape, attributes: Mapping[str, Any], time_unix_nano: i
         # attributes, so the exact per-series start the SDK no longer holds is not needed).
         start = shape.start_time_unix_nano
     start = min(start, time_unix_nano)
+    # Sum, Histogram and ExponentialHistogram always carry an aggregation_temporality, so a shape
+    # learnt from one (see _learn) has one; only a Gauge's shape has None.
+    temporality = cast(AggregationTemporality, shape.temporality)
     if shape.data_type is Sum:
-        point = NumberDataPoint(attributes, start, time_unix_nano, 0)
-        return Sum([point], shape.temporality, shape.is_monotonic)
+        sum_point = NumberDataPoint(attributes, start, time_unix_nano, 0)
+        return Sum([sum_point], temporality, shape.is_monotonic)
     if shape.data_type is Histogram:
-        point = HistogramDataPoint(attributes, start, time_unix_nano, 0, 0, [], [], 0, 0)
-        return Histogram([point], shape.temporality)
+        histogram_point = HistogramDataPoint(attributes, start, time_unix_nano, 0, 0, [], [], 0, 0)
+        return Histogram([histogram_point], temporality)
     if shape.data_type is ExponentialHistogram:
         empty = Buckets(offset=0, bucket_counts=[])
-        point = ExponentialHistogramDataPoint(
+        exponential_point = ExponentialHistogramDataPoint(
             attributes, start, time_unix_nano, 0, 0, 0, 0, empty, empty, NO_RECORDED_VALUE, 0, 0
         )
-        return ExponentialHistogram([point], shape.temporality)
-    point = NumberDataPoint(attributes, 0, time_unix_nano, 0)
-    return Gauge([point])
+        return ExponentialHistogram([exponential_point], temporality)
+    gauge_point = NumberDataPoint(attributes, 0, time_unix_nano, 0)
+    return Gauge([gauge_point])
 
 
 def _merge(request: Any, markers: Any) -> None:

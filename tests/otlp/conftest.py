@@ -71,17 +71,24 @@ def start_rotel(tmp_path: Path) -> Iterator[Callable[[Sink], Rotel]]:
         command = [
             str(rotel_binary()),
             "start",
-            "--otlp-grpc-endpoint", "127.0.0.1:%d" % grpc_port,
-            "--otlp-http-endpoint", "127.0.0.1:%d" % http_port,
+            "--otlp-grpc-endpoint",
+            "127.0.0.1:%d" % grpc_port,
+            "--otlp-http-endpoint",
+            "127.0.0.1:%d" % http_port,
             "--otlp-receiver-traces-disabled",
             "--otlp-receiver-logs-disabled",
-            "--exporter", "otlp",
-            "--otlp-exporter-protocol", sink.protocol,
-            "--otlp-exporter-endpoint", "http://127.0.0.1:%d" % sink.port,
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-protocol",
+            sink.protocol,
+            "--otlp-exporter-endpoint",
+            "http://127.0.0.1:%d" % sink.port,
             # Forward each request as it comes: the test flushes and waits for it downstream.
             "--disable-batching",
-            "--pid-file", str(tmp_path / ("rotel-%d.pid" % len(started))),
-            "--log-file", str(log_file),
+            "--pid-file",
+            str(tmp_path / ("rotel-%d.pid" % len(started))),
+            "--log-file",
+            str(log_file),
         ]
         with open(log_file, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

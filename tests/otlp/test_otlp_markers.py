@@ -144,9 +144,7 @@ def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
     pipeline.flush()
     sink.wait_requests(2)
     stale = [p for p in sink.points() if p.stale]
-    assert [(p.request, p.metric, p.attributes) for p in stale] == [
-        (1, "fleet_gitjobs_created_success_total", ATTRS_A)
-    ]
+    assert [(p.request, p.metric, p.attributes) for p in stale] == [(1, "fleet_gitjobs_created_success_total", ATTRS_A)]
     assert pipeline.exporter.staleness.pending() == 0
 
 
@@ -192,9 +190,7 @@ def test_unsent_marker_is_dropped_after_max_age_with_a_log_line(
     assert not [p for p in http_sink.points() if p.stale]
 
 
-def test_forget_does_not_wait_for_a_hanging_collector(
-    sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
-) -> None:
+def test_forget_does_not_wait_for_a_hanging_collector(sink: Sink, lifecycle: Lifecycle, make_pipeline: Any) -> None:
     pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint, timeout=5), lifecycle)
     pipeline.gitjob.job_created(REPO_A)
     pipeline.gitjob.job_created(REPO_B)
@@ -225,9 +221,7 @@ def test_markers_go_out_on_force_flush_when_the_collection_is_empty(
     pipeline.flush()
     sink.wait_requests(2)
     stale = [p for p in sink.points() if p.stale]
-    assert [(p.request, p.metric, p.attributes) for p in stale] == [
-        (1, "fleet_gitjobs_created_success_total", ATTRS_A)
-    ]
+    assert [(p.request, p.metric, p.attributes) for p in stale] == [(1, "fleet_gitjobs_created_success_total", ATTRS_A)]
 
 
 def test_idle_flusher_sends_markers_when_no_export_comes(

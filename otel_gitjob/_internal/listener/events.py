@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "ADDED",
@@ -98,7 +98,7 @@ def parse_event_line(line: str | bytes) -> WatchEvent | None:
     if kind == ERROR:
         status = obj if isinstance(obj, dict) else {}
         code = status.get("code")
-        return _raise_error(code if isinstance(code, int) else None, status)
+        _raise_error(code if isinstance(code, int) else None, status)
     if kind not in _OBJECT_EVENTS:
         raise MalformedEventError("unknown event type %r" % (kind,))
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
@@ -106,7 +106,7 @@ def parse_event_line(line: str | bytes) -> WatchEvent | None:
     return WatchEvent(kind, obj)
 
 
-def _raise_error(code: int | None, status: Mapping[str, Any]) -> None:
+def _raise_error(code: int | None, status: Mapping[str, Any]) -> NoReturn:
     raise WatchErrorEvent(code, str(status.get("reason") or ""), str(status.get("message") or ""))
 
 

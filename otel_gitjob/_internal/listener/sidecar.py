@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
-from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -66,10 +66,9 @@ def run_sidecar(
     Returns:
         The process exit code: 0 after a clean stop, 1 if a thread would not stop.
     """
-    base = settings or ListenerSettings()
-    fields: dict[str, Any] = {f: getattr(base, f) for f in base.__dataclass_fields__}
-    fields.update(namespace=namespace or None, shard_id=shard_id or None, all_shards=all_shards)
-    settings = ListenerSettings(**fields)
+    settings = dataclasses.replace(
+        settings or ListenerSettings(), namespace=namespace or None, shard_id=shard_id or None, all_shards=all_shards
+    )
     if stop is None:
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():

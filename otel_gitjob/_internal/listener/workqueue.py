@@ -9,11 +9,13 @@ however slow the sink is.
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from otel_gitjob._internal.listener._types import RepoKey, RepoRef, Sink
 from otel_gitjob._internal.listener.actions import Action, ActionKind
@@ -22,7 +24,14 @@ __all__ = ["WorkQueue"]
 
 logger = logging.getLogger(__name__)
 
-_STOP = object()
+
+class _Stop(enum.Enum):
+    """The type of the stop sentinel: a one-member enum, so that ``key is _STOP`` narrows the queue item."""
+
+    STOP = enum.auto()
+
+
+_STOP: Final = _Stop.STOP
 
 
 @dataclass(slots=True)
@@ -42,7 +51,7 @@ class WorkQueue:
         self._sink = sink
         self._lock = threading.Lock()
         self._pending: dict[RepoKey, _Pending] = {}
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.Queue[RepoKey | Literal[_Stop.STOP]] = queue.Queue()
 
     def submit(self, actions: list[Action]) -> None:
         """Queue actions; never blocks on the sink.
@@ -78,7 +87,7 @@ class WorkQueue:
                 if key is _STOP:
                     return
                 with self._lock:
-                    pending = self._pending.pop(key)  # type: ignore[arg-type]
+                    pending = self._pending.pop(key)
                 self._apply(pending)
             finally:
                 self._queue.task_done()
