@@ -245,3 +245,35 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
         assert lifecycle._expiry.live_series() == 0
     finally:
         provider.shutdown()
+
+
+def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(lifecycle, clock):
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    try:
+        gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
+        gitjob.job_succeeded(REPO, 1.0)
+        collected = reader.get_metrics_data()
+        clock.advance(120)
+        assert lifecycle._expiry.expire_due() == 1  # the sweeper's pass, between collection and export
+        filtered = lifecycle._filter(collected)
+        names = {m.name for rm in filtered.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+        assert GAUGE not in names and "fleet_gitjob_duration_seconds" in names
+    finally:
+        provider.shutdown()
+
+
+def test_a_collection_with_nothing_due_is_exported_untouched(lifecycle, clock):
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    try:
+        GitJobMetrics(provider, lifecycle=lifecycle).job_succeeded(REPO, 1.0)
+        collected = reader.get_metrics_data()
+        clock.advance(60)
+        assert lifecycle._filter(collected) is collected
+    finally:
+        provider.shutdown()

@@ -31,6 +31,7 @@ import itertools
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,8 @@ class ExpiryProcessor:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.expired_total = 0
+        # time.time_ns() of the latest expiry, compared with collection stamps (see filter_expired).
+        self._last_expiry_ns = 0
         self.wakeups = 0  # sweeper loop turns, to show it does not poll
 
     # -- configuration --------------------------------------------------------------------------------------
@@ -188,6 +191,7 @@ class ExpiryProcessor:
 
     def _remove(self, entries: list[_Entry]) -> None:
         lifecycle = self._lifecycle
+        self._last_expiry_ns = time.time_ns()
         # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all.
         for start in range(0, len(entries), _EVICT_SLICE):
             chunk = entries[start : start + _EVICT_SLICE]
@@ -223,9 +227,17 @@ class ExpiryProcessor:
         """Drop points of transient series past their deadline (a collection the sweeper hasn't caught up with)."""
         if not self.ttls:
             return metrics_data
-        from otel_gitjob._internal.registry import filter_points
+        from otel_gitjob._internal.registry import collection_stamp, filter_points
 
         now = self._clock()
+        with self._cond:
+            # A scheduled series' heap entry is never later than its deadline.
+            something_due = bool(self._heap) and self._heap[0][0] <= now
+        if not something_due:
+            stamp = collection_stamp(metrics_data)
+            if stamp is None or stamp > self._last_expiry_ns:
+                # Nothing is past its deadline, and nothing expired since this collection was taken.
+                return metrics_data
         series = self._series
 
         def keep(name: str, attributes: Mapping[str, Any]) -> bool:
