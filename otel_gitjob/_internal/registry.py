@@ -134,6 +134,11 @@ class Lifecycle:
                 view of yours matches; the reader's limit (the SDK's 2,000 by
                 default) when None. Forgotten repos no longer count against it, so
                 it only has to fit the live ones.
+
+        Like any view that sets an aggregation, these views take precedence over a
+        reader's ``preferred_aggregation``: instruments no view of yours matches get
+        the SDK's default aggregation. To aggregate differently (e.g. exponential
+        histograms), pass a view that says so; it is wrapped like the others.
         """
         from otel_gitjob._internal.views import lifecycle_views
 
