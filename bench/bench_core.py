@@ -497,6 +497,35 @@ def bench_churn(cycles: int, scrape_every: int, max_blocks: int) -> tuple[str, l
 # -- main -----------------------------------------------------------------------------------------------------
 
 
+def run_selected(
+    only: set[str], benches: list[tuple[str, Callable[[], tuple[str, list[Goal]]]]]
+) -> tuple[list[str], list[Goal]]:
+    """Run the benchmarks named in ``only``, in table order; returns (sections, goals)."""
+    sections: list[str] = []
+    results: list[Goal] = []
+    for name, bench in benches:
+        if name in only:
+            text, goals = bench()
+            sections.append(text)
+            results += goals
+    return sections, results
+
+
+def report(title: str, sections: list[str], results: list[Goal], *, quick: bool, no_fail: bool) -> int:
+    """Print the markdown report and return the exit status."""
+    print("## %s%s\n" % (title, " (--quick)" if quick else ""))
+    print(environment() + "\n")
+    print("\n\n".join(sections))
+    missed = [goal for goal in results if not goal.ok]
+    print(
+        "\n**Goals:** %d/%d met%s"
+        % (len(results) - len(missed), len(results), "; missed: " + ", ".join(g.name for g in missed) if missed else "")
+    )
+    # A --quick run is too short for timing verdicts; only its correctness goals decide the exit status.
+    failing = [goal for goal in missed if not (quick and goal.timing)]
+    return 1 if failing and not no_fail else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
@@ -522,35 +551,16 @@ def main(argv: list[str] | None = None) -> int:
             cycles=100_000, scrape_every=1_000, max_blocks=10_000,
         )  # fmt: skip
 
-    sections, results = [], []
-    if "recording" in only:
-        text, res = bench_recording(plan["calls"], plan["rec_rounds"], plan["live"])
-        sections.append(text)
-        results += res
-    if "forget" in only:
-        text, res = bench_forget(plan["sizes"], plan["forget_rounds"], plan["forget_main"])
-        sections.append(text)
-        results += res
-    if "scrape" in only:
-        text, res = bench_scrape(plan["scrape_repos"], plan["scrape_rounds"])
-        sections.append(text)
-        results += res
-    if "churn" in only:
-        text, res = bench_churn(plan["cycles"], plan["scrape_every"], plan["max_blocks"])
-        sections.append(text)
-        results += res
-
-    print("## bench_core%s\n" % (" (--quick)" if args.quick else ""))
-    print(environment() + "\n")
-    print("\n\n".join(sections))
-    missed = [goal for goal in results if not goal.ok]
-    print(
-        "\n**Goals:** %d/%d met%s"
-        % (len(results) - len(missed), len(results), "; missed: " + ", ".join(g.name for g in missed) if missed else "")
+    sections, results = run_selected(
+        only,
+        [
+            ("recording", lambda: bench_recording(plan["calls"], plan["rec_rounds"], plan["live"])),
+            ("forget", lambda: bench_forget(plan["sizes"], plan["forget_rounds"], plan["forget_main"])),
+            ("scrape", lambda: bench_scrape(plan["scrape_repos"], plan["scrape_rounds"])),
+            ("churn", lambda: bench_churn(plan["cycles"], plan["scrape_every"], plan["max_blocks"])),
+        ],
     )
-    # A --quick run is too short for timing verdicts; only its correctness goals decide the exit status.
-    failing = [goal for goal in missed if not (args.quick and goal.timing)]
-    return 1 if failing and not args.no_fail else 0
+    return report("bench_core", sections, results, quick=args.quick, no_fail=args.no_fail)
 
 
 if __name__ == "__main__":

@@ -34,10 +34,11 @@ from bench.bench_core import (  # noqa: E402
     LIMITS,
     RATIO_HEADER,
     Goal,
-    environment,
     log,
     median,
     paired_ratio,
+    report,
+    run_selected,
     spread,
     table,
     timed,
@@ -306,30 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         plan = dict(calls=200_000, set_rounds=9, live=1_000, series=100_000, expire_rounds=5, heap_series=1_000,
                     resets=1_000_000)  # fmt: skip
 
-    sections, results = [], []
-    if "set" in only:
-        text, res = bench_set(plan["calls"], plan["set_rounds"], plan["live"])
-        sections.append(text)
-        results += res
-    if "expire" in only:
-        text, res = bench_expire(plan["series"], plan["expire_rounds"])
-        sections.append(text)
-        results += res
-    if "heap" in only:
-        text, res = bench_heap(plan["heap_series"], plan["resets"])
-        sections.append(text)
-        results += res
-
-    print("## bench_expiry%s\n" % (" (--quick)" if args.quick else ""))
-    print(environment() + "\n")
-    print("\n\n".join(sections))
-    missed = [goal for goal in results if not goal.ok]
-    print(
-        "\n**Goals:** %d/%d met%s"
-        % (len(results) - len(missed), len(results), "; missed: " + ", ".join(g.name for g in missed) if missed else "")
+    sections, results = run_selected(
+        only,
+        [
+            ("set", lambda: bench_set(plan["calls"], plan["set_rounds"], plan["live"])),
+            ("expire", lambda: bench_expire(plan["series"], plan["expire_rounds"])),
+            ("heap", lambda: bench_heap(plan["heap_series"], plan["resets"])),
+        ],
     )
-    failing = [goal for goal in missed if not (args.quick and goal.timing)]
-    return 1 if failing and not args.no_fail else 0
+    return report("bench_expiry", sections, results, quick=args.quick, no_fail=args.no_fail)
 
 
 if __name__ == "__main__":
