@@ -31,6 +31,10 @@ def expired_by_now(lifecycle: Lifecycle, before: int, expected: int) -> int:
     return lifecycle._expiry.expired_total - before
 
 
+def metric_names(metrics_data) -> set[str]:
+    return {m.name for rm in metrics_data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+
+
 def gauge_value(registry: CollectorRegistry) -> float | None:
     return samples(registry).get((GAUGE, LABELS))
 
@@ -185,21 +189,14 @@ def test_provider_shutdown_stops_the_sweeper_and_many_providers_leak_no_threads(
     assert threading.active_count() == before
 
 
-def test_wrapped_exporter_drops_a_gauge_that_expired_between_collection_and_export(lifecycle, clock):
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-    try:
-        gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-        gitjob.job_succeeded(REPO, 1.0)
-        collected = reader.get_metrics_data()
-        clock.advance(120)
-        filtered = lifecycle._filter(collected)
-        names = {m.name for rm in filtered.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-        assert GAUGE not in names and "fleet_gitjob_duration_seconds" in names
-    finally:
-        provider.shutdown()
+def test_wrapped_exporter_drops_a_gauge_that_expired_between_collection_and_export(
+    gitjob, lifecycle, memory_reader, clock
+):
+    gitjob.job_succeeded(REPO, 1.0)
+    collected = memory_reader.get_metrics_data()
+    clock.advance(120)
+    filtered = lifecycle._filter(collected)
+    assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
 @pytest.mark.parametrize("ttl", [0, -5, float("nan"), "soon"])
@@ -263,33 +260,17 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
         provider.shutdown()
 
 
-def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(lifecycle, clock):
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-    try:
-        gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-        gitjob.job_succeeded(REPO, 1.0)
-        collected = reader.get_metrics_data()
-        clock.advance(120)
-        assert expired_by_now(lifecycle, 0, 1) == 1  # a sweep between collection and export
-        filtered = lifecycle._filter(collected)
-        names = {m.name for rm in filtered.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-        assert GAUGE not in names and "fleet_gitjob_duration_seconds" in names
-    finally:
-        provider.shutdown()
+def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(gitjob, lifecycle, memory_reader, clock):
+    gitjob.job_succeeded(REPO, 1.0)
+    collected = memory_reader.get_metrics_data()
+    clock.advance(120)
+    assert expired_by_now(lifecycle, 0, 1) == 1  # a sweep between collection and export
+    filtered = lifecycle._filter(collected)
+    assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
-def test_a_collection_with_nothing_due_is_exported_untouched(lifecycle, clock):
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-    try:
-        GitJobMetrics(provider, lifecycle=lifecycle).job_succeeded(REPO, 1.0)
-        collected = reader.get_metrics_data()
-        clock.advance(60)
-        assert lifecycle._filter(collected) is collected
-    finally:
-        provider.shutdown()
+def test_a_collection_with_nothing_due_is_exported_untouched(gitjob, lifecycle, memory_reader, clock):
+    gitjob.job_succeeded(REPO, 1.0)
+    collected = memory_reader.get_metrics_data()
+    clock.advance(60)
+    assert lifecycle._filter(collected) is collected
