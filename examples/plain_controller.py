@@ -14,8 +14,7 @@ import signal
 import threading
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
-from otel_gitjob._internal.listener.sidecar import load_configuration
+from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration
 
 
 def main() -> None:

@@ -20,5 +20,6 @@ Kept out of ``otel_gitjob`` itself so that recording needs no ``kubernetes`` cli
 """
 
 from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings, run_sidecar
+from otel_gitjob._internal.listener.sidecar import load_configuration
 
-__all__ = ["GitRepoListener", "ListenerSettings", "run_sidecar"]
+__all__ = ["GitRepoListener", "ListenerSettings", "load_configuration", "run_sidecar"]

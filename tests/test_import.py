@@ -28,4 +28,9 @@ def test_version_is_a_string():
 def test_listener_public_names_are_pinned():
     import otel_gitjob.listener
 
-    assert sorted(otel_gitjob.listener.__all__) == ["GitRepoListener", "ListenerSettings", "run_sidecar"]
+    assert sorted(otel_gitjob.listener.__all__) == [
+        "GitRepoListener",
+        "ListenerSettings",
+        "load_configuration",
+        "run_sidecar",
+    ]
