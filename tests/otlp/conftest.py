@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from otlp_helpers import GrpcSink, HttpSink, Pipeline, Rotel, Sink, free_port, rotel_binary, wait_listening
+from otlp_helpers import (
+    GrpcSink,
+    HttpSink,
+    Pipeline,
+    Rotel,
+    Sink,
+    free_port,
+    rotel_binary,
+    stop_process,
+    wait_listening,
+)
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 
@@ -99,10 +109,4 @@ def start_rotel(tmp_path: Path) -> Iterator[Callable[[Sink], Rotel]]:
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process)

@@ -287,6 +287,18 @@ def wait_listening(port: int, process: subprocess.Popen, log_file: Path, timeout
     raise AssertionError("rotel did not listen on %d: %s" % (port, read_log(log_file)))
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a process we started, killing it if it does not exit within 5 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def read_log(path: Path) -> str:
     try:
         return path.read_text()[-2000:]

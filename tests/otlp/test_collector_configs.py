@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from otlp_helpers import free_port, read_log, rotel_binary, wait_listening
+from otlp_helpers import free_port, read_log, rotel_binary, stop_process, wait_listening
 
 COLLECTOR = Path(__file__).resolve().parents[2] / "collector"
 SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
@@ -87,9 +87,4 @@ def test_rotel_starts_with_the_shipped_env_file(tmp_path: Path) -> None:
         wait_listening(http_port, process, log_file)
         assert process.poll() is None, read_log(log_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
