@@ -26,6 +26,13 @@ from otlp_helpers import (
 from otel_gitjob import GitJobMetrics, Lifecycle
 
 
+@pytest.fixture(params=["cumulative", "delta"])
+def temporality(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test under both temporalities, chosen the way users choose them (the OTLP env variable)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", request.param)
+    return request.param
+
+
 @pytest.fixture
 def http_sink() -> Iterator[HttpSink]:
     sink = HttpSink()

@@ -31,12 +31,6 @@ from otel_gitjob import Lifecycle
 from otel_gitjob._internal.otlp import StalenessMarkers
 
 
-@pytest.fixture(params=["cumulative", "delta"])
-def temporality(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", request.param)
-    return request.param
-
-
 def test_forgotten_repo_is_sent_once_flagged_then_never_again(
     sink: Sink, temporality: str, lifecycle: Lifecycle, make_pipeline: Any
 ) -> None:

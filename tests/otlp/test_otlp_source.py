@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from _helpers import FakeClock
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, Sink, otlp_exporter, record_everything
 
 from otel_gitjob import GitJobMetrics, Lifecycle
-
-
-@pytest.fixture(params=["cumulative", "delta"])
-def temporality(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", request.param)
-    return request.param
 
 
 def test_forgotten_repo_exports_no_live_point_again(
