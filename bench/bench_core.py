@@ -458,7 +458,7 @@ def bench_churn(cycles: int, scrape_every: int, max_blocks: int) -> tuple[str, l
     # heap's stale entries, compacted at 1,024) happen to be; the trend and range show the shape.
     sizes = [size for _, size in samples]
     trend = statistics.linear_regression([c for c, _ in samples], sizes).slope * (cycles - half)
-    expiry_heap = setup.lc._expiry.heap_size() if setup.lc._expiry is not None else 0
+    expiry_heap = setup.lc.expiry.heap_size() if setup.lc.expiry is not None else 0
     results = [
         Goal("churn: SDK series back to baseline", final == baseline, timing=False),
         Goal("churn: heap growth over 2nd half < 1 MiB", growth < 1 << 20, timing=False),

@@ -8,7 +8,7 @@ Run from the repository root::
 Timings are medians over interleaved rounds with the garbage collector off in
 timed regions; ratios compare against a baseline measured in the same run.
 Expiry is driven by an injected fake clock (``Lifecycle(clock=...)``) and
-explicit ``lc._expiry.expire_due()`` calls, so the sweeper thread never races
+explicit ``lc.expiry.expire_due()`` calls, so the sweeper thread never races
 the measurement. Exits 1 when a goal is missed (with ``--quick`` only
 correctness goals count; ``--no-fail`` always exits 0).
 """
@@ -78,8 +78,8 @@ class GaugeSetup:
 
     @property
     def expiry(self) -> Any:
-        assert self.lc._expiry is not None
-        return self.lc._expiry
+        assert self.lc.expiry is not None
+        return self.lc.expiry
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -36,9 +36,11 @@ Or wire it into your own MeterProvider:
     gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
 """
 
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.export import LifecycleExporter, LifecyclePrometheusReader
 from otel_gitjob._internal.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
 from otel_gitjob._internal.identity import RepoRef
-from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob._internal.lifecycle import Lifecycle
 from otel_gitjob._internal.setup import Instrumentation, setup
 from otel_gitjob.version import __version__
 
@@ -49,6 +51,8 @@ __all__ = [
     "InstrumentSpec",
     "Instrumentation",
     "Lifecycle",
+    "LifecycleExporter",
+    "LifecyclePrometheusReader",
     "RepoRef",
     "__version__",
     "setup",

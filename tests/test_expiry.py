@@ -24,11 +24,11 @@ def expired_by_now(lifecycle: Lifecycle, before: int, expected: int) -> int:
     The real sweeper thread shares the injected clock: when it wakes after the test moved the
     clock, it may expire the series first, so wait (briefly) for the count to settle.
     """
-    lifecycle._expiry.expire_due()
+    lifecycle.expiry.expire_due()
     deadline = time.monotonic() + 5
-    while lifecycle._expiry.expired_total - before < expected and time.monotonic() < deadline:
+    while lifecycle.expiry.expired_total - before < expected and time.monotonic() < deadline:
         time.sleep(0.01)
-    return lifecycle._expiry.expired_total - before
+    return lifecycle.expiry.expired_total - before
 
 
 def metric_names(metrics_data) -> set[str]:
@@ -88,7 +88,7 @@ def test_any_instrument_can_be_declared_transient_with_its_own_ttl(provider, lif
 def test_expiry_frees_the_sdk_storage(gitjob, provider, clock, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     before = _sdk.series_count(provider)
-    expired_before = lifecycle._expiry.expired_total
+    expired_before = lifecycle.expiry.expired_total
     clock.advance(120)
     assert expired_by_now(lifecycle, expired_before, 1) == 1
     assert _sdk.series_count(provider) == before - 2  # the gauge, in both readers
@@ -99,22 +99,22 @@ def test_a_set_a_million_times_series_keeps_the_heap_at_one_entry_per_series(git
         for i in range(50):
             gitjob.job_succeeded(("ns", "r%d" % i), float(round_))
         clock.advance(1)
-        lifecycle._expiry.expire_due()
-    assert lifecycle._expiry.heap_size() == 50
-    assert lifecycle._expiry.live_series() == 50
+        lifecycle.expiry.expire_due()
+    assert lifecycle.expiry.heap_size() == 50
+    assert lifecycle.expiry.live_series() == 50
 
 
 def test_forgotten_repos_leave_only_stale_entries_that_are_compacted(gitjob, lifecycle, clock):
     for i in range(1500):  # below the SDK's default cardinality limit of 2000
         gitjob.job_succeeded(("ns", "r%d" % i), 1.0)
-    assert lifecycle._expiry.heap_size() == 1500
+    assert lifecycle.expiry.heap_size() == 1500
     for i in range(1000):
         lifecycle.forget(("ns", "r%d" % i))
-    assert lifecycle._expiry.heap_size() < 1000  # compacted once stale entries dominated
-    expired_before = lifecycle._expiry.expired_total
+    assert lifecycle.expiry.heap_size() < 1000  # compacted once stale entries dominated
+    expired_before = lifecycle.expiry.expired_total
     clock.advance(121)
     assert expired_by_now(lifecycle, expired_before, 500) == 500
-    assert lifecycle._expiry.heap_size() == 0
+    assert lifecycle.expiry.heap_size() == 0
 
 
 def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_repo(
@@ -136,28 +136,28 @@ def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_
 def test_expiring_a_forgotten_repos_gauge_is_a_no_op(gitjob, lifecycle, clock):
     gitjob.job_succeeded(REPO, 1.0)
     lifecycle.forget(REPO)
-    expired_before = lifecycle._expiry.expired_total
+    expired_before = lifecycle.expiry.expired_total
     clock.advance(121)
     assert expired_by_now(lifecycle, expired_before, 0) == 0
 
 
 def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle, clock):
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-    assert lifecycle._expiry.sweeper_alive() is False  # the gauge is declared, nothing set yet
+    assert lifecycle.expiry.sweeper_alive() is False  # the gauge is declared, nothing set yet
     gitjob.job_succeeded(REPO, 1.0)
-    assert lifecycle._expiry.sweeper_alive()
+    assert lifecycle.expiry.sweeper_alive()
     clock.advance(120)
-    lifecycle._expiry.wake()  # the real sweeper would wake at the deadline by itself
+    lifecycle.expiry.wake()  # the real sweeper would wake at the deadline by itself
     deadline = time.monotonic() + 5
-    while lifecycle._expiry.expired_total == 0 and time.monotonic() < deadline:
+    while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert lifecycle._expiry.expired_total == 1
+    assert lifecycle.expiry.expired_total == 1
 
 
 def test_sweeper_sleeps_until_the_deadline_without_busy_wakeups(gitjob, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     time.sleep(0.3)
-    assert lifecycle._expiry.wakeups <= 1
+    assert lifecycle.expiry.wakeups <= 1
 
 
 def test_sweeper_wakes_at_a_real_deadline():
@@ -168,14 +168,15 @@ def test_sweeper_wakes_at_a_real_deadline():
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
         gitjob.job_succeeded(REPO, 1.0)
         deadline = time.monotonic() + 5
-        while lifecycle._expiry.expired_total == 0 and time.monotonic() < deadline:
+        while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert lifecycle._expiry.expired_total == 1
+        assert lifecycle.expiry.expired_total == 1
     finally:
         provider.shutdown()
+        lifecycle.shutdown()
 
 
-def test_provider_shutdown_stops_the_sweeper_and_many_providers_leak_no_threads():
+def test_the_owners_shutdown_stops_the_sweeper_and_many_lifecycles_leak_no_threads():
     before = threading.active_count()
     for _ in range(20):
         lifecycle = Lifecycle()
@@ -183,9 +184,11 @@ def test_provider_shutdown_stops_the_sweeper_and_many_providers_leak_no_threads(
             metric_readers=[lifecycle.prometheus_reader(CollectorRegistry())], views=lifecycle.views()
         )
         GitJobMetrics(provider, lifecycle=lifecycle).job_succeeded(REPO, 1.0)
-        assert lifecycle._expiry.sweeper_alive()
+        assert lifecycle.expiry.sweeper_alive()
         provider.shutdown()
-        assert not lifecycle._expiry.sweeper_alive()
+        assert lifecycle.expiry.sweeper_alive()  # a provider never shuts down the lifecycle it used
+        lifecycle.shutdown()
+        assert not lifecycle.expiry.sweeper_alive()
     assert threading.active_count() == before
 
 
@@ -195,7 +198,7 @@ def test_wrapped_exporter_drops_a_gauge_that_expired_between_collection_and_expo
     gitjob.job_succeeded(REPO, 1.0)
     collected = memory_reader.get_metrics_data()
     clock.advance(120)
-    filtered = lifecycle._filter(collected)
+    filtered = lifecycle.filter(collected)
     assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
@@ -237,7 +240,7 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
 
     def ticker():
         clock.advance(0.01)
-        lifecycle._expiry.expire_due()
+        lifecycle.expiry.expire_due()
 
     def scraper():
         samples(registry)
@@ -253,11 +256,12 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
         assert errors == []
         # Consistent: every gauge series left in storage has a live expiry entry, and vice versa.
         clock.advance(2)
-        lifecycle._expiry.expire_due()
+        lifecycle.expiry.expire_due()
         assert not [key for key in samples(registry) if key[0] == GAUGE]
-        assert lifecycle._expiry.live_series() == 0
+        assert lifecycle.expiry.live_series() == 0
     finally:
         provider.shutdown()
+        lifecycle.shutdown()
 
 
 def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(gitjob, lifecycle, memory_reader, clock):
@@ -265,7 +269,7 @@ def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(gitjob
     collected = memory_reader.get_metrics_data()
     clock.advance(120)
     assert expired_by_now(lifecycle, 0, 1) == 1  # a sweep between collection and export
-    filtered = lifecycle._filter(collected)
+    filtered = lifecycle.filter(collected)
     assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
@@ -273,4 +277,4 @@ def test_a_collection_with_nothing_due_is_exported_untouched(gitjob, lifecycle, 
     gitjob.job_succeeded(REPO, 1.0)
     collected = memory_reader.get_metrics_data()
     clock.advance(60)
-    assert lifecycle._filter(collected) is collected
+    assert lifecycle.filter(collected) is collected

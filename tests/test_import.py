@@ -10,6 +10,8 @@ def test_public_names_are_pinned():
             "InstrumentSpec",
             "Instrumentation",
             "Lifecycle",
+            "LifecycleExporter",
+            "LifecyclePrometheusReader",
             "RepoRef",
             "__version__",
             "setup",

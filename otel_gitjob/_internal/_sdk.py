@@ -1,80 +1,221 @@
 """The one module that touches opentelemetry-sdk internals.
 
 The OTel metrics API has no way to delete an attribute set
-(opentelemetry-specification #2232, #3062), so freeing a forgotten repo's
-storage means reaching into the SDK. Everything that does so lives here, is
-checked against a tested SDK range at import, and is exercised by
-``tests/test_sdk_internals.py`` so that an SDK release moving these internals
-fails loudly instead of silently leaking.
+(opentelemetry-specification #2232, #3062), so freeing a forgotten object's
+storage means reaching into the SDK. Everything that does so lives here. One
+small adapter per shape of the internals is chosen once, at import, by what
+the installed SDK has; :func:`self_check` then proves on a private provider
+that eviction really works before any :class:`Lifecycle` relies on it. When
+it does not (an SDK release we have never seen moved things), the package runs
+*degraded*: nothing here touches the SDK, and the export filters alone keep
+forgotten and expired series out of every export (docs/compatibility.md).
 
-What we rely on (opentelemetry-sdk 1.45):
+What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
 
-* ``_ViewInstrumentMatch._attributes_aggregation``: a dict from
-  ``_hash_attributes(attributes)`` to the aggregation of that attribute set,
-  guarded by ``_ViewInstrumentMatch._lock``;
-* ``MetricReaderStorage._instrument_view_instrument_matches``: instrument to its
-  view matches, one storage per reader;
-* ``SynchronousMeasurementConsumer._reader_storages``, reachable from every SDK
+* ``_ViewInstrumentMatch._attributes_aggregation``: a dict from the series key
+  to the aggregation of one attribute set, guarded by ``_ViewInstrumentMatch._lock``;
+  both set in ``__init__`` before the view's aggregation is asked for its
+  type template (``_create_aggregation(instrument, None, ...)``);
+* ``MetricReaderStorage._instrument_view_instrument_matches`` (instrument →
+  its view matches, one storage per reader) and
+  ``SynchronousMeasurementConsumer._reader_storages``, reachable from every SDK
   instrument as ``instrument._measurement_consumer``;
-* ``View._match``, ``View._aggregation`` and ``_DropAggregation``.
+* ``Aggregation._create_aggregation(instrument, attributes, reservoir_factory,
+  start_time)``, the hook our views implement, called under the match's lock;
+* ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``.
+
+What differs, one adapter each:
+
+=================  ==================  ==================================================================
+releases           series key          how a first write reaches its aggregation
+=================  ==================  ==================================================================
+1.33.0 – 1.44.x    ``frozenset(items)`` creates it under the lock, then looks it up *again* without the lock
+1.45.0 – 1.45.1    ``_hash_attributes`` same re-lookup
+1.45.2 –           ``_hash_attributes`` ``_get_or_create_aggregation`` returns it; a per-view cardinality
+                                       limit (``View(aggregation_cardinality_limit=)``) exists
+=================  ==================  ==================================================================
+
+The re-lookup is a race with eviction: a forget between the SDK's lock
+release and its ``table[key]`` raised ``KeyError`` out of ``counter.add()``.
+On those releases each view match's table is swapped, when the match is built,
+for a dict whose ``__missing__`` hands back an aggregation that drops and
+counts the write. On every release an evicted aggregation that a writer
+already holds is turned into one that drops and counts (writes to a forgotten
+object are dropped by design); transient series re-route such a write instead
+(see :class:`TouchingAggregation`), so a set racing its own expiry survives.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics._internal._view_instrument_match import (
-    _hash_attributes,
-    _ViewInstrumentMatch,
-)
-from opentelemetry.sdk.metrics._internal.aggregation import _Aggregation, _DropAggregation
-from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
-from opentelemetry.sdk.metrics._internal.metric_reader_storage import MetricReaderStorage
-from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.metrics.view import Aggregation, View
-from opentelemetry.sdk.version import __version__ as SDK_VERSION
+_logger = logging.getLogger("otel_gitjob")
+
+# Public SDK API: stable across every release we support.
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader  # noqa: E402
+from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, View  # noqa: E402
+from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
+
+# Private SDK modules: an unknown release may move them, which must degrade, never break the controller.
+_IMPORT_PROBLEMS: list[str] = []
+try:
+    from opentelemetry.sdk.metrics._internal import _view_instrument_match as _vim_module
+    from opentelemetry.sdk.metrics._internal._view_instrument_match import _ViewInstrumentMatch
+except Exception as error:  # pragma: no cover - only on an SDK that moved its internals
+    _vim_module = None  # type: ignore[assignment]
+    _ViewInstrumentMatch = None  # type: ignore[assignment,misc]
+    _IMPORT_PROBLEMS.append("_ViewInstrumentMatch cannot be imported (%s)" % (error,))
+try:
+    from opentelemetry.sdk.metrics._internal.aggregation import _Aggregation, _DropAggregation
+except Exception as error:  # pragma: no cover - only on an SDK that moved its internals
+
+    class _Aggregation:  # type: ignore[no-redef]
+        """Stand-in base class; never instantiated in degraded mode."""
+
+    class _DropAggregation(_Aggregation):  # type: ignore[no-redef]
+        """Stand-in base class; never instantiated in degraded mode."""
+
+    _IMPORT_PROBLEMS.append("_Aggregation/_DropAggregation cannot be imported (%s)" % (error,))
 
 __all__ = [
+    "ADAPTER",
+    "AttachHook",
+    "KNOWN_GOOD_RELEASES",
     "SDK_VERSION",
-    "TESTED_SDK_RANGE",
+    "Adapter",
     "Placeholder",
-    "TouchingAggregation",
     "SelectiveView",
-    "check_sdk_internals",
+    "SelfCheck",
+    "TouchingAggregation",
+    "calling_match",
     "evict",
     "exporter_preferences",
+    "install_race_guard",
+    "self_check",
     "series_count",
     "series_key",
+    "supports_cardinality_limit",
     "view_aggregation",
     "view_with_aggregation",
     "views_of_reader",
 ]
 
-TESTED_SDK_RANGE = ((1, 45), (1, 46))  # [low, high) on (major, minor); pyproject pins the same range.
+KNOWN_GOOD_RELEASES = "1.33.0 through 1.45.2"
 
 SeriesKey = Hashable
 
 
-def series_key(attributes: Mapping[str, Any]) -> SeriesKey:
-    """The key under which the SDK stores this attribute set's aggregation."""
-    return _hash_attributes(attributes)
+# -- the adapters ----------------------------------------------------------------------------------------------
 
 
-class Placeholder(_DropAggregation):
-    """Stands in the SDK storage for a late write to a forgotten repo.
+def _frozenset_key(attributes: Mapping[str, Any]) -> SeriesKey:
+    return frozenset(attributes.items())
 
-    The SDK creates an aggregation for an unseen attribute set and stores it
-    whatever we return, so a blocked write leaves this inert object behind.
-    It aggregates and exports nothing and is evicted on the next collection or
-    when the block lifts, so it occupies a cardinality slot only briefly.
+
+_hash_attributes = getattr(_vim_module, "_hash_attributes", None)
+
+
+def _hashed_key(attributes: Mapping[str, Any]) -> SeriesKey:
+    assert _hash_attributes is not None
+    return _hash_attributes(attributes)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How to work with one shape of the SDK's internals.
+
+    Attributes:
+        name: A short name, shown in logs and docs/compatibility.md.
+        releases: The releases known to have this shape.
+        series_key: The key under which the SDK stores an attribute set's aggregation.
+        guard_relookup: The SDK looks a new aggregation up again after releasing
+            its lock, so tables need the ``__missing__`` guard.
+        cardinality_limit: ``View(aggregation_cardinality_limit=)`` exists.
     """
 
-    def __init__(self, attributes: Mapping[str, Any], on_drop: Callable[[], None] | None) -> None:
-        super().__init__(attributes, reservoir_builder=_no_reservoir)
+    name: str
+    releases: str
+    series_key: Callable[[Mapping[str, Any]], SeriesKey]
+    guard_relookup: bool
+    cardinality_limit: bool
+
+
+FROZENSET_RELOOKUP = Adapter("frozenset-relookup", "1.33.0 - 1.44.x", _frozenset_key, True, False)
+HASHED_RELOOKUP = Adapter("hashed-relookup", "1.45.0 - 1.45.1", _hashed_key, True, False)
+HASHED_GET_OR_CREATE = Adapter("hashed-get-or-create", "1.45.2 -", _hashed_key, False, True)
+
+
+def _select_adapter() -> Adapter | None:
+    if _ViewInstrumentMatch is None:
+        return None
+    if _hash_attributes is None:
+        return FROZENSET_RELOOKUP
+    if hasattr(_ViewInstrumentMatch, "_get_or_create_aggregation"):
+        return HASHED_GET_OR_CREATE
+    return HASHED_RELOOKUP
+
+
+ADAPTER: Adapter | None = _select_adapter()
+
+# The SDK functions whose frame holds ``self`` (a view match) and maybe ``aggr_key`` while it asks our
+# view's aggregation for a new one. Matching code objects is exact and cheap.
+_MATCH_CODES: frozenset[Any] = frozenset(
+    getattr(_ViewInstrumentMatch, name).__code__
+    for name in ("__init__", "consume_measurement", "_get_or_create_aggregation")
+    if _ViewInstrumentMatch is not None and hasattr(_ViewInstrumentMatch, name)
+)
+
+
+def series_key(attributes: Mapping[str, Any]) -> SeriesKey:
+    """The key under which the installed SDK stores this attribute set's aggregation."""
+    if ADAPTER is None:
+        return _frozenset_key(attributes)
+    return ADAPTER.series_key(attributes)
+
+
+def supports_cardinality_limit() -> bool:
+    """Whether views can carry their own cardinality limit (opentelemetry-sdk 1.45.2 and later)."""
+    return ADAPTER is not None and ADAPTER.cardinality_limit
+
+
+def calling_match() -> tuple[Any, SeriesKey | None]:
+    """The view match (and its series key) that is asking our aggregation for a new one.
+
+    Called from ``_create_aggregation`` only: walks up a few frames to the SDK's
+    own function. Knowing the match lets us guard its table and re-route a
+    write that races an expiry; reusing the SDK's key object instead of
+    computing our own halves the memory the index costs.
+
+    Returns:
+        ``(match, key)``; ``(None, None)`` when the caller is not a known SDK frame.
+    """
+    frame: Any = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            break
+        if frame.f_code in _MATCH_CODES:
+            local = frame.f_locals
+            return local.get("self"), local.get("aggr_key")
+        frame = frame.f_back
+    return None, None
+
+
+# -- race guards -----------------------------------------------------------------------------------------------
+
+
+class _RacedWrite:
+    """What a write gets when its aggregation was evicted between the SDK's lookup and its use."""
+
+    __slots__ = ("_on_drop",)
+
+    def __init__(self, on_drop: Callable[[], None] | None) -> None:
         self._on_drop = on_drop
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
@@ -82,45 +223,98 @@ class Placeholder(_DropAggregation):
             self._on_drop()
 
 
-def _no_reservoir(*args: Any, **kwargs: Any) -> Any:
-    return None
+class _GuardedTable(dict):  # type: ignore[type-arg]
+    """A view match's table that answers a missing key with a dropping aggregation instead of KeyError.
+
+    Only a lookup that the SDK makes by subscript after releasing its lock can
+    miss (SDK < 1.45.2); ``in``, ``get`` and iteration behave as a dict's.
+    """
+
+    __slots__ = ("_raced",)
+
+    def __init__(self, items: Mapping[Any, Any], raced: _RacedWrite) -> None:
+        super().__init__(items)
+        self._raced = raced
+
+    def __missing__(self, key: Any) -> _RacedWrite:
+        return self._raced
 
 
-def evict(instrument: Any, key: SeriesKey, only: _Aggregation | None = None) -> int:
+def install_race_guard(match: Any, on_raced: Callable[[], None] | None) -> None:
+    """Swap a new view match's table for a guarded one (only on releases that re-look-up).
+
+    Called while the SDK builds the match (the type template), before any other
+    thread can see it, so no lock is needed.
+    """
+    if ADAPTER is None or not ADAPTER.guard_relookup or match is None:
+        return
+    table = getattr(match, "_attributes_aggregation", None)
+    if type(table) is dict:
+        match._attributes_aggregation = _GuardedTable(table, _RacedWrite(on_raced))
+
+
+# -- eviction ----------------------------------------------------------------------------------------------------
+
+
+def _matches_of(instrument: Any) -> list[Any]:
+    consumer = getattr(instrument, "_measurement_consumer", None)
+    storages = getattr(consumer, "_reader_storages", None)
+    if not storages:
+        return []
+    found: list[Any] = []
+    for storage in list(storages.values()):
+        found.extend(storage._instrument_view_instrument_matches.get(instrument, ()))
+    return found
+
+
+def evict(
+    instrument: Any,
+    key: SeriesKey,
+    only: Any = None,
+    on_raced: Callable[[], None] | None = None,
+    unless: Callable[[Any], bool] | None = None,
+) -> int:
     """Remove one attribute set of ``instrument`` from every reader's storage.
 
     Args:
         instrument: The SDK instrument whose storage holds the series.
         key: The series key (see :func:`series_key`).
         only: When given, remove the entry only if it is this very object, so
-            that evicting a placeholder never removes a real series created
-            after it.
+            that evicting a placeholder never removes a real series created after it.
+        on_raced: Called for each write that reaches an evicted aggregation
+            through a reference taken before the eviction (the write is dropped).
+        unless: Checked under the match's lock with the aggregation found; when
+            it returns True the entry stays (an expiry whose series was set again).
 
     Returns:
         The number of real (non-placeholder) aggregations removed.
     """
-    consumer = getattr(instrument, "_measurement_consumer", None)
-    storages = getattr(consumer, "_reader_storages", None)
-    if not storages:
-        return 0
     removed = 0
-    for storage in list(storages.values()):
-        for match in storage._instrument_view_instrument_matches.get(instrument, ()):
-            with match._lock:
-                table = match._attributes_aggregation
-                found = table.get(key)
-                if found is None or (only is not None and found is not only):
-                    continue
-                del table[key]
-            if not isinstance(found, Placeholder):
-                removed += 1
+    for match in _matches_of(instrument):
+        with match._lock:
+            table = match._attributes_aggregation
+            found = table.get(key)
+            if found is None or (only is not None and found is not only):
+                continue
+            if unless is not None and unless(found):
+                continue
+            del table[key]
+            if isinstance(found, Placeholder):
+                found.release()
+                continue
+        removed += 1
+        if isinstance(found, TouchingAggregation):
+            found.retire(match)
+        else:
+            # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
+            found.aggregate = _RacedWrite(on_raced).aggregate
     return removed
 
 
 def series_count(provider: MeterProvider, include_placeholders: bool = False) -> int:
     """Attribute sets held in all reader storages of ``provider`` (tests and benchmarks)."""
     total = 0
-    for storage in provider._measurement_consumer._reader_storages.values():
+    for storage in provider._measurement_consumer._reader_storages.values():  # type: ignore[attr-defined]
         for matches in list(storage._instrument_view_instrument_matches.values()):
             for match in matches:
                 with match._lock:
@@ -130,18 +324,85 @@ def series_count(provider: MeterProvider, include_placeholders: bool = False) ->
     return total
 
 
-def views_of_reader(reader: MetricReader) -> tuple[View, ...] | None:
-    """The views of the MeterProvider ``reader`` is registered with, or None if unregistered."""
-    collect = getattr(reader, "_collect", None)
-    consumer = getattr(collect, "__self__", None)
-    config = getattr(consumer, "_sdk_config", None)
-    if config is None:
-        return None
-    return tuple(config.views)
+# -- aggregations that stand in the SDK's storage ----------------------------------------------------------------
+
+
+def _no_reservoir(*args: Any, **kwargs: Any) -> Any:
+    return None
+
+
+def _has_limit(match: Any) -> bool:
+    return match is not None and type(getattr(match, "_cardinality_limit", None)) is int
+
+
+class Placeholder(_DropAggregation):  # type: ignore[misc]
+    """Stands in the SDK storage for a late write to a forgotten object.
+
+    The SDK stores whatever aggregation we return for an unseen attribute set,
+    so a blocked write leaves this inert object behind. It aggregates and
+    exports nothing and is evicted at the next collection or when the block lifts.
+    """
+
+    def __init__(self, attributes: Mapping[str, Any], on_drop: Callable[[], None] | None, match: Any = None) -> None:
+        super().__init__(attributes, reservoir_builder=_no_reservoir)
+        self._on_drop = on_drop
+        # Where the SDK has a cardinality limit, a placeholder must not take a live object's slot:
+        # the match's limit is raised while it stands (we run under the match's lock here).
+        self._match = match if _has_limit(match) else None
+        if self._match is not None:
+            self._match._cardinality_limit += 1
+
+    def release(self) -> None:
+        """Give the reserved slot back; called under the match's lock once the placeholder is evicted."""
+        match, self._match = self._match, None
+        if match is not None:
+            match._cardinality_limit -= 1
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        if self._on_drop is not None:
+            self._on_drop()
+
+
+class TouchingAggregation(_Aggregation):  # type: ignore[misc]
+    """Delegates to a real aggregation and reports each measurement it aggregates.
+
+    Used for transient instruments only, so the extra call costs nothing
+    elsewhere. When expiry evicts it while a writer still holds it, the write
+    is handed back to the view match, which creates the series again: a set
+    that arrives after the decision to expire survives.
+    """
+
+    __slots__ = ("_inner", "_touch", "_entry", "_match")
+
+    def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any) -> None:
+        # Not calling super().__init__: this object holds no data of its own.
+        self._inner = inner
+        self._touch = touch
+        self._entry = entry
+        self._match: Any = None
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        match = self._match
+        if match is not None:
+            # Evicted after the writer found us: record into the match afresh (a new series).
+            match.consume_measurement(measurement, should_sample_exemplar)
+            return
+        self._inner.aggregate(measurement, should_sample_exemplar)
+        self._touch(self._entry, measurement)
+
+    def retire(self, match: Any) -> None:
+        """Called once evicted from ``match``: later writes through stale references go back to it."""
+        self._match = match
+
+    def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
+        return self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+
+
+# -- views and readers ---------------------------------------------------------------------------------------------
 
 
 def view_aggregation(view: View) -> Aggregation:
-    return view._aggregation
+    return view._aggregation  # type: ignore[no-any-return]
 
 
 def view_with_aggregation(view: View, aggregation: Aggregation) -> View:
@@ -161,76 +422,173 @@ class SelectiveView(View):
     def __init__(
         self, aggregation: Aggregation, excluded: Iterable[View], cardinality_limit: int | None = None
     ) -> None:
-        super().__init__(instrument_name="*", aggregation=aggregation, aggregation_cardinality_limit=cardinality_limit)
+        options: dict[str, Any] = {}
+        if cardinality_limit is not None and supports_cardinality_limit():
+            options["aggregation_cardinality_limit"] = cardinality_limit
+        super().__init__(instrument_name="*", aggregation=aggregation, **options)
         self._excluded = tuple(excluded)
 
     def _match(self, instrument: Any) -> bool:
         return super()._match(instrument) and not any(view._match(instrument) for view in self._excluded)
 
 
-_checked = threading.Event()
+def views_of_reader(reader: MetricReader) -> tuple[View, ...] | None:
+    """The views of the MeterProvider ``reader`` is registered with, or None if unregistered."""
+    collect = getattr(reader, "_collect", None)
+    consumer = getattr(collect, "__self__", None)
+    config = getattr(consumer, "_sdk_config", None)
+    if config is None:
+        return None
+    return tuple(config.views)
 
 
-def check_sdk_internals() -> None:
-    """Raise ImportError when the installed SDK is outside the tested range or its internals moved."""
-    if _checked.is_set():
-        return
-    version = tuple(int(part) for part in SDK_VERSION.split(".")[:2])
-    low, high = TESTED_SDK_RANGE
-    problems = []
-    if not low <= version < high:
-        problems.append("opentelemetry-sdk %s is outside the tested range >=%d.%d,<%d.%d" % (SDK_VERSION, *low, *high))
-    expectations = [
-        (_ViewInstrumentMatch, "_get_or_create_aggregation"),
-        (MetricReaderStorage, "_get_or_init_view_instrument_match"),
-        (SynchronousMeasurementConsumer, "consume_measurement"),
-        (View, "_match"),
-        (_DropAggregation, "aggregate"),
-    ]
-    for owner, attribute in expectations:
-        if not hasattr(owner, attribute):
-            problems.append("%s.%s is gone" % (owner.__name__, attribute))
-    init_names = _ViewInstrumentMatch.__init__.__code__.co_names
-    for attribute in ("_attributes_aggregation", "_lock"):
-        if attribute not in init_names:
-            problems.append("_ViewInstrumentMatch no longer sets %s" % attribute)
-    for owner, attribute in (
-        (MetricReaderStorage, "_instrument_view_instrument_matches"),
-        (SynchronousMeasurementConsumer, "_reader_storages"),
-    ):
-        if attribute not in owner.__init__.__code__.co_names:
-            problems.append("%s no longer sets %s" % (owner.__name__, attribute))
-    if problems:
-        raise ImportError(
-            "otel-gitjob cannot free SDK storage with this opentelemetry-sdk: "
-            + "; ".join(problems)
-            + ". Install an opentelemetry-sdk in the tested range, or upgrade otel-gitjob."
-        )
-    _checked.set()
+class AttachHook:
+    """Mixin for a MetricReader: ``_on_attach()`` runs when a MeterProvider takes the reader.
+
+    The SDK hands a reader its collect callback when a MeterProvider is built
+    with it (or adds it later): the first moment its views can be checked.
+    """
+
+    def _set_collect_callback(self, func: Any) -> None:
+        super()._set_collect_callback(func)  # type: ignore[misc]
+        if func is not None:
+            self._on_attach()
+
+    def _on_attach(self) -> None:
+        """Called once the reader belongs to a MeterProvider; may raise ConfigurationError."""
 
 
 def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Aggregation]]:
     """The temporality and aggregation a MetricExporter asks its reader for (no public getter)."""
-    return dict(exporter._preferred_temporality or {}), dict(exporter._preferred_aggregation or {})
+    return dict(getattr(exporter, "_preferred_temporality", None) or {}), dict(
+        getattr(exporter, "_preferred_aggregation", None) or {}
+    )
 
 
-class TouchingAggregation(_Aggregation):
-    """Delegates to a real aggregation and reports each measurement it aggregates.
+# -- the behavioural self-check -------------------------------------------------------------------------------------
 
-    Used for transient instruments only, so the extra call costs nothing elsewhere.
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The outcome of :func:`self_check`.
+
+    Attributes:
+        ok: Eviction works on the installed SDK; when False the package runs degraded.
+        adapter: The adapter's name, or None when no shape matched.
+        problems: What failed, for the warning.
     """
 
-    __slots__ = ("_inner", "_touch", "_entry")
+    ok: bool
+    adapter: str | None
+    problems: tuple[str, ...]
 
-    def __init__(self, inner: _Aggregation, touch: Callable[[Any, Any], None], entry: Any) -> None:
-        # Not calling super().__init__: this object holds no data of its own.
-        self._inner = inner
-        self._touch = touch
-        self._entry = entry
 
-    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        self._inner.aggregate(measurement, should_sample_exemplar)
-        self._touch(self._entry, measurement)
+class _ProbeAggregation(Aggregation):
+    """A view aggregation that records what our real hook would see."""
 
-    def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
-        return self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+    def __init__(self) -> None:
+        self.created: list[tuple[Any, Any, Any]] = []
+        self.raced = 0
+
+    def _create_aggregation(self, instrument: Any, attributes: Any, reservoir_factory: Any, start: int) -> Any:
+        match, sdk_key = calling_match()
+        if attributes is None:
+            install_race_guard(match, self._count)
+        else:
+            self.created.append((match, sdk_key, dict(attributes)))
+        return DefaultAggregation()._create_aggregation(instrument, attributes, reservoir_factory, start)
+
+    def _count(self) -> None:
+        self.raced += 1
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    points: list[Any] = []
+    for resource_metrics in getattr(data, "resource_metrics", None) or ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points
+
+
+def _run_self_check() -> list[str]:
+    if ADAPTER is None:
+        return list(_IMPORT_PROBLEMS) or ["no adapter fits this SDK's internals"]
+    problems: list[str] = list(_IMPORT_PROBLEMS)
+    probe = _ProbeAggregation()
+    views = [View(instrument_name="*", aggregation=probe)]
+    if ADAPTER.cardinality_limit:
+        views = [View(instrument_name="*", aggregation=probe, aggregation_cardinality_limit=2)]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=views)
+    try:
+        counter = provider.get_meter("otel_gitjob.self_check").create_counter("probe")
+        first = {"namespace": "ns", "name": "a"}
+        counter.add(1, first)
+        if len(probe.created) != 1:
+            return problems + ["the view hook saw %d new series, expected 1" % len(probe.created)]
+        match, sdk_key, _ = probe.created[0]
+        if match is None:
+            problems.append("the view match that creates a series cannot be found")
+        key = series_key(first)
+        if sdk_key is not None and sdk_key != key:
+            problems.append("the SDK's series key differs from the adapter's")
+        if match is not None and key not in match._attributes_aggregation:
+            problems.append("the series is not stored under the adapter's key")
+        if evict(counter, key) != 1 or series_count(provider) != 0:
+            problems.append("evicting the series did not remove it from the SDK storage")
+        if _points(reader, "probe"):
+            problems.append("an evicted series is still collected")
+        counter.add(2, first)
+        points = _points(reader, "probe")
+        if [point.value for point in points] != [2]:
+            problems.append("a series written again after eviction did not start afresh (got %r)" % (points,))
+        if ADAPTER.guard_relookup and match is not None:
+            table = match._attributes_aggregation
+            if not isinstance(table, _GuardedTable):
+                problems.append("the race guard is not installed")
+            else:
+                table[("missing",)].aggregate(None)
+                if probe.raced != 1:
+                    problems.append("a write racing an eviction is not dropped and counted")
+        if ADAPTER.cardinality_limit:
+            # Limit 2: one live series; evict it, then two new ones must both get real slots.
+            evict(counter, key)
+            counter.add(1, {"namespace": "ns", "name": "b"})
+            counter.add(1, {"namespace": "ns", "name": "c"})
+            names = sorted(str(point.attributes.get("name")) for point in _points(reader, "probe"))
+            if names != ["b", "c"]:
+                problems.append("an evicted series does not return its cardinality slot (got %s)" % names)
+    except Exception as error:  # any surprise means: do not trust eviction
+        problems.append("the self-check raised %r" % (error,))
+    finally:
+        try:
+            provider.shutdown()
+        except Exception:  # pragma: no cover - a broken SDK's shutdown
+            pass
+    return problems
+
+
+_check_lock = threading.Lock()
+_check_result: SelfCheck | None = None
+
+
+def self_check(*, rerun: bool = False) -> SelfCheck:
+    """Prove, once per process, that eviction works on the installed SDK.
+
+    Runs on a private MeterProvider: a series is created, evicted, must be gone
+    from storage and from the collection, and must start afresh when written
+    again; the race guard must drop and count; where the SDK has a cardinality
+    limit, the evicted series' slot must be returned. Never raises.
+
+    Args:
+        rerun: Run it again instead of returning the cached outcome (tests).
+    """
+    global _check_result
+    with _check_lock:
+        if _check_result is None or rerun:
+            problems = _run_self_check()
+            _check_result = SelfCheck(not problems, ADAPTER.name if ADAPTER else None, tuple(problems))
+        return _check_result

@@ -4,6 +4,8 @@ Recording calls follow the OTel API convention and never raise into the
 controller. Every drop goes through :class:`DropRecorder`, which counts it by
 reason (exported as ``otel_gitjob_dropped_measurements_total{reason}``) and
 logs the first drop of each reason, then at most one summary per interval.
+A log line names what was dropped by a short description only (a type, an
+identity, truncated): an object body may carry credentials and be megabytes.
 """
 
 from __future__ import annotations
@@ -15,11 +17,33 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["DROPPED_METRIC_NAME", "DropRecorder"]
+__all__ = ["DROPPED_METRIC_NAME", "DropRecorder", "safe_detail"]
 
 _logger = logging.getLogger("otel_gitjob")
 
 DROPPED_METRIC_NAME = "otel_gitjob_dropped_measurements"
+
+# Longest detail a log line carries.
+_MAX_DETAIL = 200
+
+
+def safe_detail(obj: object) -> str:
+    """A description of a dropped object that is safe to log: its type, never its contents.
+
+    Numbers are shown (a bad duration is the useful part); strings and objects
+    only by type and length, since a body or a URL may carry a secret.
+    """
+    try:
+        if isinstance(obj, (bool, int, float)) or obj is None:
+            big = isinstance(obj, int) and obj.bit_length() >= 100
+            text = "an int of %d bits" % obj.bit_length() if big else repr(obj)  # type: ignore[union-attr]
+        elif isinstance(obj, (str, bytes)):
+            text = "a %s of length %d" % (type(obj).__name__, len(obj))
+        else:
+            text = "a %s" % (type(obj).__name__,)
+    except Exception:
+        text = "an object"
+    return text[:_MAX_DETAIL]
 
 
 class DropRecorder:
@@ -41,8 +65,13 @@ class DropRecorder:
         self._log_interval = log_interval
         self._clock = clock
 
-    def drop(self, reason: str, detail: object = None) -> None:
-        """Count one dropped measurement and log it if this reason has not been logged lately."""
+    def drop(self, reason: str, detail: str | None = None) -> None:
+        """Count one dropped measurement and log it if this reason has not been logged lately.
+
+        Args:
+            reason: The label value of the self-metric; keep them few and stable.
+            detail: A short description safe to log (see :func:`safe_detail`); truncated.
+        """
         now = self._clock()
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + 1
@@ -51,12 +80,16 @@ class DropRecorder:
                 return
             self._next_log[reason] = now + self._log_interval
             suppressed = self._suppressed.pop(reason, 0)
-        _logger.warning(
-            "otel-gitjob dropped a measurement (reason=%s): %r; %d more dropped for this reason since the last log",
-            reason,
-            detail,
-            suppressed,
-        )
+        text = str(detail)[:_MAX_DETAIL] if detail is not None else "-"
+        if suppressed:
+            _logger.warning(
+                "otel-gitjob dropped a measurement (reason=%s): %s; %d more dropped for this reason since the last log",
+                reason,
+                text,
+                suppressed,
+            )
+        else:
+            _logger.warning("otel-gitjob dropped a measurement (reason=%s): %s", reason, text)
 
     def counts(self) -> dict[str, int]:
         """A snapshot of drops by reason."""

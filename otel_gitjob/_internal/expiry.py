@@ -18,7 +18,12 @@ Design:
   entries make up most of it.
 * One sweeper thread per processor, started on the first schedule, sleeping
   on a condition until the earliest deadline (no polling); stopped by
-  ``Lifecycle.shutdown()`` or the reader's shutdown.
+  ``Lifecycle.shutdown()``, between two eviction slices at the latest.
+* Series are keyed by the SDK instrument object and the series key, so two
+  meters with a same-named transient instrument never share an entry.
+* A write that races its own expiry survives: eviction re-checks the deadline
+  under the SDK's lock, and a writer holding the evicted aggregation is sent
+  back to the SDK, which creates the series afresh (``_sdk.TouchingAggregation``).
 * Exact at collection: readers run :meth:`ExpiryProcessor.expire_due` before
   collecting and filter points past their deadline before exporting, so a
   lagging sweeper never lets an expired series out.
@@ -39,9 +44,11 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.points import collection_stamp, filter_points
 
 if TYPE_CHECKING:
-    from otel_gitjob._internal.registry import Identity, Lifecycle
+    from otel_gitjob._internal.registry import ObjectKey, SeriesRegistry
 
 __all__ = ["ExpiryProcessor"]
 
@@ -59,7 +66,7 @@ class _Entry:
 
     instrument: Any
     key: Hashable
-    identity: Identity | None
+    obj: ObjectKey | None
     attributes: Mapping[str, Any] | None
     ttl: float
     generation: int = 0
@@ -73,19 +80,20 @@ class ExpiryProcessor:
     """Schedules and performs the expiry of transient series; owned by a :class:`Lifecycle`.
 
     Args:
-        lifecycle: The registry whose eviction this processor uses.
+        registry: The registry whose eviction this processor uses.
         clock: Monotonic clock in seconds, injectable for tests.
     """
 
-    def __init__(self, lifecycle: Lifecycle, clock: Callable[[], float]) -> None:
-        self._lifecycle = lifecycle
+    def __init__(self, registry: SeriesRegistry, clock: Callable[[], float]) -> None:
+        self._registry = registry
         self._clock = clock
         self.ttls: dict[str, float] = {}
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, _Entry, int]] = []
         self._seq = itertools.count()
-        self._series: dict[tuple[str, Hashable], _Entry] = {}
-        self._by_identity: dict[Identity, set[_Entry]] = {}
+        self._series: dict[tuple[Any, Hashable], _Entry] = {}  # (instrument, key)
+        self._by_name: dict[tuple[str, Hashable], list[_Entry]] = {}  # for the export filter
+        self._by_object: dict[ObjectKey, set[_Entry]] = {}
         self._stale = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -97,16 +105,18 @@ class ExpiryProcessor:
     # -- configuration --------------------------------------------------------------------------------------
 
     def declare(self, instrument_name: str, ttl_seconds: float) -> None:
-        from otel_gitjob._internal.registry import ConfigurationError
-
         if not isinstance(instrument_name, str) or not instrument_name:
             raise ConfigurationError("transient() needs an instrument name, got %r" % (instrument_name,))
-        if (
-            isinstance(ttl_seconds, bool)
-            or not isinstance(ttl_seconds, (int, float))
-            or not math.isfinite(ttl_seconds)
-            or ttl_seconds <= 0
-        ):
+        try:
+            valid = (
+                not isinstance(ttl_seconds, bool)
+                and isinstance(ttl_seconds, (int, float))
+                and math.isfinite(ttl_seconds)
+                and ttl_seconds > 0
+            )
+        except OverflowError:
+            valid = False
+        if not valid:
             raise ConfigurationError(
                 "the TTL of transient instrument %r must be a finite number of seconds > 0, got %r"
                 % (instrument_name, ttl_seconds)
@@ -116,17 +126,21 @@ class ExpiryProcessor:
 
     # -- the write path -------------------------------------------------------------------------------------
 
-    def wrap(self, instrument: Any, attributes: Mapping[str, Any], aggregation: Any) -> Any:
+    def wrap(self, instrument: Any, attributes: Any, aggregation: Any, key: Hashable | None) -> Any:
         """Called by the view when the SDK creates a transient series (under the SDK's lock)."""
-        key = (instrument.name, _sdk.series_key(attributes))
+        attributes = attributes or {}
+        if key is None:
+            key = _sdk.series_key(attributes)
+        ref = (instrument, key)
         with self._cond:
-            entry = self._series.get(key)
+            entry = self._series.get(ref)
             if entry is None:
-                identity = self._lifecycle.identity_of(attributes)
-                entry = _Entry(instrument, key[1], identity, dict(attributes), self.ttls[instrument.name])
-                self._series[key] = entry
-                if identity is not None:
-                    self._by_identity.setdefault(identity, set()).add(entry)
+                obj = self._registry.object_of(instrument.name, attributes)
+                entry = _Entry(instrument, key, obj, dict(attributes), self.ttls[instrument.name])
+                self._series[ref] = entry
+                self._by_name.setdefault((instrument.name, key), []).append(entry)
+                if obj is not None:
+                    self._by_object.setdefault(obj, set()).add(entry)
         return _sdk.TouchingAggregation(aggregation, self._touch, entry)
 
     def _touch(self, entry: _Entry, measurement: Any) -> None:
@@ -146,18 +160,24 @@ class ExpiryProcessor:
             heapq.heappush(self._heap, (entry.deadline, next(self._seq), entry, entry.generation))
             if self._heap[0][2] is entry:
                 self._cond.notify()
-            if self._thread is None:
+            if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._run, name="otel-gitjob-expiry", daemon=True)
                 self._thread.start()
 
     # -- expiry ---------------------------------------------------------------------------------------------
 
-    def expire_due(self) -> int:
-        """Expire every series whose deadline has passed; returns how many."""
-        due = self._take_due(self._clock())
-        if due:
-            self._remove(due)
-        return len(due)
+    def expire_due(self, *, sweeper: bool = False) -> int:
+        """Expire every series whose deadline has passed; returns how many.
+
+        Args:
+            sweeper: Called by the sweeper thread, which stops between two
+                slices once shut down (a reader's call always finishes).
+        """
+        now = self._clock()
+        due = self._take_due(now)
+        if not due:
+            return 0
+        return self._remove(due, now, sweeper)
 
     def _take_due(self, now: float) -> list[_Entry]:
         due = []
@@ -181,35 +201,65 @@ class ExpiryProcessor:
         entry.alive = False
         entry.scheduled = False
         entry.generation += 1
-        self._series.pop((entry.instrument.name, entry.key), None)
-        if entry.identity is not None:
-            siblings = self._by_identity.get(entry.identity)
+        ref = (entry.instrument, entry.key)
+        if self._series.get(ref) is entry:
+            del self._series[ref]
+        named = self._by_name.get((entry.instrument.name, entry.key))
+        if named is not None:
+            if entry in named:
+                named.remove(entry)
+            if not named:
+                del self._by_name[(entry.instrument.name, entry.key)]
+        if entry.obj is not None:
+            siblings = self._by_object.get(entry.obj)
             if siblings is not None:
                 siblings.discard(entry)
                 if not siblings:
-                    del self._by_identity[entry.identity]
+                    del self._by_object[entry.obj]
 
-    def _remove(self, entries: list[_Entry]) -> None:
-        lifecycle = self._lifecycle
+    def _revive(self, entry: _Entry) -> None:
+        """An entry set again between the decision to expire it and its eviction: it lives on."""
+        with self._cond:
+            ref = (entry.instrument, entry.key)
+            if ref in self._series or self._stopping:
+                return  # a newer entry for the same series exists already
+            entry.alive = True
+            self._series[ref] = entry
+            self._by_name.setdefault((entry.instrument.name, entry.key), []).append(entry)
+            if entry.obj is not None:
+                self._by_object.setdefault(entry.obj, set()).add(entry)
+        self._schedule(entry)
+
+    def _remove(self, entries: list[_Entry], decided_at: float, sweeper: bool) -> int:
+        registry = self._registry
         self._last_expiry_ns = time.time_ns()
-        # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all.
+        expired = 0
+        # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all,
+        # and a shutdown stops the sweep between two slices.
         for start in range(0, len(entries), _EVICT_SLICE):
+            if sweeper and self._stopping:
+                break
             chunk = entries[start : start + _EVICT_SLICE]
-            with lifecycle._op_lock:
-                for entry in chunk:
-                    # A due entry is alive, so it still has its attributes (only forgotten ones drop them).
-                    attributes = entry.attributes or {}
-                    lifecycle._evict(entry.identity, (((entry.instrument, entry.key), attributes),))
-                lifecycle._unindex_many([(entry.identity, (entry.instrument, entry.key)) for entry in chunk])
-        self.expired_total += len(entries)
+            evicted = registry.evict_series(
+                [(entry.obj, entry.instrument, entry.key, entry.attributes or {}) for entry in chunk],
+                # Set again after the decision (its deadline moved): keep it.
+                unless=lambda i, found, chunk=chunk: (chunk[i].deadline or 0.0) > decided_at,  # type: ignore[misc]
+            )
+            expired += len(evicted)
+            if len(evicted) != len(chunk):
+                kept = set(range(len(chunk))) - set(evicted)
+                for i in sorted(kept):
+                    self._revive(chunk[i])
+        self.expired_total += expired
+        return expired
 
-    def discard_identity(self, identity: Identity) -> None:
+    def discard_object(self, obj: ObjectKey) -> None:
         """Forget pending expiries of a forgotten object; their heap entries go stale."""
         with self._cond:
-            entries = self._by_identity.pop(identity, ())
+            entries = self._by_object.pop(obj, ())
             for entry in entries:
                 was_scheduled = entry.scheduled
-                entry.identity = None  # already unlinked from _by_identity
+                entry.obj = None  # already unlinked from _by_object
                 self._retire_locked(entry)
                 # Its heap entry stays until popped or compacted: keep it light.
                 entry.last = entry.attributes = None
@@ -227,8 +277,6 @@ class ExpiryProcessor:
         """Drop points of transient series past their deadline (a collection the sweeper hasn't caught up with)."""
         if not self.ttls:
             return metrics_data
-        from otel_gitjob._internal.registry import collection_stamp, filter_points
-
         now = self._clock()
         with self._cond:
             # A scheduled series' heap entry is never later than its deadline.
@@ -238,11 +286,11 @@ class ExpiryProcessor:
             if stamp is None or stamp > self._last_expiry_ns:
                 # Nothing is past its deadline, and nothing expired since this collection was taken.
                 return metrics_data
-        series = self._series
+        by_name = self._by_name
 
         def keep(name: str, attributes: Mapping[str, Any]) -> bool:
-            entry = series.get((name, _sdk.series_key(attributes)))
-            return entry is not None and (entry.deadline is None or entry.deadline > now)
+            entries = by_name.get((name, _sdk.series_key(attributes)), ())
+            return any(entry.deadline is None or entry.deadline > now for entry in entries)
 
         return filter_points(metrics_data, keep, only_metrics=self.ttls)
 
@@ -265,7 +313,7 @@ class ExpiryProcessor:
                 if self._stopping:
                     return
             try:
-                self.expire_due()
+                self.expire_due(sweeper=True)
             except Exception:  # the sweeper must survive anything a removal listener does
                 _logger.exception("otel-gitjob: expiry sweep failed")
 
@@ -286,11 +334,16 @@ class ExpiryProcessor:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def shutdown(self) -> None:
-        """Stop the sweeper for good; expiries still happen at each collection."""
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop the sweeper for good; expiries still happen at each collection.
+
+        Never called with a lock held: the sweeper may need the registry's
+        lock to finish its current slice, and joining it under that lock
+        would wait for the whole timeout.
+        """
         with self._cond:
             thread, self._thread = self._thread, None
             self._stopping = True
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+            thread.join(timeout)

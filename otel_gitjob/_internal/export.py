@@ -6,45 +6,72 @@ after it, and housekeeping that is due before a collection. Both destinations
 share that logic: the pull path (:class:`LifecyclePrometheusReader`) and the
 push path (:class:`LifecycleExporter`, for OTLP or any other exporter under a
 ``PeriodicExportingMetricReader``).
+
+Neither ever shuts down the lifecycle it was given: one lifecycle may serve
+several providers, and its owner shuts it down.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.view import View
 from prometheus_client import REGISTRY
 
 from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.otlp import staleness_markers_for
-from otel_gitjob._internal.views import uses_lifecycle
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from prometheus_client import CollectorRegistry
 
-    from otel_gitjob._internal.registry import Lifecycle
+    from otel_gitjob._internal.registry import SeriesRegistry
 
 __all__ = ["LifecycleExporter", "LifecyclePrometheusReader"]
 
 
-class LifecyclePrometheusReader(PrometheusMetricReader):
+class _Lifecycle(Protocol):
+    """What readers and exporters need of a :class:`~otel_gitjob.Lifecycle` (no upward import)."""
+
+    registry: SeriesRegistry
+
+    def before_collect(self) -> None: ...
+
+    def filter(self, metrics_data: MetricsData) -> MetricsData: ...
+
+    def uses(self, views: Sequence[View]) -> bool: ...
+
+
+# opentelemetry-exporter-prometheus grew these options over the supported range (0.54b0 has neither).
+_READER_OPTIONS = set(inspect.signature(PrometheusMetricReader.__init__).parameters)
+
+
+class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # type: ignore[misc]
     """A ``PrometheusMetricReader`` that consults the lifecycle before and after each collection.
 
     Defaults differ from the SDK's so the output is Fleet's: no
     ``otel_scope_*`` labels and no ``target_info`` unless asked for.
 
     Args:
-        lifecycle: The registry the MeterProvider's views report to.
+        lifecycle: The :class:`~otel_gitjob.Lifecycle` the MeterProvider's views report to.
         registry: The prometheus_client registry (the global one when None).
         disable_target_info: Leave out ``target_info``.
-        scope_info_enabled: Add ``otel_scope_*`` labels.
+        scope_info_enabled: Add ``otel_scope_*`` labels (exporter releases that support them).
         **options: Passed on to ``PrometheusMetricReader``.
+
+    Raises:
+        ConfigurationError: When a MeterProvider takes this reader but was built
+            without ``lifecycle.views()``.
     """
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        lifecycle: _Lifecycle,
         registry: CollectorRegistry | None = None,
         *,
         disable_target_info: bool = True,
@@ -52,30 +79,53 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
         **options: Any,
     ) -> None:
         self._lifecycle = lifecycle
-        self._wiring_checked = False
-        super().__init__(
-            disable_target_info=disable_target_info,
-            scope_info_enabled=scope_info_enabled,
-            registry=registry if registry is not None else REGISTRY,
-            **options,
-        )
+        target = registry if registry is not None else REGISTRY
+        if "scope_info_enabled" in _READER_OPTIONS:
+            options["scope_info_enabled"] = scope_info_enabled
+        unknown = set(options) - _READER_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                "this opentelemetry-exporter-prometheus does not take %s; upgrade it or leave them out"
+                % ", ".join(sorted(unknown))
+            )
+        if "registry" in _READER_OPTIONS:
+            options["registry"] = target
+        super().__init__(disable_target_info=disable_target_info, **options)
+        self._target_registry = target
+        self._registered = True
+        if "registry" not in _READER_OPTIONS and target is not REGISTRY:
+            # Older exporters always register with the global registry: move the collector.
+            REGISTRY.unregister(self._collector)
+            target.register(self._collector)
+
+    def _on_attach(self) -> None:
+        views = _sdk.views_of_reader(self)
+        if views is not None and not self._lifecycle.uses(views):
+            raise ConfigurationError(
+                "this reader's MeterProvider was created without the lifecycle's views, so forgotten objects "
+                "cannot be evicted: create it as MeterProvider(metric_readers=[...], views=lifecycle.views())"
+            )
 
     # MetricReader.collect is marked @final, but a scrape offers no other hook that runs before the
     # SDK collects (expiry must happen first to be exact); the SDK's own collect still does the work.
     def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
-        if not self._wiring_checked:
-            _check_wiring(self, self._lifecycle)
-            self._wiring_checked = True
-        self._lifecycle._before_collect()
+        self._lifecycle.before_collect()
         super().collect(timeout_millis=timeout_millis)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        super()._receive_metrics(self._lifecycle._filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
+        if metrics_data is None:
+            return
+        super()._receive_metrics(self._lifecycle.filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Unregister from the Prometheus registry and stop the lifecycle's sweeper (MeterProvider.shutdown)."""
-        super().shutdown(timeout_millis=timeout_millis, **kwargs)
-        self._lifecycle.shutdown()
+        """Unregister from the Prometheus registry (MeterProvider.shutdown); the lifecycle stays up. Idempotent."""
+        if not self._registered:
+            return
+        self._registered = False
+        if "registry" in _READER_OPTIONS:
+            super().shutdown(timeout_millis=timeout_millis, **kwargs)
+        else:
+            self._target_registry.unregister(self._collector)
 
 
 class LifecycleExporter(MetricExporter):
@@ -83,22 +133,27 @@ class LifecycleExporter(MetricExporter):
 
     Temporality and aggregation preferences are the wrapped exporter's, so a
     ``PeriodicExportingMetricReader`` configures itself exactly as it would
-    for the exporter alone.
+    for the exporter alone. OTLP exporters also send each removed series once
+    more, flagged stale (``NO_RECORDED_VALUE``).
+
+    Args:
+        lifecycle: The :class:`~otel_gitjob.Lifecycle` the MeterProvider's views report to.
+        exporter: The exporter to wrap.
     """
 
-    def __init__(self, lifecycle: Lifecycle, exporter: MetricExporter) -> None:
+    def __init__(self, lifecycle: _Lifecycle, exporter: MetricExporter) -> None:
         if not isinstance(exporter, MetricExporter):
-            raise TypeError("wrap_exporter() takes a MetricExporter, got %r" % (exporter,))
+            raise ConfigurationError("LifecycleExporter takes a MetricExporter, got %r" % (type(exporter).__name__,))
         temporality, aggregation = _sdk.exporter_preferences(exporter)
         super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self._lifecycle = lifecycle
         self.exporter = exporter
         # OTLP exporters also send removed series once more, flagged stale (otlp.py); None for others.
-        self.staleness = staleness_markers_for(lifecycle, exporter)
+        self.staleness = staleness_markers_for(lifecycle.registry, exporter)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        self._lifecycle._before_collect()
-        metrics_data = self._lifecycle._filter(metrics_data)
+        self._lifecycle.before_collect()
+        metrics_data = self._lifecycle.filter(metrics_data)
         if self.staleness is not None:
             return self.staleness.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         return self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
@@ -109,18 +164,7 @@ class LifecycleExporter(MetricExporter):
         return self.exporter.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Shut the wrapped exporter down (MeterProvider.shutdown); the lifecycle stays up."""
         if self.staleness is not None:
             self.staleness.close()
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
-        self._lifecycle.shutdown()
-
-
-def _check_wiring(reader: Any, lifecycle: Lifecycle) -> None:
-    from otel_gitjob._internal.registry import ConfigurationError
-
-    views = _sdk.views_of_reader(reader)
-    if views is not None and not uses_lifecycle(views, lifecycle):
-        raise ConfigurationError(
-            "this reader's MeterProvider was created without the lifecycle's views, so forgotten repos "
-            "cannot be evicted: create it as MeterProvider(metric_readers=[...], views=lifecycle.views())"
-        )

@@ -8,17 +8,22 @@ holds and never raise.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 
-from otel_gitjob._internal.identity import coerce_repo
-from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob._internal.badinput import safe_detail
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
+from otel_gitjob._internal.lifecycle import Lifecycle
 from otel_gitjob.version import __version__
 
 __all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
@@ -27,6 +32,28 @@ __all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
 DEFAULT_GAUGE_TTL = 120.0
 
 REASON_BAD_DURATION = "bad_duration"
+REASON_INTERNAL = "internal_error"
+
+_logger = logging.getLogger("otel_gitjob")
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _never_raises(method: _Method) -> _Method:
+    """Recording methods follow the OTel API convention: whatever the input, nothing escapes."""
+
+    @functools.wraps(method)
+    def guarded(self: GitJobMetrics, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as error:
+            self._drops.drop(REASON_INTERNAL, "%s: %s" % (method.__name__, type(error).__name__))
+            _logger.debug("otel-gitjob: %s failed", method.__name__, exc_info=True)
+
+    return guarded  # type: ignore[return-value]
+
 
 # Fleet's bucket bounds. Whole numbers are ints on purpose: the Prometheus
 # exporter prints a bound as Python formats it, and Fleet's output says le="1".
@@ -139,8 +166,11 @@ class GitJobMetrics:
     ) -> None:
         if not isinstance(lifecycle, Lifecycle):
             raise ConfigurationError("GitJobMetrics needs lifecycle=Lifecycle(...), got %r" % (lifecycle,))
-        if not isinstance(prefix, str):
-            raise ConfigurationError("prefix must be a string such as 'fleet', got %r" % (prefix,))
+        if not isinstance(prefix, str) or (prefix and _METRIC_NAME.fullmatch(prefix) is None):
+            raise ConfigurationError(
+                "prefix must be empty or a Prometheus metric name prefix such as 'fleet' (a letter or '_', then "
+                "letters, digits and '_'), got %r" % (prefix,)
+            )
         if len(lifecycle.identity_keys) != 2:
             raise ConfigurationError(
                 "GitJobMetrics labels series with a namespace and a name; give it a Lifecycle whose identity_keys "
@@ -151,6 +181,7 @@ class GitJobMetrics:
         for key in sorted(enabled - set(known)):
             raise ConfigurationError("unknown instrument %r; the GitJob instruments are %s" % (key, known))
         self._lifecycle = lifecycle
+        self._kind = lifecycle.default_kind
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
         provider = meter_provider if meter_provider is not None else get_meter_provider()
@@ -162,22 +193,25 @@ class GitJobMetrics:
             setattr(self, "_" + spec.key, _create(meter, spec, name) if spec.key in enabled else _DISABLED)
         # Declared even when the gauge is left out, so that a bad TTL is reported all the same.
         lifecycle.transient(self.names["duration_gauge"], gauge_ttl)
-        self._drops.register(meter)
+        lifecycle.register_self_metrics(meter)
 
     # -- recording ------------------------------------------------------------------------------------------
 
+    @_never_raises
     def job_created(self, repo: Any) -> None:
         """A git job was created for the repo."""
         attributes = self._attributes(repo)
         if attributes is not None:
             self._created_success.add(1, attributes)
 
+    @_never_raises
     def job_creation_failed(self, repo: Any) -> None:
         """Creating the repo's git job failed."""
         attributes = self._attributes(repo)
         if attributes is not None:
             self._created_failure.add(1, attributes)
 
+    @_never_raises
     def job_succeeded(self, repo: Any, duration_seconds: float) -> None:
         """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
         attributes = self._attributes(repo)
@@ -185,6 +219,7 @@ class GitJobMetrics:
             self._duration.record(duration_seconds, attributes)
             self._duration_gauge.set(duration_seconds, attributes)
 
+    @_never_raises
     def commit_fetched(self, repo: Any, duration_seconds: float) -> None:
         """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
         attributes = self._attributes(repo)
@@ -192,6 +227,7 @@ class GitJobMetrics:
             self._fetch_success.add(1, attributes)
             self._fetch_duration.record(duration_seconds, attributes)
 
+    @_never_raises
     def commit_fetch_failed(self, repo: Any) -> None:
         """Polling the git host for the repo's latest commit failed."""
         attributes = self._attributes(repo)
@@ -211,16 +247,22 @@ class GitJobMetrics:
     def _attributes(self, repo: Any) -> dict[str, str] | None:
         ref, reason = coerce_repo(repo)
         if ref is None:
-            self._drops.drop(reason or "bad_repo", repo)
+            self._drops.drop(reason or REASON_BAD_REPO, safe_detail(repo))
             return None
-        if ref.uid is not None and self._lifecycle._blocks:
-            self._lifecycle._lift_if_recreated((ref.namespace, ref.name), ref.uid)
+        if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
+            self._drops.drop(REASON_BAD_REPO, "a namespace/name that is not a valid Kubernetes name")
+            return None
+        if ref.uid is not None and not self._lifecycle.admit(self._kind, (ref.namespace, ref.name), ref.uid):
+            return None
         return {self._namespace_key: ref.namespace, self._name_key: ref.name}
 
     def _valid_duration(self, value: Any) -> bool:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-            return True
-        self._drops.drop(REASON_BAD_DURATION, value)
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+                return True
+        except OverflowError:  # an int too large for a float
+            pass
+        self._drops.drop(REASON_BAD_DURATION, safe_detail(value))
         return False
 
 

@@ -13,7 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RepoRef", "coerce_repo"]
+__all__ = ["RepoRef", "coerce_repo", "valid_identity_value"]
+
+# Kubernetes names are at most 253 characters (DNS subdomains; namespaces are 63-character labels).
+MAX_NAME_LENGTH = 253
+
+
+def valid_identity_value(value: str) -> bool:
+    """Whether a namespace or name can be a label value: a plausible Kubernetes name.
+
+    Lone surrogates (not encodable as UTF-8, which took every scrape down),
+    control characters and over-long values are refused.
+    """
+    return 0 < len(value) <= MAX_NAME_LENGTH and value.isprintable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +51,18 @@ REASON_BAD_IDENTITY_VALUE = "bad_identity_value"
 
 
 def coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
+    """Turn anything that names a GitRepo into a :class:`RepoRef`; never raises.
+
+    An object whose ``metadata`` property raises, or a Mapping whose ``get``
+    raises, is as unusable as one without a name: ``(None, "bad_repo")``.
+    """
+    try:
+        return _coerce_repo(repo)
+    except Exception:
+        return None, REASON_BAD_REPO
+
+
+def _coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
     """Turn anything that names a GitRepo into a :class:`RepoRef`.
 
     Returns:

@@ -61,13 +61,14 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.registry import collection_stamp
+from otel_gitjob._internal.points import collection_stamp
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from otel_gitjob._internal.registry import Identity, Lifecycle
+    from otel_gitjob._internal.registry import ObjectKey as Identity
+    from otel_gitjob._internal.registry import SeriesRegistry
 
 __all__ = [
     "NO_RECORDED_VALUE",
@@ -98,7 +99,7 @@ _ShapeKey = tuple[str, str]  # (scope name, metric name)
 _Exported = tuple[Metric, Any, Any]  # (metric, its SDK Resource, its InstrumentationScope)
 
 
-def staleness_markers_for(lifecycle: Lifecycle, exporter: MetricExporter) -> StalenessMarkers | None:
+def staleness_markers_for(registry: SeriesRegistry, exporter: MetricExporter) -> StalenessMarkers | None:
     """Staleness markers for ``exporter`` when it is an OTLP/HTTP or OTLP/gRPC metric exporter, else None.
 
     Looks the exporter classes up in ``sys.modules`` so that nothing is imported
@@ -117,7 +118,7 @@ def staleness_markers_for(lifecycle: Lifecycle, exporter: MetricExporter) -> Sta
                     ", ".join(missing),
                 )
                 return None
-            return StalenessMarkers(lifecycle, exporter, transport_class(exporter))
+            return StalenessMarkers(registry, exporter, transport_class(exporter))
     return None
 
 
@@ -165,7 +166,7 @@ class StalenessMarkers:
     OTLP exporter; registers itself as a removal listener of the lifecycle.
 
     Args:
-        lifecycle: The registry whose removals are marked.
+        registry: The registry whose removals are marked.
         exporter: The OTLP metric exporter (HTTP or gRPC) that sends the markers.
         transport: How markers are attached to that exporter's requests.
         max_pending: Markers kept while they cannot be sent; the oldest are dropped beyond it.
@@ -181,7 +182,7 @@ class StalenessMarkers:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        registry: SeriesRegistry,
         exporter: MetricExporter,
         transport: _Transport,
         *,
@@ -191,7 +192,7 @@ class StalenessMarkers:
         max_tracked_delta: int = DEFAULT_MAX_TRACKED_DELTA,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._lifecycle = lifecycle
+        self._registry = registry
         self._exporter = exporter
         self._transport = transport
         self.max_pending = max_pending
@@ -200,7 +201,7 @@ class StalenessMarkers:
         if idle_flush_seconds is None:
             idle_flush_seconds = _export_interval_seconds()
         self.idle_flush_seconds = idle_flush_seconds
-        self._clock = clock if clock is not None else getattr(lifecycle, "_clock", time.monotonic)
+        self._clock = clock if clock is not None else getattr(registry, "_clock", time.monotonic)
         # _lock guards the pending markers and the delta index; never held during I/O and
         # taken by the removal listener (forget/expiry path), never by the recording path.
         self._lock = threading.Lock()
@@ -221,7 +222,7 @@ class StalenessMarkers:
         self.dropped_total = 0
         self.sent_total = 0
         transport.install(self._attach)
-        lifecycle._removal_listeners.append(self._on_removed)
+        registry.add_removal_listener(self._on_removed)
 
     # -- the removal listener (called by the lifecycle under its op lock) ----------------------------------
 
@@ -232,7 +233,7 @@ class StalenessMarkers:
                 return
             tracked = self._delta.get(identity) if identity is not None else None
             # tracked is only set when identity is not None; the explicit check narrows identity.
-            if tracked is not None and identity is not None and identity in self._lifecycle._blocks:
+            if tracked is not None and identity is not None and self._registry.is_blocked(identity):
                 # A forget: every delta series of the repo goes, also those idle in this interval.
                 del self._delta[identity]
                 self._delta_count -= len(tracked)
@@ -347,7 +348,7 @@ class StalenessMarkers:
         batch = _Batch(markers=[], encoded=None, resolved=aged)
         live: dict[_ShapeKey, set[Hashable]] = {}
         unknown = 0
-        blocks = self._lifecycle._blocks
+        is_blocked = self._registry.is_blocked
         for marker in markers:
             shape_key = marker.key[:2]
             if shape_key not in self._shapes:
@@ -355,7 +356,7 @@ class StalenessMarkers:
                 unknown += 1
                 batch.resolved.append(marker)
                 continue
-            if marker.identity is not None and marker.identity in blocks:
+            if marker.identity is not None and is_blocked(marker.identity):
                 # Still forgotten: its late writes are dropped, so it cannot be in this export.
                 batch.markers.append(marker)
                 continue
@@ -459,14 +460,14 @@ class StalenessMarkers:
         would be left to the Collector's expiry. Only series with a repo
         identity are tracked, since only those can be forgotten.
         """
-        identity_of = self._lifecycle.identity_of
+        object_of = self._registry.object_of
         with self._lock:
             delta = self._delta
             for metric, _, _ in metrics:
                 for point in metric.data.data_points:
                     attributes = point.attributes
-                    identity = identity_of(attributes)
-                    # identity_of(None) is None, so the attributes check changes nothing but narrows.
+                    identity = object_of(name, attributes)
+                    # object_of(_, None) is None, so the attributes check changes nothing but narrows.
                     if identity is None or attributes is None:
                         continue
                     series = delta.get(identity)
@@ -488,17 +489,15 @@ class StalenessMarkers:
 
     def _mark_forgotten_delta_series(self) -> None:
         """Mark tracked delta series of repos forgotten since the last look (the listener saw none of them)."""
-        lifecycle = self._lifecycle
-        stamp = lifecycle._last_removal_ns
+        registry = self._registry
+        stamp = registry.last_removal_ns
         if stamp == self._seen_removal_ns or not self._delta:
             self._seen_removal_ns = stamp
             return
         self._seen_removal_ns = stamp
         now = self._clock()
-        # A copy, taken under the lifecycle's state lock (held for a few dict operations
-        # only), since forget changes the blocks concurrently.
-        with lifecycle._state_lock:
-            blocks = set(lifecycle._blocks)
+        # A snapshot, since forget changes the blocks concurrently.
+        blocks = registry.blocked()
         with self._lock:
             delta = self._delta
             forgotten = [identity for identity in delta if identity in blocks]
@@ -568,10 +567,7 @@ class StalenessMarkers:
             thread, self._thread = self._thread, None
             self._pending.clear()
             self._delta.clear()
-        try:
-            self._lifecycle._removal_listeners.remove(self._on_removed)
-        except ValueError:
-            pass
+        self._registry.remove_removal_listener(self._on_removed)
         self._transport.uninstall()
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)

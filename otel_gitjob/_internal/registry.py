@@ -1,23 +1,44 @@
 """The lifecycle registry: which series belong to which object, and forgetting them.
 
-Every attribute set that carries an object's identity (by default the
-``namespace`` and ``name`` attributes of a GitRepo) is indexed when the SDK
-creates storage for it, so :meth:`Lifecycle.forget` costs O(series of that
-object), never a scan. Forgetting evicts the series from every reader's SDK
-storage (freeing the memory and the cardinality slot) and leaves a *block*
-(a tombstone) that turns late writes into no-ops until the object is seen
-alive again.
+An *object* is a Kubernetes kind plus the identity values its series carry
+(by default the ``namespace`` and ``name`` attributes). Every attribute set
+that carries an identity is indexed under its object when the SDK creates
+storage for it, so forgetting costs O(series of that object), never a scan.
+Forgetting evicts those series from every reader's SDK storage (freeing the
+memory and the cardinality slot) and leaves a *block* (a tombstone) that
+drops late writes until the object is seen alive again.
 
-Locking, in the order they may be taken:
+This module sits at the bottom of the package: it imports only the SDK seam
+(``_sdk``), the drop recorder and the error type. The expiry processor, the
+view filter, the exporters and the :class:`~otel_gitjob.Lifecycle` façade use
+its operations, never its fields.
 
-1. ``_op_lock`` serialises the operations that evict (forget, observe,
-   pruning, expiry), so that an eviction never races a later re-creation of
-   the same series. The recording path never takes it.
-2. The SDK's per-view-match lock, held by the SDK while it creates a series
-   (and so while it calls :meth:`Lifecycle._on_new_series`) and by us while
-   we delete from its table.
-3. ``_state_lock`` guards the index and the blocks; it is only ever held for
-   a few dictionary operations and never while another lock is taken.
+Locks in the whole package, in the order they may be taken (a lock is never
+taken while a lock below it is held):
+
+1. ``SeriesRegistry._op_lock`` (re-entrant) serialises the operations that
+   evict or lift (forget, observe, a write that lifts a block, expiry
+   slices, pre-collection housekeeping), so that an eviction never races a
+   later re-creation of the same series. The recording path takes it only
+   when a write lifts a block (a recreated object), never while the SDK's
+   lock is held.
+2. The SDK's ``PeriodicExportingMetricReader`` export lock and
+   ``MetricReader`` collect locks: held by the SDK around a collection; our
+   pre-collection housekeeping runs before them, the export filter under them
+   (it takes ``_state_lock`` and the expiry lock only).
+3. The SDK's per-view-match lock, held by the SDK while it creates a series
+   (and so while it calls our view hook) and by :func:`_sdk.evict` while it
+   deletes from the match's table.
+4. ``ExpiryProcessor._cond`` guards the expiry heap and entries; the view hook
+   takes it under the SDK lock when a transient series is created.
+5. The OTLP staleness store's lock (``otlp.StalenessMarkers._lock``), taken by
+   the removal listener under ``_op_lock``.
+6. ``SeriesRegistry._state_lock`` guards the index, the blocks and the
+   retired uids; held for a few dictionary operations only, never while
+   taking another lock except the leaf below.
+7. ``DropRecorder._lock``: a leaf, counters only.
+
+No thread is ever joined while any of these is held.
 """
 
 from __future__ import annotations
@@ -27,34 +48,34 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Container, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
-
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
-from opentelemetry.sdk.metrics.view import View
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from otel_gitjob._internal import _sdk
 from otel_gitjob._internal.badinput import DropRecorder
-from otel_gitjob._internal.identity import coerce_repo
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.identity import REASON_BAD_REPO, valid_identity_value
 
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-    from otel_gitjob._internal.expiry import ExpiryProcessor
-
-__all__ = ["ConfigurationError", "Lifecycle"]
+__all__ = ["DEFAULT_KIND", "Identity", "ObjectKey", "SeriesRegistry"]
 
 _logger = logging.getLogger("otel_gitjob")
 
 Identity = tuple[str, ...]
+ObjectKey = tuple[str, Identity]  # (Kubernetes kind, identity values)
 SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
+RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]]], None]
+
+DEFAULT_KIND = "GitRepo"
 
 REASON_FORGOTTEN = "forgotten_repo"
+REASON_RACED = "raced_eviction"
+REASON_STALE_UID = "stale_uid"
 
-
-class ConfigurationError(ValueError):
-    """A setting of otel-gitjob is wrong; the message says how to fix it."""
+# Label keys Prometheus reserves or that the exposition adds itself.
+_RESERVED_KEYS = frozenset({"le", "quantile", "__name__"})
+# How many retired uids are remembered, to drop late writes of an old incarnation.
+_MAX_RETIRED_UIDS = 10_000
 
 
 @dataclass(slots=True)
@@ -69,325 +90,369 @@ class _Block:
     counted: set[SeriesRef] = field(default_factory=set)
 
 
-class Lifecycle:
-    """Ties metric series to the lifetime of Kubernetes objects.
-
-    One Lifecycle serves one or more MeterProviders and every reader on them.
-    Pass :meth:`views` to the MeterProvider so that new series are indexed as
-    they are created, and use :meth:`prometheus_reader` or :meth:`wrap_exporter`
-    so that nothing of a forgotten object leaves the process.
+class SeriesRegistry:
+    """The index from objects to their series, tombstones, and eviction.
 
     Args:
-        identity_keys: Attribute keys that together identify an object. A series
-            is managed when its attributes carry all of them as strings. With two
-            keys, a :class:`RepoRef` maps to them as ``(namespace, name)``; with
-            one key, as ``(name,)``. Any other object kind can be named by a
-            mapping of these keys to values.
-        max_blocks: How many forgotten objects are remembered to drop their late
-            writes. 10,000 covers the deletions of a busy cluster over the block
-            lifetime while keeping memory flat under any churn; the oldest
-            blocks go first.
+        identity_keys: Attribute keys that together identify an object.
+        default_kind: The kind of series whose instrument declared none.
+        max_blocks: How many forgotten objects are remembered to drop their late writes.
         block_seconds: How long a forgotten object's late writes are dropped.
-            An hour outlives any reconcile still running at deletion time;
-            after it, a write for the same name counts as a new object.
-        clock: Monotonic clock in seconds, injectable for tests.
+        clock: Monotonic clock in seconds.
+        drops: Where dropped writes are counted.
+        evicts: False when the SDK seam's self-check failed: nothing is evicted
+            from SDK storage, and the export filters alone hide removed series.
     """
 
     def __init__(
         self,
-        identity_keys: Sequence[str] = ("namespace", "name"),
+        identity_keys: Sequence[str],
         *,
-        max_blocks: int = 10_000,
-        block_seconds: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        default_kind: str = DEFAULT_KIND,
+        max_blocks: int,
+        block_seconds: float,
+        clock: Callable[[], float],
+        drops: DropRecorder,
+        evicts: bool = True,
     ) -> None:
-        _sdk.check_sdk_internals()
-        self.identity_keys = _validate_identity_keys(identity_keys)
-        if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 0:
-            raise ConfigurationError("max_blocks must be an int >= 0, got %r" % (max_blocks,))
+        self.identity_keys = validate_identity_keys(identity_keys)
+        self.default_kind = validate_kind(default_kind)
+        self.evicts = evicts
         self._max_blocks = max_blocks
-        self._block_seconds = _positive_seconds("block_seconds", block_seconds)
+        self._block_seconds = block_seconds
         self._clock = clock
-        self.drops = DropRecorder(clock=clock)
+        self.drops = drops
         self._op_lock = threading.RLock()
         self._state_lock = threading.Lock()
-        self._index: dict[Identity, dict[SeriesRef, Mapping[str, Any]]] = {}
-        self._blocks: OrderedDict[Identity, _Block] = OrderedDict()
-        self._pending_placeholders: set[Identity] = set()
+        self._kinds: dict[str, str] = {}  # instrument name (lower-case) -> kind
+        self._index: dict[ObjectKey, dict[SeriesRef, Mapping[str, Any]]] = {}
+        self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
+        self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
+        # Degraded mode only: objects whose series stay in SDK storage but must not be exported.
+        self._hidden: set[ObjectKey] = set()
+        self._pending_placeholders: set[ObjectKey] = set()
+        # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
+        self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
         # time.time_ns() of the latest removal: a collection stamped later than this
         # cannot contain a removed series, so the export filter can skip its scan.
         self._last_removal_ns = 0
-        self._expiry: ExpiryProcessor | None = None
-        self._removal_listeners: list[Callable[[Identity | None, list[tuple[Any, Mapping[str, Any]]]], None]] = []
-        self._shut_down = False
+        self._listeners: list[RemovalListener] = []
+        self._on_raced = self._count_raced
 
-    # -- wiring ---------------------------------------------------------------------------------------------
+    # -- configuration --------------------------------------------------------------------------------------
 
-    def views(self, *user_views: View, cardinality_limit: int | None = None) -> list[View]:
-        """Views to pass to ``MeterProvider(views=...)``.
+    def declare_kind(self, kind: str, instrument_names: Iterable[str]) -> None:
+        """Series of these instruments belong to objects of ``kind`` (others: the default kind)."""
+        kind = validate_kind(kind)
+        for name in instrument_names:
+            if not isinstance(name, str) or not name:
+                raise ConfigurationError("declare_kind() needs instrument names, got %r" % (name,))
+            # The SDK stores instrument names lower-cased.
+            self._kinds[name.lower()] = kind
+
+    def kind_of_instrument(self, instrument_name: str) -> str:
+        return self._kinds.get(instrument_name, self.default_kind)
+
+    def add_removal_listener(self, listener: RemovalListener) -> None:
+        """Hear of each removed series as ``(object, [(instrument, attributes), ...])``, under ``_op_lock``."""
+        with self._state_lock:
+            self._listeners.append(listener)
+
+    def remove_removal_listener(self, listener: RemovalListener) -> None:
+        with self._state_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def removal_listeners(self) -> int:
+        with self._state_lock:
+            return len(self._listeners)
+
+    # -- identities -----------------------------------------------------------------------------------------
+
+    def identity_of(self, attributes: Mapping[str, Any] | None) -> Identity | None:
+        """The identity an attribute set carries, or None when the series is not managed."""
+        if not attributes:
+            return None
+        values = []
+        for key in self.identity_keys:
+            value = attributes.get(key)
+            if type(value) is not str:
+                return None
+            values.append(value)
+        return tuple(values)
+
+    def object_of(self, instrument_name: str, attributes: Mapping[str, Any] | None) -> ObjectKey | None:
+        identity = self.identity_of(attributes)
+        if identity is None:
+            return None
+        return (self._kinds.get(instrument_name, self.default_kind), identity)
+
+    # -- the view hook --------------------------------------------------------------------------------------
+
+    def on_new_series(
+        self, instrument: Any, attributes: Mapping[str, Any], key: Hashable | None, match: Any
+    ) -> _sdk.Placeholder | None:
+        """Index a series the SDK is creating, or return a placeholder when its object is blocked.
+
+        Runs under the SDK's view-match lock, once per reader storage.
 
         Args:
-            *user_views: Your own views, if any. They are returned wrapped so that
-                their series are managed too; instruments they don't match get a
-                default view.
-            cardinality_limit: Attribute sets per instrument for the instruments no
-                view of yours matches; the reader's limit (the SDK's 2,000 by
-                default) when None. Forgotten repos no longer count against it, so
-                it only has to fit the live ones.
-
-        Like any view that sets an aggregation, these views take precedence over a
-        reader's ``preferred_aggregation``: instruments no view of yours matches get
-        the SDK's default aggregation. To aggregate differently (e.g. exponential
-        histograms), pass a view that says so; it is wrapped like the others.
+            instrument: The SDK instrument.
+            attributes: The attribute set, as the SDK stores it.
+            key: The SDK's own series key object when the seam found it (shared, not copied).
+            match: The SDK view match creating the series, when the seam found it.
         """
-        from otel_gitjob._internal.views import lifecycle_views
-
-        if cardinality_limit is not None and (
-            isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
-        ):
-            raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self, user_views, cardinality_limit)
-
-    def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> MetricReader:
-        """A Prometheus reader (pull) that exports nothing of forgotten objects.
-
-        Args:
-            registry: The prometheus_client registry to register with; the global
-                one when None.
-            **options: Passed to ``PrometheusMetricReader``. Unlike it, scope labels
-                and ``target_info`` are off unless turned on
-                (``scope_info_enabled=True``, ``disable_target_info=False``), so the
-                output matches Fleet's.
-        """
-        from otel_gitjob._internal.export import LifecyclePrometheusReader
-
-        return LifecyclePrometheusReader(self, registry=registry, **options)
-
-    def wrap_exporter(self, exporter: MetricExporter) -> MetricExporter:
-        """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
-        from otel_gitjob._internal.export import LifecycleExporter
-
-        return LifecycleExporter(self, exporter)
-
-    def transient(self, instrument_name: str, ttl_seconds: float) -> None:
-        """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
-
-        Declare before the instrument records its first value.
-        """
-        self._expiry_processor().declare(instrument_name, ttl_seconds)
+        obj = self.object_of(instrument.name, attributes)
+        if obj is None:
+            return None
+        if key is None:
+            key = _sdk.series_key(attributes)
+        if self.evicts and not all(valid_identity_value(value) for value in obj[1]):
+            placeholder = _sdk.Placeholder(attributes, self._bad_identity_counter(), match)
+            with self._state_lock:
+                self._rejected.append((instrument, key, placeholder))
+            return placeholder
+        with self._state_lock:
+            block = self._blocks.get(obj)
+            if block is None or not self.evicts:
+                self._index.setdefault(obj, {})[(instrument, key)] = attributes
+                return None
+            ref = (instrument, key)
+            counts = ref not in block.counted
+            if counts:
+                block.counted.add(ref)
+            placeholder = _sdk.Placeholder(attributes, self._late_write_counter(obj) if counts else None, match)
+            block.placeholders.append((instrument, key, placeholder))
+            self._pending_placeholders.add(obj)
+        return placeholder
 
     # -- the operations -------------------------------------------------------------------------------------
 
-    def forget(self, repo: Any) -> int:
-        """Remove every series of an object, now and from every reader.
-
-        Args:
-            repo: A :class:`RepoRef`, ``(namespace, name)`` tuple, an object or
-                mapping with ``metadata``, or a mapping of the identity keys.
-
-        Returns:
-            The number of series removed (0 for an object never seen).
-        """
-        identity, uid = self._identity_of_ref(repo)
-        if identity is None:
-            return 0
+    def forget(self, obj: ObjectKey, uid: str | None) -> int:
+        """Evict every series of ``obj`` and block its late writes. Returns how many series were removed."""
         with self._op_lock:
             now = self._clock()
             with self._state_lock:
                 self._last_removal_ns = time.time_ns()
-                block = self._blocks.pop(identity, None)
+                block = self._blocks.pop(obj, None)
                 if block is None:
                     block = _Block(uid, now + self._block_seconds)
                 else:
-                    block.uid, block.expires_at = uid, now + self._block_seconds
-                self._blocks[identity] = block
+                    block.uid, block.expires_at = uid or block.uid, now + self._block_seconds
+                self._blocks[obj] = block
                 evicted_blocks = self._trim_blocks_locked(now)
-                series = self._index.pop(identity, {})
-            removed = self._evict(identity, series.items())
+                series = self._index.pop(obj, {})
+                if not self.evicts:
+                    self._hidden.add(obj)
+            removed = self._evict(obj, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
-            if self._expiry is not None:
-                self._expiry.discard_identity(identity)
         return removed
 
-    def observe(self, repo: Any) -> None:
-        """Declare an object alive: lift the block against its writes, if any.
+    def lift(self, obj: ObjectKey, uid: str | None = None) -> None:
+        """The object is alive (again): drop its block and its placeholders.
 
-        Call it when the object is (re)created; a forgotten object's series
-        then start again from zero.
+        Args:
+            obj: The object.
+            uid: Its current ``metadata.uid`` when known: writes carrying the uid
+                it was forgotten under are dropped from now on (a late write of
+                the old incarnation must not count under the new one).
         """
-        identity, _ = self._identity_of_ref(repo)
-        if identity is not None:
-            self._lift(identity)
-
-    def shutdown(self) -> None:
-        """Stop the expiry sweeper and drop all state. Idempotent."""
         with self._op_lock:
-            self._shut_down = True
-            if self._expiry is not None:
-                self._expiry.shutdown()
             with self._state_lock:
-                self._index.clear()
-                self._blocks.clear()
-                self._pending_placeholders.clear()
+                block = self._blocks.pop(obj, None)
+                self._hidden.discard(obj)
+                if block is not None and block.uid is not None and block.uid != uid:
+                    self._retire_uid_locked(obj, block.uid)
+            if block is not None:
+                self._evict_placeholders(block)
 
-    # -- introspection (tests, benchmarks, debugging) -------------------------------------------------------
+    def admit(self, obj: ObjectKey, uid: str | None) -> bool:
+        """Whether a write to ``obj`` carrying ``uid`` may be recorded; lifts the block of a recreated object.
 
-    def tracked_objects(self) -> int:
-        """Objects with at least one indexed series."""
-        with self._state_lock:
-            return len(self._index)
-
-    def blocked_objects(self) -> int:
-        """Forgotten objects whose late writes are still dropped."""
-        with self._state_lock:
-            return len(self._blocks)
-
-    # -- called by the SDK-side hooks -----------------------------------------------------------------------
-
-    def identity_of(self, attributes: Mapping[str, Any] | None) -> Identity | None:
-        """The object identity an attribute set carries, or None when the series is not managed."""
-        if not attributes:
-            return None
-        values = tuple(attributes.get(key) for key in self.identity_keys)
-        for value in values:
-            if type(value) is not str:
-                return None
-        return cast(Identity, values)
-
-    def _on_new_series(self, instrument: Any, attributes: Mapping[str, Any]) -> _sdk.Placeholder | None:
-        """Index a series the SDK is creating, or return a placeholder when its object is blocked.
-
-        Runs under the SDK's view-match lock, once per reader storage.
+        A write carrying a uid lifts the block when the object was forgotten
+        under another uid, or under none (``forget(("ns", "name"))``): the
+        object was recreated. A write carrying a uid the object was forgotten
+        under, after it was recreated, is refused (and counted by the caller).
         """
-        identity = self.identity_of(attributes)
-        if identity is None:
-            return None
-        key = _sdk.series_key(attributes)
+        if uid is None:
+            return True
+        if self._retired_uids and (obj, uid) in self._retired_uids:
+            return False
+        block = self._blocks.get(obj)
+        if block is not None and block.uid != uid:
+            self.lift(obj, uid)
+        return True
+
+    def is_blocked(self, obj: ObjectKey) -> bool:
+        return obj in self._blocks
+
+    def blocked(self) -> frozenset[ObjectKey]:
+        """A snapshot of the blocked objects."""
         with self._state_lock:
-            block = self._blocks.get(identity)
-            if block is None:
-                self._index.setdefault(identity, {})[(instrument, key)] = attributes
-                return None
-            counts = (instrument, key) not in block.counted
-            if counts:
-                block.counted.add((instrument, key))
-            placeholder = _sdk.Placeholder(attributes, self._count_late_write(identity) if counts else None)
-            block.placeholders.append((instrument, key, placeholder))
-            self._pending_placeholders.add(identity)
-        return placeholder
+            return frozenset(self._blocks)
 
-    def _count_late_write(self, identity: Identity) -> Callable[[], None]:
-        drops = self.drops
+    def hidden(self, obj: ObjectKey) -> bool:
+        """Whether ``obj``'s series must be kept out of exports (forgotten, not yet alive again)."""
+        return obj in self._blocks or obj in self._hidden
 
-        def count() -> None:
-            drops.drop(REASON_FORGOTTEN, identity)
+    def removed_since(self, stamp_ns: int | None) -> bool:
+        """Whether a series may have been removed after a collection stamped ``stamp_ns``."""
+        if not self.evicts:
+            return True
+        return stamp_ns is None or stamp_ns <= self._last_removal_ns
 
-        return count
+    def mark_removal(self) -> None:
+        """Note that series are being removed now (collections stamped before this are filtered)."""
+        with self._state_lock:
+            self._last_removal_ns = time.time_ns()
 
-    def _lift_if_recreated(self, identity: Identity, uid: str) -> None:
-        """A write carrying ``uid``: lift the block if the object was forgotten under another uid."""
-        block = self._blocks.get(identity)
-        if block is not None and block.uid is not None and block.uid != uid:
-            self._lift(identity)
+    @property
+    def last_removal_ns(self) -> int:
+        return self._last_removal_ns
 
-    def _before_collect(self) -> None:
-        """Housekeeping due before a collection: expiry, placeholders, old blocks."""
-        if self._expiry is not None:
-            self._expiry.expire_due()
-        if not self._pending_placeholders and not (self._blocks and self._oldest_block_expired()):
+    def evict_series(
+        self,
+        series: Sequence[tuple[ObjectKey | None, Any, Hashable, Mapping[str, Any]]],
+        unless: Callable[[int, Any], bool] | None = None,
+    ) -> list[int]:
+        """Evict individual series (expiry) and drop them from the index.
+
+        Args:
+            series: ``(object, instrument, key, attributes)`` of each series.
+            unless: ``unless(i, aggregation)`` is checked under the SDK lock for
+                the i-th series; True keeps it (it was written again meanwhile).
+
+        Returns:
+            The indexes of the series that were evicted.
+        """
+        evicted: list[int] = []
+        with self._op_lock:
+            self.mark_removal()
+            for i, (_obj, instrument, key, _attributes) in enumerate(series):
+                kept = False
+                if self.evicts:
+                    check = None
+                    if unless is not None:
+
+                        def check(found: Any, i: int = i) -> bool:
+                            nonlocal kept
+                            kept = unless(i, found)
+                            return kept
+
+                    _sdk.evict(instrument, key, on_raced=self._on_raced, unless=check)
+                if not kept:
+                    evicted.append(i)
+            with self._state_lock:
+                for i in evicted:
+                    obj, instrument, key, _attributes = series[i]
+                    indexed = self._index.get(obj) if obj is not None else None
+                    if indexed is not None:
+                        indexed.pop((instrument, key), None)
+                        if not indexed:
+                            del self._index[obj]  # type: ignore[arg-type]
+            self._notify(None, [(series[i][1], series[i][3]) for i in evicted])
+        return evicted
+
+    def housekeeping(self) -> None:
+        """Evict pending placeholders and expired blocks (before each collection)."""
+        if not (self._pending_placeholders or self._rejected or (self._blocks and self._oldest_block_expired())):
             return
         with self._op_lock:
             now = self._clock()
             with self._state_lock:
-                identities = list(self._pending_placeholders)
+                objects = list(self._pending_placeholders)
                 self._pending_placeholders.clear()
-                stale = [self._blocks[identity] for identity in identities if identity in self._blocks]
+                stale = [self._blocks[obj] for obj in objects if obj in self._blocks]
                 expired = self._trim_blocks_locked(now)
+                rejected, self._rejected = self._rejected, []
             for block in stale:
                 self._evict_placeholders(block)
             for block in expired:
                 self._evict_placeholders(block)
+            if self.evicts:
+                for instrument, key, placeholder in rejected:
+                    _sdk.evict(instrument, key, only=placeholder)
 
-    def _filter(self, metrics_data: MetricsData) -> MetricsData:
-        """Drop data points of objects forgotten after this collection was taken.
+    def clear(self) -> None:
+        """Drop all state (the owner's shutdown)."""
+        with self._op_lock, self._state_lock:
+            self._index.clear()
+            self._blocks.clear()
+            self._retired_uids.clear()
+            self._hidden.clear()
+            self._pending_placeholders.clear()
 
-        Series forgotten before a collection are already gone from the SDK
-        storage; only a removal racing the collection leaves points to drop,
-        so a collection stamped after the latest removal passes untouched.
-        """
-        if self._expiry is not None:
-            metrics_data = self._expiry.filter_expired(metrics_data)
-        stamp = collection_stamp(metrics_data)
-        if stamp is None or stamp > self._last_removal_ns:
-            return metrics_data
-        blocks = self._blocks
-        identity_of = self.identity_of
-        return filter_points(metrics_data, lambda name, attributes: identity_of(attributes) not in blocks)
+    # -- introspection ---------------------------------------------------------------------------------------
+
+    def tracked_objects(self) -> int:
+        with self._state_lock:
+            return len(self._index)
+
+    def tracked_series(self) -> int:
+        with self._state_lock:
+            return sum(len(series) for series in self._index.values())
+
+    def blocked_objects(self) -> int:
+        with self._state_lock:
+            return len(self._blocks)
+
+    def placeholders(self) -> int:
+        with self._state_lock:
+            return sum(len(block.placeholders) for block in self._blocks.values())
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _identity_of_ref(self, repo: Any) -> tuple[Identity | None, str | None]:
-        keys = self.identity_keys
-        if isinstance(repo, Mapping) and "metadata" not in repo and "object" not in repo:
-            identity = self.identity_of(repo)
-            if identity is None:
-                _logger.warning("otel-gitjob: cannot tell which object %r names; expected keys %s", repo, keys)
-            return identity, None
-        ref, reason = coerce_repo(repo)
-        if ref is None:
-            _logger.warning("otel-gitjob: cannot tell which object %r names (%s)", repo, reason)
-            return None, None
-        if len(keys) == 2:
-            return (ref.namespace, ref.name), ref.uid
-        if len(keys) == 1:
-            return (ref.name,), ref.uid
-        _logger.warning("otel-gitjob: with identity keys %s, name objects by a mapping of those keys", keys)
-        return None, None
-
-    def _lift(self, identity: Identity) -> None:
-        with self._op_lock:
-            with self._state_lock:
-                block = self._blocks.pop(identity, None)
-            if block is not None:
-                self._evict_placeholders(block)
-
-    def _evict(self, identity: Identity | None, series: Iterable[tuple[SeriesRef, Mapping[str, Any]]]) -> int:
-        """Evict series from SDK storage; must hold ``_op_lock``. Returns how many were present.
-
-        Removal listeners (e.g. the OTLP staleness marker) hear of each series
-        that was present, as ``(instrument, attributes)``.
-        """
+    def _evict(self, obj: ObjectKey | None, series: Iterable[tuple[SeriesRef, Mapping[str, Any]]]) -> int:
+        """Evict series from SDK storage; must hold ``_op_lock``. Returns how many were present."""
         removed = 0
         gone = []
         for (instrument, key), attributes in series:
-            if _sdk.evict(instrument, key):
+            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced):
                 removed += 1
                 gone.append((instrument, attributes))
-        if gone and self._removal_listeners:
-            for listener in list(self._removal_listeners):
-                try:
-                    listener(identity, gone)
-                except Exception:  # a listener must not break forget
-                    _logger.exception("otel-gitjob: removal listener %r failed", listener)
+        self._notify(obj, gone)
         return removed
 
-    def _unindex_many(self, series: Iterable[tuple[Identity | None, SeriesRef]]) -> None:
-        """Drop expired series from the index (they are already evicted)."""
-        with self._state_lock:
-            for identity, ref in series:
-                if identity is None:
-                    continue
-                indexed = self._index.get(identity)
-                if indexed is None:
-                    continue
-                indexed.pop(ref, None)
-                if not indexed:
-                    del self._index[identity]
+    def _notify(self, obj: ObjectKey | None, gone: list[tuple[Any, Mapping[str, Any]]]) -> None:
+        if not gone or not self._listeners:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(obj, gone)
+            except Exception:  # a listener must not break forget
+                _logger.exception("otel-gitjob: removal listener %r failed", listener)
+
+    def _late_write_counter(self, obj: ObjectKey) -> Callable[[], None]:
+        drops = self.drops
+        detail = _describe(obj)
+
+        def count() -> None:
+            drops.drop(REASON_FORGOTTEN, detail)
+
+        return count
+
+    def _bad_identity_counter(self) -> Callable[[], None]:
+        drops = self.drops
+
+        def count() -> None:
+            drops.drop(REASON_BAD_REPO, "an identity that is not a valid Kubernetes name")
+
+        return count
+
+    def _count_raced(self) -> None:
+        self.drops.drop(REASON_RACED, None)
+
+    def _retire_uid_locked(self, obj: ObjectKey, uid: str) -> None:
+        self._retired_uids[(obj, uid)] = None
+        while len(self._retired_uids) > _MAX_RETIRED_UIDS:
+            self._retired_uids.popitem(last=False)
 
     def _evict_placeholders(self, block: _Block) -> None:
         placeholders, block.placeholders = block.placeholders, []
         block.counted.clear()
+        if not self.evicts:
+            return
         for instrument, key, placeholder in placeholders:
             _sdk.evict(instrument, key, only=placeholder)
 
@@ -403,85 +468,72 @@ class Lifecycle:
         trimmed = []
         blocks = self._blocks
         while blocks:
-            identity, oldest = next(iter(blocks.items()))
+            obj, oldest = next(iter(blocks.items()))
             if len(blocks) <= self._max_blocks and oldest.expires_at > now:
                 break
-            del blocks[identity]
+            del blocks[obj]
             if oldest.placeholders:
                 trimmed.append(oldest)
         return trimmed
 
-    def _expiry_processor(self) -> ExpiryProcessor:
-        with self._op_lock:
-            if self._expiry is None:
-                from otel_gitjob._internal.expiry import ExpiryProcessor
 
-                self._expiry = ExpiryProcessor(self, clock=self._clock)
-            return self._expiry
+def _describe(obj: ObjectKey) -> str:
+    """A short, safe description of an object for logs: kind and truncated identity, never a body."""
+    kind, identity = obj
+    return "%s %s" % (kind, "/".join(value[:80] for value in identity))
 
 
-def collection_stamp(metrics_data: MetricsData) -> int | None:
-    """The collection time the SDK stamped on every point of one collection."""
-    for resource_metrics in metrics_data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    return point.time_unix_nano
-    return None
+def validate_kind(kind: Any) -> str:
+    if not isinstance(kind, str) or not kind or not kind[0].isalpha():
+        raise ConfigurationError("a kind is a Kubernetes kind name such as 'GitRepo', got %r" % (kind,))
+    return kind
 
 
-def filter_points(
-    metrics_data: MetricsData,
-    keep: Callable[[str, Mapping[str, Any]], bool],
-    only_metrics: Container[str] | None = None,
-) -> MetricsData:
-    """A copy of ``metrics_data`` without the points ``keep(metric_name, attributes)`` rejects.
-
-    Returns the original object when nothing is rejected. With ``only_metrics``,
-    other metrics are passed through unexamined.
-    """
-    changed = False
-    resource_metrics = []
-    for rm in metrics_data.resource_metrics:
-        scope_metrics = []
-        for sm in rm.scope_metrics:
-            metrics = []
-            for metric in sm.metrics:
-                if only_metrics is not None and metric.name not in only_metrics:
-                    metrics.append(metric)
-                    continue
-                name = metric.name
-                data: Any = metric.data  # Sum | Gauge | Histogram | ...: all have data_points
-                points = [point for point in data.data_points if keep(name, point.attributes or {})]
-                if len(points) == len(data.data_points):
-                    metrics.append(metric)
-                    continue
-                changed = True
-                if points:
-                    metrics.append(replace(metric, data=replace(data, data_points=points)))
-            scope_metrics.append(replace(sm, metrics=metrics))
-        resource_metrics.append(replace(rm, scope_metrics=scope_metrics))
-    if not changed:
-        return metrics_data
-    return MetricsData(resource_metrics=resource_metrics)
-
-
-def _validate_identity_keys(identity_keys: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(identity_keys, str):
+def validate_identity_keys(identity_keys: Any) -> tuple[str, ...]:
+    """Check identity keys; they become Prometheus label names, so they must be usable as such."""
+    if isinstance(identity_keys, str) or identity_keys is None:
         raise ConfigurationError(
-            "identity_keys must be a sequence of attribute keys such as ('namespace', 'name'), not the string %r"
-            % identity_keys
+            "identity_keys must be a sequence of attribute keys such as ('namespace', 'name'), not the %s %r"
+            % ("string" if identity_keys is not None else "value", identity_keys)
         )
-    keys = tuple(identity_keys)
+    try:
+        keys = tuple(identity_keys)
+    except TypeError:
+        raise ConfigurationError(
+            "identity_keys must be a sequence of attribute keys such as ('namespace', 'name'), got %r"
+            % (identity_keys,)
+        ) from None
     if not keys or not all(isinstance(key, str) and key for key in keys) or len(set(keys)) != len(keys):
         raise ConfigurationError(
             "identity_keys must be one or more distinct non-empty attribute keys, e.g. ('namespace', 'name'); got %r"
             % (identity_keys,)
         )
+    sanitised: dict[str, str] = {}
+    for key in keys:
+        label = _sanitise_label(key)
+        if label in _RESERVED_KEYS or label.startswith("__"):
+            raise ConfigurationError(
+                "identity key %r becomes the label %r, which Prometheus reserves; choose another key" % (key, label)
+            )
+        if label in sanitised:
+            raise ConfigurationError(
+                "identity keys %r and %r both become the label %r on /metrics; choose keys that differ after "
+                "non-alphanumeric characters are replaced by '_'" % (sanitised[label], key, label)
+            )
+        sanitised[label] = key
     return keys
 
 
-def _positive_seconds(what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+def _sanitise_label(key: str) -> str:
+    label = "".join(char if char.isascii() and (char.isalnum() or char == "_") else "_" for char in key)
+    return "_" + label if label[:1].isdigit() else label
+
+
+def positive_seconds(what: str, value: Any) -> float:
+    try:
+        valid = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    except OverflowError:
+        valid = False
+    if not valid:
         raise ConfigurationError("%s must be a finite number of seconds > 0, got %r" % (what, value))
     return float(value)

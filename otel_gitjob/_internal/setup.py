@@ -12,8 +12,9 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
+from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
-from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob._internal.lifecycle import Lifecycle
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -101,6 +102,11 @@ def setup(
             raise ConfigurationError(
                 "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
             ) from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(
+            "the /metrics port must be 0-65535 (0 picks a free one), got %r; set %s or pass port="
+            % (port, OTEL_EXPORTER_PROMETHEUS_PORT)
+        )
     if gauge_ttl is None:
         raw_ttl = os.environ.get(OTEL_GITJOB_GAUGE_TTL)
         try:

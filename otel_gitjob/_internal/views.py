@@ -2,34 +2,42 @@
 
 The SDK asks a view's aggregation for a new aggregation exactly once per new
 attribute set (per reader), which is where the lifecycle check belongs: it
-costs nothing on the measurements that follow.
+costs nothing on the measurements that follow. This layer sits above the
+registry and the expiry processor and uses their operations only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, DropAggregation, View
 
 from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.expiry import ExpiryProcessor
+from otel_gitjob._internal.registry import SeriesRegistry
 
-if TYPE_CHECKING:
-    from otel_gitjob._internal.registry import Lifecycle
-
-__all__ = ["LifecycleAggregation", "lifecycle_views"]
+__all__ = ["LifecycleAggregation", "lifecycle_views", "uses_registry"]
 
 
 class LifecycleAggregation(Aggregation):
     """Wraps a view's aggregation so that each new series passes the lifecycle first.
 
     Args:
-        lifecycle: The registry that indexes series and blocks forgotten objects.
+        registry: The registry that indexes series and blocks forgotten objects.
+        expiry: Returns the expiry processor, or None while nothing is transient.
         inner: The aggregation that does the work (the SDK default when None).
     """
 
-    def __init__(self, lifecycle: Lifecycle, inner: Aggregation | None = None) -> None:
-        self.lifecycle = lifecycle
+    def __init__(
+        self,
+        registry: SeriesRegistry,
+        expiry: Callable[[], ExpiryProcessor | None],
+        inner: Aggregation | None = None,
+    ) -> None:
+        self.registry = registry
+        self._expiry = expiry
         self._inner = inner if inner is not None else DefaultAggregation()
 
     def _create_aggregation(
@@ -39,41 +47,52 @@ class LifecycleAggregation(Aggregation):
         reservoir_factory: Callable[..., Any],
         start_time_unix_nano: int,
     ) -> Any:
-        # attributes is None once per view match, for the SDK's type template.
-        if attributes:
-            placeholder = self.lifecycle._on_new_series(instrument, attributes)
+        registry = self.registry
+        match, key = _sdk.calling_match() if registry.evicts else (None, None)
+        if attributes is None:
+            # Once per view match, for the SDK's type template: the match is new and ours alone.
+            _sdk.install_race_guard(match, registry._on_raced)
+        elif attributes:
+            placeholder = registry.on_new_series(instrument, attributes, key, match)
             if placeholder is not None:
                 return placeholder
         aggregation = self._inner._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
-        expiry = self.lifecycle._expiry
-        if attributes and expiry is not None and instrument.name in expiry.ttls:
-            return expiry.wrap(instrument, attributes, aggregation)
+        expiry = self._expiry()
+        if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
+            return expiry.wrap(instrument, attributes, aggregation, key)
         return aggregation
 
 
 def lifecycle_views(
-    lifecycle: Lifecycle, user_views: Sequence[View], cardinality_limit: int | None = None
+    registry: SeriesRegistry,
+    expiry: Callable[[], ExpiryProcessor | None],
+    user_views: Sequence[View],
+    cardinality_limit: int | None = None,
 ) -> list[View]:
     """The user's views with managed aggregations, then a default view for every other instrument."""
     wrapped: list[View] = []
     for view in user_views:
         if not isinstance(view, View):
-            raise TypeError("lifecycle.views() takes opentelemetry.sdk.metrics.view.View objects, got %r" % (view,))
+            raise ConfigurationError(
+                "lifecycle.views() takes opentelemetry.sdk.metrics.view.View objects, got %r" % (type(view).__name__,)
+            )
         inner = _sdk.view_aggregation(view)
         if isinstance(inner, (DropAggregation, LifecycleAggregation)):
             wrapped.append(view)
         else:
-            wrapped.append(_sdk.view_with_aggregation(view, LifecycleAggregation(lifecycle, inner)))
+            wrapped.append(_sdk.view_with_aggregation(view, LifecycleAggregation(registry, expiry, inner)))
     wrapped.append(
-        _sdk.SelectiveView(LifecycleAggregation(lifecycle), excluded=user_views, cardinality_limit=cardinality_limit)
+        _sdk.SelectiveView(
+            LifecycleAggregation(registry, expiry), excluded=user_views, cardinality_limit=cardinality_limit
+        )
     )
     return wrapped
 
 
-def uses_lifecycle(views: Sequence[View], lifecycle: Lifecycle) -> bool:
-    """Whether a MeterProvider's views route new series through ``lifecycle``."""
+def uses_registry(views: Sequence[View], registry: SeriesRegistry) -> bool:
+    """Whether a MeterProvider's views route new series through ``registry``."""
     for view in views:
         aggregation = _sdk.view_aggregation(view)
-        if isinstance(aggregation, LifecycleAggregation) and aggregation.lifecycle is lifecycle:
+        if isinstance(aggregation, LifecycleAggregation) and aggregation.registry is registry:
             return True
     return False

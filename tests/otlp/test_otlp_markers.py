@@ -257,7 +257,7 @@ def test_other_exporters_get_no_markers() -> None:
     try:
         wrapped = lifecycle.wrap_exporter(ConsoleMetricExporter())
         assert wrapped.staleness is None
-        assert lifecycle._removal_listeners == []
+        assert lifecycle.registry.removal_listeners() == 0
     finally:
         lifecycle.shutdown()
 
@@ -269,10 +269,10 @@ def test_shutdown_stops_listening_and_restores_the_exporter(
     patched = "_export_batch" if sink.protocol == "http" else "_translate_data"
     pipeline = make_pipeline(exporter, lifecycle)
     assert patched in vars(exporter)
-    assert len(lifecycle._removal_listeners) == 1
+    assert lifecycle.registry.removal_listeners() == 1
     pipeline.provider.shutdown()
     assert patched not in vars(exporter)
-    assert lifecycle._removal_listeners == []
+    assert lifecycle.registry.removal_listeners() == 0
 
 
 def test_installed_otlp_exporters_still_have_the_encode_hooks_markers_use() -> None:

@@ -1,0 +1,415 @@
+"""The ``Lifecycle`` façade: composes the registry, the expiry processor, the views and the exporters.
+
+It sits on top of the package's layers (``registry`` ← ``expiry`` ← ``views``;
+``export``, ``otlp``) and adds nothing of its own but the object references a
+controller holds (bodies, models, tuples) and ownership: whoever creates a
+Lifecycle shuts it down; readers and exporters never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
+from opentelemetry.sdk.metrics.view import View
+
+from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.badinput import DropRecorder, safe_detail
+from otel_gitjob._internal.errors import ConfigurationError
+from otel_gitjob._internal.expiry import ExpiryProcessor
+from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo
+from otel_gitjob._internal.points import collection_stamp, filter_points
+from otel_gitjob._internal.registry import (
+    DEFAULT_KIND,
+    REASON_STALE_UID,
+    Identity,
+    ObjectKey,
+    SeriesRegistry,
+    positive_seconds,
+    validate_kind,
+)
+from otel_gitjob._internal.views import lifecycle_views, uses_registry
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from otel_gitjob._internal.export import LifecycleExporter, LifecyclePrometheusReader
+
+__all__ = ["Lifecycle"]
+
+_logger = logging.getLogger("otel_gitjob")
+
+_warned_degraded = threading.Event()
+
+DEGRADED_WARNING = (
+    "otel-gitjob: eviction does not work with opentelemetry-sdk %s (%s); running degraded: forgotten and "
+    "expired series are kept out of every export, but their memory and cardinality slots are not freed. "
+    "opentelemetry-sdk %s are known to work."
+)
+
+
+class Lifecycle:
+    """Ties metric series to the lifetime of Kubernetes objects.
+
+    One Lifecycle serves one or more MeterProviders and every reader on them.
+    Pass :meth:`views` to each MeterProvider so that new series are indexed as
+    they are created, and use :meth:`prometheus_reader` /
+    :class:`~otel_gitjob.LifecyclePrometheusReader` or :meth:`wrap_exporter` /
+    :class:`~otel_gitjob.LifecycleExporter` so that nothing of a forgotten
+    object leaves the process. You own it: call :meth:`shutdown` (or use it as
+    a context manager) when you are done; shutting a MeterProvider down never
+    shuts down the Lifecycle it used.
+
+    Args:
+        identity_keys: Attribute keys that together identify an object. A series
+            is managed when its attributes carry all of them as strings. With two
+            keys, an object maps to them as ``(namespace, name)``; with one key,
+            as ``(name,)``. Any other object can be named by a mapping of these
+            keys to values.
+        default_kind: The Kubernetes kind of series whose instrument declared
+            none (:meth:`declare_kind`), and of objects that carry no kind.
+            ``GitRepo``: Fleet's GitJob metrics describe GitRepos.
+        max_blocks: How many forgotten objects are remembered to drop their late
+            writes. 10,000 covers the deletions of a busy cluster over the block
+            lifetime while keeping memory flat under any churn; the oldest
+            blocks go first.
+        block_seconds: How long a forgotten object's late writes are dropped.
+            An hour outlives any reconcile still running at deletion time;
+            after it, a write for the same name counts as a new object.
+        clock: Monotonic clock in seconds, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        identity_keys: Sequence[str] = ("namespace", "name"),
+        *,
+        default_kind: str = DEFAULT_KIND,
+        max_blocks: int = 10_000,
+        block_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 0:
+            raise ConfigurationError("max_blocks must be an int >= 0, got %r" % (max_blocks,))
+        block_seconds = positive_seconds("block_seconds", block_seconds)
+        self.sdk_check = _sdk.self_check()
+        if not self.sdk_check.ok and not _warned_degraded.is_set():
+            _warned_degraded.set()
+            _logger.warning(
+                DEGRADED_WARNING, _sdk.SDK_VERSION, "; ".join(self.sdk_check.problems), _sdk.KNOWN_GOOD_RELEASES
+            )
+        self._clock = clock
+        self.drops = DropRecorder(clock=clock)
+        self.registry = SeriesRegistry(
+            identity_keys,
+            default_kind=default_kind,
+            max_blocks=max_blocks,
+            block_seconds=block_seconds,
+            clock=clock,
+            drops=self.drops,
+            evicts=self.sdk_check.ok,
+        )
+        self._expiry: ExpiryProcessor | None = None
+        self._expiry_lock = threading.Lock()
+        self._shut_down = False
+        self.forgets_total = 0
+
+    # -- properties -------------------------------------------------------------------------------------------
+
+    @property
+    def identity_keys(self) -> tuple[str, ...]:
+        return self.registry.identity_keys
+
+    @property
+    def default_kind(self) -> str:
+        return self.registry.default_kind
+
+    @property
+    def degraded(self) -> bool:
+        """True when the installed SDK failed the eviction self-check (see docs/compatibility.md)."""
+        return not self.registry.evicts
+
+    @property
+    def expiry(self) -> ExpiryProcessor | None:
+        """The expiry processor, once an instrument was declared transient."""
+        return self._expiry
+
+    # -- wiring -----------------------------------------------------------------------------------------------
+
+    def views(self, *user_views: View, cardinality_limit: int | None = None) -> list[View]:
+        """Views to pass to ``MeterProvider(views=...)``.
+
+        Args:
+            *user_views: Your own views, if any. They are returned wrapped so that
+                their series are managed too; instruments they don't match get a
+                default view.
+            cardinality_limit: Attribute sets per instrument for the instruments no
+                view of yours matches; the reader's limit (the SDK's 2,000 by
+                default) when None. Forgotten objects no longer count against it,
+                so it only has to fit the live ones. opentelemetry-sdk releases
+                before 1.45.2 have no limit, and ignore it.
+
+        Like any view that sets an aggregation, these views take precedence over a
+        reader's ``preferred_aggregation``: instruments no view of yours matches get
+        the SDK's default aggregation. To aggregate differently (e.g. exponential
+        histograms), pass a view that says so; it is wrapped like the others.
+        """
+        if cardinality_limit is not None and (
+            isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
+        ):
+            raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
+        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit)
+
+    def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
+        """A :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) for this lifecycle.
+
+        Args:
+            registry: The prometheus_client registry to register with; the global
+                one when None.
+            **options: Passed to the reader.
+        """
+        from otel_gitjob._internal.export import LifecyclePrometheusReader
+
+        return LifecyclePrometheusReader(self, registry=registry, **options)
+
+    def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
+        """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
+        from otel_gitjob._internal.export import LifecycleExporter
+
+        return LifecycleExporter(self, exporter)
+
+    def transient(self, instrument_name: str, ttl_seconds: float) -> None:
+        """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
+
+        Declare before the instrument records its first value.
+        """
+        self._expiry_processor().declare(instrument_name, ttl_seconds)
+
+    def declare_kind(self, kind: str, *instrument_names: str) -> None:
+        """Declare that the series of these instruments belong to objects of ``kind``.
+
+        Forgetting an object of another kind with the same identity never touches
+        them. Instruments declared nowhere belong to the default kind.
+        """
+        self.registry.declare_kind(kind, instrument_names)
+
+    def uses(self, views: Sequence[View]) -> bool:
+        """Whether a MeterProvider built with ``views`` routes new series through this lifecycle."""
+        return uses_registry(views, self.registry)
+
+    # -- the operations ---------------------------------------------------------------------------------------
+
+    def forget(self, obj: Any, *, kind: str | None = None) -> int:
+        """Remove every series of an object, now and from every reader. Never raises.
+
+        Args:
+            obj: A :class:`~otel_gitjob.RepoRef`, a ``(namespace, name)`` tuple, an
+                object or mapping with ``metadata`` (a body, a model, a watch event),
+                or a mapping of the identity keys.
+            kind: The object's Kubernetes kind; by default the object's own
+                (``kind`` of a body or model), else the lifecycle's default kind.
+
+        Returns:
+            The number of series removed (0 for an object never seen or not understood).
+        """
+        try:
+            key, uid = self._object_of(obj, kind, "forget")
+            if key is None:
+                return 0
+            removed = self.registry.forget(key, uid)
+            expiry = self._expiry
+            if expiry is not None:
+                expiry.discard_object(key)
+            self.forgets_total += 1
+            return removed
+        except Exception as error:  # recording-side calls never raise into the controller
+            self.drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: forget failed", exc_info=True)
+            return 0
+
+    def observe(self, obj: Any, *, kind: str | None = None) -> None:
+        """Declare an object alive: lift the block against its writes, if any. Never raises.
+
+        Call it when the object is (re)created; a forgotten object's series then
+        start again from zero. Late writes carrying the uid it was forgotten
+        under are dropped from then on.
+        """
+        try:
+            key, uid = self._object_of(obj, kind, "observe")
+            if key is not None:
+                self.registry.lift(key, uid)
+        except Exception as error:
+            self.drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: observe failed", exc_info=True)
+
+    def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
+        """Whether a write for an object carrying ``uid`` may be recorded (the typed recording paths).
+
+        Lifts the block of an object recreated under a new uid; refuses, and
+        counts, a late write of an incarnation that was forgotten.
+        """
+        if uid is None:
+            return True
+        if self.registry.admit((kind, identity), uid):
+            return True
+        self.drops.drop(REASON_STALE_UID, "%s %s" % (kind, "/".join(identity)))
+        return False
+
+    def shutdown(self) -> None:
+        """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
+
+        Takes no lock while it waits for the sweeper, which may need the
+        registry's lock to finish the slice it is evicting.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        expiry = self._expiry
+        if expiry is not None:
+            expiry.shutdown()
+        self.registry.clear()
+
+    def __enter__(self) -> Lifecycle:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    # -- what readers and exporters call ----------------------------------------------------------------------
+
+    def before_collect(self) -> None:
+        """Housekeeping due before a collection: expiry, placeholders, old blocks."""
+        expiry = self._expiry
+        if expiry is not None:
+            expiry.expire_due()
+        self.registry.housekeeping()
+
+    def filter(self, metrics_data: MetricsData) -> MetricsData:
+        """Drop data points of objects forgotten, and series expired, after this collection was taken.
+
+        Series removed before a collection are already gone from the SDK storage;
+        only a removal racing the collection leaves points to drop, so a
+        collection stamped after the latest removal passes untouched (in
+        degraded mode every collection is filtered).
+        """
+        expiry = self._expiry
+        if expiry is not None:
+            metrics_data = expiry.filter_expired(metrics_data)
+        registry = self.registry
+        if not registry.removed_since(collection_stamp(metrics_data)):
+            return metrics_data
+        object_of = registry.object_of
+        hidden = registry.hidden
+        return filter_points(
+            metrics_data,
+            lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
+        )
+
+    # -- introspection (tests, benchmarks, self-metrics) -------------------------------------------------------
+
+    def tracked_objects(self) -> int:
+        """Objects with at least one indexed series."""
+        return self.registry.tracked_objects()
+
+    def blocked_objects(self) -> int:
+        """Forgotten objects whose late writes are still dropped."""
+        return self.registry.blocked_objects()
+
+    def register_self_metrics(self, meter: Meter) -> None:
+        """Export the lifecycle's own state on ``meter`` (exempt from the lifecycle: no identity labels)."""
+        self.drops.register(meter)
+        meter.create_observable_gauge(
+            "otel_gitjob_sdk_degraded",
+            callbacks=[self._observe_degraded],
+            unit="1",
+            description="1 when the installed opentelemetry-sdk failed the eviction self-check (see the logs).",
+        )
+        meter.create_observable_gauge(
+            "otel_gitjob_tracked_objects",
+            callbacks=[lambda options: [Observation(self.registry.tracked_objects())]],
+            unit="{object}",
+            description="Objects with at least one live series.",
+        )
+        meter.create_observable_gauge(
+            "otel_gitjob_tracked_series",
+            callbacks=[lambda options: [Observation(self.registry.tracked_series())]],
+            unit="{series}",
+            description="Series indexed under an object, per reader storage.",
+        )
+        meter.create_observable_gauge(
+            "otel_gitjob_blocked_objects",
+            callbacks=[lambda options: [Observation(self.registry.blocked_objects())]],
+            unit="{object}",
+            description="Forgotten objects whose late writes are dropped.",
+        )
+        meter.create_observable_counter(
+            "otel_gitjob_forgets",
+            callbacks=[lambda options: [Observation(self.forgets_total)]],
+            unit="{object}",
+            description="Objects forgotten.",
+        )
+        meter.create_observable_counter(
+            "otel_gitjob_expired_series",
+            callbacks=[lambda options: [Observation(self._expiry.expired_total if self._expiry else 0)]],
+            unit="{series}",
+            description="Transient series removed after their TTL.",
+        )
+
+    def _observe_degraded(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(0 if self.sdk_check.ok else 1, {"adapter": self.sdk_check.adapter or "none"})]
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _current_expiry(self) -> ExpiryProcessor | None:
+        return self._expiry
+
+    def _expiry_processor(self) -> ExpiryProcessor:
+        with self._expiry_lock:
+            if self._expiry is None:
+                self._expiry = ExpiryProcessor(self.registry, clock=self._clock)
+            return self._expiry
+
+    def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
+        """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
+        if kind is not None:
+            kind = validate_kind(kind)
+        keys = self.registry.identity_keys
+        if isinstance(obj, Mapping) and "metadata" not in obj and "object" not in obj:
+            identity = self.registry.identity_of(obj)
+            if identity is None:
+                self.drops.drop(REASON_BAD_REPO, "%s: a mapping without string keys %s" % (operation, keys))
+                return None, None
+            return (kind or _kind_of(obj) or self.default_kind, identity), None
+        ref, reason = coerce_repo(obj)
+        if ref is None:
+            self.drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
+            return None, None
+        kind = kind or _kind_of(obj) or self.default_kind
+        if len(keys) == 2:
+            return (kind, (ref.namespace, ref.name)), ref.uid
+        if len(keys) == 1:
+            return (kind, (ref.name,)), ref.uid
+        self.drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
+        return None, None
+
+
+def _kind_of(obj: Any) -> str | None:
+    """The Kubernetes kind an object carries, if any (a body's ``kind``, a model's ``kind``, a watch event's object)."""
+    try:
+        if isinstance(obj, Mapping):
+            inner = obj.get("object") if "metadata" not in obj else None
+            if inner is not None and not isinstance(inner, Mapping):
+                return _kind_of(inner)
+            kind = (inner if isinstance(inner, Mapping) else obj).get("kind")
+        else:
+            kind = getattr(obj, "kind", None)
+        return kind if isinstance(kind, str) and kind and kind[0].isalpha() else None
+    except Exception:
+        return None
