@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import os
+import sys
 import threading
+import time
 
 from _helpers import samples
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob._internal import _sdk
 
 ROUNDS = 300
 
@@ -78,6 +84,123 @@ def test_forget_record_and_collect_from_many_threads_gives_exact_counts():
             )
         assert not [key for key in got if ("namespace", "doomed") in key[1]]
         assert lifecycle.tracked_objects() == len(kept)
+    finally:
+        provider.shutdown()
+        lifecycle.shutdown()
+
+
+class _SlowReleaseLock:
+    """A view match's lock that pauses 1 ms after each release (test instrumentation).
+
+    Widens the window in which opentelemetry-sdk before 1.45.2 looks a new
+    series up again after releasing its lock, as the issue's reproduction did;
+    without the race guard the hammer then sees KeyError within a second.
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+        time.sleep(0.001)
+
+    def acquire(self, *args: object, **kwargs: object) -> bool:
+        return self._lock.acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+# Seconds of the first-write hammer; CI's SDK matrix runs it for 20 s on the lowest and the highest release.
+HAMMER_SECONDS = float(os.environ.get("OTEL_GITJOB_HAMMER_SECONDS", "2"))
+
+
+def test_first_writes_racing_forgets_never_raise_and_lose_nothing_that_lives():
+    """8 threads make first writes on new repos while 2 threads forget a share of them.
+
+    Before opentelemetry-sdk 1.45.2 the SDK looks a new series up again after
+    releasing its lock, so a forget in between raised KeyError out of add().
+    """
+    lifecycle = Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(cardinality_limit=50_000))
+    counter = provider.get_meter("hammer").create_counter("hammer_writes")
+    counter.add(1, {"probe": "unmanaged"})  # builds the view matches, whose locks are then widened
+    for storage in provider._measurement_consumer._reader_storages.values():
+        for match in storage._instrument_view_instrument_matches[counter]:
+            match._lock = _SlowReleaseLock(match._lock)
+    writes_per_repo = 3
+    kept_per_writer = 1_000
+    doomed: collections.deque[tuple[str, str]] = collections.deque()
+    kept: list[list[tuple[str, str]]] = [[] for _ in range(8)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                i += 1
+                repo = ("ns", "w%d-%d" % (w, i))
+                keep = i % 3 == 0 and len(kept[w]) < kept_per_writer
+                if not keep:
+                    doomed.append(repo)  # before the first write, so that forgets race it
+                attributes = {"namespace": repo[0], "name": repo[1]}
+                for _ in range(writes_per_repo):
+                    counter.add(1, attributes)
+                if keep:
+                    kept[w].append(repo)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    forgotten = [0, 0]
+
+    def forgetter(f: int) -> None:
+        while not stop.is_set() or doomed:
+            try:
+                repo = doomed.pop()  # the newest: its first write is most likely under way
+            except IndexError:
+                time.sleep(0.0005)
+                continue
+            lifecycle.forget(repo)
+            forgotten[f] += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    threads += [threading.Thread(target=forgetter, args=(f,)) for f in range(2)]
+    # Switch threads every few bytecodes instead of every 5 ms, so that a forget lands inside the SDK's
+    # window between its lock release and its re-lookup as it does on a loaded machine.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(HAMMER_SECONDS)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    try:
+        assert errors == []
+        assert sum(forgotten) > 100  # the hammer really raced
+        live = {repo for repos in kept for repo in repos}
+        data = reader.get_metrics_data()
+        exported = {
+            (point.attributes.get("namespace", "-"), point.attributes.get("name", "-")): point.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == "hammer_writes"
+            for point in metric.data.data_points
+        }
+        exported.pop(("-", "-"), None)
+        assert exported == dict.fromkeys(live, writes_per_repo)  # exact, and nothing of a forgotten repo
+        lifecycle.before_collect()  # placeholders of late writes go at the next collection
+        # Storage holds the live repos (and the unmanaged probe), nothing else.
+        assert _sdk.series_count(provider, include_placeholders=True) == len(live) + 1
     finally:
         provider.shutdown()
         lifecycle.shutdown()

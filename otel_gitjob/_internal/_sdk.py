@@ -41,8 +41,10 @@ On those releases each view match's table is swapped, when the match is built,
 for a dict whose ``__missing__`` hands back an aggregation that drops and
 counts the write. On every release an evicted aggregation that a writer
 already holds is turned into one that drops and counts (writes to a forgotten
-object are dropped by design); transient series re-route such a write instead
-(see :class:`TouchingAggregation`), so a set racing its own expiry survives.
+object are dropped by design); transient series and placeholders re-route
+such a write to the SDK instead (:class:`TouchingAggregation`,
+:class:`Placeholder`), so a set racing its own expiry, or a write racing the
+``observe()`` that lifts a block, survives.
 """
 
 from __future__ import annotations
@@ -300,7 +302,7 @@ def evict(
                 continue
             del table[key]
             if isinstance(found, Placeholder):
-                found.release()
+                found.evicted(match)
                 continue
         removed += 1
         if isinstance(found, TouchingAggregation):
@@ -346,6 +348,7 @@ class Placeholder(_DropAggregation):  # type: ignore[misc]
     def __init__(self, attributes: Mapping[str, Any], on_drop: Callable[[], None] | None, match: Any = None) -> None:
         super().__init__(attributes, reservoir_builder=_no_reservoir)
         self._on_drop = on_drop
+        self._evicted_from: Any = None
         # Where the SDK has a cardinality limit, a placeholder must not take a live object's slot:
         # the match's limit is raised while it stands (we run under the match's lock here).
         self._match = match if _has_limit(match) else None
@@ -359,8 +362,18 @@ class Placeholder(_DropAggregation):  # type: ignore[misc]
             match._cardinality_limit -= 1
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        if self._on_drop is not None:
+        evicted_from = self._evicted_from
+        if evicted_from is not None:
+            # Evicted (the block lifted, or the next collection came) after the writer found it:
+            # the SDK decides afresh, so a write just after observe() creates the live series.
+            evicted_from.consume_measurement(measurement, should_sample_exemplar)
+        elif self._on_drop is not None:
             self._on_drop()
+
+    def evicted(self, match: Any) -> None:
+        """Called under ``match``'s lock once removed from it."""
+        self.release()
+        self._evicted_from = match
 
 
 class TouchingAggregation(_Aggregation):  # type: ignore[misc]
