@@ -100,6 +100,7 @@ __all__ = [
     "evict",
     "exporter_preferences",
     "install_race_guard",
+    "no_exemplars_factory",
     "self_check",
     "series_count",
     "series_key",
@@ -425,6 +426,35 @@ def view_with_aggregation(view: View, aggregation: Aggregation) -> View:
     return clone
 
 
+class _NoExemplars:
+    """One exemplar reservoir shared by every series: offers nothing, collects nothing.
+
+    The SDK builds a reservoir per series by default (a list of cells and its
+    lock, per histogram bucket); a Prometheus text exposition never shows
+    exemplars, so at 10,000 objects that is memory and collect time for nothing.
+    """
+
+    __slots__ = ()
+
+    def offer(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def collect(self, point_attributes: Any) -> list[Any]:
+        return []
+
+
+_NO_EXEMPLARS = _NoExemplars()
+
+
+def _no_exemplars_builder(*args: Any, **kwargs: Any) -> _NoExemplars:
+    return _NO_EXEMPLARS
+
+
+def no_exemplars_factory(aggregation_type: Any) -> Callable[..., _NoExemplars]:
+    """A view's ``exemplar_reservoir_factory`` that gives every series the shared no-op reservoir."""
+    return _no_exemplars_builder
+
+
 class SelectiveView(View):
     """A catch-all view that stands aside for instruments matched by other views.
 
@@ -433,11 +463,17 @@ class SelectiveView(View):
     """
 
     def __init__(
-        self, aggregation: Aggregation, excluded: Iterable[View], cardinality_limit: int | None = None
+        self,
+        aggregation: Aggregation,
+        excluded: Iterable[View],
+        cardinality_limit: int | None = None,
+        exemplars: bool = True,
     ) -> None:
         options: dict[str, Any] = {}
         if cardinality_limit is not None and supports_cardinality_limit():
             options["aggregation_cardinality_limit"] = cardinality_limit
+        if not exemplars:
+            options["exemplar_reservoir_factory"] = no_exemplars_factory
         super().__init__(instrument_name="*", aggregation=aggregation, **options)
         self._excluded = tuple(excluded)
 

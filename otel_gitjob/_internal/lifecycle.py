@@ -141,7 +141,7 @@ class Lifecycle:
 
     # -- wiring -----------------------------------------------------------------------------------------------
 
-    def views(self, *user_views: View, cardinality_limit: int | None = None) -> list[View]:
+    def views(self, *user_views: View, cardinality_limit: int | None = None, exemplars: bool = False) -> list[View]:
         """Views to pass to ``MeterProvider(views=...)``.
 
         Args:
@@ -153,6 +153,11 @@ class Lifecycle:
                 default) when None. Forgotten objects no longer count against it,
                 so it only has to fit the live ones. opentelemetry-sdk releases
                 before 1.45.2 have no limit, and ignore it.
+            exemplars: Keep the SDK's per-series exemplar reservoirs for the instruments
+                no view of yours matches. Off by default: the Prometheus text
+                format never shows exemplars, and one reservoir per series cost
+                about a tenth of the heap and of the SDK's collect time at Fleet
+                scale. Turn it on for an OTLP backend that shows exemplars.
 
         Like any view that sets an aggregation, these views take precedence over a
         reader's ``preferred_aggregation``: instruments no view of yours matches get
@@ -163,7 +168,7 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit)
+        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit, exemplars)
 
     def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
         """A :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) for this lifecycle.
