@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.metrics.view import View
 
@@ -34,6 +34,7 @@ from otel_gitjob._internal.registry import (
     positive_seconds,
     validate_kind,
 )
+from otel_gitjob._internal.selfmetrics import SelfMetrics
 from otel_gitjob._internal.views import lifecycle_views, uses_registry
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class Lifecycle:
         self._expiry_lock = threading.Lock()
         self._shut_down = False
         self.forgets_total = 0
+        self.self_metrics = SelfMetrics()
+        self._add_self_metric_sources()
 
     # -- properties -------------------------------------------------------------------------------------------
 
@@ -328,47 +331,30 @@ class Lifecycle:
         return self.registry.blocked_objects()
 
     def register_self_metrics(self, meter: Meter) -> None:
-        """Export the lifecycle's own state on ``meter`` (exempt from the lifecycle: no identity labels)."""
-        self.drops.register(meter)
-        meter.create_observable_gauge(
-            "otel_gitjob_sdk_degraded",
-            callbacks=[self._observe_degraded],
-            unit="1",
-            description="1 when the installed opentelemetry-sdk failed the eviction self-check (see the logs).",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_tracked_objects",
-            callbacks=[lambda options: [Observation(self.registry.tracked_objects())]],
-            unit="{object}",
-            description="Objects with at least one live series.",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_tracked_series",
-            callbacks=[lambda options: [Observation(self.registry.tracked_series())]],
-            unit="{series}",
-            description="Series indexed under an object, per reader storage.",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_blocked_objects",
-            callbacks=[lambda options: [Observation(self.registry.blocked_objects())]],
-            unit="{object}",
-            description="Forgotten objects whose late writes are dropped.",
-        )
-        meter.create_observable_counter(
-            "otel_gitjob_forgets",
-            callbacks=[lambda options: [Observation(self.forgets_total)]],
-            unit="{object}",
-            description="Objects forgotten.",
-        )
-        meter.create_observable_counter(
-            "otel_gitjob_expired_series",
-            callbacks=[lambda options: [Observation(self._expiry.expired_total if self._expiry else 0)]],
-            unit="{series}",
-            description="Transient series removed after their TTL.",
-        )
+        """Export the package's own ``otel_gitjob_*`` metrics on ``meter`` (see :mod:`selfmetrics`).
 
-    def _observe_degraded(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(0 if self.sdk_check.ok else 1, {"adapter": self.sdk_check.adapter or "none"})]
+        Their series carry no identity attributes, so the lifecycle never manages them.
+        """
+        self.drops.register(meter)
+        self.self_metrics.register(meter)
+
+    def _add_self_metric_sources(self) -> None:
+        add = self.self_metrics.add
+        registry = self.registry
+        check = self.sdk_check
+        add("otel_gitjob_sdk_degraded", lambda: [(0.0 if check.ok else 1.0, {"adapter": check.adapter or "none"})])
+
+        def by_kind(counts: dict[str, int]) -> list[tuple[float, dict[str, str]]]:
+            # The default kind is always reported, so that "no objects" reads 0, not absent.
+            return [(n, {"kind": kind}) for kind, n in {registry.default_kind: 0, **counts}.items()]
+
+        add("otel_gitjob_objects", lambda: by_kind(registry.objects_by_kind()))
+        add("otel_gitjob_series", lambda: by_kind(registry.series_by_kind()))
+        add("otel_gitjob_blocked_objects", lambda: [(registry.blocked_objects(), {})])
+        add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
+        add("otel_gitjob_forgets", lambda: [(self.forgets_total, {})])
+        add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
+        add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
 
     # -- internals ----------------------------------------------------------------------------------------------
 

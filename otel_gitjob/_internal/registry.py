@@ -389,6 +389,20 @@ class SeriesRegistry:
         with self._state_lock:
             return len(self._index)
 
+    def objects_by_kind(self) -> dict[str, int]:
+        with self._state_lock:
+            counts: dict[str, int] = {}
+            for kind, _identity in self._index:
+                counts[kind] = counts.get(kind, 0) + 1
+            return counts
+
+    def series_by_kind(self) -> dict[str, int]:
+        with self._state_lock:
+            counts: dict[str, int] = {}
+            for (kind, _identity), series in self._index.items():
+                counts[kind] = counts.get(kind, 0) + len(series)
+            return counts
+
     def tracked_series(self) -> int:
         with self._state_lock:
             return sum(len(series) for series in self._index.values())
