@@ -68,7 +68,8 @@ class LifecycleSetup:
             metric_readers=[self.lc.prometheus_reader(self.registry, **READER_LIMITS)],
             views=self.lc.views(),
         )
-        self.gitjob = GitJobMetrics(self.provider, lifecycle=self.lc)
+        # A TTL longer than any run: a slow machine must not see the gauge expire mid-benchmark.
+        self.gitjob = GitJobMetrics(self.provider, lifecycle=self.lc, gauge_ttl=24 * 3600)
         # The instruments GitJobMetrics created, for recording on them directly.
         self.instruments = {spec.key: getattr(self.gitjob, "_" + spec.key) for spec in GITJOB_INSTRUMENTS}
 
