@@ -35,10 +35,16 @@ taken while a lock below it is held):
    the removal listener under ``_op_lock``.
 6. ``SeriesRegistry._state_lock`` guards the index, the blocks and the
    retired uids; held for a few dictionary operations only, never while
-   taking another lock except the leaf below.
-7. ``DropRecorder._lock``: a leaf, counters only.
+   taking another lock except the leaves below.
+7. Leaves, held for a few operations and never while another lock is taken:
+   ``DropRecorder._lock`` (drop counters), ``SelfMetrics._lock`` (the list of
+   sources; released before a source runs), ``Lifecycle._expiry_lock`` (creates
+   the expiry processor once), ``_sdk._check_lock`` (the self-check, once per
+   process, on a private provider).
 
-No thread is ever joined while any of these is held.
+No thread is ever joined while any of these is held: ``Lifecycle.shutdown``
+stops the sweeper, which may need ``_op_lock`` for its current slice, with no
+lock held, and the sweeper stops between two slices.
 """
 
 from __future__ import annotations
