@@ -100,3 +100,33 @@ def test_observe_lifts_only_that_kinds_block(gitjob, helmop_gauge, lifecycle, re
     gitjob.job_created(("ns", "x"))  # still blocked: a late write of the deleted GitRepo
     assert names_of(registry, HELMOP_GAUGE) == {"x"}
     assert names_of(registry, "fleet_gitjobs_created_success_total") == set()
+
+
+def test_retain_forgets_the_objects_of_that_kind_missing_from_the_live_list(gitjob, helmop_gauge, lifecycle, registry):
+    for name in ("a", "b", "c"):
+        gitjob.job_created(("ns", name))
+        helmop_gauge.set(1, {"namespace": "ns", "name": name})
+
+    assert lifecycle.retain([gitrepo_body("ns", "a"), ("ns", "c")], kind="GitRepo") == 1
+
+    assert names_of(registry, "fleet_gitjobs_created_success_total") == {"a", "c"}
+    assert names_of(registry, HELMOP_GAUGE) == {"a", "b", "c"}  # another kind: untouched
+    gitjob.job_created(("ns", "b"))  # b was deleted: its late write stays out
+    assert names_of(registry, "fleet_gitjobs_created_success_total") == {"a", "c"}
+
+
+def test_forget_series_removes_one_label_set_and_keeps_the_object_alive(provider, lifecycle, registry):
+    lifecycle.declare_kind("HelmOp", "fleet_helmop_resources_ready")
+    gauge = provider.get_meter("fleet").create_gauge("fleet_helmop_resources_ready")
+    old = {"namespace": "ns", "name": "x", "version": "1.0"}
+    new = {"namespace": "ns", "name": "x", "version": "1.1"}
+    gauge.set(3, old)
+    gauge.set(4, new)
+
+    assert lifecycle.forget_series(("ns", "x"), "fleet_helmop_resources_ready", old, kind="HelmOp") == 1
+
+    got = {dict(labels)["version"] for (name, labels) in samples(registry) if name == "fleet_helmop_resources_ready"}
+    assert got == {"1.1"}
+    gauge.set(5, old)  # not blocked: the object is alive
+    got = {dict(labels)["version"] for (name, labels) in samples(registry) if name == "fleet_helmop_resources_ready"}
+    assert got == {"1.0", "1.1"}

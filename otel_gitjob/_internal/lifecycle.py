@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -254,6 +254,61 @@ class Lifecycle:
         except Exception as error:
             self.drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: observe failed", exc_info=True)
+
+    def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
+        """Forget every object of ``kind`` that has series but is not in ``live``. Never raises.
+
+        The kube-state-metrics model: after a full list the watch cache is the
+        truth, so an object deleted while the watch was down, or revived by a
+        late write after its block expired, goes now.
+
+        Args:
+            live: The objects of the kind that exist (any form :meth:`forget` takes).
+            kind: Their kind; the lifecycle's default when None.
+
+        Returns:
+            How many objects were forgotten.
+        """
+        try:
+            kind = validate_kind(kind) if kind is not None else self.default_kind
+            keep = set()
+            for obj in live:
+                key, _uid = self._object_of(obj, kind, "retain")
+                if key is not None:
+                    keep.add(key)
+            stale = [obj for obj in self.registry.objects_of_kind(kind) if obj not in keep]
+            for obj in stale:
+                self.registry.forget(obj, None)
+                if self._expiry is not None:
+                    self._expiry.discard_object(obj)
+            self.forgets_total += len(stale)
+            return len(stale)
+        except Exception as error:
+            self.drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: retain failed", exc_info=True)
+            return 0
+
+    def forget_series(
+        self, obj: Any, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None
+    ) -> int:
+        """Remove one series of a live object, without blocking the object. Never raises.
+
+        For a gauge whose labels describe the object (a GitRepo's ``branch``):
+        when they change, the old label set must go, as Fleet's partial-match
+        delete does, while the object lives on.
+
+        Returns:
+            How many series were removed.
+        """
+        try:
+            key, _uid = self._object_of(obj, kind, "forget_series")
+            if key is None:
+                return 0
+            return self.registry.forget_series(key, instrument_name.lower(), attributes)
+        except Exception as error:
+            self.drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
+            return 0
 
     def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
         """Whether a write for an object carrying ``uid`` may be recorded (the typed recording paths).

@@ -360,6 +360,37 @@ class SeriesRegistry:
             self._notify(None, [(series[i][1], series[i][3]) for i in evicted])
         return evicted
 
+    def objects_of_kind(self, kind: str) -> list[ObjectKey]:
+        """The objects of ``kind`` that have series now (a snapshot)."""
+        with self._state_lock:
+            return [obj for obj in self._index if obj[0] == kind]
+
+    def forget_series(self, obj: ObjectKey, instrument_name: str, attributes: Mapping[str, Any]) -> int:
+        """Evict one series of a live object without blocking it (a label of it changed).
+
+        Returns how many series were removed (0 or 1; more only if several
+        instruments share the name). Removal listeners hear of it, so an OTLP
+        backend gets its staleness marker.
+        """
+        wanted = dict(attributes)
+        with self._op_lock:
+            with self._state_lock:
+                series = self._index.get(obj)
+                if not series:
+                    return 0
+                gone = [
+                    (ref, attrs)
+                    for ref, attrs in series.items()
+                    if ref[0].name == instrument_name and dict(attrs) == wanted
+                ]
+                for ref, _attrs in gone:
+                    del series[ref]
+                if not series:
+                    del self._index[obj]
+                if gone:
+                    self._last_removal_ns = time.time_ns()
+            return self._evict(obj, gone) if gone else 0
+
     def housekeeping(self) -> None:
         """Evict pending placeholders and expired blocks (before each collection)."""
         if not (self._pending_placeholders or self._rejected or (self._blocks and self._oldest_block_expired())):
