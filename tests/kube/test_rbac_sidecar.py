@@ -9,7 +9,7 @@ import yaml
 from kube_helpers import RBAC_YAML, names_of, series, wait_until, watch_sidecar
 from kubernetes import utils as k8s_utils
 from prometheus_client import generate_latest
-from real_apiserver import GROUP, VERSION, KubeApiServer
+from real_apiserver import GROUP, KINDS, VERSION, KubeApiServer
 
 import otel_gitjob
 from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration
@@ -41,19 +41,43 @@ def sidecar_token(kube_apiserver: KubeApiServer) -> str:
     return kube_apiserver.service_account_token(SA_NAMESPACE, SA_NAME)
 
 
-def test_shipped_rbac_grants_gitrepo_reads_and_nothing_else(kube_apiserver, sidecar_token):
-    gitrepos = "/apis/%s/%s/gitrepos" % (GROUP, VERSION)
-    namespaced = "/apis/%s/%s/namespaces/fleet-local/gitrepos" % (GROUP, VERSION)
-    kube_apiserver.ensure_namespace("fleet-local")
-
-    assert kube_apiserver.request("GET", gitrepos, token=sidecar_token)[0] == 200
-    assert kube_apiserver.request("GET", gitrepos + "?watch=1&timeoutSeconds=1", token=sidecar_token)[0] == 200
-    denied = {
-        "create a GitRepo": ("POST", namespaced, {"apiVersion": "%s/%s" % (GROUP, VERSION), "kind": "GitRepo"}),
-        "list HelmOps": ("GET", "/apis/%s/%s/helmops" % (GROUP, VERSION), None),
-        "list Secrets": ("GET", "/api/v1/secrets", None),
-        "list Namespaces": ("GET", "/api/v1/namespaces", None),
+def granted_fleet_resources() -> set[str]:
+    """The fleet.cattle.io resources the shipped ClusterRole lets the sidecar read."""
+    (role,) = [doc for doc in shipped_rbac() if doc["kind"] == "ClusterRole"]
+    return {
+        resource
+        for rule in role["rules"]
+        if GROUP in rule["apiGroups"] and {"list", "watch"} <= set(rule["verbs"])
+        for resource in rule["resources"]
     }
+
+
+def test_shipped_rbac_grants_fleet_reads_and_nothing_else(kube_apiserver, sidecar_token):
+    granted = granted_fleet_resources()
+    assert "gitrepos" in granted
+    kube_apiserver.ensure_namespace("fleet-local")
+    for plural in granted:
+        listed = "/apis/%s/%s/%s" % (GROUP, VERSION, plural)
+        assert kube_apiserver.request("GET", listed, token=sidecar_token)[0] == 200, plural
+        assert kube_apiserver.request("GET", listed + "?watch=1&timeoutSeconds=1", token=sidecar_token)[0] == 200
+
+    # The server enforces the role: writes, other Fleet kinds and core resources are refused.
+    denied = {
+        "list %s" % plural: ("GET", "/apis/%s/%s/%s" % (GROUP, VERSION, plural), None)
+        for plural in set(KINDS) - granted
+    }
+    denied.update(
+        {
+            "create a %s" % KINDS[plural]: (
+                "POST",
+                "/apis/%s/%s/namespaces/fleet-local/%s" % (GROUP, VERSION, plural),
+                {"apiVersion": "%s/%s" % (GROUP, VERSION), "kind": KINDS[plural], "metadata": {"name": "x"}},
+            )
+            for plural in granted & set(KINDS)
+        }
+    )
+    denied["list Secrets"] = ("GET", "/api/v1/secrets", None)
+    denied["list Namespaces"] = ("GET", "/api/v1/namespaces", None)
     for what, (method, path, body) in denied.items():
         status, answer = kube_apiserver.request(method, path, body, token=sidecar_token)
         assert status == 403, "the sidecar's ServiceAccount may %s: %s" % (what, answer)
