@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -182,6 +183,7 @@ class Collector:
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> float:
