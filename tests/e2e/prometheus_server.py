@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 SCRAPE_INTERVAL = 1.0
@@ -56,7 +56,9 @@ def free_port() -> int:
 class PrometheusServer:
     """One Prometheus process with a temporary TSDB, scraping ``targets`` every second."""
 
-    def __init__(self, targets: list[str], scrape_interval: float = SCRAPE_INTERVAL) -> None:
+    def __init__(
+        self, targets: list[str], scrape_interval: float = SCRAPE_INTERVAL, extra_args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="otel-gitjob-prometheus-")
         config = os.path.join(self._dir, "prometheus.yml")
@@ -79,6 +81,7 @@ class PrometheusServer:
                 # Instant queries look back 5 minutes by default; stale markers end a series at once anyway,
                 # this only keeps a never-marked series from lingering in a short test.
                 "--query.lookback-delta=30s",
+                *extra_args,  # e.g. --web.enable-remote-write-receiver (tests/collector)
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
