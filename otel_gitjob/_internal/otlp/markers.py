@@ -39,9 +39,11 @@ __all__ = ["StalenessMarkers", "staleness_markers_for"]
 _logger = logging.getLogger("otel_gitjob")
 
 # 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval, which no
-# Collector outage can grow past. Measured with tracemalloc (tests/otlp/test_otlp_defects.py): about
-# 480 bytes per pending marker once encoded, so 50,000 hold under 24 MiB; the bound is count, not bytes.
+# Collector outage can grow past. A pending marker, encoded, holds about 535 bytes (tracemalloc, Fleet's
+# attributes; test_memory_of_pending_markers_matches_the_documented_bound checks the figure below), so
+# 50,000 hold at most 50,000 x 600 B = 29 MiB (was ~720 B each before the compact keys and plain dict).
 DEFAULT_MAX_PENDING = 50_000
+BYTES_PER_PENDING_MARKER = 600
 # Past 5 minutes a marker is pointless: the Collector's prometheus exporter
 # (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
 DEFAULT_MAX_AGE_SECONDS = 300.0

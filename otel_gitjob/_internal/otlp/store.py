@@ -15,9 +15,9 @@ the SDK forgets a delta series at each collection, so a repo idle before its
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,7 +99,8 @@ class MarkerStore:
         self._clock = clock
         # Taken by the removal listener (under the registry's op lock) and by senders; a leaf but for logging.
         self._lock = threading.Lock()
-        self._pending: OrderedDict[Hashable, Item] = OrderedDict()
+        # A plain dict keeps insertion order at half an OrderedDict's bytes per entry.
+        self._pending: dict[Hashable, Item] = {}
         self._seq = 0
         self._delta: dict[ObjectKey, dict[SeriesKey, Mapping[str, Any]]] = {}
         self._delta_count = 0
@@ -177,8 +178,9 @@ class MarkerStore:
         excess = len(self._pending) - self.max_pending
         if excess <= 0:
             return
-        for _ in range(excess):
-            self._pending.popitem(last=False)
+        pending = self._pending
+        for slot in list(itertools.islice(pending, excess)):
+            del pending[slot]
         self.dropped_total += excess
         self._full.warn(
             excess,
@@ -248,20 +250,21 @@ class MarkerStore:
             delta = self._delta
             for identity, key, attributes in series:
                 tracked = delta.get(identity)
+                if tracked is not None and key in tracked:
+                    continue
+                if self._delta_count >= self.max_tracked_delta:
+                    if not self._delta_full_logged:
+                        self._delta_full_logged = True
+                        _logger.warning(
+                            "otel-gitjob: more than %d delta series tracked; series first exported after this "
+                            "get no staleness marker when forgotten while idle",
+                            self.max_tracked_delta,
+                        )
+                    continue
                 if tracked is None:
-                    if self._delta_count >= self.max_tracked_delta:
-                        if not self._delta_full_logged:
-                            self._delta_full_logged = True
-                            _logger.warning(
-                                "otel-gitjob: more than %d delta series tracked; repos first exported after this "
-                                "get no staleness marker when forgotten while idle",
-                                self.max_tracked_delta,
-                            )
-                        continue
                     tracked = delta[identity] = {}
-                if key not in tracked:
-                    tracked[key] = attributes
-                    self._delta_count += 1
+                tracked[key] = attributes
+                self._delta_count += 1
 
     def tracked_delta(self) -> int:
         """How many delta series are remembered (never negative, never above ``max_tracked_delta``)."""
