@@ -172,6 +172,10 @@ def test_collector_down_warns_once_and_encodes_each_marker_once(
     dropped = [r for r in caplog.records if "staleness markers dropped, oldest first" in r.getMessage()]
     assert len(dropped) == 1
     assert staleness.pending() == 500 and staleness.dropped_total == 1_500
+    observe = lifecycle.self_metrics.observe
+    assert observe("otel_gitjob_staleness_markers_pending") == [(500.0, {})]
+    assert observe("otel_gitjob_staleness_markers_dropped") == [(1_500.0, {})]
+    assert observe("otel_gitjob_staleness_markers_sent") == [(0.0, {})]
     assert sum(encoded) <= 500  # each pending marker encoded once, however often its send fails
 
 
