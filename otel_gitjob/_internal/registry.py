@@ -70,7 +70,8 @@ _logger = logging.getLogger("otel_gitjob")
 Identity = tuple[str, ...]
 ObjectKey = tuple[str, Identity]  # (Kubernetes kind, identity values)
 SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
-RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]]], None]
+# (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
+RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]], list[_sdk.FinalPoint]], None]
 
 DEFAULT_KIND = "GitRepo"
 
@@ -160,7 +161,11 @@ class SeriesRegistry:
         return self._kinds.get(instrument_name, self.default_kind)
 
     def add_removal_listener(self, listener: RemovalListener) -> None:
-        """Hear of each removed series as ``(object, [(instrument, attributes), ...])``, under ``_op_lock``."""
+        """Hear of each removed series as ``(object, [(instrument, attributes), ...], final_points)``.
+
+        Called under ``_op_lock``. ``final_points`` holds, for a forget, what the evicted
+        series recorded since their last delta collection (see :class:`_sdk.FinalPoint`).
+        """
         with self._state_lock:
             self._listeners.append(listener)
 
@@ -458,19 +463,26 @@ class SeriesRegistry:
         """Evict series from SDK storage; must hold ``_op_lock``. Returns how many were present."""
         removed = 0
         gone = []
+        finals: list[_sdk.FinalPoint] = []
+        on_final = finals.append if self._listeners else None
         for (instrument, key), attributes in series:
-            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced):
+            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
                 removed += 1
                 gone.append((instrument, attributes))
-        self._notify(obj, gone)
+        self._notify(obj, gone, finals)
         return removed
 
-    def _notify(self, obj: ObjectKey | None, gone: list[tuple[Any, Mapping[str, Any]]]) -> None:
+    def _notify(
+        self,
+        obj: ObjectKey | None,
+        gone: list[tuple[Any, Mapping[str, Any]]],
+        finals: list[_sdk.FinalPoint] | None = None,
+    ) -> None:
         if not gone or not self._listeners:
             return
         for listener in list(self._listeners):
             try:
-                listener(obj, gone)
+                listener(obj, gone, finals or [])
             except Exception:  # a listener must not break forget
                 _logger.exception("otel-gitjob: removal listener %r failed", listener)
 
