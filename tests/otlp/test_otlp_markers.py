@@ -61,7 +61,9 @@ def test_forgotten_repo_is_sent_once_flagged_then_never_again(
             assert marker.value is None
         else:
             assert marker.temporality == (want_temporality if kind == "histogram" or marker.monotonic else 2)
-            assert marker.value in (None, (0, None))
+            # A sum carries no value; a histogram keeps a zero count and sum (with its bounds), so that the
+            # Collector's remote-write translator ends its _sum and every bucket series too.
+            assert marker.value == (None if kind == "sum" else (0, 0.0))
             assert marker.start <= marker.time
         # One flagged point per Metric message: the Collector's prometheus exporter stops reading a
         # metric's points at the first flagged one.

@@ -74,6 +74,8 @@ class Shape:
     is_monotonic: bool
     start_time_unix_nano: int
     time_unix_nano: int
+    # A histogram's bucket bounds: its marker must carry them (see _marker_data).
+    explicit_bounds: tuple[float, ...] = ()
 
 
 def attributes_key(attributes: Mapping[str, Any]) -> Hashable:
@@ -137,6 +139,7 @@ class ShapeBook:
                 is_monotonic=getattr(data, "is_monotonic", False),
                 start_time_unix_nano=getattr(first, "start_time_unix_nano", 0) or 0,
                 time_unix_nano=first.time_unix_nano,
+                explicit_bounds=tuple(getattr(first, "explicit_bounds", None) or ()),
             )
             if temporality is AggregationTemporality.DELTA:
                 delta.append((shape_key, metrics))
@@ -166,6 +169,7 @@ class ShapeBook:
                 is_monotonic=final.monotonic,
                 start_time_unix_nano=point.start_time_unix_nano,
                 time_unix_nano=point.start_time_unix_nano,
+                explicit_bounds=tuple(getattr(point, "explicit_bounds", None) or ()),
             ),
         )
 
@@ -186,7 +190,11 @@ def _marker_data(shape: Shape, attributes: Mapping[str, Any], time_unix_nano: in
     if shape.data_type is Sum:
         return Sum([NumberDataPoint(attributes, start, time_unix_nano, 0)], temporality, shape.is_monotonic)
     if shape.data_type is Histogram:
-        return Histogram([HistogramDataPoint(attributes, start, time_unix_nano, 0, 0, [], [], 0, 0)], temporality)
+        # The Collector's remote-write translator ends a histogram's _sum and each finite le bucket only
+        # when the flagged point carries them: the marker keeps the bounds (zero counts) and a sum.
+        bounds = list(shape.explicit_bounds)
+        zero = HistogramDataPoint(attributes, start, time_unix_nano, 0, 0, [0] * (len(bounds) + 1), bounds, 0, 0)
+        return Histogram([zero], temporality)
     if shape.data_type is ExponentialHistogram:
         empty = Buckets(offset=0, bucket_counts=[])
         point = ExponentialHistogramDataPoint(
@@ -285,7 +293,8 @@ def _flag(metric: Any) -> None:
         if kind in ("sum", "gauge"):
             point.ClearField("value")
         else:
-            for name in ("sum", "min", "max"):
+            # The sum stays (a zero): the remote-write translator ends _sum only when the point has one.
+            for name in ("min", "max"):
                 point.ClearField(name)
 
 
