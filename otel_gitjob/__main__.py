@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--gauge-ttl",
         type=float,
-        default=DEFAULT_DEMO_GAUGE_TTL,
-        help="seconds the job-duration gauge stays after its last set (default %g here, so that one expires "
-        "within the first minute; Fleet's is 120)" % DEFAULT_DEMO_GAUGE_TTL,
+        default=None,
+        help="seconds the job-duration gauge stays after its last set (env %s; default %g here, so that one "
+        "expires within the first minute; Fleet's is 120)" % (OTEL_GITJOB_GAUGE_TTL, DEFAULT_DEMO_GAUGE_TTL),
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed")
     demo.add_argument("--events", type=int, default=None, help="stop after this many events")
@@ -204,28 +204,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _printer(stop: threading.Event) -> Any:
+    """``print`` to stdout; when the reader went away (``otel-gitjob demo | head``), stop quietly."""
+
+    def say(line: str) -> None:
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            # Further writes (and the interpreter's final flush) go nowhere instead of raising.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
+
+    return say
+
+
 def _run(args: argparse.Namespace, stop: threading.Event) -> int:
+    say = _printer(stop)
     if args.command == "watch":
         watch = _prepare_watch(args)
         if stop.is_set():
             return EXIT_OK
         instrumentation = _setup(args, gauge_ttl=None)
     else:
+        # The flag, else the environment variable (setup() parses it), else the demo's short default.
+        if args.gauge_ttl is None and not os.environ.get(OTEL_GITJOB_GAUGE_TTL):
+            args.gauge_ttl = DEFAULT_DEMO_GAUGE_TTL
         instrumentation = _setup(args, gauge_ttl=args.gauge_ttl)
     host, port = instrumentation.address or ("", 0)
-    print("serving /metrics on http://%s:%d/metrics (Ctrl-C stops)" % (host, port), flush=True)
+    say("serving /metrics on http://%s:%d/metrics (Ctrl-C stops)" % (host, port))
     exit_code = EXIT_OK
     try:
         if args.command == "demo":
             from otel_gitjob._internal.demo import DemoSettings, run_demo
 
-            print(
+            say(
                 "demo: durations are simulated (nothing waits for a real job); the job-duration gauge expires "
-                "%g s after its last set (Fleet: 120 s; --gauge-ttl)" % args.gauge_ttl,
-                flush=True,
+                "%s s after its last set (Fleet: 120 s; --gauge-ttl)"
+                % (os.environ[OTEL_GITJOB_GAUGE_TTL] if args.gauge_ttl is None else "%g" % args.gauge_ttl)
             )
             settings = DemoSettings(repos=args.repos, interval=args.interval, seed=args.seed)
-            run_demo(instrumentation, settings, stop, say=lambda line: print(line, flush=True), max_events=args.events)
+            run_demo(instrumentation, settings, stop, say=say, max_events=args.events)
         else:
             run_sidecar, configuration = watch
             exit_code = run_sidecar(
@@ -240,7 +258,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             )
     finally:
         instrumentation.shutdown()
-        print("stopped", flush=True)
+        say("stopped")
     return exit_code
 
 

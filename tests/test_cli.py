@@ -44,8 +44,9 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 30)
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    # HOME without ~/.kube/config and no KUBECONFIG: what a machine without a cluster has.
-    base = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    # No KUBECONFIG (and HOME without ~/.kube/config where a test says so): a machine without a cluster.
+    unset = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "OTEL_GITJOB_GAUGE_TTL", "OTEL_EXPORTER_PROMETHEUS_HOST")
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     return run([str(COMMAND), *args], env={**base, **env})
 
 
@@ -185,3 +186,37 @@ def test_flags_win_over_environment_variables():
     assert result.returncode == 0, result.stderr
     assert re.search(r"serving /metrics on http://127\.0\.0\.1:\d+/metrics", result.stdout)
     assert result.stdout.splitlines()[-1] == "stopped"
+
+
+def test_the_demo_takes_its_gauge_ttl_from_the_flag_else_the_variable_else_10_seconds():
+    banners = {
+        "flag": cli("demo", "--port", "0", "--events", "1", "--gauge-ttl", "7", OTEL_GITJOB_GAUGE_TTL="30"),
+        "variable": cli("demo", "--port", "0", "--events", "1", OTEL_GITJOB_GAUGE_TTL="30"),
+        "default": cli("demo", "--port", "0", "--events", "1"),
+    }
+    for result in banners.values():
+        assert result.returncode == 0, result.stderr
+    expires = {k: re.search(r"gauge expires (\S+) s after its last set", r.stdout).group(1) for k, r in banners.items()}
+    assert expires == {"flag": "7", "variable": "30", "default": "10"}
+
+
+def test_the_demo_piped_into_head_stops_quietly():
+    base = {k: v for k, v in os.environ.items() if k != "OTEL_EXPORTER_PROMETHEUS_PORT"}
+    process = subprocess.Popen(
+        [str(COMMAND), "demo", "--port", "0", "--interval", "0.01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=base,
+    )
+    try:
+        first = process.stdout.readline()
+        process.stdout.close()  # what `| head -1` does once it has its line
+        assert process.wait(timeout=20) == 0
+        stderr = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert first.startswith(b"serving /metrics on ")
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
