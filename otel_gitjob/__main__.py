@@ -196,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print("otel-gitjob: error: %s" % failure.message, file=sys.stderr, flush=True)
         return failure.code
+    except ConfigurationError as error:  # raised later than setup(), e.g. by the listener's settings
+        if args.debug:
+            traceback.print_exc()
+        print("otel-gitjob: error: %s: %s" % (_qualname(error), error), file=sys.stderr, flush=True)
+        return EXIT_CONFIGURATION
     except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
         return EXIT_INTERRUPTED
     except Exception as error:
@@ -311,7 +316,7 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
         )
     try:
         configuration = load_configuration(args.kubeconfig)
-    except k8s_config.ConfigException as error:
+    except (k8s_config.ConfigException, ConfigurationError) as error:
         if args.kubeconfig is not None:
             raise _Exit(
                 EXIT_NO_KUBECONFIG, "cannot use the kubeconfig %s: %s" % (args.kubeconfig, _one_line(error))
