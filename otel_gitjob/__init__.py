@@ -44,9 +44,6 @@ from otel_gitjob._internal.lifecycle import Lifecycle
 from otel_gitjob._internal.setup import Instrumentation, setup
 from otel_gitjob.version import __version__
 
-# Tracebacks and reprs name it as users import it, not by its internal module.
-ConfigurationError.__module__ = __name__
-
 __all__ = [
     "GITJOB_INSTRUMENTS",
     "ConfigurationError",

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from otel_gitjob._internal.registry import ConfigurationError
+from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.setup import DEFAULT_HOST, DEFAULT_PORT, setup
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
