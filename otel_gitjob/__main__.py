@@ -26,11 +26,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch = commands.add_parser("watch", help="watch GitRepos and serve their metrics (sidecar mode)")
     watch.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     watch.add_argument("--kubeconfig", default=None, help="kubeconfig path (default: in-cluster, then ~/.kube)")
+    watch.add_argument(
+        "--kinds", default="gitrepos,helmops", help="comma-separated kinds to watch (default: gitrepos,helmops)"
+    )
     shard = watch.add_mutually_exclusive_group()
     shard.add_argument("--shard-id", default=None, help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
     shard.add_argument("--all-shards", action="store_true", help="handle all GitRepos, whatever their shard")
 
     args = parser.parse_args(argv)
+    if args.command == "watch":
+        from otel_gitjob.fleet import KINDS
+
+        wanted = [name.strip() for name in args.kinds.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in KINDS]
+        if unknown or not wanted:
+            parser.error("--kinds: unknown kind %s; choose from %s" % (", ".join(unknown) or "(none)", ",".join(KINDS)))
+        args.kinds = [KINDS[name] for name in dict.fromkeys(wanted)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     exit_code = 0
@@ -55,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lifecycle=instrumentation.lifecycle,
                 meter_provider=instrumentation.meter_provider,
                 stop=stop,
+                kinds=args.kinds,
             )
     except KeyboardInterrupt:
         pass
