@@ -236,6 +236,12 @@ class ListenerEmulator(Emulator):
         """Delete from storage without any event (compacted away before a watcher could see it)."""
         self.call(lambda: self.kmock.objects[resource, namespace, name].delete())
 
+    def wait_watching_resource(self, resource: Any, count: int = 1) -> None:
+        """Wait until ``count`` watch streams of ``resource`` receive live events."""
+        from kube_emulator import _wait_for
+
+        _wait_for(lambda: self.call(lambda: self.kmock._buses[resource].consumer_count) >= count)
+
     # -- resourceVersions
 
     @property
