@@ -108,10 +108,10 @@ def _kind_of(obj: Any, depth: int) -> str | None:
                 inner = obj.get(key)
                 if inner is not None:
                     return _kind_of(inner, depth + 1)
-        return None
-    kind = getattr(obj, "kind", None)
-    if isinstance(kind, str) and kind:
-        return kind
+    else:
+        kind = getattr(obj, "kind", None)
+        if isinstance(kind, str) and kind:
+            return kind
     api_info = getattr(type(obj), "_api_info", None)  # lightkube: the class knows its kind
     resource = getattr(api_info, "resource", None)
     kind = getattr(resource, "kind", None)
@@ -136,7 +136,10 @@ def _metadata_of(repo: Any, depth: int = 0) -> Any:
         if isinstance(repo.get("name"), str):
             return repo
         return None
-    return getattr(repo, "metadata", None)
+    metadata = getattr(repo, "metadata", None)
+    if metadata is None and isinstance(getattr(repo, "name", None), str):
+        return repo  # a metadata model itself (kubernetes' V1ObjectMeta, lightkube's ObjectMeta)
+    return metadata
 
 
 def _field(metadata: Any, key: str) -> Any:

@@ -191,9 +191,7 @@ def raw_gitrepo(name: str, status: str, uid: str) -> str:
     )
 
 
-def test_bad_status_values_and_bad_objects_are_dropped_and_counted_on_list_and_watch(
-    emulator, make_listener, wait_for
-):
+def test_bad_status_values_and_bad_objects_are_dropped_and_counted_on_list_and_watch(emulator, make_listener, wait_for):
     lifecycle = otel_gitjob.Lifecycle()
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
