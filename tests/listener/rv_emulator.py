@@ -31,6 +31,7 @@ from kube_emulator import _DROP, _END, GITREPOS, Emulator, FleetEmulator, _label
 
 HELMOPS = kmock.resource("fleet.cattle.io", "v1alpha1", "helmops")
 WIDGETS = kmock.resource("example.com", "v1", "widgets")
+NAMESPACES = kmock.resource("", "v1", "namespaces")
 _OBJECT_EVENTS = ("ADDED", "MODIFIED", "DELETED")
 
 
@@ -73,7 +74,12 @@ class ResumableEmulator(FleetEmulator):
         meta["resourceVersion"] = str(self.rv)
         stamped = {"type": event["type"], "object": obj}
         self.history.append((self.rv, resource, stamped))
-        self.object_rv[(resource, meta.get("namespace"), meta.get("name"))] = self.rv
+        key = (resource, meta.get("namespace"), meta.get("name"))
+        self.object_rv[key] = self.rv
+        stored = self._objects[key] if event["type"] != "DELETED" and key in self._objects else None
+        if stored is not None and not stored.deleted:
+            # Stored too: kopf's JSON patches test metadata.resourceVersion.
+            stored.patch({"metadata": {"resourceVersion": str(self.rv)}})
         return stamped
 
     async def _serve_list(self, request: kmock.Request) -> Any:
@@ -201,9 +207,12 @@ class ListenerEmulator(Emulator):
         self._stopping, self._release = asyncio.Event(), asyncio.Event()
         async with ResumableEmulator() as emulator, Server(emulator) as server:
             emulator.install()
-            emulator.resources[GITREPOS] = kmock.ResourceInfo(kind="GitRepo", namespaced=True)
+            verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}  # kopf serves watchable kinds only
+            emulator.resources[GITREPOS] = kmock.ResourceInfo(kind="GitRepo", namespaced=True, verbs=verbs)
+            # kopf waits for core/v1 namespaces in discovery before it watches anything.
+            emulator.resources[NAMESPACES] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=verbs)
             for resource, kind in self._extra_kinds.items():
-                emulator.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=True)
+                emulator.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=True, verbs=verbs)
             self.kmock, self.port = emulator, server.port
             self._ready.set()
             await self._stopping.wait()

@@ -147,6 +147,11 @@ class KindSpec:
             then skipped and counted as dropped.
         identity: Projection of an object onto its identity; the default reads
             ``metadata``.
+        instruments: Names of your own instruments whose series belong to
+            this kind (labelled with the object's ``namespace`` and ``name``);
+            the listener declares them, with the status gauges, to a lifecycle
+            that scopes instruments by kind, so that forgetting an object of
+            this kind removes them and never another kind's.
     """
 
     group: str
@@ -159,6 +164,7 @@ class KindSpec:
     gauges: tuple[GaugeSpec, ...] = ()
     labels: Callable[[Mapping[str, Any]], Mapping[str, str]] = field(default=metadata_labels)
     identity: Callable[[Mapping[str, Any]], RepoRef] = field(default=metadata_ref)
+    instruments: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for what in ("version", "plural", "kind"):
@@ -184,6 +190,11 @@ class KindSpec:
     def gauge_names(self) -> tuple[str, ...]:
         """The status gauges' instrument names."""
         return tuple(gauge.name for gauge in self.gauges)
+
+    @property
+    def instrument_names(self) -> tuple[str, ...]:
+        """Every instrument scoped to this kind: the status gauges and :attr:`instruments`."""
+        return self.gauge_names + tuple(name for name in self.instruments if name not in self.gauge_names)
 
     def project(self, obj: Mapping[str, Any], bad_value: Callable[[str, object], None] | None = None) -> ObjectState:
         """Project one object onto what the cache keeps.

@@ -227,11 +227,11 @@ class ResourceListener:
         """How many lists or watches have failed."""
         self.gauges: list[metrics.ObservableGauge] = []
         """The kind's status gauges (empty with ``status_gauges=False``)."""
+        try:
+            self._calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+        except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
+            logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
         if status_gauges and kind.gauges:
-            try:
-                self._calls.declare(kind.gauge_names)
-            except Exception:  # the gauges still work, unscoped
-                logger.exception("declaring the %s gauges to the lifecycle failed", kind.kind)
             provider = meter_provider or metrics.get_meter_provider()
             self.gauges = register_status_gauges(
                 provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire

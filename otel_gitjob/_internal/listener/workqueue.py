@@ -107,6 +107,22 @@ class WorkQueue:
             finally:
                 self._queue.task_done()
 
+    def run_pending(self) -> None:
+        """Apply everything queued so far on the calling thread (for callers without a worker thread)."""
+        while True:
+            try:
+                key = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if key is _STOP:
+                    continue
+                with self._lock:
+                    pending = self._pending.pop(key)
+                self._apply(pending)
+            finally:
+                self._queue.task_done()
+
     def _apply(self, pending: _Pending) -> None:
         for ref in pending.forgets:
             try:
