@@ -178,3 +178,31 @@ def test_widget_example_runs_as_a_process(emulator, tmp_path, wait_for):
         output = process.stdout.read() if process.stdout else ""
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
+
+
+def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_path, wait_for):
+    emulator.create("a", status={"readyClusters": 1})
+    emulator.create_object(
+        HELMOPS,
+        {"metadata": {"name": "h", "namespace": "fleet-local"}, "spec": {"helm": {"chart": "c"}}, "status": {}},
+    )
+    port = free_port()
+    env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
+    kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
+    command = [sys.executable, str(EXAMPLES / "plain_controller.py"), "--kubeconfig", str(kubeconfig)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_for(lambda: 'fleet_helmop_ready_clusters{chart="c",name="h"' in scrape(port), timeout=30)
+        assert 'fleet_gitrepo_ready_clusters{branch="main",name="a"' in scrape(port)
+        emulator.delete("a")
+        wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        output = process.stdout.read() if process.stdout else ""
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
