@@ -12,12 +12,15 @@ run in this process on its own thread), with the real ``otel_gitjob.Lifecycle``:
   events, medians over the rounds, and the ratio against the baseline.
   kmock ignores ``limit``, so a relist here is one request; against a real
   server it is ``ceil(N / 500)`` pages plus the watch.
-* **Event → forget.** D deletions (default 300): from sending the DELETE
+* **Event → forget.** D deletions (default 300) out of M GitRepos (default
+  500, a fresh emulator: kmock scans every stored object on each DELETE, so
+  at thousands its own handling dominates): from sending the DELETE
   until ``forget`` returned (the series is gone from the next collection),
   and from the listener reading the DELETED line until ``forget`` returned
   (the listener's own share). p50 and p99.
 
-Run: ``python bench/bench_listener_resume.py [--repos N] [--stream-ends S] [--rounds R] [--deletes D]``.
+Run: ``python bench/bench_listener_resume.py [--repos N] [--stream-ends S] [--rounds R] [--deletes D]
+[--delete-repos M]``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "listener")]
 
+from kube_emulator import GITREPOS  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from rv_emulator import ListenerEmulator  # noqa: E402
@@ -173,19 +177,38 @@ def deletions(emulator: Any, names: list[str]) -> dict[str, float]:
         lifecycle.shutdown()
 
 
+def store(emulator: Any, repos: int) -> None:
+    """Put ``repos`` GitRepos straight into the emulator's storage (through kmock's API it takes minutes)."""
+    print("storing %d GitRepos..." % repos, file=sys.stderr)
+    bodies = [emulator.gitrepo("repo-%05d" % i, "bench", status={"readyClusters": 1}) for i in range(repos)]
+
+    def put() -> None:
+        for body in bodies:
+            emulator.kmock._objects[GITREPOS, "bench", body["metadata"]["name"]] = body
+
+    emulator.call(put)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", type=int, default=2000)
     parser.add_argument("--stream-ends", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--deletes", type=int, default=300)
+    parser.add_argument("--delete-repos", type=int, default=500)
+    parser.add_argument("--only", choices=("stream-ends", "deletes"), help="run one of the two measurements")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.only != "deletes":
+        bench_stream_ends(args)
+    if args.only != "stream-ends":
+        bench_deletes(args)
+
+
+def bench_stream_ends(args: argparse.Namespace) -> None:
     emulator = ListenerEmulator()
     try:
-        print("creating %d GitRepos..." % args.repos, file=sys.stderr)
-        for i in range(args.repos):
-            emulator.create("repo-%05d" % i, namespace="bench", status={"readyClusters": 1})
+        store(emulator, args.repos)
         results: dict[str, list[dict[str, float]]] = {"resume": [], "relist": []}
         for round_ in range(args.rounds):  # interleaved, so a noisy neighbour slows both alike
             for mode, cls in (("relist", RelistEveryTime), ("resume", ResourceListener)):
@@ -211,10 +234,18 @@ def main() -> None:
                     med(mode, "seconds") / base,
                 )
             )
-        names = ["repo-%05d" % i for i in range(min(args.deletes, args.repos))]
+    finally:
+        emulator.close()
+
+
+def bench_deletes(args: argparse.Namespace) -> None:
+    emulator = ListenerEmulator()
+    try:
+        store(emulator, args.delete_repos)
+        names = ["repo-%05d" % i for i in range(min(args.deletes, args.delete_repos))]
         print("deleting %d..." % len(names), file=sys.stderr)
         latency = deletions(emulator, names)
-        print("\n| event → forget over %d deletions (%d GitRepos) | p50 | p99 |" % (len(names), args.repos))
+        print("\n| event → forget over %d deletions (%d GitRepos) | p50 | p99 |" % (len(names), args.delete_repos))
         print("| --- | ---: | ---: |")
         print("| DELETE sent → `forget` returned | %.2f ms | %.2f ms |" % (latency["p50_ms"], latency["p99_ms"]))
         print(

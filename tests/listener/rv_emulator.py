@@ -120,8 +120,10 @@ class ResumableEmulator(FleetEmulator):
                     }
                     return
                 replay = [event for rv, res, event in self.history if res == resource and rv > int(since)]
-                # Objects the watcher saw at `since` may be deleted or leave the selector: deliver those.
+                # Objects the watcher saw at `since` may be deleted or leave the selector: deliver those
+                # (those listed now, and any the history names).
                 visible = {_key(event["object"]) for rv, res, event in self.history if res == resource}
+                visible |= {_key(obj) for obj in (await super()._serve_list(request))["items"]}
             else:
                 replay = []
                 for obj in (await super()._serve_list(request))["items"]:

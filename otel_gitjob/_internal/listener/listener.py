@@ -139,12 +139,14 @@ def loses_position(exc: BaseException) -> bool:
 
     410 Gone (as a status or an ERROR event) and "too old resource version"
     mean the server no longer holds the history since our resourceVersion; a
-    malformed line means an event may have been lost. Everything else
+    malformed line means an event may have been lost; a 404 means the kind
+    itself went away. Everything else
     (dropped connection, timeout, 5xx, 403, an early close) leaves the
     position valid, as client-go's reflector treats it.
     """
     if isinstance(exc, ApiException):
-        return exc.status == 410 or "too old resource version" in str(exc.body or "")
+        # 404: the kind is no longer served (its CRD was removed): relist, which reports it.
+        return exc.status in (404, 410) or "too old resource version" in str(exc.body or "")
     if isinstance(exc, WatchErrorEvent):
         return exc.code == 410 or "too old resource version" in exc.message
     return isinstance(exc, (MalformedEventError, MalformedListError))
