@@ -1,8 +1,9 @@
-"""A plain ``kubernetes``-client controller whose GitRepo metrics follow GitRepo lifecycles.
+"""A plain ``kubernetes``-client controller whose metrics follow GitRepo and HelmOp lifecycles.
 
-The listener watches GitRepos and calls ``lifecycle.forget`` on deletion and
-``lifecycle.observe`` on creation, and serves Fleet's ``fleet_gitrepo_*``
-status gauges; the controller only records its own measurements.
+One listener per kind watches the objects and calls ``lifecycle.forget`` on
+deletion and ``lifecycle.observe`` on creation, and serves Fleet's
+``fleet_gitrepo_*`` and ``fleet_helmop_*`` status gauges; the controller only
+records its own measurements.
 
 Run: ``python examples/plain_controller.py [--kubeconfig PATH] [--shard-id ID]``.
 """
@@ -14,7 +15,8 @@ import signal
 import threading
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration
+from otel_gitjob.fleet import GITREPO, HELMOP
+from otel_gitjob.listener import ListenerSettings, ResourceListener, load_configuration
 
 
 def main() -> None:
@@ -25,24 +27,31 @@ def main() -> None:
     args = parser.parse_args()
 
     instrumentation = otel_gitjob.setup()  # /metrics on 127.0.0.1:9464
-    listener = GitRepoListener(
-        instrumentation.lifecycle,
-        configuration=load_configuration(args.kubeconfig),
-        settings=ListenerSettings(namespace=args.namespace, shard_id=args.shard_id),
-        meter_provider=instrumentation.meter_provider,
-    )
+    configuration = load_configuration(args.kubeconfig)  # in-cluster, KUBECONFIG, ~/.kube/config
+    listeners = [
+        ResourceListener(
+            instrumentation.lifecycle,
+            kind,
+            configuration=configuration,
+            settings=ListenerSettings(namespace=args.namespace, shard_id=args.shard_id),
+            meter_provider=instrumentation.meter_provider,
+        )
+        for kind in (GITREPO, HELMOP)
+    ]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    listener.start()
+    for listener in listeners:
+        listener.start()
     try:
-        listener.wait_synced(60)
+        listeners[0].wait_synced(60)
         # Your reconcile loop goes here; it records, the listener forgets:
         #     instrumentation.gitjob.job_created(("fleet-local", "my-repo"))
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        listener.stop()
+        for listener in listeners:
+            listener.stop()
         instrumentation.shutdown()
 
 

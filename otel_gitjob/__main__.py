@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     watch.add_argument(
+        "--kinds", default="gitrepos,helmops", help="comma-separated kinds to watch (default: gitrepos,helmops)"
+    )
+    watch.add_argument(
         "--kubeconfig",
         default=None,
         help="kubeconfig path (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
@@ -181,7 +184,16 @@ class _Signals:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "watch":
+        from otel_gitjob.fleet import KINDS
+
+        wanted = [name.strip() for name in args.kinds.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in KINDS]
+        if unknown or not wanted:
+            parser.error("--kinds: unknown kind %s; choose from %s" % (", ".join(unknown) or "(none)", ",".join(KINDS)))
+        args.kinds = [KINDS[name] for name in dict.fromkeys(wanted)]
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -260,6 +272,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                 meter_provider=instrumentation.meter_provider,
                 stop=stop,
                 configuration=configuration,
+                kinds=args.kinds,
             )
     finally:
         instrumentation.shutdown()

@@ -1,4 +1,4 @@
-"""The GitRepo event listener (needs ``pip install 'otel-gitjob[kube]'``).
+"""The Kubernetes listener (needs ``pip install 'otel-gitjob[kube]'``).
 
 Usage
 -----
@@ -6,20 +6,42 @@ Usage
 .. code:: python
 
     import otel_gitjob
-    from otel_gitjob.listener import GitRepoListener, ListenerSettings
+    from otel_gitjob.fleet import GITREPO, HELMOP
+    from otel_gitjob.listener import ListenerSettings, ResourceListener
 
     instrumentation = otel_gitjob.setup()
-    listener = GitRepoListener(
-        instrumentation.lifecycle,
-        meter_provider=instrumentation.meter_provider,
-        settings=ListenerSettings(shard_id=None),  # Fleet's default shard, cluster-wide
-    )
-    listener.start()
+    for kind in (GITREPO, HELMOP):
+        ResourceListener(
+            instrumentation.lifecycle,
+            kind,
+            meter_provider=instrumentation.meter_provider,
+            settings=ListenerSettings(shard_id=None),  # Fleet's default shard, cluster-wide
+        ).start()
+
+``GitRepoListener(lifecycle, ...)`` is ``ResourceListener(lifecycle, GITREPO, ...)``.
+A :class:`KindSpec` describes any other kind (your own CRD). Without a
+``configuration``, the client configuration is loaded as kubectl does
+(:func:`load_configuration`).
 
 Kept out of ``otel_gitjob`` itself so that recording needs no ``kubernetes`` client.
 """
 
-from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings, run_sidecar
+from otel_gitjob._internal.listener import (
+    GaugeSpec,
+    GitRepoListener,
+    KindSpec,
+    ListenerSettings,
+    ResourceListener,
+    run_sidecar,
+)
 from otel_gitjob._internal.listener.sidecar import load_configuration
 
-__all__ = ["GitRepoListener", "ListenerSettings", "load_configuration", "run_sidecar"]
+__all__ = [
+    "GaugeSpec",
+    "GitRepoListener",
+    "KindSpec",
+    "ListenerSettings",
+    "ResourceListener",
+    "load_configuration",
+    "run_sidecar",
+]

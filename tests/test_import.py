@@ -31,8 +31,11 @@ def test_listener_public_names_are_pinned():
     import otel_gitjob.listener
 
     assert sorted(otel_gitjob.listener.__all__) == [
+        "GaugeSpec",
         "GitRepoListener",
+        "KindSpec",
         "ListenerSettings",
+        "ResourceListener",
         "load_configuration",
         "run_sidecar",
     ]

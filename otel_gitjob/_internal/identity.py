@@ -1,10 +1,15 @@
-"""What a GitRepo is, in whatever shape a controller holds it.
+"""What an object is, in whatever shape a Python controller holds it.
 
-Controllers hold a GitRepo as a watch-event dict, a kopf body, a ``kubernetes``
-client model, a ``(namespace, name)`` tuple, or our own :class:`RepoRef`. The
-recording path turns any of them into a :class:`RepoRef` without raising:
-:func:`coerce_repo` returns ``None`` plus a reason for anything unusable, and
-the caller drops the measurement.
+Controllers hold an object as a dict from the API, a watch event (``{"type",
+"object"}``, or the ``kubernetes`` client's typed event whose ``object`` is a
+model and ``raw_object`` a dict), a kopf ``body`` or kopf ``meta`` (the
+metadata itself, no ``metadata`` key), a ``kubernetes`` client model, a kr8s
+``APIObject``, a lightkube model or ``Generic`` resource, a ``(namespace,
+name)`` tuple, or our own :class:`RepoRef`. The recording path turns any of
+them into a :class:`RepoRef` without raising: :func:`coerce_repo` returns
+``None`` plus a reason for anything unusable (including an object whose
+property getter or ``Mapping.get`` raises), and the caller drops the
+measurement. :func:`kind_of` reads the Kubernetes kind an object carries.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RepoRef", "coerce_repo", "valid_identity_value"]
+__all__ = ["RepoRef", "coerce_repo", "kind_of", "valid_identity_value"]
 
 # Kubernetes names are at most 253 characters (DNS subdomains; namespaces are 63-character labels).
 MAX_NAME_LENGTH = 253
@@ -51,24 +56,19 @@ REASON_BAD_IDENTITY_VALUE = "bad_identity_value"
 
 
 def coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
-    """Turn anything that names a GitRepo into a :class:`RepoRef`; never raises.
-
-    An object whose ``metadata`` property raises, or a Mapping whose ``get``
-    raises, is as unusable as one without a name: ``(None, "bad_repo")``.
-    """
-    try:
-        return _coerce_repo(repo)
-    except Exception:
-        return None, REASON_BAD_REPO
-
-
-def _coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
-    """Turn anything that names a GitRepo into a :class:`RepoRef`.
+    """Turn anything that names an object into a :class:`RepoRef`.
 
     Returns:
         ``(ref, None)`` on success, ``(None, reason)`` when ``repo`` has no usable
-        string namespace and name. Never raises.
+        string namespace and name. Never raises, whatever ``repo`` does.
     """
+    try:
+        return _coerce(repo)
+    except Exception:  # a property or Mapping.get that raises: unusable, never the controller's problem
+        return None, REASON_BAD_REPO
+
+
+def _coerce(repo: Any) -> tuple[RepoRef | None, str | None]:
     if type(repo) is RepoRef:
         namespace, name, uid = repo.namespace, repo.name, repo.uid
     elif isinstance(repo, tuple) and len(repo) == 2:
@@ -88,21 +88,70 @@ def _coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
         namespace, name = str(namespace), str(name)
     if not namespace or not name:
         return None, REASON_BAD_REPO
-    if uid is not None and not isinstance(uid, str):
-        uid = None
+    if uid is not None:
+        uid = str(uid) if isinstance(uid, str) and uid else None
     if type(repo) is RepoRef:
         return repo, None
     return RepoRef(namespace, name, uid), None
 
 
-def _metadata_of(repo: Any) -> Any:
+def kind_of(obj: Any) -> str | None:
+    """The Kubernetes kind an object carries (``"GitRepo"``), or ``None``. Never raises.
+
+    Reads ``kind`` of a dict or kopf body (or of a watch event's object), the
+    ``kind`` attribute of a client model or kr8s object, and a lightkube
+    model's class (whose instances often leave ``kind`` unset).
+    """
+    try:
+        return _kind_of(obj, depth=0)
+    except Exception:
+        return None
+
+
+def _kind_of(obj: Any, depth: int) -> str | None:
+    if obj is None or isinstance(obj, (str, bytes, tuple, RepoRef)) or depth > 1:
+        return None
+    if isinstance(obj, Mapping):
+        kind = obj.get("kind")
+        if isinstance(kind, str) and kind:
+            return kind
+        if "metadata" not in obj:
+            for key in ("raw_object", "object"):
+                inner = obj.get(key)
+                if inner is not None:
+                    return _kind_of(inner, depth + 1)
+    else:
+        kind = getattr(obj, "kind", None)
+        if isinstance(kind, str) and kind:
+            return kind
+    api_info = getattr(type(obj), "_api_info", None)  # lightkube: the class knows its kind
+    resource = getattr(api_info, "resource", None)
+    kind = getattr(resource, "kind", None)
+    return kind if isinstance(kind, str) and kind else None
+
+
+def _metadata_of(repo: Any, depth: int = 0) -> Any:
     if isinstance(repo, Mapping):
         metadata = repo.get("metadata")
-        # A watch event ({"type": ..., "object": {...}}) carries the object one level down.
-        if metadata is None and isinstance(repo.get("object"), Mapping):
-            metadata = repo["object"].get("metadata")
-        return metadata
-    return getattr(repo, "metadata", None)
+        if metadata is not None:
+            return metadata
+        # A watch event ({"type": ..., "object": {...}}; the kubernetes client's typed events carry the
+        # model in "object" and the dict in "raw_object") holds the object one level down.
+        if depth == 0:
+            for key in ("raw_object", "object"):
+                inner = repo.get(key)
+                if inner is not None and not isinstance(inner, (str, bytes)):
+                    found = _metadata_of(inner, depth + 1)
+                    if found is not None:
+                        return found
+        # kopf's ``meta`` (and any mapping of metadata fields) is the metadata itself.
+        if isinstance(repo.get("name"), str):
+            return repo
+        return None
+    metadata = getattr(repo, "metadata", None)
+    if metadata is None and isinstance(getattr(repo, "name", None), str):
+        return repo  # a metadata model itself (kubernetes' V1ObjectMeta, lightkube's ObjectMeta)
+    return metadata
 
 
 def _field(metadata: Any, key: str) -> Any:

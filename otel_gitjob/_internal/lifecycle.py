@@ -23,7 +23,7 @@ from otel_gitjob._internal import _sdk
 from otel_gitjob._internal.badinput import DropRecorder, safe_detail
 from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.expiry import ExpiryProcessor
-from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo
+from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo, kind_of
 from otel_gitjob._internal.points import collection_stamp, filter_points
 from otel_gitjob._internal.registry import (
     DEFAULT_KIND,
@@ -428,34 +428,21 @@ class Lifecycle:
             kind = validate_kind(kind)
         keys = self.registry.identity_keys
         if isinstance(obj, Mapping) and "metadata" not in obj and "object" not in obj:
+            # A mapping of the identity keys ({"namespace": ..., "name": ...}, kopf's meta).
             identity = self.registry.identity_of(obj)
-            if identity is None:
-                self.drops.drop(REASON_BAD_REPO, "%s: a mapping without string keys %s" % (operation, keys))
-                return None, None
-            return (kind or _kind_of(obj) or self.default_kind, identity), None
+            if identity is not None:
+                uid = obj.get("uid")
+                return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
+                    uid, str
+                ) and uid else None
         ref, reason = coerce_repo(obj)
         if ref is None:
             self.drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
             return None, None
-        kind = kind or _kind_of(obj) or self.default_kind
+        kind = kind or kind_of(obj) or self.default_kind
         if len(keys) == 2:
             return (kind, (ref.namespace, ref.name)), ref.uid
         if len(keys) == 1:
             return (kind, (ref.name,)), ref.uid
         self.drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
         return None, None
-
-
-def _kind_of(obj: Any) -> str | None:
-    """The Kubernetes kind an object carries, if any (a body's ``kind``, a model's ``kind``, a watch event's object)."""
-    try:
-        if isinstance(obj, Mapping):
-            inner = obj.get("object") if "metadata" not in obj else None
-            if inner is not None and not isinstance(inner, Mapping):
-                return _kind_of(inner)
-            kind = (inner if isinstance(inner, Mapping) else obj).get("kind")
-        else:
-            kind = getattr(obj, "kind", None)
-        return kind if isinstance(kind, str) and kind and kind[0].isalpha() else None
-    except Exception:
-        return None

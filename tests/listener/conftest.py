@@ -1,4 +1,5 @@
-"""Fixtures for the listener tests: the kmock emulator (see ``tests/kube_emulator.py``), sinks and listeners."""
+"""Fixtures for the listener tests: the kmock emulator with resourceVersions (``rv_emulator.py`` on top of
+``tests/kube_emulator.py``), sinks and listeners."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ from typing import Any
 
 import pytest
 from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, _wait_for, parse_selector  # noqa: F401
+from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
 
 
 @pytest.fixture()
-def emulator() -> Iterator[Emulator]:
-    """A fresh emulator per test, stopped (and checked stopped) at teardown."""
-    emu = Emulator()
+def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
+    """A fresh emulator per test serving GitRepos, HelmOps and Widgets, stopped (and checked stopped) at teardown.
+
+    ``@pytest.mark.kinds({...})`` overrides the extra kinds (``{}``: GitRepos only, HelmOps answer 404).
+    """
+    marker = request.node.get_closest_marker("kinds")
+    kinds = marker.args[0] if marker else {HELMOPS: "HelmOp", WIDGETS: "Widget"}
+    emu = ListenerEmulator(kinds)
     try:
         yield emu
     finally:
@@ -90,14 +97,18 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
     """
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
+    from otel_gitjob._internal.listener import ListenerSettings, ResourceListener
+    from otel_gitjob.fleet import GITREPO
 
     listeners: list[Any] = []
 
-    def make(sink: Any, *, meter_provider: Any = None, start: bool = True, **overrides: Any) -> Any:
+    def make(
+        sink: Any, *, kind: Any = GITREPO, meter_provider: Any = None, start: bool = True, **overrides: Any
+    ) -> Any:
         settings = ListenerSettings(**{**FAST, **overrides})
-        listener = GitRepoListener(
+        listener = ResourceListener(
             sink,
+            kind,
             configuration=emulator.configuration,
             settings=settings,
             meter_provider=meter_provider or MeterProvider(),

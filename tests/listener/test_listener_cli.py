@@ -11,6 +11,8 @@ import threading
 import time
 import urllib.request
 
+import kmock
+
 
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -62,3 +64,58 @@ def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_s
         reader.join(timeout=5)
     assert returncode == 0, "".join(lines)
     assert "Traceback" not in "".join(lines)
+
+
+def test_watch_command_kinds_option_picks_what_to_watch(emulator, tmp_path):
+    from rv_emulator import HELMOPS
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n" % emulator.port
+    )
+    emulator.create("repo-not-watched")
+    emulator.create_object(
+        HELMOPS,
+        {"metadata": {"name": "op", "namespace": "fleet-local"}, "spec": {"helm": {"chart": "c"}}, "status": {}},
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_gitjob", "watch", "--kubeconfig", str(kubeconfig), "--kinds", "helmops"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1"),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)).group(0)
+        wanted = 'fleet_helmop_ready_clusters{chart="c",name="op",namespace="fleet-local"'
+        while wanted not in scrape(url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = scrape(url)
+        assert wanted in text
+        assert "fleet_gitrepo_" not in text
+        assert emulator.requests(kmock.action.LIST) == []  # no GitRepo request at all
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=15)
+        reader.join(timeout=5)
+    assert returncode == 0, "".join(lines)
+
+
+def test_watch_command_rejects_an_unknown_kind():
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_gitjob", "watch", "--kinds", "gitrepos,bundles"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "unknown kind bundles; choose from gitrepos,helmops" in result.stderr

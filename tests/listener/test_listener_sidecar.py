@@ -59,3 +59,92 @@ def test_load_configuration_reads_a_kubeconfig(tmp_path):
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
     )
     assert load_configuration(str(kubeconfig)).host == "http://127.0.0.1:6443"
+
+
+# ---------------------------------------------------------------- finding the cluster as kubectl and kopf do
+
+KUBECONFIG_TEXT = (
+    "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+    "clusters: [{name: k, cluster: {server: '%s'}}]\n"
+    "users: [{name: u, user: {token: t}}]\n"
+    "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+)
+
+
+@pytest.fixture()
+def no_cluster(monkeypatch, tmp_path):
+    """No in-cluster service account, no KUBECONFIG, an empty home; returns the home."""
+    from kubernetes import client as k8s_client
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(k8s_client.Configuration, "_default", None)
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def info_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "INFO" and "configuration" in r.getMessage()]
+
+
+def test_load_configuration_prefers_in_cluster(no_cluster, monkeypatch, tmp_path, caplog):
+    from kubernetes.config import incluster_config
+
+    caplog.set_level("INFO")
+    (tmp_path / "token").write_text("sa-token")
+    (tmp_path / "ca.crt").write_text("not used over http")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    (tmp_path / "other").write_text(KUBECONFIG_TEXT % "http://127.0.0.1:1")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "other"))  # in-cluster wins, as in kopf
+    configuration = load_configuration()
+    assert configuration.host == "https://127.0.0.1:6443"
+    assert info_lines(caplog) == ["Kubernetes configuration: in-cluster service account"]
+
+
+def test_load_configuration_then_reads_kubeconfig_from_the_environment(no_cluster, monkeypatch, tmp_path, caplog):
+    caplog.set_level("INFO")
+    (tmp_path / "env-config").write_text(KUBECONFIG_TEXT % "http://127.0.0.1:7001")
+    (no_cluster / ".kube").mkdir()
+    (no_cluster / ".kube" / "config").write_text(KUBECONFIG_TEXT % "http://127.0.0.1:7002")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "env-config"))  # set after `kubernetes` was imported
+    assert load_configuration().host == "http://127.0.0.1:7001"
+    assert info_lines(caplog) == ["Kubernetes configuration: kubeconfig %s (KUBECONFIG)" % (tmp_path / "env-config")]
+
+
+def test_load_configuration_then_reads_the_home_kubeconfig(no_cluster, caplog):
+    caplog.set_level("INFO")
+    (no_cluster / ".kube").mkdir()
+    (no_cluster / ".kube" / "config").write_text(KUBECONFIG_TEXT % "http://127.0.0.1:7002")
+    assert load_configuration().host == "http://127.0.0.1:7002"
+    assert info_lines(caplog) == ["Kubernetes configuration: kubeconfig %s" % (no_cluster / ".kube" / "config")]
+
+
+def test_load_configuration_says_what_is_missing(no_cluster):
+    from kubernetes.config import ConfigException
+
+    with pytest.raises(ConfigException, match="not running in a cluster, KUBECONFIG is not set and there is no"):
+        load_configuration()
+    with pytest.raises(ConfigException, match="no kubeconfig at /nonexistent/config"):
+        load_configuration("/nonexistent/config")
+
+
+def test_listener_without_configuration_finds_the_cluster_like_kubectl(
+    no_cluster, monkeypatch, tmp_path, emulator, sink, wait_for
+):
+    from otel_gitjob.fleet import GITREPO
+    from otel_gitjob.listener import ResourceListener
+
+    (tmp_path / "config").write_text(KUBECONFIG_TEXT % ("http://127.0.0.1:%d" % emulator.port))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    emulator.create("a")
+    listener = ResourceListener(sink, GITREPO, settings=ListenerSettings(backoff_base=0.02, backoff_cap=0.1))
+    listener.start()
+    try:
+        wait_for(lambda: sink.names("observe") == ["a"])
+    finally:
+        assert listener.stop(5)

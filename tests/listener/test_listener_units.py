@@ -8,6 +8,8 @@ import pytest
 
 from otel_gitjob._internal.listener import (
     GAUGES,
+    GITREPO,
+    HELMOP,
     Action,
     ActionKind,
     Backoff,
@@ -120,10 +122,34 @@ def test_gauge_table_has_fleets_ten_names_in_status_order() -> None:
     assert repo_state(gitrepo()).values == (3, 2, 10, 9, 1, 2, 3, 4, 5, 6)
 
 
-def test_missing_or_bad_status_values_read_as_zero_like_fleet() -> None:
+def test_missing_status_values_read_as_zero_like_fleet() -> None:
     obj = gitrepo()
-    obj["status"] = {"readyClusters": "2", "desiredReadyClusters": True, "resourceCounts": None}
+    obj["status"] = {"resourceCounts": None}
     assert repo_state(obj).values == (0,) * 10
+    del obj["status"]
+    assert repo_state(obj).values == (0,) * 10
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1, -0.5, "2", True, [], {}, 2**60, 1e300])
+def test_bad_status_values_are_dropped_and_counted_per_object(bad: object) -> None:
+    obj = gitrepo()
+    obj["status"]["readyClusters"] = bad
+    obj["status"]["resourceCounts"]["missing"] = bad
+    dropped: list[tuple[str, object]] = []
+    values = GITREPO.project(obj, lambda reason, detail: dropped.append((reason, detail))).values
+    assert values == (3, None, 10, 9, 1, None, 3, 4, 5, 6)
+    assert dropped == [
+        ("bad_status_value", "GitRepo ns/r status.readyClusters"),
+        ("bad_status_value", "GitRepo ns/r status.resourceCounts.missing"),
+    ]
+
+
+def test_json_1e400_is_dropped_not_overflowed() -> None:
+    import json
+
+    obj = json.loads('{"metadata": {"name": "r", "namespace": "ns"}, "status": {"readyClusters": 1e400}}')
+    assert GITREPO.project(obj).values[1] is None
+    assert GITREPO.project({**obj, "status": {"readyClusters": 2.0}}).values[1] == 2
 
 
 def test_repo_state_needs_namespace_and_name() -> None:
@@ -363,3 +389,99 @@ def test_work_queue_survives_a_failing_sink(caplog: pytest.LogCaptureFixture) ->
     worker.join(5)
     assert not worker.is_alive()
     assert [r.getMessage() for r in caplog.records] == ["sink.forget(ns/a) failed", "sink.observe(ns/b) failed"]
+
+
+# ---------------------------------------------------------------- credentials: fail closed, whatever the URL looks like
+
+LEAKY_FORMS = [
+    # (spec.repo, label): the forms that leaked before, and their neighbours
+    ("https:/u:S3CRET@host/x.git", "host/x.git"),
+    ("https//u:S3CRET@host/x.git", "host/x.git"),
+    ("oauth2:S3CRET@gitlab.com/x.git", "gitlab.com/x.git"),
+    ("https://u:S3CRET@host/x.git", "https://host/x.git"),
+    ("https://S3CRET@host/x.git", "https://host/x.git"),
+    ("https://host/x.git?access_token=S3CRET", "https://host/x.git"),
+    ("https://host/x.git#S3CRET", "https://host/x.git"),
+    ("https://host/x.git?a=1#frag", "https://host/x.git"),
+    ("#frag", ""),
+    ("git@github.com:org/x.git", "git@github.com:org/x.git"),
+    ("ssh://git:S3CRET@host/x", "ssh://host/x"),
+    ("ssh://git@host/x", "ssh://git@host/x"),
+    ("https://u:S3CRET@host@evil/x", "https://evil/x"),
+    ("https://u:S3CRET/@host/x", "https://host/x"),
+    ("https://u:S3CRET@host/x y", "https://host/x"),
+    ("https:\\\\u:S3CRET@host\\x", "host\\x"),
+    ("https://u:S3CRET@ho%2Fst/x", "https://ho%2Fst/x"),
+    ("git@host:org/x?S3CRET", "host:org/x"),
+    ("S3CRET:x@host:org/x", "host:org/x"),
+]
+
+
+@pytest.mark.parametrize(("url", "label"), LEAKY_FORMS)
+def test_credentials_never_reach_the_label(url: str, label: str) -> None:
+    assert sanitize_repo_url(url) == label
+    assert "S3CRET" not in sanitize_repo_url(url)
+
+
+def test_helmop_labels_are_fleets_five_without_credentials() -> None:
+    obj = {
+        "metadata": {"name": "h", "namespace": "ns", "uid": "u"},
+        "spec": {"helm": {"repo": "https://u:S3CRET@charts.example.com/x", "chart": "nginx", "version": "1.x"}},
+        "status": {"version": "1.2.3", "readyClusters": 2, "resourceCounts": {"ready": 7}},
+    }
+    state = HELMOP.project(obj)
+    assert state.attributes == {
+        "name": "h",
+        "namespace": "ns",
+        "repo": "https://charts.example.com/x",
+        "chart": "nginx",
+        "version": "1.2.3",
+    }
+    assert state.values == (0, 2, 0, 7, 0, 0, 0, 0, 0, 0)
+    assert [g.name for g in HELMOP.gauges] == [g.name.replace("gitrepo", "helmop") for g in GAUGES]
+
+
+def _secret_urls():
+    from hypothesis import strategies as st
+
+    token = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789_-", min_size=8, max_size=40).map(lambda t: "Zq" + t)
+    word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
+    host = st.builds(lambda a, b, port: "%s.%s%s" % (a, b, port), word, word, st.sampled_from(["", ":443", ":8080"]))
+    path = st.lists(word, max_size=4).map(lambda parts: "".join("/" + p for p in parts))
+    scheme = st.sampled_from(
+        ["https://", "http://", "git://", "ssh://", "HTTPS://", "https:/", "https//", "https:", "", "https:///", "//"]
+    )
+    user = st.sampled_from(["u", "oauth2", "x-access-token", "git", "gitlab-ci-token"])
+
+    def build(scheme: str, user: str, host: str, path: str, secret: str, where: str) -> tuple[str, str]:
+        if where == "password":
+            url = "%s%s:%s@%s%s" % (scheme, user, secret, host, path)
+        elif where == "user":  # a token as the whole userinfo, on a scheme that is not ssh
+            url = "%s%s@%s%s" % (scheme.replace("ssh", "https"), secret, host, path)
+        elif where == "query":
+            url = "%s%s%s?access_token=%s&x=1" % (scheme, host, path, secret)
+        elif where == "fragment":
+            url = "%s%s%s#%s" % (scheme, host, path, secret)
+        else:  # password with an '@' of its own (unencoded)
+            url = "%s%s:%s@pw@%s%s" % (scheme, user, secret, host, path)
+        return url, secret
+
+    return st.builds(
+        build, scheme, user, host, path, token, st.sampled_from(["password", "user", "query", "fragment", "at"])
+    )
+
+
+def test_property_an_inserted_secret_never_reaches_the_label() -> None:
+    """Secrets are drawn like real tokens (capitals and digits: ghp_, glpat-, AWS key ids all have them);
+    a lowercase-letters-only ssh user name (``git``) is the one user name the label keeps, by policy."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=2000, deadline=None)
+    @given(_secret_urls())
+    def check(case: tuple[str, str]) -> None:
+        url, secret = case
+        label = sanitize_repo_url(url)
+        assert secret not in label, (url, label)
+        assert secret[:8] not in label, (url, label)
+
+    check()

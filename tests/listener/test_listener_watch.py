@@ -124,90 +124,120 @@ def test_uid_change_in_an_event_is_a_forget_then_an_observe(emulator, make_liste
     assert [(kind, ref.uid) for kind, ref in sink.calls] == [("observe", "old"), ("forget", "old"), ("observe", "new")]
 
 
-def test_repo_recreated_during_disconnect_is_forgotten_and_observed_after_relist(
-    emulator, make_listener, sink, wait_for
-):
+def watch_outage(emulator: Any) -> Any:
+    """Refuse every watch with 503 from now on, and break the live one: the listener is disconnected."""
+    outage = emulator.react(kmock.action.WATCH, emulator.status_error(503, "ServiceUnavailable"), times=10**6)
+    emulator.drop_watches()
+    return outage
+
+
+def test_repo_recreated_during_disconnect_is_forgotten_and_observed_on_resume(emulator, make_listener, sink, wait_for):
     emulator.create("a", uid="old")
     listener = synced(make_listener(sink))
-    outage = emulator.react(kmock.action.LIST, emulator.status_error(503, "ServiceUnavailable"), times=10**6)
-    emulator.drop_watches()
+    outage = watch_outage(emulator)
     wait_for(lambda: outage.served >= 1)
     emulator.delete("a")  # nobody is watching
     emulator.create("a", uid="new")
     outage.cancel()
     wait_for(lambda: len(sink.calls) == 3)
     assert [(kind, ref.uid) for kind, ref in sink.calls] == [("observe", "old"), ("forget", "old"), ("observe", "new")]
-    assert listener.relists == 2
+    assert listener.relists == 1  # the server replayed what happened since our resourceVersion
 
 
-# ---------------------------------------------------------------- missed deletions, for every way a stream ends
+# ---------------------------------------------------------------- resume, don't relist
 
 
-def test_relist_after_410_forgets_repos_deleted_meanwhile(emulator, make_listener, sink, wait_for, caplog):
+def test_repo_deleted_during_disconnect_is_forgotten_on_resume_without_a_relist(
+    emulator, make_listener, sink, wait_for
+):
     emulator.create("a")
     emulator.create("b")
     listener = synced(make_listener(sink))
-    emulator.delete_unseen("b")  # compacted away: the watch will never say DELETED
-    emulator.send_to_watches(ERROR_410)
-    wait_for(lambda: sink.names("forget") == ["b"])
-    assert listener.relists == 2
-    assert any("ERROR event 410" in message for message in failures(caplog))
-
-
-def test_relist_after_410_status_on_watch_forgets_repos_deleted_meanwhile(emulator, make_listener, sink, wait_for):
-    emulator.create("a")
-    emulator.create("b")
-
-    def expire(request: kmock.Request) -> Any:
-        emulator.kmock.objects[emulator_resource(), "fleet-local", "b"].delete()  # gone before the relist
-        return emulator.status_error(410, "Gone", "too old resource version")
-
-    gone = emulator.react(kmock.action.WATCH, expire)
-    listener = make_listener(sink)
-    wait_for(lambda: sink.names("forget") == ["b"])
-    assert gone.served == 1 and listener.relists == 2
-    assert sink.names("observe") == ["a", "b"]
-
-
-def emulator_resource() -> Any:
-    return kmock.resource("fleet.cattle.io", "v1alpha1", "gitrepos")
-
-
-def test_repo_deleted_during_disconnect_is_forgotten_after_relist(emulator, make_listener, sink, wait_for):
-    emulator.create("a")
-    emulator.create("b")
-    listener = synced(make_listener(sink))
-    outage = emulator.react(kmock.action.LIST, emulator.status_error(500, "InternalError"), times=10**6)
-    emulator.drop_watches()
+    seen = emulator.resource_version
+    outage = watch_outage(emulator)
     wait_for(lambda: outage.served >= 2)
     emulator.delete("b")  # through the API, while no watch is open
     assert sink.names("forget") == []
     outage.cancel()
     wait_for(lambda: sink.names("forget") == ["b"])
-    assert listener.relists == 2
+    assert listener.relists == 1 and len(emulator.requests(kmock.action.LIST)) == 1
+    assert emulator.watch_params()[-1]["resourceVersion"] == str(seen)
 
 
-@pytest.mark.parametrize(
-    "ending",
-    ["clean close", "dropped connection", "410 ERROR event", "malformed line", "500 ERROR event"],
-)
-def test_every_stream_ending_relists_and_forgets_missed_deletions(emulator, make_listener, sink, wait_for, ending):
+@pytest.mark.parametrize("ending", ["clean close", "dropped connection", "500 ERROR event"])
+def test_stream_endings_that_keep_the_position_resume_from_it(emulator, make_listener, sink, wait_for, ending):
     emulator.create("a")
-    emulator.create("b")
     listener = synced(make_listener(sink))
-    emulator.delete_unseen("b")
+    emulator.create("b")
+    wait_for(lambda: sink.names("observe") == ["a", "b"])
+    position = emulator.resource_version
     if ending == "clean close":
         emulator.end_watches()
     elif ending == "dropped connection":
         emulator.drop_watches()
-    elif ending == "410 ERROR event":
-        emulator.send_to_watches(ERROR_410)
-    elif ending == "malformed line":
-        emulator.send_to_watches(b"{not json}\n")  # type: ignore[arg-type]
     else:
         emulator.send_to_watches({"type": "ERROR", "object": {"code": 500, "reason": "InternalError"}})
+    wait_for(lambda: len(emulator.watch_params()) == 2)
+    emulator.wait_watching()
+    assert emulator.watch_params()[1]["resourceVersion"] == str(position)
+    emulator.delete("a")
+    wait_for(lambda: sink.names("forget") == ["a"])
+    assert listener.relists == 1 and len(emulator.requests(kmock.action.LIST)) == 1
+    assert sink.names("observe") == ["a", "b"]  # nothing replayed twice
+
+
+@pytest.mark.parametrize("ending", ["410 ERROR event", "410 after compaction", "malformed line"])
+def test_stream_endings_that_lose_the_position_relist_and_forget_missed_deletions(
+    emulator, make_listener, sink, wait_for, ending
+):
+    emulator.create("a")
+    emulator.create("b")
+    listener = synced(make_listener(sink))
+    emulator.delete_unseen("b")  # its DELETED event was compacted away
+    if ending == "410 ERROR event":
+        emulator.send_to_watches(ERROR_410)
+    elif ending == "410 after compaction":
+        emulator.compact()
+        emulator.end_watches()  # the resumed watch asks for a compacted resourceVersion
+    else:
+        emulator.send_to_watches(b"{not json}\n")  # type: ignore[arg-type]
     wait_for(lambda: sink.names("forget") == ["b"])
     assert listener.relists == 2
+
+
+def test_bookmarks_advance_the_resume_position(emulator, make_listener, sink, wait_for):
+    emulator.create("a")
+    synced(make_listener(sink))
+    emulator.create("elsewhere", namespace="not-watched-but-counted")
+    emulator.bookmark()
+    newest = emulator.resource_version
+    emulator.end_watches()
+    wait_for(lambda: len(emulator.watch_params()) == 2)
+    first, second = emulator.watch_params()
+    assert first["allowWatchBookmarks"] == "true"
+    assert second["resourceVersion"] == str(newest)
+
+
+def test_relist_retains_only_the_live_set_in_the_lifecycle(emulator, make_listener, wait_for):
+    """A series revived by a late write after its block expired is forgotten by the next relist."""
+    import otel_gitjob
+
+    lifecycle = otel_gitjob.Lifecycle(max_blocks=0)  # blocks gone at once: as if an hour had passed
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
+    emulator.create("a")
+    emulator.create("b")
+    listener = synced(make_listener(lifecycle, meter_provider=provider))
+    gitjob.job_created(("fleet-local", "a"))
+    emulator.delete("b")
+    wait_for(lambda: listener.cache.get(("fleet-local", "b")) is None and listener.wait_idle(5))
+    gitjob.job_created(("fleet-local", "b"))  # a very late write: b's series are back
+    assert ("fleet-local", "b") in lifecycle._index
+    emulator.send_to_watches(ERROR_410)
+    wait_for(lambda: listener.relists == 2 and listener.wait_idle(5) and ("fleet-local", "b") not in lifecycle._index)
+    assert ("fleet-local", "a") in lifecycle._index
+    provider.shutdown()
 
 
 # ---------------------------------------------------------------- faults are recovered
@@ -270,7 +300,7 @@ def test_persistent_403_does_not_spin(emulator, make_listener, sink, caplog):
 def test_watch_is_requested_from_the_lists_resource_version_with_a_server_timeout(emulator, make_listener, sink):
     synced(make_listener(sink, watch_timeout_seconds=123))
     watch = emulator.requests(kmock.action.WATCH)[0]
-    assert watch.params["resourceVersion"] == "..."  # what kmock's list returns
+    assert watch.params["resourceVersion"] == str(emulator.resource_version)  # the list's
     assert watch.params["timeoutSeconds"] == "123"
     assert watch.params["allowWatchBookmarks"] == "true"
     assert emulator.requests(kmock.action.LIST)[0].params["limit"] == "500"
@@ -339,16 +369,15 @@ def test_repo_relabelled_to_another_shard_is_forgotten(emulator, make_listener, 
     wait_for(lambda: sink.names("observe").count("a") == 2)
 
 
-def test_repo_relabelled_during_disconnect_is_forgotten_after_relist(emulator, make_listener, sink, wait_for):
+def test_repo_relabelled_during_disconnect_is_forgotten_on_resume(emulator, make_listener, sink, wait_for):
     emulator.create("a", labels=shard("s1"))
     listener = synced(make_listener(sink, shard_id="s1"))
-    outage = emulator.react(kmock.action.LIST, emulator.status_error(500, "InternalError"), times=10**6)
-    emulator.drop_watches()
+    outage = watch_outage(emulator)
     wait_for(lambda: outage.served >= 1)
     emulator.patch("a", {"metadata": {"labels": {"fleet.cattle.io/shard-ref": "s2"}}})
     outage.cancel()
     wait_for(lambda: sink.names("forget") == ["a"])
-    assert listener.relists == 2
+    assert listener.relists == 1
 
 
 def test_namespace_limits_the_watch(emulator, make_listener, sink):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from otel_gitjob._internal.listener._types import RepoKey, RepoRef
 from otel_gitjob._internal.listener.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.listener.state import RepoState
+from otel_gitjob._internal.listener.kind import ObjectState as RepoState
 
 __all__ = ["Action", "ActionKind", "decide_actions", "diff_relist"]
 

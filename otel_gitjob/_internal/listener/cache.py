@@ -1,20 +1,20 @@
-"""The watch cache: the GitRepos this listener currently sees, under one lock."""
+"""The watch cache: the objects of one kind this listener currently sees, under one lock."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
 
-from otel_gitjob._internal.listener._types import RepoKey
+from otel_gitjob._internal.listener._types import RepoKey, RepoRef
 from otel_gitjob._internal.listener.actions import Action, decide_actions, diff_relist
 from otel_gitjob._internal.listener.events import DELETED
-from otel_gitjob._internal.listener.state import RepoState
+from otel_gitjob._internal.listener.kind import ObjectState as RepoState
 
 __all__ = ["RepoCache"]
 
 
 class RepoCache:
-    """GitRepo states keyed by ``(namespace, name)``.
+    """Object states (:class:`~.kind.ObjectState`) keyed by ``(namespace, name)``.
 
     Written by the watch thread only; read by metric collection (the gauge
     callbacks) from any thread. Each update returns the lifecycle actions it
@@ -52,6 +52,11 @@ class RepoCache:
         """The state of one repo, if cached."""
         with self._lock:
             return self._repos.get(key)
+
+    def refs(self) -> list[RepoRef]:
+        """The identities of every cached object (the live set after a relist)."""
+        with self._lock:
+            return [state.ref for state in self._repos.values()]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,12 +1,12 @@
-"""Watch Fleet GitRepos and turn their lifecycle into metric lifecycle actions.
+"""Watch one Kubernetes kind and turn its objects' lifecycle into metric lifecycle actions.
 
 Why our own list/watch loop and not ``kubernetes.informer.SharedInformer``
 (kubernetes 37.x), whose shape we keep (list, watch from the list's
-resourceVersion, relist diff after 410 Gone):
+resourceVersion, resume, relist diff after 410 Gone):
 
 * it reads the list with ``getattr(resp, "items", [])``, but
   ``CustomObjectsApi`` returns dicts, so for a CRD such as GitRepo every list
-  comes back empty and every relist would "delete" every repo;
+  comes back empty and every relist would "delete" every object;
 * it retries a failed list after a fixed 5 s and reconnects a failed watch
   at once, with no backoff and no jitter: a persistent 403 on watch spins;
 * it forwards no ``_request_timeout``, so a hung API server hangs it forever,
@@ -14,21 +14,32 @@ resourceVersion, relist diff after 410 Gone):
 * its handlers run on the watch thread (a slow consumer stalls the watch), and
   its relist diff is keyed on name only, so a uid change is a MODIFIED.
 
-What this loop does instead, one small function per step:
+What this loop does instead, like client-go's reflector, one small function per step:
 
-1. ``_relist``: list every page, build :class:`~.state.RepoState`\\ s, replace
-   the cache and queue the diff (:func:`~.actions.diff_relist`): repos known
-   before and absent now are forgotten.
-2. ``_watch``: watch from the list's resourceVersion; each line goes through
-   :func:`~.events.parse_event_line`, the cache, and
+1. ``_relist``: list every page, project each object through the
+   :class:`~.kind.KindSpec`, replace the cache and queue the diff
+   (:func:`~.actions.diff_relist`), then ``retain`` the live set: every
+   object of the kind the lifecycle still tracks and the list does not hold
+   is forgotten (the watch cache is authoritative, as in kube-state-metrics).
+2. ``_watch``: watch from the newest resourceVersion seen (the list's, then
+   each event's and each bookmark's, ``allowWatchBookmarks``); each line goes
+   through :func:`~.events.parse_event_line`, the cache, and
    :func:`~.actions.decide_actions` onto the :class:`~.workqueue.WorkQueue`.
-3. However the stream ends (410 as an ERROR event or as a status, a dropped
-   connection, a malformed line, an error status, the inactivity timeout, a
-   clean close), go back to 1, after a capped, jittered backoff unless the
-   server closed the stream at the ``timeoutSeconds`` we asked for. Relisting
-   every time, rather than resuming from the last resourceVersion, is what
-   makes "deleted while the watch was down" hold for every way a stream can
-   end, including servers and proxies that do not honour resourceVersions.
+3. When the stream ends at the ``timeoutSeconds`` we asked for, or breaks in
+   a way that keeps the position (a dropped connection, the inactivity
+   timeout, an error status, an ERROR event other than 410), *resume* the
+   watch from that resourceVersion: the API server replays what happened
+   since, deletions included, so nothing is missed and nothing is relisted.
+   Only an expired position (410 Gone, "too old resource version"), a
+   malformed line (the stream cannot be trusted past it) or a failed list
+   goes back to 1. Every failure waits a capped, jittered backoff first.
+
+One bad object never stops the loop: an object without a usable identity, a
+projection that raises, or a status field like ``1e400`` is dropped and
+counted (``otel_gitjob_dropped_measurements_total{reason}``), on the list
+and the watch path alike. A kind the API server does not serve (the list
+answers 404: the CRD is not installed, e.g. HelmOp on an older Fleet) is
+reported once and retried every ``missing_kind_retry`` seconds.
 """
 
 from __future__ import annotations
@@ -47,18 +58,31 @@ from kubernetes.watch.watch import iter_resp_lines
 from opentelemetry import metrics
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
+from otel_gitjob._internal.badinput import DropRecorder
 from otel_gitjob._internal.listener._types import RepoKey, Sink
 from otel_gitjob._internal.listener.backoff import Backoff
 from otel_gitjob._internal.listener.cache import RepoCache
-from otel_gitjob._internal.listener.events import BOOKMARK, MalformedEventError, WatchErrorEvent, parse_event_line
+from otel_gitjob._internal.listener.config import load_configuration
+from otel_gitjob._internal.listener.events import (
+    BOOKMARK,
+    DELETED,
+    MalformedEventError,
+    WatchErrorEvent,
+    parse_event_line,
+)
 from otel_gitjob._internal.listener.gauges import register_status_gauges
-from otel_gitjob._internal.listener.settings import GROUP, PLURAL, VERSION, ListenerSettings
-from otel_gitjob._internal.listener.state import RepoState, repo_state
+from otel_gitjob._internal.listener.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
+from otel_gitjob._internal.listener.lifecycle_calls import KindCalls
+from otel_gitjob._internal.listener.settings import ListenerSettings
+from otel_gitjob._internal.listener.state import GITREPO
 from otel_gitjob._internal.listener.workqueue import WorkQueue
 
-__all__ = ["GitRepoListener", "describe_failure"]
+__all__ = ["GitRepoListener", "ResourceListener", "describe_failure", "loses_position"]
 
 logger = logging.getLogger(__name__)
+
+_RETAIN_KEY: RepoKey = ("", "\x00retain")
+"""Work-queue key of the relist's ``retain`` call (no object has an empty namespace and this name)."""
 
 
 class _Stopped(Exception):
@@ -110,17 +134,42 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
     return "%s: %s" % (type(exc).__name__, exc)
 
 
-class GitRepoListener:
-    """Keeps a cache of Fleet GitRepos and the sink's metric lifecycle in step.
+def loses_position(exc: BaseException) -> bool:
+    """Whether a watch failure means the stream position cannot be resumed from.
 
-    DELETED → ``sink.forget(ref)``; ADDED → ``sink.observe(ref)``; MODIFIED →
-    the status gauges (read from the cache at collection time) change; a uid
-    change under the same name is a forget plus an observe; repos that vanish
-    between two lists are forgotten after the second. The watch runs on one
-    thread and never waits on the sink, which is called from a second thread.
+    410 Gone (as a status or an ERROR event) and "too old resource version"
+    mean the server no longer holds the history since our resourceVersion; a
+    malformed line means an event may have been lost; a 404 means the kind
+    itself went away. Everything else
+    (dropped connection, timeout, 5xx, 403, an early close) leaves the
+    position valid, as client-go's reflector treats it.
+    """
+    if isinstance(exc, ApiException):
+        # 404: the kind is no longer served (its CRD was removed): relist, which reports it.
+        return exc.status in (404, 410) or "too old resource version" in str(exc.body or "")
+    if isinstance(exc, WatchErrorEvent):
+        return exc.code == 410 or "too old resource version" in exc.message
+    return isinstance(exc, (MalformedEventError, MalformedListError))
+
+
+class _KindMissing(Exception):
+    """The list answered 404: the API server does not serve the kind (its CRD is not installed)."""
+
+
+class ResourceListener:
+    """Keeps a cache of one kind's objects and the lifecycle's metric lifecycle in step.
+
+    DELETED → ``lifecycle.forget(ref, kind=...)``; ADDED → ``observe``;
+    MODIFIED → the status gauges (read from the cache at collection time)
+    change; a uid change under the same name is a forget plus an observe;
+    objects that vanish between two lists are forgotten after the second. The
+    watch runs on one thread and never waits on the lifecycle, which is called
+    from a second thread. Every lifecycle call goes through
+    :mod:`~.lifecycle_calls`.
 
     Args:
-        sink: Receives ``forget``/``observe`` (``otel_gitjob.Lifecycle``).
+        lifecycle: Receives ``forget``/``observe`` (``otel_gitjob.Lifecycle``).
+        kind: What to watch (``otel_gitjob.fleet.GITREPO``, ``HELMOP``, or your own).
         configuration: Client configuration (kubeconfig or in-cluster); the
             default configuration when omitted. The listener builds its own
             client from a copy with urllib3 retries off: it owns retrying, and
@@ -130,43 +179,65 @@ class GitRepoListener:
             clients); then ``configuration`` is ignored and its retry settings
             are the caller's business.
         settings: Namespace, shard, backoff and timeouts.
-        meter_provider: Where the ``fleet_gitrepo_*`` gauges are created;
-            the global provider when omitted.
+        meter_provider: Where the kind's status gauges are created; the
+            global provider when omitted.
         status_gauges: Set ``False`` to not create the gauges at all.
+        drops: Where dropped objects and fields are counted; the lifecycle's
+            ``drops`` recorder when it has one.
 
     Example:
-        >>> listener = GitRepoListener(lifecycle, settings=ListenerSettings(shard_id="s1"))  # doctest: +SKIP
+        >>> listener = ResourceListener(lifecycle, HELMOP, meter_provider=provider)  # doctest: +SKIP
         >>> listener.start(); listener.wait_synced(30)  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        sink: Sink,
+        lifecycle: Sink,
+        kind: KindSpec = GITREPO,
         *,
         configuration: k8s_client.Configuration | None = None,
         api: k8s_client.CustomObjectsApi | None = None,
         settings: ListenerSettings | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         status_gauges: bool = True,
+        drops: DropRecorder | None = None,
     ) -> None:
+        if not isinstance(kind, KindSpec):
+            raise TypeError("kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % kind)
+        self.kind = kind
         self.settings = settings or ListenerSettings()
         self._api = api or k8s_client.CustomObjectsApi(k8s_client.ApiClient(_without_retries(configuration)))
+        self._calls = KindCalls(lifecycle, kind.kind)
+        recorder = drops if drops is not None else getattr(lifecycle, "drops", None)
+        self.drops: DropRecorder = recorder if isinstance(recorder, DropRecorder) else DropRecorder()
         self._cache = RepoCache()
-        self._work = WorkQueue(sink)
+        self._work = WorkQueue(self._calls)
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._response_lock = threading.Lock()
         self._response: Any = None
         self._threads: list[threading.Thread] = []
+        self._position: str | None = None
+        self._missing_reported = False
         self.relists = 0
         """How many lists have completed (first one included)."""
+        self.watches = 0
+        """How many watch requests have been made."""
+        self.requests = 0
+        """How many list-page and watch requests have been made."""
         self.failures = 0
         """How many lists or watches have failed."""
         self.gauges: list[metrics.ObservableGauge] = []
-        """The ``fleet_gitrepo_*`` gauges (empty with ``status_gauges=False``)."""
-        if status_gauges:
+        """The kind's status gauges (empty with ``status_gauges=False``)."""
+        try:
+            self._calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+        except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
+            logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
+        if status_gauges and kind.gauges:
             provider = meter_provider or metrics.get_meter_provider()
-            self.gauges = register_status_gauges(provider.get_meter("otel_gitjob.listener"), self._cache)
+            self.gauges = register_status_gauges(
+                provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,8 +246,15 @@ class GitRepoListener:
         """The watch cache (read-only use)."""
         return self._cache
 
+    @property
+    def label_selector(self) -> str | None:
+        """The selector sent to the API server: the kind's own, and the shard's when the kind is sharded."""
+        terms = [self.kind.label_selector, self.settings.label_selector if self.kind.sharded else None]
+        joined = ",".join(term for term in terms if term)
+        return joined or None
+
     def start(self) -> None:
-        """Start the watch thread and the sink worker thread.
+        """Start the watch thread and the lifecycle worker thread.
 
         Raises:
             RuntimeError: When already started.
@@ -184,9 +262,10 @@ class GitRepoListener:
         if self._threads:
             raise RuntimeError("listener already started")
         self._stop.clear()
+        plural = self.kind.plural
         self._threads = [
-            threading.Thread(target=self._work.run, name="otel-gitjob-gitrepo-sink", daemon=True),
-            threading.Thread(target=self._run, name="otel-gitjob-gitrepo-watch", daemon=True),
+            threading.Thread(target=self._work.run, name="otel-gitjob-%s-sink" % plural, daemon=True),
+            threading.Thread(target=self._run, name="otel-gitjob-%s-watch" % plural, daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -214,7 +293,7 @@ class GitRepoListener:
             self._threads = []
         return stopped
 
-    def __enter__(self) -> GitRepoListener:
+    def __enter__(self) -> ResourceListener:
         self.start()
         return self
 
@@ -226,7 +305,7 @@ class GitRepoListener:
         return self._synced.wait(timeout)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until every action queued so far has reached the sink."""
+        """Wait until every action queued so far has reached the lifecycle."""
         return self._work.wait_idle(timeout)
 
     @property
@@ -244,43 +323,73 @@ class GitRepoListener:
             jitter=self.settings.backoff_jitter,
             reset_after=self.settings.backoff_reset_after,
         )
+        position: str | None = None
         while not self._stop.is_set():
             phase = "list"
             try:
-                resource_version = self._relist()
+                if position is None:
+                    position = self._relist()
                 phase = "watch"
-                self._watch(resource_version)
-                continue  # closed at our timeoutSeconds: relist at once
+                position = self._watch(position)
+                continue  # closed at our timeoutSeconds: resume at once
             except _Stopped:
                 return
+            except _KindMissing:
+                self._report_missing()
+                position, delay = None, self.settings.missing_kind_retry
             except Exception as exc:  # every failure is retried; the reason is logged once
                 if self._stop.is_set():
                     return
                 self.failures += 1
                 delay = backoff.failure()
+                if phase == "watch" and not loses_position(exc) and self._position is not None:
+                    position, next_step = self._position, "resuming the watch"
+                else:
+                    position, next_step = None, "relisting"
                 expected = isinstance(exc, (ApiException, WatchErrorEvent, HTTPError, ValueError, StreamClosedEarly))
                 logger.warning(
-                    "GitRepo %s failed: %s; relisting in %.2fs",
+                    "%s %s failed: %s; %s in %.2fs",
+                    self.kind.kind,
                     phase,
                     describe_failure(exc, self.settings),
+                    next_step,
                     delay,
                     exc_info=not expected,
                 )
             if self._stop.wait(delay):
                 return
 
+    def _report_missing(self) -> None:
+        level = logging.DEBUG if self._missing_reported else logging.WARNING
+        logger.log(
+            level,
+            "%s: the API server does not serve %s/%s (list answered 404: is its CRD installed? an older Fleet has "
+            "no HelmOp); the other kinds go on, retrying this one every %ss",
+            self.kind.kind,
+            self.kind.resource,
+            self.kind.version,
+            self.settings.missing_kind_retry,
+        )
+        self._missing_reported = True
+
     def _relist(self) -> str | None:
-        """List all GitRepos, replace the cache, queue the diff; return the resourceVersion."""
+        """List every object, replace the cache, queue the diff and the retain; return the resourceVersion."""
         listed, resource_version = self._list_all()
         self._check_stop()
         self._work.submit(self._cache.replace(listed))
+        live = [state.ref for state in listed.values()]
+        self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain(live))
         self.relists += 1
+        if self._missing_reported:
+            logger.info("%s: %s is served now", self.kind.kind, self.kind.resource)
+            self._missing_reported = False
         self._synced.set()
-        logger.debug("GitRepo relist: %d repos, resourceVersion %s", len(listed), resource_version)
+        self._position = resource_version
+        logger.debug("%s relist: %d objects, resourceVersion %s", self.kind.kind, len(listed), resource_version)
         return resource_version
 
-    def _list_all(self) -> tuple[dict[RepoKey, RepoState], str | None]:
-        listed: dict[RepoKey, RepoState] = {}
+    def _list_all(self) -> tuple[dict[RepoKey, ObjectState], str | None]:
+        listed: dict[RepoKey, ObjectState] = {}
         resource_version: str | None = None
         token: str | None = None
         while True:
@@ -290,26 +399,43 @@ class GitRepoListener:
             }
             if token:
                 kwargs["_continue"] = token
-            page = _parse_list(self._read_body(self._call(**kwargs)))
+            try:
+                response = self._call(**kwargs)
+            except ApiException as exc:
+                if exc.status == 404 and not token:
+                    raise _KindMissing() from exc
+                raise
+            page = _parse_list(self._read_body(response))
             for item in page["items"]:
-                try:
-                    state = repo_state(item)
-                except (ValueError, AttributeError) as exc:
-                    logger.warning("skipping a listed GitRepo: %s", exc)
+                state = self._project(item) if isinstance(item, dict) else None
+                if state is None:
+                    if not isinstance(item, dict):
+                        self.drops.drop(REASON_BAD_OBJECT, "%s list item %r" % (self.kind.kind, item))
                     continue
                 listed[state.key] = state
-            meta = page.get("metadata") or {}
-            resource_version = meta.get("resourceVersion") or resource_version
-            token = meta.get("continue") or None
+            meta = page.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            resource_version = _str_or_none(meta.get("resourceVersion")) or resource_version
+            token = _str_or_none(meta.get("continue"))
             if not token:
                 return listed, resource_version
             self._check_stop()
 
-    def _watch(self, resource_version: str | None) -> None:
+    def _project(self, obj: dict[str, Any]) -> ObjectState | None:
+        """Project one object; ``None`` (dropped and counted) when it has no usable identity."""
+        try:
+            return self.kind.project(obj, self.drops.drop)
+        except Exception as exc:  # ValueError from the projection, or anything a user's projection raised
+            self.drops.drop(REASON_BAD_OBJECT, "%s: %s" % (self.kind.kind, exc))
+            return None
+
+    def _watch(self, resource_version: str | None) -> str | None:
         """Stream events into the cache and the work queue until the stream ends.
 
-        Returns normally only when the server closed the stream at (about) the
-        ``timeoutSeconds`` we asked for; raises for every other ending.
+        Returns the resourceVersion to resume from when the server closed the
+        stream at (about) the ``timeoutSeconds`` we asked for; raises for
+        every other ending (``self._position`` then holds the newest
+        resourceVersion seen).
         """
         kwargs: dict[str, Any] = {
             "watch": True,
@@ -319,7 +445,9 @@ class GitRepoListener:
         }
         if resource_version:
             kwargs["resource_version"] = resource_version
+        self._position = resource_version
         started = time.monotonic()
+        self.watches += 1
         for line in self._lines(self._call(**kwargs)):
             self._check_stop()
             self._handle_line(line)
@@ -327,32 +455,47 @@ class GitRepoListener:
         elapsed = time.monotonic() - started
         if elapsed < self.settings.watch_timeout_seconds * 0.9:
             raise StreamClosedEarly(elapsed)
+        return self._position
 
     def _handle_line(self, line: str) -> None:
         event = parse_event_line(line)
-        if event is None or event.type == BOOKMARK:
+        if event is None:
             return
+        if event.type != BOOKMARK:
+            state = self._project(dict(event.object))
+            if state is None and event.type == DELETED:
+                state = self._deleted_state(event.object)
+            if state is not None:
+                self._work.submit(self._cache.apply_event(event.type, state))
+        # Advance only after the event is in the cache: resuming from here must not skip it.
+        self._position = event.resource_version or self._position
+
+    def _deleted_state(self, obj: Any) -> ObjectState | None:
+        """A deletion must be forgotten even when the object cannot be projected: fall back to its identity."""
         try:
-            state = repo_state(event.object)
-        except ValueError as exc:
-            logger.warning("skipping a %s event: %s", event.type, exc)
-            return
-        self._work.submit(self._cache.apply_event(event.type, state))
+            ref = self.kind.identity(obj)
+        except Exception:
+            return None
+        return ObjectState(ref, {}, (None,) * len(self.kind.gauges))
 
     # ------------------------------------------------------------------ I/O
 
     def _call(self, **kwargs: Any) -> Any:
         """One list or watch request; returns the raw urllib3 response."""
         self._check_stop()
-        selector = self.settings.label_selector
+        selector = self.label_selector
         if selector:
             kwargs["label_selector"] = selector
         kwargs["_preload_content"] = False
-        namespace = self.settings.namespace
+        kind = self.kind
+        namespace = self.settings.namespace if kind.namespaced else None
+        self.requests += 1
         if namespace:
-            response = self._api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+            response = self._api.list_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, **kwargs
+            )
         else:
-            response = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+            response = self._api.list_cluster_custom_object(kind.group, kind.version, kind.plural, **kwargs)
         with self._response_lock:
             self._response = response
         if self._stop.is_set():  # stop() ran between the request and the assignment
@@ -391,15 +534,34 @@ class GitRepoListener:
             else:  # pragma: no cover - urllib3 < 2.3
                 response.close()
         except Exception:  # pragma: no cover - best effort on a dying socket
-            logger.debug("closing the GitRepo stream failed", exc_info=True)
+            logger.debug("closing the %s stream failed", self.kind.kind, exc_info=True)
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise _Stopped()
 
 
+class GitRepoListener(ResourceListener):
+    """A :class:`ResourceListener` for Fleet's GitRepos (``otel_gitjob.fleet.GITREPO``).
+
+    Takes the same keyword arguments as :class:`ResourceListener`.
+    """
+
+    def __init__(self, sink: Sink, **kwargs: Any) -> None:
+        super().__init__(sink, GITREPO, **kwargs)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _without_retries(configuration: k8s_client.Configuration | None) -> k8s_client.Configuration:
-    configuration = copy.deepcopy(configuration or k8s_client.Configuration.get_default_copy())
+    if configuration is None:
+        # A default someone installed (kubernetes.config.load_kube_config() in the app, as kopf users
+        # often do) wins; otherwise find the cluster as kubectl does.
+        has_default = getattr(k8s_client.Configuration, "_default", None) is not None
+        configuration = k8s_client.Configuration.get_default_copy() if has_default else load_configuration()
+    configuration = copy.deepcopy(configuration)
     configuration.retries = False
     return configuration
 

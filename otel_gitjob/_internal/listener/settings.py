@@ -49,7 +49,7 @@ def shard_selector(shard_id: str | None = None, all_shards: bool = False) -> str
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
-    """How the GitRepo listener watches, retries and times out.
+    """How a listener watches, retries and times out.
 
     There is deliberately no queue size. The work queue holds at most one entry
     per GitRepo with pending work (events for the same repo coalesce into one
@@ -97,7 +97,10 @@ class ListenerSettings:
             bookmarks, which kube-apiserver sends to idle watchers about once a
             minute, so 90 s does not cut healthy quiet streams and still catches
             a hang within a minute and a half.
-        stop_timeout: Seconds :meth:`GitRepoListener.stop` waits for each thread.
+        stop_timeout: Seconds :meth:`ResourceListener.stop` waits for each thread.
+        missing_kind_retry: Seconds between two lists of a kind the API server
+            does not serve (404: its CRD is not installed). A minute notices a
+            Fleet upgrade soon enough and costs one request a minute.
     """
 
     namespace: str | None = None
@@ -114,6 +117,7 @@ class ListenerSettings:
     watch_timeout_seconds: int = 300
     inactivity_timeout: float = 90.0
     stop_timeout: float = 10.0
+    missing_kind_retry: float = 60.0
 
     def __post_init__(self) -> None:
         # Fail at construction, not in the watch thread.
@@ -122,6 +126,8 @@ class ListenerSettings:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         if not 0 <= self.backoff_jitter < 1:
             raise ValueError("backoff_jitter must be in [0, 1)")
+        if self.missing_kind_retry <= 0:
+            raise ValueError("missing_kind_retry must be positive")
         if self.watch_timeout_seconds < 1 or self.inactivity_timeout <= 0:
             raise ValueError("watch_timeout_seconds and inactivity_timeout must be positive")
 

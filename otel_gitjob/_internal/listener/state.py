@@ -1,193 +1,198 @@
-"""What the watch cache keeps per GitRepo, and how it is read off the object.
+"""Fleet's two kinds as :class:`~.kind.KindSpec` presets, and the credential-free ``repo`` label.
 
-Only what the status gauges and the lifecycle actions need is kept (identity,
-five label values, ten integers), not the whole object: 10,000 GitRepos with
-their specs and conditions would otherwise sit in memory twice.
+``otel_gitjob.fleet`` re-exports :data:`GITREPO` and :data:`HELMOP`. Both carry
+Fleet's ten status gauges (``fleet_gitrepo_*`` and ``fleet_helmop_*``) with the
+labels Fleet's collectors set; the contract is in ``fleet-metrics.md``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from otel_gitjob._internal.listener._types import RepoKey, RepoRef
+from otel_gitjob._internal.listener.kind import GaugeSpec, KindSpec, ObjectState, metadata_ref
 
 __all__ = [
     "GAUGES",
+    "GITREPO",
+    "HELMOP",
+    "HELMOP_GAUGES",
     "GaugeSpec",
     "RepoState",
+    "helmop_attributes",
     "repo_attributes",
     "repo_state",
     "sanitize_repo_url",
 ]
 
+RepoState = ObjectState
+"""The cached view of one GitRepo (the generic :class:`~.kind.ObjectState`)."""
 
-@dataclass(frozen=True, slots=True)
-class GaugeSpec:
-    """One row of the status gauge table.
-
-    Attributes:
-        name: Instrument name, as Fleet's gitrepo collector names it.
-        description: Instrument description.
-        path: Keys leading from the GitRepo object to the integer.
-    """
-
-    name: str
-    description: str
-    path: tuple[str, ...]
-
-
-def _counts(key: str, what: str) -> GaugeSpec:
-    name = "fleet_gitrepo_resources_" + re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-    return GaugeSpec(name, "Number of resources %s." % what, ("status", "resourceCounts", key))
-
-
-GAUGES: tuple[GaugeSpec, ...] = (
-    GaugeSpec(
-        "fleet_gitrepo_desired_ready_clusters",
-        "Number of clusters the GitRepo's bundles should be ready on.",
-        ("status", "desiredReadyClusters"),
-    ),
-    GaugeSpec(
-        "fleet_gitrepo_ready_clusters",
-        "Number of clusters the GitRepo's bundles are ready on.",
-        ("status", "readyClusters"),
-    ),
-    _counts("desiredReady", "that should be ready"),
-    _counts("ready", "that are ready"),
-    _counts("notReady", "that are not ready"),
-    _counts("missing", "that are missing"),
-    _counts("modified", "that are modified"),
-    _counts("orphaned", "that are orphaned"),
-    _counts("unknown", "in an unknown state"),
-    _counts("waitApplied", "waiting to be applied"),
+_STATUS_FIELDS = (
+    ("desired_ready_clusters", ("desiredReadyClusters",), "Number of clusters the %s's bundles should be ready on."),
+    ("ready_clusters", ("readyClusters",), "Number of clusters the %s's bundles are ready on."),
+    ("resources_desired_ready", ("resourceCounts", "desiredReady"), "Number of resources that should be ready."),
+    ("resources_ready", ("resourceCounts", "ready"), "Number of resources that are ready."),
+    ("resources_not_ready", ("resourceCounts", "notReady"), "Number of resources that are not ready."),
+    ("resources_missing", ("resourceCounts", "missing"), "Number of resources that are missing."),
+    ("resources_modified", ("resourceCounts", "modified"), "Number of resources that are modified."),
+    ("resources_orphaned", ("resourceCounts", "orphaned"), "Number of resources that are orphaned."),
+    ("resources_unknown", ("resourceCounts", "unknown"), "Number of resources in an unknown state."),
+    ("resources_wait_applied", ("resourceCounts", "waitApplied"), "Number of resources waiting to be applied."),
 )
-"""The ten ``fleet_gitrepo_*`` gauges, one row each (order = ``RepoState.values``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RepoState:
-    """The cached view of one GitRepo.
-
-    Attributes:
-        ref: Identity (namespace, name, uid).
-        attributes: The gauge labels: name, namespace, repo, branch, paths.
-        values: One integer per row of :data:`GAUGES`, in order.
-    """
-
-    ref: RepoRef
-    attributes: Mapping[str, str]
-    values: tuple[int, ...]
-
-    @property
-    def key(self) -> RepoKey:
-        """``(namespace, name)``."""
-        return (self.ref.namespace, self.ref.name)
+def _fleet_gauges(subsystem: str, kind: str) -> tuple[GaugeSpec, ...]:
+    return tuple(
+        GaugeSpec("fleet_%s_%s" % (subsystem, suffix), description.replace("%s", kind), ("status", *path))
+        for suffix, path, description in _STATUS_FIELDS
+    )
 
 
-def repo_state(obj: Mapping[str, Any]) -> RepoState:
-    """Read a :class:`RepoState` off a GitRepo object (a dict from the API).
-
-    Missing or non-integer status fields read as 0, as in Fleet's collector
-    (Go's zero value), so a repo without status still exports its series.
-
-    Raises:
-        ValueError: The object has no string namespace and name.
-    """
-    meta = obj.get("metadata") or {}
-    namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
-    if not isinstance(namespace, str) or not isinstance(name, str) or not namespace or not name:
-        raise ValueError("GitRepo without namespace/name: %r" % ({"namespace": namespace, "name": name},))
-    ref = RepoRef(namespace, name, uid if isinstance(uid, str) and uid else None)
-    return RepoState(ref, repo_attributes(obj), tuple(_int_at(obj, spec.path) for spec in GAUGES))
+GAUGES: tuple[GaugeSpec, ...] = _fleet_gauges("gitrepo", "GitRepo")
+"""The ten ``fleet_gitrepo_*`` gauges, in Fleet's order."""
+HELMOP_GAUGES: tuple[GaugeSpec, ...] = _fleet_gauges("helmop", "HelmOp")
+"""The ten ``fleet_helmop_*`` gauges, in Fleet's order."""
 
 
-def repo_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
-    """The gauge labels of a GitRepo, exactly as Fleet's collector sets them.
-
-    ``repo`` goes through :func:`sanitize_repo_url`; ``paths`` is ``spec.paths``
-    joined with ``;``.
-    """
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    if not isinstance(spec, Mapping):
-        spec = {}
-    paths = spec.get("paths") or []
-    if not isinstance(paths, list):
-        paths = []
-    return {
-        "name": str(meta.get("name") or ""),
-        "namespace": str(meta.get("namespace") or ""),
-        "repo": sanitize_repo_url(spec.get("repo")),
-        "branch": _str(spec.get("branch")),
-        "paths": ";".join(str(p) for p in paths),
-    }
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _int_at(obj: Mapping[str, Any], path: tuple[str, ...]) -> int:
-    value: Any = obj
-    for key in path:
-        if not isinstance(value, Mapping):
-            return 0
-        value = value.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    return int(value)
+def repo_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The GitRepo gauge labels, exactly as Fleet's collector sets them.
+
+    ``repo`` goes through :func:`sanitize_repo_url`; ``paths`` is ``spec.paths``
+    joined with ``;``.
+    """
+    ref = metadata_ref(obj)
+    spec = _mapping(obj.get("spec"))
+    paths = spec.get("paths") or []
+    if not isinstance(paths, list):
+        paths = []
+    return {
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "repo": sanitize_repo_url(spec.get("repo")),
+        "branch": _str(spec.get("branch")),
+        "paths": ";".join(str(p) for p in paths),
+    }
 
 
-# scp-like syntax: [user@]host:path, with no scheme and no slash before the colon.
-_SCP_LIKE = re.compile(r"^(?:(?P<userinfo>[^@/]*)@)?(?P<host>[^@/:]+):(?P<path>(?!//).*)$")
+def helmop_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The HelmOp gauge labels: ``repo`` = ``spec.helm.repo`` (without credentials),
+    ``chart`` = ``spec.helm.chart``, ``version`` = ``status.version``."""
+    ref = metadata_ref(obj)
+    helm = _mapping(_mapping(obj.get("spec")).get("helm"))
+    return {
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "repo": sanitize_repo_url(helm.get("repo")),
+        "chart": _str(helm.get("chart")),
+        "version": _str(_mapping(obj.get("status")).get("version")),
+    }
+
+
+GITREPO = KindSpec(
+    group="fleet.cattle.io",
+    version="v1alpha1",
+    plural="gitrepos",
+    kind="GitRepo",
+    sharded=True,
+    gauges=GAUGES,
+    labels=repo_attributes,
+)
+"""Fleet's GitRepo: ``fleet_gitrepo_*`` gauges with labels name, namespace, repo, branch, paths."""
+
+HELMOP = KindSpec(
+    group="fleet.cattle.io",
+    version="v1alpha1",
+    plural="helmops",
+    kind="HelmOp",
+    sharded=True,
+    gauges=HELMOP_GAUGES,
+    labels=helmop_attributes,
+)
+"""Fleet's HelmOp: ``fleet_helmop_*`` gauges with labels name, namespace, repo, chart, version."""
+
+
+def repo_state(obj: Mapping[str, Any]) -> ObjectState:
+    """Project a GitRepo object (a dict from the API) with :data:`GITREPO`.
+
+    Raises:
+        ValueError: The object has no string namespace and name.
+    """
+    return GITREPO.project(obj)
+
+
+# ------------------------------------------------------------------------------- the repo label
+
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#\\]*)(?P<path>[^?#]*)")
+_SCHEME_PREFIX = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_HOSTPORT = re.compile(r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+# An account name (git, gitea, deploy): lowercase letters only. Tokens and key ids have digits or capitals.
+_SSH_USER = re.compile(r"^[a-z_][a-z._-]{0,31}$")
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[a-z_][a-z._-]{0,31})@)?(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*):(?P<path>[^@?#]*)$")
+_CUT = re.compile(r"[?#\s\x00-\x1f\x7f]")
+_SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
 
 
 def sanitize_repo_url(url: Any) -> str:
     """Return the repository URL without credentials, for the ``repo`` label.
 
-    Policy (see the table-driven test):
+    Fails closed: only two shapes are rebuilt, everything else is reduced.
 
-    * Any URL with a scheme other than ssh (``https``, ``http``, ``git``, ...):
-      all userinfo goes, username included. Tokens are commonly passed as the
-      username alone (``https://<token>@github.com/...``). Query and fragment
-      go too: a git remote never needs them, and tokens hide there.
-    * ``ssh://user@host/path``: the user name stays. It is an account name
-      (almost always ``git``), not a secret, and it is part of what identifies
-      the remote. If a password is present (``ssh://user:pw@host``), all of
-      the userinfo goes.
-    * scp-like ``user@host:path`` (``git@github.com:org/repo``): same as ssh,
-      ``git@`` is a username and stays; ``user:pw@host:path`` loses it all.
-    * Anything else (a bare path, empty, not a string) is returned as a string
-      unchanged, or ``""`` for a non-string.
+    * ``scheme://[userinfo@]host[:port]/path`` with a plain host: the userinfo
+      goes (for ``https``, ``http``, ``git``, ...: all of it, since tokens are
+      commonly passed as the user name alone, ``https://<token>@github.com``);
+      for ``ssh``, a user name without password that looks like an account
+      name (lowercase letters, ``.``, ``_``, ``-``; ``ssh://git@host``) stays:
+      it is not a secret, and identifies the remote. A user name with digits or
+      capitals (every common token format has them) goes.
+      Query and fragment go (a git remote never needs them; tokens hide there:
+      ``?access_token=``).
+    * scp-like ``[user@]host:path`` (``git@github.com:org/repo``): kept when
+      the user name passes the same rule; otherwise reduced.
+    * Anything else (``https:/u:pw@host/x``, ``https//u:pw@host``,
+      ``oauth2:pw@gitlab.com/x``, a malformed host) is reduced to what is
+      provably free of userinfo: the text after the last ``@``, without query
+      and fragment, behind the scheme if there was a well-formed one. A
+      non-string is ``""``.
     """
     if not isinstance(url, str):
         return ""
     url = url.strip()
-    if "://" in url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return _strip_userinfo_lexically(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            keep_user = parts.scheme.lower() in ("ssh", "git+ssh", "ssh+git") and ":" not in userinfo
-            netloc = "%s@%s" % (userinfo, hostport) if keep_user and userinfo else hostport
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    match = _SCP_LIKE.match(url)
-    if match and match.group("userinfo") is not None:
-        userinfo = match.group("userinfo")
-        if ":" in userinfo or not userinfo:
-            return "%s:%s" % (match.group("host"), match.group("path"))
-    return url
+    if not url:
+        return ""
+    if not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        match = _URL.match(url)
+        if match:
+            scheme = match.group("scheme").lower()
+            userinfo, at, hostport = match.group("authority").rpartition("@")
+            if _HOSTPORT.match(hostport) and "@" not in match.group("path"):
+                user = ""
+                if at and scheme in _SSH_SCHEMES and _SSH_USER.match(userinfo):
+                    user = userinfo + "@"
+                return "%s://%s%s%s" % (scheme, user, hostport, match.group("path"))
+        else:
+            scp = _SCP_LIKE.match(url)
+            if scp and not scp.group("path").startswith("//"):
+                return url
+    return _reduce(url)
 
 
-def _strip_userinfo_lexically(url: str) -> str:
-    # urlsplit rejects some malformed netlocs (bad IPv6 brackets); never let one through with its secret.
-    scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    return "%s://%s%s%s" % (scheme, authority.rpartition("@")[2], slash, path.split("?")[0].split("#")[0])
+def _reduce(url: str) -> str:
+    """Fail closed: keep only what follows the last ``@``, cut at the first ``?``, ``#`` or whitespace."""
+    scheme = _SCHEME_PREFIX.match(url)
+    if scheme and "@" not in url:
+        tail = _CUT.split(url[scheme.end() :], maxsplit=1)[0]
+    else:
+        tail = _CUT.split(url.rpartition("@")[2], maxsplit=1)[0]
+    if scheme and tail and not tail.startswith(scheme.group(0)):
+        return "%s://%s" % (scheme.group("scheme").lower(), tail)
+    return tail

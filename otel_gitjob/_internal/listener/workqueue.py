@@ -14,8 +14,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from otel_gitjob._internal.listener._types import RepoKey, RepoRef, Sink
 from otel_gitjob._internal.listener.actions import Action, ActionKind
@@ -38,6 +39,7 @@ _STOP: Final = _Stop.STOP
 class _Pending:
     forgets: list[RepoRef] = field(default_factory=list)
     observe: RepoRef | None = None
+    call: Callable[[], Any] | None = None
 
 
 class WorkQueue:
@@ -75,6 +77,19 @@ class WorkQueue:
                 else:
                     pending.observe = action.ref
 
+    def submit_call(self, key: RepoKey, function: Callable[[], Any]) -> None:
+        """Queue ``function()`` under ``key``, behind the work queued so far.
+
+        A call still pending under the same key is replaced: only the latest
+        (a relist's ``retain`` of the newest live set) matters.
+        """
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+                self._queue.put_nowait(key)
+            pending.call = function
+
     def stop(self) -> None:
         """Make :meth:`run` return after the work queued so far."""
         self._queue.put_nowait(_STOP)
@@ -86,6 +101,22 @@ class WorkQueue:
             try:
                 if key is _STOP:
                     return
+                with self._lock:
+                    pending = self._pending.pop(key)
+                self._apply(pending)
+            finally:
+                self._queue.task_done()
+
+    def run_pending(self) -> None:
+        """Apply everything queued so far on the calling thread (for callers without a worker thread)."""
+        while True:
+            try:
+                key = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if key is _STOP:
+                    continue
                 with self._lock:
                     pending = self._pending.pop(key)
                 self._apply(pending)
@@ -104,6 +135,11 @@ class WorkQueue:
                 self._sink.observe(ref)
             except Exception:
                 logger.exception("sink.observe(%s/%s) failed", ref.namespace, ref.name)
+        if pending.call is not None:
+            try:
+                pending.call()
+            except Exception:
+                logger.exception("queued call %r failed", pending.call)
 
     def backlog(self) -> int:
         """Entries queued or being applied."""

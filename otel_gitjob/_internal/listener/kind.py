@@ -1,0 +1,229 @@
+"""A declarative description of a Kubernetes kind the listener watches.
+
+The listener is generic: everything it knows about a kind is in a
+:class:`KindSpec` (where the API serves it, which objects to select, and a
+*projection* of one object onto what the metrics need: its identity, the
+labels of its status gauges and their values). Fleet's GitRepo and HelmOp are
+two presets (``otel_gitjob.fleet``); a user's own CRD is a third spec.
+
+Only the projection is kept per object (identity, a few label strings, a few
+numbers), not the object: 10,000 objects with their specs and conditions
+would otherwise sit in memory twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_gitjob._internal.listener._types import RepoKey, RepoRef
+
+__all__ = [
+    "REASON_BAD_OBJECT",
+    "REASON_BAD_STATUS_VALUE",
+    "GaugeSpec",
+    "KindSpec",
+    "ObjectState",
+    "metadata_labels",
+    "metadata_ref",
+]
+
+REASON_BAD_STATUS_VALUE = "bad_status_value"
+"""Drop reason: a status field that is not a finite, non-negative number (``1e400``, NaN, ``"3"``, -1)."""
+REASON_BAD_OBJECT = "bad_object"
+"""Drop reason: an object without a usable identity, or whose projection raised."""
+
+_MAX_VALUE = 2**53
+"""Larger integers lose precision as floats and overflow int64 exporters: no Fleet count comes near it."""
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeSpec:
+    """One status gauge of a kind.
+
+    Attributes:
+        name: Instrument name (``fleet_gitrepo_ready_clusters``).
+        description: Instrument description.
+        path: Keys leading from the object to the number (``("status", "readyClusters")``).
+            A missing field reads as 0 (Fleet's collector exports Go's zero value);
+            a present field that is not a finite, non-negative number is dropped.
+    """
+
+    name: str
+    description: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectState:
+    """The cached projection of one object.
+
+    Attributes:
+        ref: Identity (namespace, name, uid).
+        attributes: The status gauges' labels.
+        values: One value per gauge of the kind, in order; ``None`` where the
+            field was dropped as bad (the gauge then has no point for it).
+    """
+
+    ref: RepoRef
+    attributes: Mapping[str, str]
+    values: tuple[int | float | None, ...]
+
+    @property
+    def key(self) -> RepoKey:
+        """``(namespace, name)``."""
+        return (self.ref.namespace, self.ref.name)
+
+
+def metadata_ref(obj: Mapping[str, Any]) -> RepoRef:
+    """The identity of an API object: ``metadata.namespace``, ``name`` and ``uid``.
+
+    Cluster-scoped objects have the namespace ``""``.
+
+    Raises:
+        ValueError: The object has no string name (or a non-string namespace).
+    """
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise ValueError("object without metadata")
+    namespace, name, uid = meta.get("namespace", ""), meta.get("name"), meta.get("uid")
+    if namespace is None:
+        namespace = ""
+    if not isinstance(name, str) or not name or not isinstance(namespace, str):
+        raise ValueError("object without a string namespace/name: %r" % ({"namespace": namespace, "name": name},))
+    return RepoRef(namespace, name, uid if isinstance(uid, str) and uid else None)
+
+
+def metadata_labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The minimal gauge labels: ``name`` and ``namespace`` (the lifecycle's identity keys)."""
+    ref = metadata_ref(obj)
+    return {"name": ref.name, "namespace": ref.namespace}
+
+
+def _value_at(obj: Mapping[str, Any], path: tuple[str, ...]) -> tuple[int | float | None, bool]:
+    """``(value, ok)``: the number at ``path``; 0 when absent; ``(None, False)`` when present but bad."""
+    value: Any = obj
+    for key in path:
+        if value is None:
+            return 0, True
+        if not isinstance(value, Mapping):
+            return None, False
+        value = value.get(key)
+    if value is None:
+        return 0, True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, False
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0 or value > _MAX_VALUE:
+            return None, False
+        return (int(value) if value.is_integer() else value), True
+    if value < 0 or value > _MAX_VALUE:
+        return None, False
+    return value, True
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """Everything the listener needs to know about one kind.
+
+    Attributes:
+        group: API group (``fleet.cattle.io``; ``""`` for the core group).
+        version: API version (``v1alpha1``).
+        plural: Resource plural (``gitrepos``).
+        kind: Kind name (``GitRepo``): what the lifecycle scopes identities by,
+            and what the logs say.
+        namespaced: Whether objects live in namespaces. A cluster-scoped kind
+            is always listed cluster-wide.
+        label_selector: A label selector of the kind's own, and-ed with the
+            listener settings' shard selector when ``sharded``.
+        sharded: Whether Fleet's shard label applies to this kind (the
+            listener's ``shard_id``/``all_shards`` settings then select on it).
+        gauges: The status gauges, one per number read off an object.
+        labels: Projection of an object onto its gauge labels. It must return
+            the lifecycle's identity keys (``name``, ``namespace``) so that
+            ``forget`` finds the gauges' series. It may raise: the object is
+            then skipped and counted as dropped.
+        identity: Projection of an object onto its identity; the default reads
+            ``metadata``.
+        instruments: Names of your own instruments whose series belong to
+            this kind (labelled with the object's ``namespace`` and ``name``);
+            the listener declares them, with the status gauges, to a lifecycle
+            that scopes instruments by kind, so that forgetting an object of
+            this kind removes them and never another kind's.
+    """
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    label_selector: str | None = None
+    sharded: bool = False
+    gauges: tuple[GaugeSpec, ...] = ()
+    labels: Callable[[Mapping[str, Any]], Mapping[str, str]] = field(default=metadata_labels)
+    identity: Callable[[Mapping[str, Any]], RepoRef] = field(default=metadata_ref)
+    instruments: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for what in ("version", "plural", "kind"):
+            if not isinstance(getattr(self, what), str) or not getattr(self, what):
+                raise ValueError("KindSpec.%s must be a non-empty string" % what)
+        if not isinstance(self.group, str):
+            raise ValueError("KindSpec.group must be a string ('' for the core group)")
+        names = [gauge.name for gauge in self.gauges]
+        if len(set(names)) != len(names):
+            raise ValueError("KindSpec %s declares a gauge name twice: %s" % (self.kind, names))
+
+    @property
+    def api_version(self) -> str:
+        """``group/version`` (``version`` alone for the core group)."""
+        return "%s/%s" % (self.group, self.version) if self.group else self.version
+
+    @property
+    def resource(self) -> str:
+        """``plural.group``, as ``kubectl`` and CRD names spell it."""
+        return "%s.%s" % (self.plural, self.group) if self.group else self.plural
+
+    @property
+    def gauge_names(self) -> tuple[str, ...]:
+        """The status gauges' instrument names."""
+        return tuple(gauge.name for gauge in self.gauges)
+
+    @property
+    def instrument_names(self) -> tuple[str, ...]:
+        """Every instrument scoped to this kind: the status gauges and :attr:`instruments`."""
+        return self.gauge_names + tuple(name for name in self.instruments if name not in self.gauge_names)
+
+    def project(self, obj: Mapping[str, Any], bad_value: Callable[[str, object], None] | None = None) -> ObjectState:
+        """Project one object onto what the cache keeps.
+
+        Args:
+            obj: The object, a dict from the API.
+            bad_value: Called as ``bad_value(reason, detail)`` once per dropped
+                field; the rest of the object is still used.
+
+        Raises:
+            ValueError: The object has no usable identity, or a projection
+                raised (wrapped, with the original as its cause).
+        """
+        ref = self.identity(obj)
+        if self.namespaced and not ref.namespace:
+            raise ValueError("%s %r without a namespace" % (self.kind, ref.name))
+        try:
+            attributes = {str(key): str(value) for key, value in dict(self.labels(obj)).items()}
+        except Exception as exc:  # a user's projection must not stop the watch
+            raise ValueError(
+                "%s %s/%s: labels projection failed: %r" % (self.kind, ref.namespace, ref.name, exc)
+            ) from exc
+        values: list[int | float | None] = []
+        for gauge in self.gauges:
+            value, ok = _value_at(obj, gauge.path)
+            if not ok and bad_value is not None:
+                bad_value(
+                    REASON_BAD_STATUS_VALUE,
+                    "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, ".".join(gauge.path)),
+                )
+            values.append(value)
+        return ObjectState(ref, attributes, tuple(values))

@@ -1,0 +1,24 @@
+"""Fleet's kinds as listener presets (needs ``pip install 'otel-gitjob[kube]'``).
+
+.. code:: python
+
+    from otel_gitjob.fleet import GITREPO, HELMOP
+    from otel_gitjob.listener import ResourceListener
+
+    for kind in (GITREPO, HELMOP):
+        ResourceListener(instrumentation.lifecycle, kind, meter_provider=instrumentation.meter_provider).start()
+
+``GITREPO`` serves Fleet's ten ``fleet_gitrepo_*`` status gauges (labels
+``name, namespace, repo, branch, paths``), ``HELMOP`` the ten ``fleet_helmop_*``
+gauges (labels ``name, namespace, repo, chart, version``; ``repo`` is
+``spec.helm.repo``, ``chart`` ``spec.helm.chart``, ``version`` ``status.version``).
+``repo`` never carries credentials (:func:`sanitize_repo_url`).
+"""
+
+from otel_gitjob._internal.listener.kind import GaugeSpec, KindSpec
+from otel_gitjob._internal.listener.state import GITREPO, HELMOP, sanitize_repo_url
+
+KINDS: dict[str, KindSpec] = {GITREPO.plural: GITREPO, HELMOP.plural: HELMOP}
+"""The presets by plural, as ``otel-gitjob watch --kinds`` names them."""
+
+__all__ = ["GITREPO", "HELMOP", "KINDS", "GaugeSpec", "KindSpec", "sanitize_repo_url"]

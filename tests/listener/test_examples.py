@@ -1,0 +1,208 @@
+"""The examples, run for real: the kopf operator under ``kopf run`` and the Widget (own CRD) controller."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from rv_emulator import HELMOPS, WIDGETS
+
+import otel_gitjob
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def kubeconfig_for(emulator: Any, path: Path) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n" % emulator.port
+    )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator, tmp_path, wait_for):
+    emulator.create("a", status={"readyClusters": 2})
+    emulator.create_object(
+        HELMOPS,
+        {
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "HelmOp",
+            "metadata": {"name": "h", "namespace": "fleet-local"},
+            "spec": {"helm": {"repo": "https://charts.example.com", "chart": "c"}},
+            "status": {"readyClusters": 1},
+        },
+    )
+    port = free_port()
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig_for(emulator, tmp_path / "kubeconfig")),
+        OTEL_EXPORTER_PROMETHEUS_PORT=str(port),
+        PYTHONUNBUFFERED="1",
+    )
+    operator = str(EXAMPLES / "kopf_operator.py")
+    command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", operator]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        repo = 'fleet_gitrepo_ready_clusters{branch="main",name="a",namespace="fleet-local"'
+        helm = 'fleet_helmop_ready_clusters{chart="c",name="h",namespace="fleet-local"'
+        wait_for(lambda: repo in scrape(port) and helm in scrape(port), timeout=30)
+        emulator.delete("a")
+        wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
+        assert helm in scrape(port)
+        emulator.delete_object(HELMOPS, "fleet-local", "h")
+        wait_for(lambda: 'name="h"' not in scrape(port), timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=5)
+    assert "Traceback" not in "".join(lines), "".join(lines)[-3000:]
+
+
+def load_widget_example() -> Any:
+    spec = importlib.util.spec_from_file_location("widget_controller", EXAMPLES / "widget_controller.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def widget(name: str, size: str, ready: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"size": size},
+        "status": {"readyReplicas": ready},
+    }
+
+
+def series(reader: InMemoryMetricReader) -> set[tuple[str, str, str]]:
+    out = set()
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    attributes = point.attributes or {}
+                    if "name" in attributes:
+                        out.add((metric.name, attributes["name"], attributes.get("size", "")))
+    return out
+
+
+def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emulator, make_listener, wait_for):
+    example = load_widget_example()
+    lifecycle = otel_gitjob.Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    reconciles = example.reconcile_counter(provider)
+    emulator.create_object(WIDGETS, widget("w1", "small", 2))
+    emulator.create_object(WIDGETS, widget("w2", "large", 5))
+    listener = make_listener(lifecycle, kind=example.WIDGET, meter_provider=provider)
+    assert listener.wait_synced(5) and listener.wait_idle(5)
+    emulator.wait_watching_resource(WIDGETS)
+    for name in ("w1", "w2"):
+        example.reconcile(widget(name, "", 0), reconciles)
+    assert series(reader) == {
+        ("widget_ready_replicas", "w1", "small"),
+        ("widget_ready_replicas", "w2", "large"),
+        ("widget_reconciles", "w1", ""),
+        ("widget_reconciles", "w2", ""),
+    }
+    emulator.patch_object(WIDGETS, "shop", "w1", {"spec": {"size": "medium"}})
+    wait_for(lambda: listener.cache.get(("shop", "w1")).attributes["size"] == "medium")
+    assert {s for s in series(reader) if s[1] == "w1"} == {
+        ("widget_ready_replicas", "w1", "medium"),
+        ("widget_reconciles", "w1", ""),
+    }
+    emulator.delete_object(WIDGETS, "shop", "w1")
+    wait_for(lambda: listener.cache.get(("shop", "w1")) is None and listener.wait_idle(5))
+    assert {s[1] for s in series(reader)} == {"w2"}
+    example.reconcile(widget("w1", "", 0), reconciles)  # a reconcile still running when it was deleted
+    assert {s[1] for s in series(reader)} == {"w2"}
+    provider.shutdown()
+    lifecycle.shutdown()
+
+
+def test_widget_example_runs_as_a_process(emulator, tmp_path, wait_for):
+    emulator.create_object(WIDGETS, widget("w1", "small", 3))
+    port = free_port()
+    env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
+    kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
+    command = [sys.executable, str(EXAMPLES / "widget_controller.py"), "--kubeconfig", str(kubeconfig)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wanted = 'widget_ready_replicas{name="w1",namespace="shop",size="small"} 3.0'
+        wait_for(lambda: wanted in scrape(port), timeout=30)
+        emulator.delete_object(WIDGETS, "shop", "w1")
+        wait_for(lambda: 'name="w1"' not in scrape(port), timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        output = process.stdout.read() if process.stdout else ""
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+
+
+def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_path, wait_for):
+    emulator.create("a", status={"readyClusters": 1})
+    emulator.create_object(
+        HELMOPS,
+        {"metadata": {"name": "h", "namespace": "fleet-local"}, "spec": {"helm": {"chart": "c"}}, "status": {}},
+    )
+    port = free_port()
+    env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
+    kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
+    command = [sys.executable, str(EXAMPLES / "plain_controller.py"), "--kubeconfig", str(kubeconfig)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_for(lambda: 'fleet_helmop_ready_clusters{chart="c",name="h"' in scrape(port), timeout=30)
+        assert 'fleet_gitrepo_ready_clusters{branch="main",name="a"' in scrape(port)
+        emulator.delete("a")
+        wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        output = process.stdout.read() if process.stdout else ""
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output

@@ -1,0 +1,116 @@
+"""``otel_gitjob.kopf.instrument`` and the kopf example, run by the real kopf against the kmock emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import otel_gitjob
+import otel_gitjob.kopf
+from otel_gitjob.fleet import GITREPO
+
+
+def series(reader: InMemoryMetricReader) -> set[tuple[str, str]]:
+    out = set()
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    if "name" in (point.attributes or {}):
+                        out.add((metric.name, point.attributes["name"]))
+    return out
+
+
+class Operator:
+    """``kopf.operator`` on its own loop in a thread, logged in to the emulator."""
+
+    def __init__(self, registry: kopf.OperatorRegistry, port: int) -> None:
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server="http://127.0.0.1:%d" % port, token="t")
+
+        settings = kopf.OperatorSettings()
+        settings.posting.enabled = False  # kmock serves no core/v1 events
+        settings.scanning.disabled = True
+        settings.watching.reconnect_backoff = 0.1
+        settings.persistence.finalizer = "otel-gitjob.test/kopf-finalizer"
+        self.settings = settings
+        self.stop, self.ready = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                asyncio.run(
+                    kopf.operator(
+                        registry=registry,
+                        settings=settings,
+                        clusterwide=True,
+                        standalone=True,
+                        stop_flag=self.stop,
+                        ready_flag=self.ready,
+                    )
+                )
+            except BaseException as exc:  # surfaced by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "kopf did not stop"
+        self.settings.execution.executor.shutdown(wait=True)  # kopf's pool for sync handlers
+
+
+@pytest.fixture()
+def stack() -> Iterator[tuple[Any, Any, Any, InMemoryMetricReader]]:
+    lifecycle = otel_gitjob.Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
+    yield lifecycle, provider, gitjob, reader
+    provider.shutdown()
+    lifecycle.shutdown()
+
+
+@pytest.mark.parametrize("finalizer", [False, True], ids=["DELETED event", "finalizer"])
+def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, stack, wait_for, finalizer):
+    lifecycle, provider, gitjob, reader = stack
+    registry = kopf.OperatorRegistry()
+    kopfed = otel_gitjob.kopf.instrument(
+        lifecycle, GITREPO, meter_provider=provider, registry=registry, finalizer=finalizer
+    )
+    emulator.create("a", status={"readyClusters": 2})
+    emulator.create("b")
+    operator = Operator(registry, emulator.port)
+    try:
+        wait_for(lambda: len(kopfed.cache) == 2, timeout=20)
+        for name in ("a", "b"):
+            gitjob.job_created(("fleet-local", name))
+        assert ("fleet_gitrepo_ready_clusters", "a") in series(reader)
+        assert ("fleet_gitjobs_created_success_total", "a") in series(reader)
+        if finalizer:  # kopf put its finalizer on the objects
+            wait_for(
+                lambda: "otel-gitjob.test/kopf-finalizer"
+                in (emulator.api.get_namespaced_custom_object(
+                    "fleet.cattle.io", "v1alpha1", "fleet-local", "gitrepos", "a"
+                )["metadata"].get("finalizers") or []),
+                timeout=20,
+            )  # fmt: skip
+        emulator.delete("a")
+        wait_for(lambda: kopfed.cache.get(("fleet-local", "a")) is None, timeout=20)
+        wait_for(lambda: not {name for _, name in series(reader)} & {"a"}, timeout=5)
+        assert {name for _, name in series(reader)} == {"b"}
+        assert lifecycle.blocked_objects() == 1
+    finally:
+        operator.close()
+    assert operator.error is None, operator.error
