@@ -123,7 +123,7 @@ def test_forget_series_removes_one_label_set_and_keeps_the_object_alive(provider
     gauge.set(3, old)
     gauge.set(4, new)
 
-    assert lifecycle.forget_series(("ns", "x"), "fleet_helmop_resources_ready", old, kind="HelmOp") == 1
+    assert lifecycle.forget_series("fleet_helmop_resources_ready", old, kind="HelmOp") == 1
 
     got = {dict(labels)["version"] for (name, labels) in samples(registry) if name == "fleet_helmop_resources_ready"}
     assert got == {"1.1"}

@@ -288,23 +288,28 @@ class Lifecycle:
             _logger.debug("otel-gitjob: retain failed", exc_info=True)
             return 0
 
-    def forget_series(
-        self, obj: Any, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None
-    ) -> int:
+    def forget_series(self, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None) -> int:
         """Remove one series of a live object, without blocking the object. Never raises.
 
         For a gauge whose labels describe the object (a GitRepo's ``branch``):
         when they change, the old label set must go, as Fleet's partial-match
-        delete does, while the object lives on.
+        delete does, while the object lives on. The object is the one the
+        attributes' identity keys name.
+
+        Args:
+            instrument_name: The instrument whose series it is.
+            attributes: The series' attributes, exactly.
+            kind: The object's kind; the lifecycle's default when None.
 
         Returns:
             How many series were removed.
         """
         try:
-            key, _uid = self._object_of(obj, kind, "forget_series")
-            if key is None:
+            identity = self.registry.identity_of(attributes)
+            if identity is None:
                 return 0
-            return self.registry.forget_series(key, instrument_name.lower(), attributes)
+            obj = (validate_kind(kind) if kind is not None else self.default_kind, identity)
+            return self.registry.forget_series(obj, instrument_name.lower(), attributes)
         except Exception as error:
             self.drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget_series failed", exc_info=True)

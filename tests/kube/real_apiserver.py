@@ -202,11 +202,14 @@ class KubeApiServer:
                 ``["--watch-cache=false"]`` so that every watch is served from etcd directly.
 
         Returns:
-            Seconds from the stop until ``/readyz`` answers again.
+            Seconds from the stop until ``/readyz`` answers again and every CRD serves lists (a freshly
+            started server answers 429 for a custom resource whose storage is still initialising).
         """
         started = time.monotonic()
         _terminate(self.apiserver)
         self._start_apiserver(extra_args)
+        for plural in KINDS:
+            self._wait(lambda p=plural: self._established(p), "CRD %s" % plural, self.apiserver)  # type: ignore[misc]
         return time.monotonic() - started
 
     def compact_etcd(self) -> int:

@@ -81,19 +81,24 @@ def test_relist_retains_the_live_set_through_the_lifecycles_retain(emulator, mak
     assert ("retain", ["a", "b"], "GitRepo") in sink.calls
 
 
-def test_retain_fallback_forgets_only_what_this_kind_has_seen() -> None:
+def test_retain_through_a_real_lifecycle_forgets_only_this_kinds_missing_objects() -> None:
     lifecycle = otel_gitjob.Lifecycle()
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-    gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
-    for name in ("gone", "live", "someone-elses"):
-        gitjob.job_created(("ns", name))
-    calls = KindCalls(lifecycle, GITREPO.kind)
-    calls.observe(RepoRef("ns", "gone"))
-    calls.observe(RepoRef("ns", "live"))
-    assert calls.retain([RepoRef("ns", "live")]) == 1
-    assert sorted(lifecycle._index) == [("ns", "live"), ("ns", "someone-elses")]
-    provider.shutdown()
+    try:
+        gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
+        lifecycle.declare_kind("HelmOp", "fleet_helmop_ready_clusters")
+        helmop_gauge = provider.get_meter("t").create_gauge("fleet_helmop_ready_clusters")
+        for name in ("gone", "live"):
+            gitjob.job_created(("ns", name))
+        helmop_gauge.set(1, {"namespace": "ns", "name": "gone"})  # a HelmOp of the same name lives on
+        calls = KindCalls(lifecycle, GITREPO.kind)
+        assert calls.retain([RepoRef("ns", "live")]) == 1
+        assert lifecycle.registry.objects_of_kind("GitRepo") == [("GitRepo", ("ns", "live"))]
+        assert lifecycle.registry.objects_of_kind("HelmOp") == [("HelmOp", ("ns", "gone"))]
+    finally:
+        provider.shutdown()
+        lifecycle.shutdown()
 
 
 def test_retire_uses_the_lifecycles_method_when_it_has_one() -> None:

@@ -233,11 +233,18 @@ def test_relist_retains_only_the_live_set_in_the_lifecycle(emulator, make_listen
     emulator.delete("b")
     wait_for(lambda: listener.cache.get(("fleet-local", "b")) is None and listener.wait_idle(5))
     gitjob.job_created(("fleet-local", "b"))  # a very late write: b's series are back
-    assert ("fleet-local", "b") in lifecycle._index
+
+    def tracked() -> list:
+        return lifecycle.registry.objects_of_kind("GitRepo")
+
+    assert ("GitRepo", ("fleet-local", "b")) in tracked()
     emulator.send_to_watches(ERROR_410)
-    wait_for(lambda: listener.relists == 2 and listener.wait_idle(5) and ("fleet-local", "b") not in lifecycle._index)
-    assert ("fleet-local", "a") in lifecycle._index
+    wait_for(
+        lambda: listener.relists == 2 and listener.wait_idle(5) and ("GitRepo", ("fleet-local", "b")) not in tracked()
+    )
+    assert ("GitRepo", ("fleet-local", "a")) in tracked()
     provider.shutdown()
+    lifecycle.shutdown()
 
 
 # ---------------------------------------------------------------- faults are recovered

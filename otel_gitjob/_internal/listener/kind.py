@@ -196,7 +196,7 @@ class KindSpec:
         """Every instrument scoped to this kind: the status gauges and :attr:`instruments`."""
         return self.gauge_names + tuple(name for name in self.instruments if name not in self.gauge_names)
 
-    def project(self, obj: Mapping[str, Any], bad_value: Callable[[str, object], None] | None = None) -> ObjectState:
+    def project(self, obj: Mapping[str, Any], bad_value: Callable[[str, str], None] | None = None) -> ObjectState:
         """Project one object onto what the cache keeps.
 
         Args:
