@@ -298,6 +298,16 @@ def evict(
             found = table.get(key)
             if found is None or (only is not None and found is not only):
                 continue
+            if isinstance(found, TouchingAggregation):
+                # Decide and retire under its write lock: a set either lands before the decision (and
+                # moved the deadline it checks) or after, and is then sent back to the SDK.
+                with found._lock:
+                    if unless is not None and unless(found):
+                        continue
+                    del table[key]
+                    found.retire(match)
+                removed += 1
+                continue
             if unless is not None and unless(found):
                 continue
             del table[key]
@@ -305,11 +315,8 @@ def evict(
                 found.evicted(match)
                 continue
         removed += 1
-        if isinstance(found, TouchingAggregation):
-            found.retire(match)
-        else:
-            # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
-            found.aggregate = _RacedWrite(on_raced).aggregate
+        # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
+        found.aggregate = _RacedWrite(on_raced).aggregate
     return removed
 
 
@@ -385,7 +392,7 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
     that arrives after the decision to expire survives.
     """
 
-    __slots__ = ("_inner", "_touch", "_entry", "_match")
+    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock")
 
     def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any) -> None:
         # Not calling super().__init__: this object holds no data of its own.
@@ -393,18 +400,22 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
         self._touch = touch
         self._entry = entry
         self._match: Any = None
+        # Makes "not evicted yet, so aggregate here" atomic against evict()'s decide-and-retire.
+        self._lock = threading.Lock()
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        match = self._match
-        if match is not None:
-            # Evicted after the writer found us: record into the match afresh (a new series).
-            match.consume_measurement(measurement, should_sample_exemplar)
-            return
-        self._inner.aggregate(measurement, should_sample_exemplar)
+        # Move the deadline first: an expiry that decides after this sees it and keeps the series.
         self._touch(self._entry, measurement)
+        with self._lock:
+            match = self._match
+            if match is None:
+                self._inner.aggregate(measurement, should_sample_exemplar)
+                return
+        # Evicted after the writer found us: record into the match afresh (a new series).
+        match.consume_measurement(measurement, should_sample_exemplar)
 
     def retire(self, match: Any) -> None:
-        """Called once evicted from ``match``: later writes through stale references go back to it."""
+        """Called under ``_lock`` once evicted from ``match``: later writes go back to it."""
         self._match = match
 
     def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
