@@ -312,6 +312,34 @@ def test_a_write_through_a_placeholder_found_before_observe_lands_in_the_live_se
     assert samples(registry).get((CREATED, LABELS)) == 2
 
 
+@pytest.mark.skipif(
+    _sdk.ADAPTER is None or not _sdk.ADAPTER.guard_relookup,
+    reason="this opentelemetry-sdk release does not look a series up again after its lock",
+)
+def test_a_set_whose_series_expires_between_the_sdks_check_and_its_re_lookup_survives(
+    gitjob, lifecycle, clock, registry
+):
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(120.0)
+    gauge = gitjob._duration_gauge
+    (match, *others) = sdk_matches(gauge)
+    table = match._attributes_aggregation
+    expire_now = [lifecycle.before_collect]
+
+    class ExpiresAfterTheCheck(type(table)):  # type: ignore[misc]
+        def __contains__(self, key: object) -> bool:
+            present = super().__contains__(key)
+            if present and expire_now:
+                expire_now.pop()()  # the sweeper, between the SDK's unlocked check and its re-lookup
+            return present
+
+    match._attributes_aggregation = ExpiresAfterTheCheck(table, table._raced)
+    gitjob.job_succeeded(REPO, 7.0)
+    assert not expire_now
+    assert samples(registry).get((GAUGE, LABELS)) == 7.0
+    assert lifecycle.drops.counts().get("raced_eviction", 0) == 0
+
+
 # Seconds the expiry-race hammer runs.
 RACE_SECONDS = 3.0
 

@@ -38,8 +38,9 @@ releases           series key          how a first write reaches its aggregation
 The re-lookup is a race with eviction: a forget between the SDK's lock
 release and its ``table[key]`` raised ``KeyError`` out of ``counter.add()``.
 On those releases each view match's table is swapped, when the match is built,
-for a dict whose ``__missing__`` hands back an aggregation that drops and
-counts the write. On every release an evicted aggregation that a writer
+for a dict whose ``__missing__`` hands the write back to the match, which
+decides afresh (a forgotten object's write is dropped and counted at its
+block; a set racing its series' expiry creates the series again). On every release an evicted aggregation that a writer
 already holds is turned into one that drops and counts (writes to a forgotten
 object are dropped by design); transient series and placeholders re-route
 such a write to the SDK instead (:class:`TouchingAggregation`,
@@ -213,15 +214,24 @@ def calling_match() -> tuple[Any, SeriesKey | None]:
 
 
 class _RacedWrite:
-    """What a write gets when its aggregation was evicted between the SDK's lookup and its use."""
+    """What a write gets when its aggregation was evicted between the SDK's lookup and its use.
 
-    __slots__ = ("_on_drop",)
+    With the view match it came from (a re-lookup that missed), the write goes
+    back to the match, which decides afresh: a forgotten object's write meets
+    its block (a counted placeholder), a set racing its series' expiry creates
+    the series again. Without one, or without a measurement, it is dropped and counted.
+    """
 
-    def __init__(self, on_drop: Callable[[], None] | None) -> None:
+    __slots__ = ("_on_drop", "_match")
+
+    def __init__(self, on_drop: Callable[[], None] | None, match: Any = None) -> None:
         self._on_drop = on_drop
+        self._match = match
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        if self._on_drop is not None:
+        if self._match is not None and measurement is not None:
+            self._match.consume_measurement(measurement, should_sample_exemplar)
+        elif self._on_drop is not None:
             self._on_drop()
 
 
@@ -252,7 +262,7 @@ def install_race_guard(match: Any, on_raced: Callable[[], None] | None) -> None:
         return
     table = getattr(match, "_attributes_aggregation", None)
     if type(table) is dict:
-        match._attributes_aggregation = _GuardedTable(table, _RacedWrite(on_raced))
+        match._attributes_aggregation = _GuardedTable(table, _RacedWrite(on_raced, match))
 
 
 # -- eviction ----------------------------------------------------------------------------------------------------
