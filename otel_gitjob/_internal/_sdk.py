@@ -40,12 +40,12 @@ release and its ``table[key]`` raised ``KeyError`` out of ``counter.add()``.
 On those releases each view match's table is swapped, when the match is built,
 for a dict whose ``__missing__`` hands the write back to the match, which
 decides afresh (a forgotten object's write is dropped and counted at its
-block; a set racing its series' expiry creates the series again). On every release an evicted aggregation that a writer
-already holds is turned into one that drops and counts (writes to a forgotten
-object are dropped by design); transient series and placeholders re-route
-such a write to the SDK instead (:class:`TouchingAggregation`,
-:class:`Placeholder`), so a set racing its own expiry, or a write racing the
-``observe()`` that lifts a block, survives.
+block; a set racing its series' expiry creates the series again). On every
+release an evicted aggregation that a writer already holds is turned into one
+that drops and counts (writes to a forgotten object are dropped by design);
+transient series and placeholders re-route such a write to the SDK instead
+(:class:`TouchingAggregation`, :class:`Placeholder`), so a set racing its own
+expiry, or a write racing the ``observe()`` that lifts a block, survives.
 """
 
 from __future__ import annotations
