@@ -1,8 +1,18 @@
-"""Shared fixtures: a fresh registry, lifecycle and provider per test, and exact-sample helpers."""
+"""Shared fixtures: a fresh registry, lifecycle and provider per test, and exact-sample helpers.
+
+Also the suite's guard against hanging: a session fixture fails the run loudly when a child
+process or a non-daemon thread outlives the session (a leftover non-daemon thread would keep
+pytest alive after its summary, forever), kills the leftover processes by PID, and
+``pytest_unconfigure`` ends the interpreter if such a thread still runs.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -61,3 +71,70 @@ def no_thread_leaks() -> Iterator[None]:
         thread.join(timeout=5)
     leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not leaked, "threads left running: %s" % leaked
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: command line} of the live (non-zombie) descendants of ``pid``, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                stat = handle.read()
+        except OSError:  # it exited while we looked
+            continue
+        # The command name is in parentheses and may contain spaces: the fields after it are fixed.
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            parents.setdefault(int(ppid), []).append(int(entry))
+    found: dict[int, str] = {}
+    pending = list(parents.get(pid, []))
+    while pending:
+        child = pending.pop()
+        try:
+            with open("/proc/%d/cmdline" % child, "rb") as handle:
+                found[child] = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        pending.extend(parents.get(child, []))
+    return found
+
+
+def _live_non_daemon_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_outlives_the_session() -> Iterator[None]:
+    """Fail loudly if a child process or a non-daemon thread is still running after the last test."""
+    before = set(_descendants(os.getpid()))
+    yield
+    deadline = time.monotonic() + 5  # processes being reaped and threads finishing their last step
+    while time.monotonic() < deadline:
+        processes = {pid: cmd for pid, cmd in _descendants(os.getpid()).items() if pid not in before}
+        threads = _live_non_daemon_threads()
+        if not processes and not threads:
+            return
+        time.sleep(0.1)
+    for pid in processes:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    problems = ["child process %d (%s), now killed" % item for item in sorted(processes.items())]
+    problems += ["non-daemon thread %r" % thread.name for thread in threads]
+    pytest.fail("left running after the session: %s" % "; ".join(problems), pytrace=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A non-daemon thread still running would keep pytest alive forever after its summary: exit instead."""
+    threads = _live_non_daemon_threads()
+    if threads:
+        sys.stderr.write(
+            "\npytest: non-daemon threads still running at exit, ending the process: %s\n"
+            % ", ".join(repr(t.name) for t in threads)
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(3)

@@ -64,34 +64,88 @@ def test_setup_with_a_port_in_use_says_what_to_fix():
         first.shutdown()
 
 
-def test_demo_command_serves_series_that_appear_and_vanish_and_stops_cleanly_on_ctrl_c():
-    env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otel_gitjob", "demo", "--interval", "0.01", "--seed", "7", "--repos", "3"],
+def start_command(*args: str, env: dict[str, str] | None = None, ignore_sigint: bool = False) -> subprocess.Popen:
+    """``python -m otel_gitjob ARGS`` with its output on a pipe; SIGINT ignored as in a background CI step."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "otel_gitjob", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1", **(env or {})),
+        # A non-interactive shell starts background jobs with SIGINT ignored; the CLI must handle it anyway.
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
-    reader.start()
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(" deleted: " in line for line in lines):
+
+
+class Output:
+    """Collects a process's lines on a daemon thread, so a stuck pipe can never keep pytest alive."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(iter(process.stdout.readline, "")), daemon=True
+        )
+        self._thread.start()
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate(self.lines):
             time.sleep(0.05)
-        match = re.search(r"http://([\d.]+):(\d+)/metrics", "".join(lines))
-        assert match, "".join(lines)
+        return predicate(self.lines)
+
+    def join(self) -> str:
+        self._thread.join(timeout=5)
+        return "".join(self.lines)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """Kill by PID if still running (the test's finally), and reap it."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_demo_command_serves_series_that_appear_and_vanish_and_exits_130_on_ctrl_c_even_if_sigint_was_ignored():
+    process = start_command("demo", "--interval", "0.01", "--seed", "7", "--repos", "3", ignore_sigint=True)
+    output = Output(process)
+    try:
+        assert output.wait_for(lambda lines: any(" deleted: " in line for line in lines)), output.lines
+        match = re.search(r"http://([\d.]+):(\d+)/metrics", "".join(output.lines))
+        assert match, output.lines
         text = scrape(match.group(1), int(match.group(2)))
         assert "fleet_gitjobs_created_success_total" in text or "fleet_gitrepo_fetch" in text
-        deleted = [line for line in lines if " deleted: " in line]
+        deleted = [line for line in output.lines if " deleted: " in line]
         assert deleted and re.search(r"\d+ series removed", deleted[0])
-    finally:
+
         process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+    finally:
+        kill(process)
+    text = output.join()
+    assert text.splitlines()[-1] == "stopped"
+    assert "Traceback" not in text
+    assert "durations are simulated" in text
+
+
+def test_demo_command_prints_the_transient_gauge_expiring_after_its_ttl():
+    process = start_command("demo", "--interval", "0.05", "--seed", "3", "--gauge-ttl", "0.5")
+    output = Output(process)
+    try:
+        assert output.wait_for(lambda lines: any(line.startswith("~ ") for line in lines)), output.lines
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        reader.join(timeout=5)
-    assert lines[-1].strip() == "stopped"
-    assert "Traceback" not in "".join(lines)
+    finally:
+        kill(process)
+    lines = output.join().splitlines()
+    expired = [line for line in lines if line.startswith("~ ")]
+    match = re.fullmatch(r"~ gauge of fleet-demo/(repo-\d+) expired after (\d+) s", expired[0])
+    assert match, expired
+    name = match.group(1)
+    # It expired after a job of that repo set it, and the repo was not deleted in between.
+    before = lines[: lines.index(expired[0])]
+    last_job = max(i for i, line in enumerate(before) if line.startswith("  %s: git job created" % name))
+    assert not any(line.startswith("- GitRepo fleet-demo/%s " % name) for line in before[last_job:])
 
 
 def test_setup_runs_push_exporters_through_the_lifecycle():

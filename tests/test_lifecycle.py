@@ -319,3 +319,29 @@ def test_wrapped_exporter_never_exports_a_repo_forgotten_between_collection_and_
         assert names(exported[-1]) == {"repo-b"}
     finally:
         provider.shutdown()
+
+
+@pytest.mark.parametrize("exemplars", [False, True])
+def test_exemplars_are_off_by_default_and_come_back_on_request(exemplars):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    lifecycle = Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(exemplars=exemplars))
+    try:
+        histogram = provider.get_meter("t").create_histogram("h")
+        with TracerProvider().get_tracer("t").start_as_current_span("reconcile"):  # sampled: exemplars are due
+            assert trace.get_current_span().get_span_context().trace_flags.sampled
+            histogram.record(1.5, {"namespace": "ns", "name": "x"})
+        (point,) = [
+            p
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in m.data.data_points
+        ]
+        assert bool(point.exemplars) is exemplars
+    finally:
+        provider.shutdown()
+        lifecycle.shutdown()

@@ -54,6 +54,7 @@ import copy
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,21 @@ except Exception as error:  # pragma: no cover - only on an SDK that moved its i
         """Stand-in base class; never instantiated in degraded mode."""
 
     _IMPORT_PROBLEMS.append("_Aggregation/_DropAggregation cannot be imported (%s)" % (error,))
+try:
+    from opentelemetry.sdk.metrics._internal.aggregation import (
+        _ExplicitBucketHistogramAggregation,
+        _ExponentialBucketHistogramAggregation,
+        _SumAggregation,
+    )
+
+    # The aggregations whose delta is lost when evicted (a gauge's last value is not a delta).
+    _DELTA_AGGREGATIONS: tuple[type, ...] = (
+        _SumAggregation,
+        _ExplicitBucketHistogramAggregation,
+        _ExponentialBucketHistogramAggregation,
+    )
+except Exception:  # pragma: no cover - only on an SDK that moved its internals
+    _DELTA_AGGREGATIONS = ()
 
 __all__ = [
     "ADAPTER",
@@ -99,8 +115,10 @@ __all__ = [
     "TouchingAggregation",
     "calling_match",
     "evict",
+    "FinalPoint",
     "exporter_preferences",
     "install_race_guard",
+    "no_exemplars_factory",
     "self_check",
     "series_count",
     "series_key",
@@ -269,14 +287,80 @@ def install_race_guard(match: Any, on_raced: Callable[[], None] | None) -> None:
 
 
 def _matches_of(instrument: Any) -> list[Any]:
+    return [match for _reader, _storage, match in _reader_matches_of(instrument)]
+
+
+def _reader_matches_of(instrument: Any) -> list[tuple[Any, Any, Any]]:
+    """``(reader, reader storage, view match)`` of every view match of ``instrument``."""
     consumer = getattr(instrument, "_measurement_consumer", None)
     storages = getattr(consumer, "_reader_storages", None)
     if not storages:
         return []
-    found: list[Any] = []
-    for storage in list(storages.values()):
-        found.extend(storage._instrument_view_instrument_matches.get(instrument, ()))
+    found: list[tuple[Any, Any, Any]] = []
+    for reader, storage in list(storages.items()):
+        for match in storage._instrument_view_instrument_matches.get(instrument, ()):
+            found.append((reader, storage, match))
     return found
+
+
+@dataclass(frozen=True)
+class FinalPoint:
+    """The last delta of an evicted series, collected as the SDK would have at the next export.
+
+    Attributes:
+        exporter: The exporter of the reader whose storage held it (``reader._exporter``), or None.
+        resource: The MeterProvider's resource.
+        scope: The instrument's instrumentation scope.
+        name: The stream name (a View may rename the instrument).
+        description: The stream description.
+        unit: The instrument's unit.
+        monotonic: Whether a Sum is monotonic (a Counter).
+        point: The SDK data point (``NumberDataPoint``, ``HistogramDataPoint``, ...), delta temporality.
+    """
+
+    exporter: Any
+    resource: Any
+    scope: Any
+    name: str
+    description: str
+    unit: str
+    monotonic: bool
+    point: Any
+
+
+def stream_names(instrument: Any) -> tuple[str, ...]:
+    """The names ``instrument`` is exported under, one per view match (a View may rename it)."""
+    names = {name for match in _matches_of(instrument) if isinstance(name := getattr(match, "_name", None), str)}
+    return tuple(names) if names else (instrument.name,)
+
+
+def _final_point(reader: Any, storage: Any, match: Any, instrument: Any, aggregation: Any) -> FinalPoint | None:
+    """Collect what an evicted aggregation holds, when its reader exports deltas (else the last export has it)."""
+    from opentelemetry.sdk.metrics import Counter, ObservableCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    try:
+        temporality = storage._instrument_class_temporality.get(instrument.__class__)
+        inner = aggregation._inner if isinstance(aggregation, TouchingAggregation) else aggregation
+        if temporality is not AggregationTemporality.DELTA or not isinstance(inner, _DELTA_AGGREGATIONS):
+            return None  # cumulative: the last export has it; a gauge has no delta to lose
+        point = aggregation.collect(AggregationTemporality.DELTA, time.time_ns())
+        if point is None:
+            return None  # nothing recorded since the last export
+        config = getattr(getattr(instrument, "_measurement_consumer", None), "_sdk_config", None)
+        return FinalPoint(
+            exporter=getattr(reader, "_exporter", None),
+            resource=getattr(config, "resource", None),
+            scope=instrument.instrumentation_scope,
+            name=match._name,
+            description=match._description or "",
+            unit=instrument.unit or "",
+            monotonic=isinstance(instrument, (Counter, ObservableCounter)),
+            point=point,
+        )
+    except Exception:  # an SDK that moved things: the final delta is lost, as it always was
+        _logger.debug("otel-gitjob: collecting the final delta of an evicted series failed", exc_info=True)
+        return None
 
 
 def evict(
@@ -285,6 +369,7 @@ def evict(
     only: Any = None,
     on_raced: Callable[[], None] | None = None,
     unless: Callable[[Any], bool] | None = None,
+    on_final: Callable[[FinalPoint], None] | None = None,
 ) -> int:
     """Remove one attribute set of ``instrument`` from every reader's storage.
 
@@ -297,12 +382,14 @@ def evict(
             through a reference taken before the eviction (the write is dropped).
         unless: Checked under the match's lock with the aggregation found; when
             it returns True the entry stays (an expiry whose series was set again).
+        on_final: Called with the final delta of each removed aggregation whose reader
+            exports deltas (collected after writers were cut off, so nothing is lost).
 
     Returns:
         The number of real (non-placeholder) aggregations removed.
     """
     removed = 0
-    for match in _matches_of(instrument):
+    for reader, storage, match in _reader_matches_of(instrument):
         with match._lock:
             table = match._attributes_aggregation
             found = table.get(key)
@@ -316,17 +403,21 @@ def evict(
                         continue
                     del table[key]
                     found.retire(match)
-                removed += 1
-                continue
-            if unless is not None and unless(found):
-                continue
-            del table[key]
-            if isinstance(found, Placeholder):
-                found.evicted(match)
-                continue
+            else:
+                if unless is not None and unless(found):
+                    continue
+                del table[key]
+                if isinstance(found, Placeholder):
+                    found.evicted(match)
+                    continue
         removed += 1
-        # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
-        found.aggregate = _RacedWrite(on_raced).aggregate
+        if not isinstance(found, TouchingAggregation):
+            # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
+            found.aggregate = _RacedWrite(on_raced).aggregate
+        if on_final is not None:
+            final = _final_point(reader, storage, match, instrument, found)
+            if final is not None:
+                on_final(final)
     return removed
 
 
@@ -446,6 +537,35 @@ def view_with_aggregation(view: View, aggregation: Aggregation) -> View:
     return clone
 
 
+class _NoExemplars:
+    """One exemplar reservoir shared by every series: offers nothing, collects nothing.
+
+    The SDK builds a reservoir per series by default (a list of cells and its
+    lock, per histogram bucket); a Prometheus text exposition never shows
+    exemplars, so at 10,000 objects that is memory and collect time for nothing.
+    """
+
+    __slots__ = ()
+
+    def offer(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def collect(self, point_attributes: Any) -> list[Any]:
+        return []
+
+
+_NO_EXEMPLARS = _NoExemplars()
+
+
+def _no_exemplars_builder(*args: Any, **kwargs: Any) -> _NoExemplars:
+    return _NO_EXEMPLARS
+
+
+def no_exemplars_factory(aggregation_type: Any) -> Callable[..., _NoExemplars]:
+    """A view's ``exemplar_reservoir_factory`` that gives every series the shared no-op reservoir."""
+    return _no_exemplars_builder
+
+
 class SelectiveView(View):
     """A catch-all view that stands aside for instruments matched by other views.
 
@@ -454,11 +574,17 @@ class SelectiveView(View):
     """
 
     def __init__(
-        self, aggregation: Aggregation, excluded: Iterable[View], cardinality_limit: int | None = None
+        self,
+        aggregation: Aggregation,
+        excluded: Iterable[View],
+        cardinality_limit: int | None = None,
+        exemplars: bool = True,
     ) -> None:
         options: dict[str, Any] = {}
         if cardinality_limit is not None and supports_cardinality_limit():
             options["aggregation_cardinality_limit"] = cardinality_limit
+        if not exemplars:
+            options["exemplar_reservoir_factory"] = no_exemplars_factory
         super().__init__(instrument_name="*", aggregation=aggregation, **options)
         self._excluded = tuple(excluded)
 

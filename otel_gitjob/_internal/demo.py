@@ -2,7 +2,10 @@
 
 Repos appear, their git jobs run and sometimes fail, commits are polled, and
 repos get deleted (their series vanish from the next scrape) and recreated
-(their counts start from zero).
+(their counts start from zero). Both cleanup groups show: ``-`` lines are
+deletions (every series of the repo at once), ``~`` lines are the transient
+job-duration gauge expiring a TTL after its last set. Durations are simulated:
+a job "succeeded in 12.0s" is recorded at once, nothing waits.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.identity import RepoRef
 from otel_gitjob._internal.setup import Instrumentation
@@ -48,6 +53,7 @@ def run_demo(
     """Simulate until ``stop`` is set (or ``max_events`` happened); returns the number of events."""
     rng = random.Random(settings.seed)
     gitjob, lifecycle = instrumentation.gitjob, instrumentation.lifecycle
+    gauges = _GaugeWatch(instrumentation.registry, gitjob.names["duration_gauge"])
     live: dict[str, RepoRef] = {}
     generation = 0
     events = 0
@@ -66,6 +72,7 @@ def run_demo(
         elif live and roll < settings.delete_rate:
             repo = live.pop(rng.choice(sorted(live)))
             removed = lifecycle.forget(repo)
+            gauges.forget(repo)
             say("- GitRepo %s/%s deleted: %d series removed" % (repo.namespace, repo.name, removed))
         elif live:
             repo = live[rng.choice(sorted(live))]
@@ -78,6 +85,7 @@ def run_demo(
                     gitjob.job_created(repo)
                     duration = round(rng.lognormvariate(2.5, 1.0), 1)
                     gitjob.job_succeeded(repo, duration)
+                    gauges.set(repo)
                     say("  %s: git job created, succeeded in %.1fs" % (repo.name, duration))
             elif failed:
                 gitjob.commit_fetch_failed(repo)
@@ -86,10 +94,41 @@ def run_demo(
                 duration = round(rng.uniform(0.05, 2.0), 2)
                 gitjob.commit_fetched(repo, duration)
                 say("  %s: latest commit fetched in %.2fs" % (repo.name, duration))
+        for repo, age in gauges.expired():
+            say("~ gauge of %s/%s expired after %.0f s" % (repo.namespace, repo.name, age))
         stop.wait(settings.interval)
     return events
 
 
-def sleep_forever(stop: threading.Event) -> None:  # pragma: no cover - interactive
-    while not stop.is_set():
-        time.sleep(0.5)
+class _GaugeWatch:
+    """Tells when a repo's job-duration gauge has left ``/metrics``, by reading what a scrape reads.
+
+    The registry's output is what Prometheus would see; a repo whose gauge was set
+    and is no longer there, while the repo lives, has expired.
+    """
+
+    def __init__(self, registry: CollectorRegistry, gauge_name: str, clock: Callable[[], float] = time.monotonic):
+        self._registry = registry
+        self._name = gauge_name
+        self._clock = clock
+        self._set_at: dict[tuple[str, str], tuple[RepoRef, float]] = {}
+
+    def set(self, repo: RepoRef) -> None:
+        self._set_at[(repo.namespace, repo.name)] = (repo, self._clock())
+
+    def forget(self, repo: RepoRef) -> None:
+        self._set_at.pop((repo.namespace, repo.name), None)
+
+    def expired(self) -> list[tuple[RepoRef, float]]:
+        """The repos whose gauge disappeared since the last call, with seconds since their last set."""
+        if not self._set_at:
+            return []
+        shown = {
+            (sample.labels.get("namespace"), sample.labels.get("name"))
+            for family in self._registry.collect()
+            if family.name == self._name
+            for sample in family.samples
+        }
+        now = self._clock()
+        gone = [key for key in self._set_at if key not in shown]
+        return [(repo, now - set_at) for repo, set_at in (self._set_at.pop(key) for key in gone)]

@@ -322,6 +322,15 @@ class ExpiryProcessor:
         with self._cond:
             self._cond.notify()
 
+    def overdue_seconds(self) -> float:
+        """How far past its deadline the earliest live entry is; 0 when nothing is due (the sweeper's lag)."""
+        now = self._clock()
+        with self._cond:
+            for deadline, _seq, entry, generation in self._heap[:1]:
+                if generation == entry.generation and entry.deadline is not None and entry.deadline <= now:
+                    return now - deadline
+        return 0.0
+
     def heap_size(self) -> int:
         with self._cond:
             return len(self._heap)

@@ -149,7 +149,9 @@ class LifecycleExporter(MetricExporter):
         self._lifecycle = lifecycle
         self.exporter = exporter
         # OTLP exporters also send removed series once more, flagged stale (otlp.py); None for others.
-        self.staleness = staleness_markers_for(lifecycle.registry, exporter)
+        self.staleness = staleness_markers_for(
+            lifecycle.registry, exporter, owner=self, self_metrics=getattr(lifecycle, "self_metrics", None)
+        )
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         self._lifecycle.before_collect()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.metrics.view import View
 
@@ -34,6 +34,7 @@ from otel_gitjob._internal.registry import (
     positive_seconds,
     validate_kind,
 )
+from otel_gitjob._internal.selfmetrics import SelfMetrics
 from otel_gitjob._internal.views import lifecycle_views, uses_registry
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class Lifecycle:
         self._expiry_lock = threading.Lock()
         self._shut_down = False
         self.forgets_total = 0
+        self.self_metrics = SelfMetrics()
+        self._add_self_metric_sources()
 
     # -- properties -------------------------------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ class Lifecycle:
 
     # -- wiring -----------------------------------------------------------------------------------------------
 
-    def views(self, *user_views: View, cardinality_limit: int | None = None) -> list[View]:
+    def views(self, *user_views: View, cardinality_limit: int | None = None, exemplars: bool = False) -> list[View]:
         """Views to pass to ``MeterProvider(views=...)``.
 
         Args:
@@ -153,6 +156,11 @@ class Lifecycle:
                 default) when None. Forgotten objects no longer count against it,
                 so it only has to fit the live ones. opentelemetry-sdk releases
                 before 1.45.2 have no limit, and ignore it.
+            exemplars: Keep the SDK's per-series exemplar reservoirs for the instruments
+                no view of yours matches. Off by default: the Prometheus text
+                format never shows exemplars, and one reservoir per series cost
+                about a tenth of the heap and of the SDK's collect time at Fleet
+                scale. Turn it on for an OTLP backend that shows exemplars.
 
         Like any view that sets an aggregation, these views take precedence over a
         reader's ``preferred_aggregation``: instruments no view of yours matches get
@@ -163,7 +171,7 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit)
+        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit, exemplars)
 
     def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
         """A :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) for this lifecycle.
@@ -247,6 +255,61 @@ class Lifecycle:
             self.drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: observe failed", exc_info=True)
 
+    def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
+        """Forget every object of ``kind`` that has series but is not in ``live``. Never raises.
+
+        The kube-state-metrics model: after a full list the watch cache is the
+        truth, so an object deleted while the watch was down, or revived by a
+        late write after its block expired, goes now.
+
+        Args:
+            live: The objects of the kind that exist (any form :meth:`forget` takes).
+            kind: Their kind; the lifecycle's default when None.
+
+        Returns:
+            How many objects were forgotten.
+        """
+        try:
+            kind = validate_kind(kind) if kind is not None else self.default_kind
+            keep = set()
+            for obj in live:
+                key, _uid = self._object_of(obj, kind, "retain")
+                if key is not None:
+                    keep.add(key)
+            stale = [obj for obj in self.registry.objects_of_kind(kind) if obj not in keep]
+            for obj in stale:
+                self.registry.forget(obj, None)
+                if self._expiry is not None:
+                    self._expiry.discard_object(obj)
+            self.forgets_total += len(stale)
+            return len(stale)
+        except Exception as error:
+            self.drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: retain failed", exc_info=True)
+            return 0
+
+    def forget_series(
+        self, obj: Any, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None
+    ) -> int:
+        """Remove one series of a live object, without blocking the object. Never raises.
+
+        For a gauge whose labels describe the object (a GitRepo's ``branch``):
+        when they change, the old label set must go, as Fleet's partial-match
+        delete does, while the object lives on.
+
+        Returns:
+            How many series were removed.
+        """
+        try:
+            key, _uid = self._object_of(obj, kind, "forget_series")
+            if key is None:
+                return 0
+            return self.registry.forget_series(key, instrument_name.lower(), attributes)
+        except Exception as error:
+            self.drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
+            return 0
+
     def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
         """Whether a write for an object carrying ``uid`` may be recorded (the typed recording paths).
 
@@ -323,47 +386,30 @@ class Lifecycle:
         return self.registry.blocked_objects()
 
     def register_self_metrics(self, meter: Meter) -> None:
-        """Export the lifecycle's own state on ``meter`` (exempt from the lifecycle: no identity labels)."""
-        self.drops.register(meter)
-        meter.create_observable_gauge(
-            "otel_gitjob_sdk_degraded",
-            callbacks=[self._observe_degraded],
-            unit="1",
-            description="1 when the installed opentelemetry-sdk failed the eviction self-check (see the logs).",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_tracked_objects",
-            callbacks=[lambda options: [Observation(self.registry.tracked_objects())]],
-            unit="{object}",
-            description="Objects with at least one live series.",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_tracked_series",
-            callbacks=[lambda options: [Observation(self.registry.tracked_series())]],
-            unit="{series}",
-            description="Series indexed under an object, per reader storage.",
-        )
-        meter.create_observable_gauge(
-            "otel_gitjob_blocked_objects",
-            callbacks=[lambda options: [Observation(self.registry.blocked_objects())]],
-            unit="{object}",
-            description="Forgotten objects whose late writes are dropped.",
-        )
-        meter.create_observable_counter(
-            "otel_gitjob_forgets",
-            callbacks=[lambda options: [Observation(self.forgets_total)]],
-            unit="{object}",
-            description="Objects forgotten.",
-        )
-        meter.create_observable_counter(
-            "otel_gitjob_expired_series",
-            callbacks=[lambda options: [Observation(self._expiry.expired_total if self._expiry else 0)]],
-            unit="{series}",
-            description="Transient series removed after their TTL.",
-        )
+        """Export the package's own ``otel_gitjob_*`` metrics on ``meter`` (see :mod:`selfmetrics`).
 
-    def _observe_degraded(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(0 if self.sdk_check.ok else 1, {"adapter": self.sdk_check.adapter or "none"})]
+        Their series carry no identity attributes, so the lifecycle never manages them.
+        """
+        self.drops.register(meter)
+        self.self_metrics.register(meter)
+
+    def _add_self_metric_sources(self) -> None:
+        add = self.self_metrics.add
+        registry = self.registry
+        check = self.sdk_check
+        add("otel_gitjob_sdk_degraded", lambda: [(0.0 if check.ok else 1.0, {"adapter": check.adapter or "none"})])
+
+        def by_kind(counts: dict[str, int]) -> list[tuple[float, dict[str, str]]]:
+            # The default kind is always reported, so that "no objects" reads 0, not absent.
+            return [(n, {"kind": kind}) for kind, n in {registry.default_kind: 0, **counts}.items()]
+
+        add("otel_gitjob_objects", lambda: by_kind(registry.objects_by_kind()))
+        add("otel_gitjob_series", lambda: by_kind(registry.series_by_kind()))
+        add("otel_gitjob_blocked_objects", lambda: [(registry.blocked_objects(), {})])
+        add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
+        add("otel_gitjob_forgets", lambda: [(self.forgets_total, {})])
+        add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
+        add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
 
     # -- internals ----------------------------------------------------------------------------------------------
 

@@ -35,10 +35,16 @@ taken while a lock below it is held):
    the removal listener under ``_op_lock``.
 6. ``SeriesRegistry._state_lock`` guards the index, the blocks and the
    retired uids; held for a few dictionary operations only, never while
-   taking another lock except the leaf below.
-7. ``DropRecorder._lock``: a leaf, counters only.
+   taking another lock except the leaves below.
+7. Leaves, held for a few operations and never while another lock is taken:
+   ``DropRecorder._lock`` (drop counters), ``SelfMetrics._lock`` (the list of
+   sources; released before a source runs), ``Lifecycle._expiry_lock`` (creates
+   the expiry processor once), ``_sdk._check_lock`` (the self-check, once per
+   process, on a private provider).
 
-No thread is ever joined while any of these is held.
+No thread is ever joined while any of these is held: ``Lifecycle.shutdown``
+stops the sweeper, which may need ``_op_lock`` for its current slice, with no
+lock held, and the sweeper stops between two slices.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ _logger = logging.getLogger("otel_gitjob")
 Identity = tuple[str, ...]
 ObjectKey = tuple[str, Identity]  # (Kubernetes kind, identity values)
 SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
-RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]]], None]
+# (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
+RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]], list[_sdk.FinalPoint]], None]
 
 DEFAULT_KIND = "GitRepo"
 
@@ -154,7 +161,11 @@ class SeriesRegistry:
         return self._kinds.get(instrument_name, self.default_kind)
 
     def add_removal_listener(self, listener: RemovalListener) -> None:
-        """Hear of each removed series as ``(object, [(instrument, attributes), ...])``, under ``_op_lock``."""
+        """Hear of each removed series as ``(object, [(instrument, attributes), ...], final_points)``.
+
+        Called under ``_op_lock``. ``final_points`` holds, for a forget, what the evicted
+        series recorded since their last delta collection (see :class:`_sdk.FinalPoint`).
+        """
         with self._state_lock:
             self._listeners.append(listener)
 
@@ -354,6 +365,37 @@ class SeriesRegistry:
             self._notify(None, [(series[i][1], series[i][3]) for i in evicted])
         return evicted
 
+    def objects_of_kind(self, kind: str) -> list[ObjectKey]:
+        """The objects of ``kind`` that have series now (a snapshot)."""
+        with self._state_lock:
+            return [obj for obj in self._index if obj[0] == kind]
+
+    def forget_series(self, obj: ObjectKey, instrument_name: str, attributes: Mapping[str, Any]) -> int:
+        """Evict one series of a live object without blocking it (a label of it changed).
+
+        Returns how many series were removed (0 or 1; more only if several
+        instruments share the name). Removal listeners hear of it, so an OTLP
+        backend gets its staleness marker.
+        """
+        wanted = dict(attributes)
+        with self._op_lock:
+            with self._state_lock:
+                series = self._index.get(obj)
+                if not series:
+                    return 0
+                gone = [
+                    (ref, attrs)
+                    for ref, attrs in series.items()
+                    if ref[0].name == instrument_name and dict(attrs) == wanted
+                ]
+                for ref, _attrs in gone:
+                    del series[ref]
+                if not series:
+                    del self._index[obj]
+                if gone:
+                    self._last_removal_ns = time.time_ns()
+            return self._evict(obj, gone) if gone else 0
+
     def housekeeping(self) -> None:
         """Evict pending placeholders and expired blocks (before each collection)."""
         if not (self._pending_placeholders or self._rejected or (self._blocks and self._oldest_block_expired())):
@@ -389,6 +431,20 @@ class SeriesRegistry:
         with self._state_lock:
             return len(self._index)
 
+    def objects_by_kind(self) -> dict[str, int]:
+        with self._state_lock:
+            counts: dict[str, int] = {}
+            for kind, _identity in self._index:
+                counts[kind] = counts.get(kind, 0) + 1
+            return counts
+
+    def series_by_kind(self) -> dict[str, int]:
+        with self._state_lock:
+            counts: dict[str, int] = {}
+            for (kind, _identity), series in self._index.items():
+                counts[kind] = counts.get(kind, 0) + len(series)
+            return counts
+
     def tracked_series(self) -> int:
         with self._state_lock:
             return sum(len(series) for series in self._index.values())
@@ -407,19 +463,26 @@ class SeriesRegistry:
         """Evict series from SDK storage; must hold ``_op_lock``. Returns how many were present."""
         removed = 0
         gone = []
+        finals: list[_sdk.FinalPoint] = []
+        on_final = finals.append if self._listeners else None
         for (instrument, key), attributes in series:
-            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced):
+            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
                 removed += 1
                 gone.append((instrument, attributes))
-        self._notify(obj, gone)
+        self._notify(obj, gone, finals)
         return removed
 
-    def _notify(self, obj: ObjectKey | None, gone: list[tuple[Any, Mapping[str, Any]]]) -> None:
+    def _notify(
+        self,
+        obj: ObjectKey | None,
+        gone: list[tuple[Any, Mapping[str, Any]]],
+        finals: list[_sdk.FinalPoint] | None = None,
+    ) -> None:
         if not gone or not self._listeners:
             return
         for listener in list(self._listeners):
             try:
-                listener(obj, gone)
+                listener(obj, gone, finals or [])
             except Exception:  # a listener must not break forget
                 _logger.exception("otel-gitjob: removal listener %r failed", listener)
 

@@ -68,8 +68,13 @@ def lifecycle_views(
     expiry: Callable[[], ExpiryProcessor | None],
     user_views: Sequence[View],
     cardinality_limit: int | None = None,
+    exemplars: bool = False,
 ) -> list[View]:
-    """The user's views with managed aggregations, then a default view for every other instrument."""
+    """The user's views with managed aggregations, then a default view for every other instrument.
+
+    The default view gives its series no exemplar reservoir unless ``exemplars``
+    (the user's own views keep whatever they say).
+    """
     wrapped: list[View] = []
     for view in user_views:
         if not isinstance(view, View):
@@ -83,7 +88,10 @@ def lifecycle_views(
             wrapped.append(_sdk.view_with_aggregation(view, LifecycleAggregation(registry, expiry, inner)))
     wrapped.append(
         _sdk.SelectiveView(
-            LifecycleAggregation(registry, expiry), excluded=user_views, cardinality_limit=cardinality_limit
+            LifecycleAggregation(registry, expiry),
+            excluded=user_views,
+            cardinality_limit=cardinality_limit,
+            exemplars=exemplars,
         )
     )
     return wrapped

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from kube_emulator import Emulator
-from prometheus_server import PrometheusServer
+from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
 from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
@@ -30,7 +30,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The chain, scraped as the Prometheus Operator does unless parametrized (indirect) with a scrape mode."""
+    mode = getattr(request, "param", OPERATOR)
     emulator = Emulator()
     instrumentation = otel_gitjob.setup(port=0, gauge_ttl=GAUGE_TTL)
     listener = GitRepoListener(
@@ -40,7 +42,7 @@ def stack() -> Iterator[Stack]:
         meter_provider=instrumentation.meter_provider,
     )
     listener.start()
-    prometheus = PrometheusServer(["%s:%d" % instrumentation.address])
+    prometheus = PrometheusServer(["%s:%d" % instrumentation.address], mode=mode)
     try:
         assert listener.wait_synced(10)
         emulator.wait_watching()

@@ -12,13 +12,16 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 SCRAPE_INTERVAL = 1.0
 
-# Like the Prometheus Operator's ServiceMonitor: the target gets a `namespace` label (the pod's),
-# so the metric's own `namespace` label is renamed `exported_namespace` (honor_labels: false).
+# How Prometheus relabels what it scrapes, as in the two setups the Grafana dashboard must serve.
+OPERATOR = "operator"
+PLAIN = "plain"
+SCRAPE_MODES = (OPERATOR, PLAIN)
+
 CONFIG = """
 global:
   scrape_interval: {interval}ms
@@ -29,12 +32,20 @@ scrape_configs:
     honor_labels: false
     static_configs:
       - targets: [{targets}]
-    relabel_configs:
+{relabel}"""
+
+RELABEL = {
+    # Like the Prometheus Operator's ServiceMonitor: the target gets a `namespace` label (the pod's),
+    # so the metric's own `namespace` label is renamed `exported_namespace` (honor_labels: false).
+    OPERATOR: """    relabel_configs:
       - target_label: namespace
         replacement: cattle-fleet-system
       - target_label: service
         replacement: gitjob
-"""
+""",
+    # A plain static scrape: only job and instance are added, the metric keeps its `namespace`.
+    PLAIN: "",
+}
 
 
 def find_prometheus() -> str:
@@ -54,9 +65,23 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    """One Prometheus process with a temporary TSDB, scraping ``targets`` every second."""
+    """One Prometheus process with a temporary TSDB, scraping ``targets`` every second.
 
-    def __init__(self, targets: list[str], scrape_interval: float = SCRAPE_INTERVAL) -> None:
+    Args:
+        targets: ``host:port`` of each /metrics endpoint.
+        scrape_interval: Seconds between scrapes.
+        mode: ``OPERATOR`` relabels like the Prometheus Operator (``exported_namespace``), ``PLAIN`` does not.
+        extra_args: More command-line flags (``--web.enable-remote-write-receiver`` for tests/collector).
+    """
+
+    def __init__(
+        self,
+        targets: list[str],
+        scrape_interval: float = SCRAPE_INTERVAL,
+        mode: str = OPERATOR,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.mode = mode
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="otel-gitjob-prometheus-")
         config = os.path.join(self._dir, "prometheus.yml")
@@ -66,6 +91,7 @@ class PrometheusServer:
                     targets=", ".join("'%s'" % t for t in targets),
                     interval=int(scrape_interval * 1000),
                     timeout=int(scrape_interval * 900),
+                    relabel=RELABEL[mode],
                 )
             )
         self._log = open(os.path.join(self._dir, "prometheus.log"), "w")
@@ -79,6 +105,7 @@ class PrometheusServer:
                 # Instant queries look back 5 minutes by default; stale markers end a series at once anyway,
                 # this only keeps a never-marked series from lingering in a short test.
                 "--query.lookback-delta=30s",
+                *extra_args,  # e.g. --web.enable-remote-write-receiver (tests/collector)
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

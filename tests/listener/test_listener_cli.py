@@ -34,7 +34,8 @@ def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_s
         env=dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1"),
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    # Daemon: a pipe that never closes must not keep pytest alive.
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 20
@@ -52,7 +53,12 @@ def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_s
         assert "sidecar-repo" not in scrape(url)
     finally:
         process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=15)
+        try:
+            returncode = process.wait(timeout=15)
+        finally:
+            if process.poll() is None:  # it ignored SIGTERM: kill it by PID
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
         reader.join(timeout=5)
     assert returncode == 0, "".join(lines)
     assert "Traceback" not in "".join(lines)

@@ -1,0 +1,351 @@
+"""``StalenessMarkers``: ties the store, the encoding, the transport and the flusher to one OTLP exporter.
+
+Each export goes out first, exactly as the exporter alone would send it; then
+the pending items, in requests of their own, in order: the final deltas of
+forgotten series, then their markers (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.otlp.encoding import (
+    ShapeBook,
+    ShapeKey,
+    attributes_key,
+    build_requests,
+    encode,
+    live_keys,
+    metrics_by_shape,
+)
+from otel_gitjob._internal.otlp.flusher import IdleFlusher
+from otel_gitjob._internal.otlp.store import Item, MarkerStore, SeriesKey
+from otel_gitjob._internal.otlp.transport import Transport, transport_for
+
+if TYPE_CHECKING:
+    from otel_gitjob._internal.registry import ObjectKey, SeriesRegistry
+    from otel_gitjob._internal.selfmetrics import SelfMetrics
+
+__all__ = ["StalenessMarkers", "staleness_markers_for"]
+
+_logger = logging.getLogger("otel_gitjob")
+
+# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval, which no
+# Collector outage can grow past. A pending marker, encoded, holds about 535 bytes (tracemalloc, Fleet's
+# attributes; test_memory_of_pending_markers_matches_the_documented_bound checks the figure below), so
+# 50,000 hold at most 50,000 x 600 B = 29 MiB (was ~720 B each before the compact keys and plain dict).
+DEFAULT_MAX_PENDING = 50_000
+BYTES_PER_PENDING_MARKER = 600
+# Past 5 minutes a marker is pointless: the Collector's prometheus exporter
+# (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
+DEFAULT_MAX_AGE_SECONDS = 300.0
+# Delta series tracked to mark idle ones on forget: far more than the SDK's default
+# cardinality limit (2,000 per instrument) times Fleet's 7 instruments.
+DEFAULT_MAX_TRACKED_DELTA = 200_000
+# A final delta and its marker must not share a millisecond: Prometheus keys samples by millisecond,
+# and remote write refuses a second sample (the stale NaN) at the same timestamp.
+_MARKER_AFTER_FINAL_NS = 1_000_000
+
+
+def staleness_markers_for(
+    registry: SeriesRegistry,
+    exporter: MetricExporter,
+    *,
+    owner: Any = None,
+    self_metrics: SelfMetrics | None = None,
+) -> StalenessMarkers | None:
+    """Staleness markers for ``exporter`` when it is an OTLP/HTTP or OTLP/gRPC metric exporter, else None.
+
+    Args:
+        registry: The registry whose removals are marked.
+        exporter: The exporter to send through.
+        owner: The exporter the SDK reader calls (the ``LifecycleExporter``): final
+            deltas are taken from that reader's storage only.
+        self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
+    """
+    transport_class, class_name = transport_for(exporter)
+    if transport_class is None:
+        return None
+    missing = [name for name in transport_class.needs if not hasattr(exporter, name)]
+    if missing:
+        _logger.warning(
+            "otel-gitjob: %s has no %s; forgotten series are still not exported, but no staleness "
+            "markers are sent (the Collector drops them at its metric_expiration)",
+            class_name,
+            ", ".join(missing),
+        )
+        return None
+    return StalenessMarkers(registry, exporter, transport_class(exporter), owner=owner, self_metrics=self_metrics)
+
+
+class StalenessMarkers:
+    """Sends each series the lifecycle removes one final time, flagged ``NO_RECORDED_VALUE``.
+
+    Owned by a :class:`~otel_gitjob._internal.export.LifecycleExporter` wrapping an
+    OTLP exporter; registers itself as a removal listener of the registry.
+
+    Args:
+        registry: The registry whose removals are marked.
+        exporter: The OTLP metric exporter (HTTP or gRPC) that sends the markers.
+        transport: How requests are sent through that exporter.
+        owner: The exporter the SDK reader calls (final deltas of that reader only); ``exporter`` when None.
+        self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
+        max_pending: Items kept while they cannot be sent; the oldest are dropped beyond it.
+        max_age_seconds: An item not sent within this time is dropped.
+        idle_flush_seconds: When this long passes with items pending and no export,
+            they are sent on their own. ``OTEL_METRIC_EXPORT_INTERVAL`` when None; 0 disables.
+        max_tracked_delta: Bound on the delta series remembered so that a forget
+            marks them even when they were idle.
+        clock: Monotonic clock in seconds for ages; the registry's by default.
+    """
+
+    def __init__(
+        self,
+        registry: SeriesRegistry,
+        exporter: MetricExporter,
+        transport: Transport,
+        *,
+        owner: Any = None,
+        self_metrics: SelfMetrics | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        idle_flush_seconds: float | None = None,
+        max_tracked_delta: int = DEFAULT_MAX_TRACKED_DELTA,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._exporter = exporter
+        self._owner = owner if owner is not None else exporter
+        self._transport = transport
+        clock = clock if clock is not None else getattr(registry, "_clock", time.monotonic)
+        if idle_flush_seconds is None:
+            idle_flush_seconds = _export_interval_seconds()
+        self.store = MarkerStore(
+            max_pending=max_pending,
+            max_age_seconds=max_age_seconds,
+            max_tracked_delta=max_tracked_delta,
+            clock=clock,
+            warn_interval=max(idle_flush_seconds, 60.0),
+        )
+        self._shapes = ShapeBook()
+        self._seen_removal_ns = 0
+        # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
+        self._send_lock = threading.Lock()
+        self._flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
+        self._closed = False
+        self._self_metrics = self_metrics
+        self._sources: list[tuple[str, Callable[[], Any]]] = [
+            ("otel_gitjob_staleness_markers_pending", lambda: [(self.store.pending(), {})]),
+            ("otel_gitjob_staleness_markers_sent", lambda: [(self.store.sent_total, {})]),
+            ("otel_gitjob_staleness_markers_dropped", lambda: [(self.store.dropped_total, {})]),
+        ]
+        if self_metrics is not None:
+            for name, source in self._sources:
+                self_metrics.add(name, source)
+        transport.install()
+        registry.add_removal_listener(self._on_removed)
+
+    # -- settings and counters (kept on the store; exposed here for callers and tests) ---------------------------
+
+    @property
+    def max_pending(self) -> int:
+        return self.store.max_pending
+
+    @max_pending.setter
+    def max_pending(self, value: int) -> None:
+        self.store.max_pending = value
+
+    @property
+    def max_age_seconds(self) -> float:
+        return self.store.max_age_seconds
+
+    @property
+    def max_tracked_delta(self) -> int:
+        return self.store.max_tracked_delta
+
+    @max_tracked_delta.setter
+    def max_tracked_delta(self, value: int) -> None:
+        self.store.max_tracked_delta = value
+
+    @property
+    def idle_flush_seconds(self) -> float:
+        return self._flusher.interval
+
+    @idle_flush_seconds.setter
+    def idle_flush_seconds(self, value: float) -> None:
+        self._flusher.interval = value
+
+    @property
+    def dropped_total(self) -> int:
+        return self.store.dropped_total
+
+    @property
+    def sent_total(self) -> int:
+        return self.store.sent_total
+
+    def pending(self) -> int:
+        """Items (markers and final deltas) waiting to be sent."""
+        return self.store.pending()
+
+    # -- the removal listener (called by the registry under its op lock) ----------------------------------------
+
+    def _on_removed(
+        self,
+        identity: ObjectKey | None,
+        removed: list[tuple[Any, Mapping[str, Any]]],
+        finals: list[_sdk.FinalPoint] | None = None,
+    ) -> None:
+        if self._closed:
+            return
+        keys: list[tuple[SeriesKey, Mapping[str, Any]]] = []
+        for instrument, attributes in removed:
+            scope_name = getattr(getattr(instrument, "instrumentation_scope", None), "name", "")
+            attributes_id = attributes_key(attributes)
+            # Keyed by the exported stream name (a View may rename the instrument), as the shapes are.
+            for name in _sdk.stream_names(instrument):
+                keys.append(((scope_name, name, attributes_id), attributes))
+        ours = [
+            ((final.scope.name, final.name, attributes_key(final.point.attributes or {})), final)
+            for final in finals or ()
+            if final.exporter is self._owner
+        ]
+        stamp = time.time_ns()
+        if ours:
+            stamp = max(stamp, max(final.point.time_unix_nano for _, final in ours) + _MARKER_AFTER_FINAL_NS)
+        forgotten = identity is not None and self._registry.is_blocked(identity)
+        self.store.removed(identity, keys, ours, forgotten, stamp)
+        self._flusher.poke()
+
+    # -- exporting ----------------------------------------------------------------------------------------------
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        """Export ``metrics_data`` as the exporter would alone, then the pending items in requests of their own."""
+        with self._send_lock:
+            result = self._exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            by_shape = metrics_by_shape(metrics_data)
+            if result is MetricExportResult.SUCCESS:
+                # Otherwise the receiver is unreachable or refuses: the items would only fail too, and wait.
+                self._send_pending(by_shape)
+            # Learnt after the items went: a delta marker's interval starts at the previous export.
+            self._learn(by_shape)
+            return result
+
+    def flush(self) -> bool:
+        """Send the pending items now, on their own. Returns False when a send failed."""
+        with self._send_lock:
+            return self._send_pending({})
+
+    def _learn(self, by_shape: Mapping[ShapeKey, list[Any]]) -> None:
+        object_of = self._registry.object_of
+        tracked = []
+        for (scope_name, name), metrics in self._shapes.learn(by_shape):
+            for metric, _, _ in metrics:
+                for point in metric.data.data_points:
+                    attributes = point.attributes
+                    identity = object_of(name, attributes)
+                    # object_of(_, None) is None, so the attributes check changes nothing but narrows.
+                    if identity is not None and attributes is not None:
+                        tracked.append((identity, (scope_name, name, attributes_key(attributes)), attributes))
+        if tracked:
+            self.store.track_delta(tracked)
+
+    def _mark_forgotten_delta_series(self) -> None:
+        """Mark tracked delta series of objects forgotten since the last look (the listener saw none of them)."""
+        registry = self._registry
+        stamp = registry.last_removal_ns
+        if stamp == self._seen_removal_ns or not self.store.has_tracked_delta():
+            self._seen_removal_ns = stamp
+            return
+        self._seen_removal_ns = stamp
+        blocks = registry.blocked()  # a snapshot, since forget changes the blocks concurrently
+        forgotten = [identity for identity in self.store.tracked_identities() if identity in blocks]
+        if forgotten:
+            self.store.forgotten(forgotten, time.time_ns())
+
+    def _send_pending(self, by_shape: Mapping[ShapeKey, list[Any]]) -> bool:
+        """Send every pending item in order, in requests within the exporter's limits; stop at a failure."""
+        self._mark_forgotten_delta_series()
+        items = self.store.take()
+        if not items:
+            return True
+        send, settled = self._select(items, by_shape)
+        encode(send, self._shapes)
+        unneeded = [item for item in send if item.encoded is None]  # never exported here: nothing to delete
+        if unneeded:
+            settled.extend(unneeded)
+            send = [item for item in send if item.encoded is not None]
+        self.store.settle(settled)
+        if not send:
+            return True
+        max_points, max_bytes = self._transport.limits()
+        for request, carried in build_requests(send, max_points, max_bytes):
+            try:
+                result = self._transport.send(request)
+            except Exception:
+                _logger.exception("otel-gitjob: sending %d staleness markers failed", len(carried))
+                result = MetricExportResult.FAILURE
+            if result is not MetricExportResult.SUCCESS:
+                # In order, so a marker never overtakes the final delta it ends; the rest waits too.
+                _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
+                return False
+            self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
+        return True
+
+    def _select(self, items: list[Item], by_shape: Mapping[ShapeKey, list[Any]]) -> tuple[list[Item], list[Item]]:
+        """Split items into those to send and those settled without sending (alive again in this export)."""
+        send: list[Item] = []
+        settled: list[Item] = []
+        live: dict[ShapeKey, set[Hashable]] = {}
+        is_blocked = self._registry.is_blocked
+        for item in items:
+            if item.is_final or (item.identity is not None and is_blocked(item.identity)):
+                # Final deltas always go; a still-forgotten object's late writes are dropped, so its
+                # series cannot be in this export.
+                send.append(item)
+                continue
+            shape_key = item.key[:2]
+            keys = live.get(shape_key)
+            if keys is None:
+                keys = live[shape_key] = live_keys(by_shape.get(shape_key, ()))
+            if item.key[2] in keys:
+                settled.append(item)  # the series is alive again (re-created) and in this very export
+            else:
+                send.append(item)
+        return send, settled
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    def close(self, flush: bool = True) -> None:
+        """Send what is pending (best effort), stop listening and stop the idle flusher. Idempotent."""
+        if self._closed:
+            return
+        if flush:
+            try:
+                self.flush()
+            except Exception:
+                _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
+        self._closed = True
+        self._registry.remove_removal_listener(self._on_removed)
+        self._flusher.close()
+        self.store.clear()
+        self._transport.uninstall()
+        if self._self_metrics is not None:
+            for name, source in self._sources:
+                self._self_metrics.remove(name, source)
+
+
+def _export_interval_seconds() -> float:
+    raw = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "")
+    try:
+        millis = float(raw) if raw.strip() else 60_000.0
+    except ValueError:
+        millis = 60_000.0
+    return millis / 1000.0 if millis > 0 else 60.0

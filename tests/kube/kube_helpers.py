@@ -1,0 +1,107 @@
+"""Small helpers for the real-API-server tests: polling, reading /metrics, the ``watch`` sidecar process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[2]
+RBAC_YAML = REPO / "examples" / "k8s" / "rbac.yaml"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` every 50 ms until it is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.05)
+
+
+def series(exposition: str, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """``{sorted labels: value}`` of every sample named ``metric`` in a Prometheus text exposition."""
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == metric:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def names_of(exposition: str, metric: str) -> set[tuple[str, str]]:
+    """``{(namespace, name)}`` of the objects that have a ``metric`` series."""
+    return {(dict(labels)["namespace"], dict(labels)["name"]) for labels in series(exposition, metric)}
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+@dataclass
+class Sidecar:
+    """A running ``otel-gitjob watch`` process."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    url: str = ""
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def metrics(self) -> str:
+        return scrape(self.url)
+
+
+@contextlib.contextmanager
+def watch_sidecar(*args: str) -> Iterator[Sidecar]:
+    """Run ``python -m otel_gitjob watch ARGS`` on a free port; SIGTERM it by PID on exit.
+
+    Asserts on exit that it stopped with code 0 and printed no traceback.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otel_gitjob", "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT="0", PYTHONUNBUFFERED="1"),
+    )
+    sidecar = Sidecar(process)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: sidecar.lines.extend(iter(process.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        match = wait_until(
+            lambda: re.search(r"http://[\d.]+:\d+/metrics", sidecar.output), what="the sidecar's /metrics address"
+        )
+        sidecar.url = match.group(0)
+        yield sidecar
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            returncode = process.wait()
+        reader.join(timeout=5)
+    assert returncode == 0, sidecar.output
+    assert "Traceback" not in sidecar.output, sidecar.output

@@ -1,0 +1,105 @@
+"""The documentation site builds with warnings as errors, and says what the code does.
+
+The site is built by the real ``mkdocs build --strict`` (mkdocs-material + mkdocstrings), as CI
+does; promtool is Debian's, installed with prometheus by ``scripts/test``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+import otel_gitjob
+
+ROOT = pathlib.Path(__file__).parents[1]
+PAGES = (
+    "getting-started.md",
+    "cleanup-groups.md",
+    "listener.md",
+    "collector.md",
+    "compatibility.md",
+    "troubleshooting.md",
+    "self-metrics.md",
+    "api.md",
+)
+
+
+def run(args: list[str], timeout: float, input: str | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run to the end; killed by PID if it outlives ``timeout``."""
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+    try:
+        stdout, stderr = process.communicate(input, timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def test_the_site_builds_strictly_with_every_page_and_the_api_reference_from_docstrings(tmp_path):
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    assert config["strict"] is True
+    in_nav = {page for entry in config["nav"] for page in entry.values()}
+    assert set(PAGES) <= in_nav
+
+    site = tmp_path / "site"
+    result = run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        timeout=300,
+        cwd=ROOT,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    api = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (site / "api" / "index.html").read_text())).split())
+    assert "otel_gitjob.listener.GitRepoListener" in api
+    # mkdocstrings rendered the docstrings themselves, not just the names.
+    for documented in (otel_gitjob.Lifecycle, otel_gitjob.GitJobMetrics, otel_gitjob.Lifecycle.forget):
+        first_line = documented.__doc__.strip().splitlines()[0].replace("``", "").replace(":class:", "")
+        words = " ".join(re.sub(r"[`*]", " ", first_line).split())
+        assert " ".join(words.split()[:5]) in api, words
+    troubleshooting = (site / "troubleshooting" / "index.html").read_text()
+    assert (
+        "pip install &#39;otel-gitjob[kube]&#39;" in troubleshooting
+        or "pip install 'otel-gitjob[kube]'" in troubleshooting
+    )
+
+
+def test_the_documented_promtool_warning_is_the_only_one(gitjob, registry):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing: apt-get install prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    repo = ("fleet-local", "simple")
+    gitjob.job_created(repo)
+    gitjob.job_creation_failed(repo)
+    gitjob.job_succeeded(repo, 12.0)
+    gitjob.commit_fetched(repo, 0.3)
+    gitjob.commit_fetch_failed(repo)
+    gitjob.job_succeeded(repo, float("nan"))  # so that the self-metric is in the exposition too
+    exposition = generate_latest(registry).decode()
+    assert "fleet_gitjob_duration_seconds_gauge{" in exposition and "otel_gitjob_dropped_measurements" in exposition
+
+    result = run([promtool, "check", "metrics"], timeout=30, input=exposition)
+    output = result.stdout + result.stderr
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    assert lines == ["fleet_gitjob_duration_seconds_gauge metric name should not include type 'gauge'"]
+    documented = (ROOT / "docs" / "fleet-metrics.md").read_text()
+    assert "fleet_gitjob_duration_seconds_gauge: metric name should not include type 'gauge'" in documented

@@ -1,0 +1,71 @@
+"""The package's layers import downwards only, and exactly one module touches SDK internals."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+INTERNAL = Path(__file__).parent.parent / "otel_gitjob" / "_internal"
+
+# Lower layers first; a module may import (at run time) only modules of earlier rows. Listener
+# modules sit above the whole core.
+LAYERS: list[set[str]] = [
+    {"errors", "identity", "points", "selfmetrics"},
+    {"badinput", "_sdk"},
+    {"registry"},
+    {"expiry"},
+    {"views", "otlp"},
+    {"export"},
+    {"lifecycle"},
+    {"gitjob"},
+    {"setup"},
+    {"demo"},
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """Internal modules imported at run time (imports under ``if TYPE_CHECKING:`` are for annotations)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST, typing_only: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            is_type_checking = isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            if isinstance(child, ast.ImportFrom) and not typing_only and child.module:
+                if child.module.startswith("otel_gitjob._internal."):
+                    found.add(child.module.split(".")[2])
+                elif child.module == "otel_gitjob._internal":
+                    found.update(alias.name for alias in child.names)
+            visit(child, typing_only or is_type_checking)
+
+    visit(tree, False)
+    return found
+
+
+def test_core_modules_import_downwards_only():
+    for name, rank in RANK.items():
+        path = INTERNAL / (name + ".py")
+        if not path.exists():
+            path = INTERNAL / name / "__init__.py"
+        assert path.exists(), name
+        for imported in runtime_imports(path) - {name}:
+            assert imported in RANK, "%s imports %s, which is in no layer of this test" % (name, imported)
+            # lifecycle builds the exporters lazily inside its methods: still a downward import.
+            assert RANK[imported] < rank, "%s (layer %d) imports %s (layer %d)" % (
+                name,
+                rank,
+                imported,
+                RANK[imported],
+            )
+
+
+def test_only_the_sdk_seam_imports_sdk_internals():
+    offenders = []
+    for path in (INTERNAL.parent).rglob("*.py"):
+        if path.name == "_sdk.py":
+            continue
+        text = path.read_text()
+        if "opentelemetry.sdk.metrics._internal" in text or "_view_instrument_match" in text:
+            offenders.append(str(path.relative_to(INTERNAL.parent)))
+    assert offenders == []
