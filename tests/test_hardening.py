@@ -204,7 +204,7 @@ def test_shutdown_during_a_sweep_of_100000_expiries_returns_at_once_and_stops_th
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()], views=lifecycle.views(cardinality_limit=200_000))
     sweeping = threading.Event()
 
-    def slow_listener(obj: Any, gone: list[Any]) -> None:
+    def slow_listener(obj: Any, gone: list[Any], *final_points: Any) -> None:
         # Stands for a slow removal listener (an OTLP staleness store under load): each call takes a while.
         sweeping.set()
         time.sleep(0.002)
