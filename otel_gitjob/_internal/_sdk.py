@@ -38,13 +38,14 @@ releases           series key          how a first write reaches its aggregation
 The re-lookup is a race with eviction: a forget between the SDK's lock
 release and its ``table[key]`` raised ``KeyError`` out of ``counter.add()``.
 On those releases each view match's table is swapped, when the match is built,
-for a dict whose ``__missing__`` hands back an aggregation that drops and
-counts the write. On every release an evicted aggregation that a writer
-already holds is turned into one that drops and counts (writes to a forgotten
-object are dropped by design); transient series and placeholders re-route
-such a write to the SDK instead (:class:`TouchingAggregation`,
-:class:`Placeholder`), so a set racing its own expiry, or a write racing the
-``observe()`` that lifts a block, survives.
+for a dict whose ``__missing__`` hands the write back to the match, which
+decides afresh (a forgotten object's write is dropped and counted at its
+block; a set racing its series' expiry creates the series again). On every
+release an evicted aggregation that a writer already holds is turned into one
+that drops and counts (writes to a forgotten object are dropped by design);
+transient series and placeholders re-route such a write to the SDK instead
+(:class:`TouchingAggregation`, :class:`Placeholder`), so a set racing its own
+expiry, or a write racing the ``observe()`` that lifts a block, survives.
 """
 
 from __future__ import annotations
@@ -231,15 +232,24 @@ def calling_match() -> tuple[Any, SeriesKey | None]:
 
 
 class _RacedWrite:
-    """What a write gets when its aggregation was evicted between the SDK's lookup and its use."""
+    """What a write gets when its aggregation was evicted between the SDK's lookup and its use.
 
-    __slots__ = ("_on_drop",)
+    With the view match it came from (a re-lookup that missed), the write goes
+    back to the match, which decides afresh: a forgotten object's write meets
+    its block (a counted placeholder), a set racing its series' expiry creates
+    the series again. Without one, or without a measurement, it is dropped and counted.
+    """
 
-    def __init__(self, on_drop: Callable[[], None] | None) -> None:
+    __slots__ = ("_on_drop", "_match")
+
+    def __init__(self, on_drop: Callable[[], None] | None, match: Any = None) -> None:
         self._on_drop = on_drop
+        self._match = match
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        if self._on_drop is not None:
+        if self._match is not None and measurement is not None:
+            self._match.consume_measurement(measurement, should_sample_exemplar)
+        elif self._on_drop is not None:
             self._on_drop()
 
 
@@ -270,7 +280,7 @@ def install_race_guard(match: Any, on_raced: Callable[[], None] | None) -> None:
         return
     table = getattr(match, "_attributes_aggregation", None)
     if type(table) is dict:
-        match._attributes_aggregation = _GuardedTable(table, _RacedWrite(on_raced))
+        match._attributes_aggregation = _GuardedTable(table, _RacedWrite(on_raced, match))
 
 
 # -- eviction ----------------------------------------------------------------------------------------------------
@@ -385,16 +395,23 @@ def evict(
             found = table.get(key)
             if found is None or (only is not None and found is not only):
                 continue
-            if unless is not None and unless(found):
-                continue
-            del table[key]
-            if isinstance(found, Placeholder):
-                found.evicted(match)
-                continue
+            if isinstance(found, TouchingAggregation):
+                # Decide and retire under its write lock: a set either lands before the decision (and
+                # moved the deadline it checks) or after, and is then sent back to the SDK.
+                with found._lock:
+                    if unless is not None and unless(found):
+                        continue
+                    del table[key]
+                    found.retire(match)
+            else:
+                if unless is not None and unless(found):
+                    continue
+                del table[key]
+                if isinstance(found, Placeholder):
+                    found.evicted(match)
+                    continue
         removed += 1
-        if isinstance(found, TouchingAggregation):
-            found.retire(match)
-        else:
+        if not isinstance(found, TouchingAggregation):
             # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
             found.aggregate = _RacedWrite(on_raced).aggregate
         if on_final is not None:
@@ -476,7 +493,7 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
     that arrives after the decision to expire survives.
     """
 
-    __slots__ = ("_inner", "_touch", "_entry", "_match")
+    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock")
 
     def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any) -> None:
         # Not calling super().__init__: this object holds no data of its own.
@@ -484,18 +501,22 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
         self._touch = touch
         self._entry = entry
         self._match: Any = None
+        # Makes "not evicted yet, so aggregate here" atomic against evict()'s decide-and-retire.
+        self._lock = threading.Lock()
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
-        match = self._match
-        if match is not None:
-            # Evicted after the writer found us: record into the match afresh (a new series).
-            match.consume_measurement(measurement, should_sample_exemplar)
-            return
-        self._inner.aggregate(measurement, should_sample_exemplar)
+        # Move the deadline first: an expiry that decides after this sees it and keeps the series.
         self._touch(self._entry, measurement)
+        with self._lock:
+            match = self._match
+            if match is None:
+                self._inner.aggregate(measurement, should_sample_exemplar)
+                return
+        # Evicted after the writer found us: record into the match afresh (a new series).
+        match.consume_measurement(measurement, should_sample_exemplar)
 
     def retire(self, match: Any) -> None:
-        """Called once evicted from ``match``: later writes through stale references go back to it."""
+        """Called under ``_lock`` once evicted from ``match``: later writes go back to it."""
         self._match = match
 
     def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:

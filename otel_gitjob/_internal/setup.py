@@ -129,17 +129,22 @@ def setup(
         views=lifecycle.views(cardinality_limit=cardinality_limit),
         resource=resource if resource is not None else Resource.create(),
     )
-    gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
     server = None
     address = None
-    if serve:
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=registry)
-        except OSError as error:
-            provider.shutdown()
-            raise ConfigurationError(
-                "cannot serve /metrics on %s:%s (%s); set %s or pass port="
-                % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
-            ) from error
-        address = (host, server.server_address[1])
+    try:
+        gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
+        if serve:
+            try:
+                server, _thread = start_http_server(port, addr=host, registry=registry)
+            except OSError as error:
+                raise ConfigurationError(
+                    "cannot serve /metrics on %s:%s (%s); set %s or pass port="
+                    % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
+                ) from error
+            address = (host, server.server_address[1])
+    except BaseException:
+        # A mistake found after the provider started (a bad prefix or TTL, a busy port) leaves nothing running.
+        provider.shutdown()
+        lifecycle.shutdown()
+        raise
     return Instrumentation(gitjob, lifecycle, provider, registry, address, server)
