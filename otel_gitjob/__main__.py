@@ -187,13 +187,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "watch":
-        from otel_gitjob.fleet import KINDS
-
-        wanted = [name.strip() for name in args.kinds.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in KINDS]
-        if unknown or not wanted:
-            parser.error("--kinds: unknown kind %s; choose from %s" % (", ".join(unknown) or "(none)", ",".join(KINDS)))
-        args.kinds = [KINDS[name] for name in dict.fromkeys(wanted)]
+        try:
+            from otel_gitjob.fleet import KINDS
+        except ImportError:  # no [kube] extra: _prepare_watch says so, with its own exit code
+            pass
+        else:
+            wanted = [name.strip() for name in args.kinds.split(",") if name.strip()]
+            unknown = [name for name in wanted if name not in KINDS]
+            if unknown or not wanted:
+                parser.error(
+                    "--kinds: unknown kind %s; choose from %s" % (", ".join(unknown) or "(none)", ",".join(KINDS))
+                )
+            args.kinds = [KINDS[name] for name in dict.fromkeys(wanted)]
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
