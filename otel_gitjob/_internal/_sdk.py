@@ -389,6 +389,7 @@ def evict(
         The number of real (non-placeholder) aggregations removed.
     """
     removed = 0
+    dropped = None
     for reader, storage, match in _reader_matches_of(instrument):
         with match._lock:
             table = match._attributes_aggregation
@@ -413,7 +414,9 @@ def evict(
         removed += 1
         if not isinstance(found, TouchingAggregation):
             # A writer may still hold it (SDK >= 1.45.2 aggregates outside the lock): drop and count that write.
-            found.aggregate = _RacedWrite(on_raced).aggregate
+            if dropped is None:
+                dropped = _RacedWrite(on_raced).aggregate
+            found.aggregate = dropped
         if on_final is not None:
             final = _final_point(reader, storage, match, instrument, found)
             if final is not None:
