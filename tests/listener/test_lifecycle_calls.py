@@ -106,3 +106,21 @@ def test_retire_uses_the_lifecycles_method_when_it_has_one() -> None:
     assert KindCalls(sink, "GitRepo").retire("fleet_gitrepo_ready_clusters", {"name": "x", "branch": "old"}) == 1
     assert sink.calls == [("forget_series", "fleet_gitrepo_ready_clusters", {"name": "x", "branch": "old"}, "GitRepo")]
     assert KindCalls(Plain(), "GitRepo").retire("fleet_gitrepo_ready_clusters", {"name": "x"}) == 0
+
+
+def test_the_listener_reports_relists_restarts_and_its_work_queue_in_the_self_metrics(emulator, make_listener) -> None:
+    lifecycle = otel_gitjob.Lifecycle()
+    try:
+        emulator.create("a")
+        listener = make_listener(lifecycle)
+        assert listener.wait_synced(5) and listener.wait_idle(5)
+        observe = lifecycle.self_metrics.observe
+        assert observe("otel_gitjob_relists") == [(1.0, {"kind": "GitRepo"})]
+        assert observe("otel_gitjob_workqueue_depth") == [(0.0, {"kind": "GitRepo"})]
+        assert observe("otel_gitjob_workqueue_latency_seconds") == [(0.0, {"kind": "GitRepo"})]
+        (duration,) = observe("otel_gitjob_relist_duration_seconds")
+        assert duration[0] > 0 and duration[1] == {"kind": "GitRepo"}
+        restarts = {attributes["reason"]: value for value, attributes in observe("otel_gitjob_watch_restarts")}
+        assert set(restarts) == {"stream_end", "error"} and restarts["error"] == 0
+    finally:
+        lifecycle.shutdown()

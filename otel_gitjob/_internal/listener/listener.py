@@ -227,6 +227,12 @@ class ResourceListener:
         """How many list-page and watch requests have been made."""
         self.failures = 0
         """How many lists or watches have failed."""
+        self.resumes = 0
+        """How many watch streams ended normally (the server's timeout) and were resumed."""
+        self.last_relist_seconds = 0.0
+        """How long the latest full list took."""
+        self._self_metric_sources: list[tuple[str, Any]] = []
+        self._add_self_metric_sources(lifecycle)
         self.gauges: list[metrics.ObservableGauge] = []
         """The kind's status gauges (empty with ``status_gauges=False``)."""
         try:
@@ -293,6 +299,30 @@ class ResourceListener:
             self._threads = []
         return stopped
 
+    def _add_self_metric_sources(self, lifecycle: Any) -> None:
+        """Report watch restarts, relists and the work queue in the lifecycle's ``otel_gitjob_*`` self-metrics."""
+        self_metrics = getattr(lifecycle, "self_metrics", None)
+        if self_metrics is None:  # another sink than otel_gitjob.Lifecycle
+            return
+        kind = {"kind": self.kind.kind}
+        sources = [
+            (
+                "otel_gitjob_watch_restarts",
+                lambda: [
+                    (self.resumes, {**kind, "reason": "stream_end"}),
+                    (self.failures, {**kind, "reason": "error"}),
+                ],
+            ),
+            ("otel_gitjob_relists", lambda: [(self.relists, kind)]),
+            ("otel_gitjob_relist_duration_seconds", lambda: [(self.last_relist_seconds, kind)]),
+            ("otel_gitjob_workqueue_depth", lambda: [(self._work.depth(), kind)]),
+            ("otel_gitjob_workqueue_latency_seconds", lambda: [(self._work.oldest_age(), kind)]),
+        ]
+        # For the listener's lifetime; two listeners of one kind in a process add up.
+        for name, source in sources:
+            self_metrics.add(name, source)
+        self._self_metric_sources = sources
+
     def __enter__(self) -> ResourceListener:
         self.start()
         return self
@@ -331,6 +361,7 @@ class ResourceListener:
                     position = self._relist()
                 phase = "watch"
                 position = self._watch(position)
+                self.resumes += 1
                 continue  # closed at our timeoutSeconds: resume at once
             except _Stopped:
                 return
@@ -374,7 +405,9 @@ class ResourceListener:
 
     def _relist(self) -> str | None:
         """List every object, replace the cache, queue the diff and the retain; return the resourceVersion."""
+        started = time.monotonic()
         listed, resource_version = self._list_all()
+        self.last_relist_seconds = time.monotonic() - started
         self._check_stop()
         self._work.submit(self._cache.replace(listed))
         live = [state.ref for state in listed.values()]

@@ -40,6 +40,7 @@ class _Pending:
     forgets: list[RepoRef] = field(default_factory=list)
     observe: RepoRef | None = None
     call: Callable[[], Any] | None = None
+    since: float = field(default_factory=time.monotonic)  # when the key was queued: the queue's latency
 
 
 class WorkQueue:
@@ -89,6 +90,21 @@ class WorkQueue:
                 pending = self._pending[key] = _Pending()
                 self._queue.put_nowait(key)
             pending.call = function
+
+    def depth(self) -> int:
+        """Objects waiting (a self-metric)."""
+        with self._lock:
+            return len(self._pending)
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest waiting object has waited; 0 when none waits (a self-metric).
+
+        ``_pending`` keeps insertion order and a key leaves it when applied, so its first entry is the oldest.
+        """
+        with self._lock:
+            for pending in self._pending.values():
+                return max(0.0, time.monotonic() - pending.since)
+        return 0.0
 
     def stop(self) -> None:
         """Make :meth:`run` return after the work queued so far."""
