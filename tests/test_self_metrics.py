@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from _helpers import samples
 
 from otel_gitjob import GitJobMetrics
@@ -34,3 +36,15 @@ def test_every_row_is_named_and_documented_the_prometheus_way():
     for row in SELF_METRICS:
         assert row.name.startswith("otel_gitjob_") and not row.name.endswith("_total")
         assert row.kind in ("gauge", "counter") and row.description.endswith(".")
+
+
+def test_the_self_metrics_page_documents_every_row_under_its_exposed_name(gitjob, lifecycle, registry):
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "self-metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(otel_gitjob_[a-z_]+)` \|", page, flags=re.M))
+    exposed = {row.name + ("_total" if row.kind == "counter" else "") for row in SELF_METRICS}
+    assert exposed | {"otel_gitjob_dropped_measurements_total"} == documented
+    gitjob.job_created(None)  # one drop, so that the dropped-measurements counter is exported too
+    scraped = {name for name, _labels in samples(registry) if name.startswith("otel_gitjob_")}
+    assert scraped and scraped <= documented

@@ -39,8 +39,27 @@ def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
 
 
+# The row of panels about otel-gitjob itself: not per repo, so checked on their own.
+SELF_PANEL_PREFIX = "otel-gitjob: "
+
+
 def panel_expressions() -> list[str]:
-    return [target["expr"] for panel in dashboard()["panels"] for target in panel["targets"]]
+    """The per-repo panels' expressions."""
+    return [
+        target["expr"]
+        for panel in dashboard()["panels"]
+        if panel["type"] != "row" and not panel["title"].startswith(SELF_PANEL_PREFIX)
+        for target in panel["targets"]
+    ]
+
+
+def self_panel_expressions() -> list[str]:
+    return [
+        target["expr"]
+        for panel in dashboard()["panels"]
+        if panel["title"].startswith(SELF_PANEL_PREFIX)
+        for target in panel["targets"]
+    ]
 
 
 def substitute(expr: str, namespace: str, name: str) -> str:
@@ -179,8 +198,30 @@ def test_every_dashboard_query_returns_data_for_a_live_repo_and_nothing_for_a_de
 
 
 @pytest.mark.parametrize("stack", SCRAPE_MODES, indirect=True)
+def test_the_self_metric_panels_show_the_package_at_work(stack):
+    exprs = self_panel_expressions()
+    assert len(exprs) >= 8
+    stack.emulator.create("watched", status=STATUS)
+    controller = Controller(stack, ["watched"])
+    try:
+        time.sleep(6 * SCRAPE_INTERVAL)
+        # Shown from the first scrape on: the state gauges (also at 0) and the listener's figures.
+        always = [e for e in exprs if "dropped" not in e and "staleness" not in e]
+        for expr in always:
+            assert stack.prometheus.query(substitute(expr, ".*", ".*")), expr
+        objects = {r["metric"]["kind"]: float(r["value"][1]) for r in stack.prometheus.query("otel_gitjob_objects")}
+        assert objects.get("GitRepo", 0) >= 1
+        assert float(stack.prometheus.query("max(otel_gitjob_sdk_degraded)")[0]["value"][1]) == 0
+    finally:
+        controller.stop()
+
+
 def test_every_dashboard_expression_parses(stack):
     # The query API answers a parse error with status "error", which api() turns into a failure.
     variables = [v["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
-    for expr in panel_expressions() + [re.fullmatch(r"query_result\((.+)\)", v).group(1) for v in variables]:
+    for expr in (
+        panel_expressions()
+        + self_panel_expressions()
+        + [re.fullmatch(r"query_result\((.+)\)", v).group(1) for v in variables]
+    ):
         stack.prometheus.query(substitute(expr, ".*", ".*"))
