@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from otel_gitjob._internal import _sdk
 from otel_gitjob._internal.otlp import staleness_markers_for
+from otel_gitjob._internal.serve import collect_timeout_from_env
 from otel_gitjob._internal.views import uses_lifecycle
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
         registry: The prometheus_client registry (the global one when None).
         disable_target_info: Leave out ``target_info``.
         scope_info_enabled: Add ``otel_scope_*`` labels.
+        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 120 s).
         **options: Passed on to ``PrometheusMetricReader``.
     """
 
@@ -49,9 +51,11 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
         *,
         disable_target_info: bool = True,
         scope_info_enabled: bool = False,
+        collect_timeout: float | None = None,
         **options: Any,
     ) -> None:
         self._lifecycle = lifecycle
+        self.collect_timeout_millis = 1000 * (collect_timeout if collect_timeout is not None else collect_timeout_from_env())
         self._wiring_checked = False
         super().__init__(
             disable_target_info=disable_target_info,
@@ -62,12 +66,12 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
 
     # MetricReader.collect is marked @final, but a scrape offers no other hook that runs before the
     # SDK collects (expiry must happen first to be exact); the SDK's own collect still does the work.
-    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
+    def collect(self, timeout_millis: float | None = None) -> None:  # type: ignore[misc]
         if not self._wiring_checked:
             _check_wiring(self, self._lifecycle)
             self._wiring_checked = True
         self._lifecycle._before_collect()
-        super().collect(timeout_millis=timeout_millis)
+        super().collect(timeout_millis=self.collect_timeout_millis if timeout_millis is None else timeout_millis)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         super()._receive_metrics(self._lifecycle._filter(metrics_data), timeout_millis=timeout_millis, **kwargs)

@@ -10,10 +10,11 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.registry import ConfigurationError, Lifecycle
+from otel_gitjob._internal.serve import start_http_server
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -128,7 +129,7 @@ def setup(
     address = None
     if serve:
         try:
-            server, _thread = start_http_server(port, addr=host, registry=registry)
+            server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader)
         except OSError as error:
             provider.shutdown()
             raise ConfigurationError(
