@@ -169,6 +169,9 @@ class FastExposition:
             out: list[str] = []
             if metrics_data is not None:
                 self._render(metrics_data, fmt, out)
+            elif self._families:  # nothing collected: no series is live any more
+                self._families.clear()
+                self._rebuild_intern()
             if fmt.openmetrics:
                 out.append("# EOF\n")
             return "".join(out).encode("utf-8")
