@@ -188,4 +188,3 @@ def _reader_of(registry: Any) -> Any:
     """The PrometheusMetricReader whose collector is registered in ``registry``."""
     (collector,) = list(registry._collector_to_names)
     return collector._callback.__self__
-

@@ -24,7 +24,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -162,9 +161,15 @@ def bench_compare(repos: int, rounds: int, goals: list[tuple[str, bool]]) -> str
             log("  %s populated in %.1f s" % (variant, children[-1].populate_s))
         bodies = {}
         first = {}
+        failed_first: dict[str, int] = {}
         for child in children:  # first scrape: creates the status-gauge series on the OTel variants
-            status, body, cpu, wall = child.get()
-            first[child.variant] = (status, cpu, wall)
+            status, body, cpu_s, wall_s = child.get()
+            first[child.variant] = (status, cpu_s, wall_s)
+            failed_first[child.variant] = 0
+            # The bare SDK keeps its 10 s collection deadline: retry until a scrape succeeds.
+            while status != 200 and failed_first[child.variant] < 20:
+                failed_first[child.variant] += 1
+                status, body, _, _ = child.get()
             bodies[child.variant] = body
             child.get()
         identical = bodies["gitjob_fast"] == bodies["gitjob_old"]
@@ -228,8 +233,11 @@ def bench_compare(repos: int, rounds: int, goals: list[tuple[str, bool]]) -> str
     )
     text += "\nFirst scrape after start-up (creates the status-gauge series in the OTel variants):\n\n"
     text += table(
-        ["server", "status", "server CPU (s)", "wall (s)"],
-        [[LABELS[v], str(first[v][0]), "%.2f" % first[v][1], "%.2f" % first[v][2]] for v in VARIANTS],
+        ["server", "status", "server CPU (s)", "wall (s)", "failed scrapes before the first 200"],
+        [
+            [LABELS[v], str(first[v][0]), "%.2f" % first[v][1], "%.2f" % first[v][2], str(failed_first[v])]
+            for v in VARIANTS
+        ],
     )
     fast_vs_prom = paired(cpu[("gitjob_fast", "plain")], cpu[("prometheus_client", "plain")])
     fast_vs_old = paired(cpu[("gitjob_fast", "plain")], cpu[("gitjob_old", "plain")])
@@ -338,10 +346,13 @@ def bench_curve(sizes: list[int], variants: list[str], scrapes: int, goals: list
             try:
                 status, _, c1, w1 = child.get()
                 statuses = [status]
+                while statuses[-1] != 200 and len(statuses) < 20:  # the bare SDK: until its series exist
+                    statuses.append(child.get()[0])
                 cpus, walls = [], []
+                later = []
                 for _ in range(scrapes):
                     status, _, c, w = child.get()
-                    statuses.append(status)
+                    later.append(status)
                     cpus.append(c)
                     walls.append(w)
                 rss = child.rss()
@@ -353,7 +364,9 @@ def bench_curve(sizes: list[int], variants: list[str], scrapes: int, goals: list
                     LABELS[variant],
                     f"{repos:,}",
                     "%d (%.1f s, CPU %.1f s)" % (statuses[0], w1, c1),
-                    ", ".join(str(s) for s in statuses[1:]),
+                    "%d failed, then %s" % (len(statuses) - 1, ", ".join(str(s) for s in later))
+                    if len(statuses) > 1
+                    else ", ".join(str(s) for s in later),
                     "%.2f" % median(walls),
                     "%.2f" % median(cpus),
                     "%.1f µs" % (1e6 * median(cpus) / (17 * repos)),
@@ -362,14 +375,14 @@ def bench_curve(sizes: list[int], variants: list[str], scrapes: int, goals: list
                 ]
             )
             if variant == "gitjob_fast":
-                goals.append(("%d repos: every scrape 200 from the first" % repos, set(statuses) == {200}))
+                goals.append(("%d repos: every scrape 200 from the first" % repos, set(statuses + later) == {200}))
     text = "### Scale curve (full set; %d scrapes after the first; load %s)\n\n" % (scrapes, load())
     return text + table(
         [
             "server",
             "repos",
             "first scrape: status (wall, server CPU)",
-            "later scrapes",
+            "next scrapes",
             "wall s/scrape",
             "CPU s/scrape",
             "CPU per series",
@@ -408,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(bench_memory(repos, goals))
     if "curve" in only:
         sections.append(bench_curve(curve, args.curve_variants.split(","), 3, goals))
-    print("**Run:** %s · Python %s · %s\n" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.python_version(), platform.machine()))
+    print(
+        "**Run:** %s · Python %s · %s\n"
+        % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.python_version(), platform.machine())
+    )
     print("\n".join(sections))
     print("**Goals:** %d/%d met" % (sum(ok for _, ok in goals), len(goals)))
     for name, ok in goals:

@@ -39,7 +39,7 @@ FORMATS = [
 # surrogates, which neither path can encode.
 LABEL_TEXT = st.text(
     alphabet=st.one_of(
-        st.sampled_from(['\\', '"', "\n", "é", "名", "🙂", ",", "=", "{", "}", " ", "l", "a"]),
+        st.sampled_from(["\\", '"', "\n", "é", "名", "🙂", ",", "=", "{", "}", " ", "l", "a"]),
         st.characters(blacklist_categories=("Cs",)),
     ),
     min_size=1,
@@ -290,3 +290,27 @@ def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.Mo
         assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 120_000
     finally:
         lifecycle.shutdown()
+
+
+def test_setup_serves_metrics_through_the_fast_path() -> None:
+    import otel_gitjob
+    from prometheus_client import generate_latest
+
+    instrumentation = otel_gitjob.setup(port=0, collect_timeout=30)
+    try:
+        instrumentation.gitjob.job_created(("fleet-local", "simple"))
+        instrumentation.gitjob.job_succeeded(("fleet-local", "simple"), 4.0)
+        endpoint = instrumentation._server.endpoint
+        assert endpoint.fast_path()
+        host, port = instrumentation.address
+        request = urllib.request.Request("http://%s:%d/metrics" % (host, port), headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            body = gzip.decompress(response.read())
+        assert endpoint.cached_series() == 3  # counter, histogram, transient gauge of one repo
+        assert body == generate_latest(instrumentation.registry)
+        assert b'fleet_gitjob_duration_seconds_bucket{le="5",name="simple",namespace="fleet-local"} 1.0' in body
+        reader = endpoint.reader
+        assert reader.collect_timeout_millis == 30_000
+    finally:
+        instrumentation.shutdown()

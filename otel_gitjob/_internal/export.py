@@ -55,7 +55,9 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
         **options: Any,
     ) -> None:
         self._lifecycle = lifecycle
-        self.collect_timeout_millis = 1000 * (collect_timeout if collect_timeout is not None else collect_timeout_from_env())
+        self.collect_timeout_millis = 1000 * (
+            collect_timeout if collect_timeout is not None else collect_timeout_from_env()
+        )
         self._wiring_checked = False
         super().__init__(
             disable_target_info=disable_target_info,

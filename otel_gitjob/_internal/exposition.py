@@ -189,8 +189,7 @@ class FastExposition:
                     data = metric.data
                     if isinstance(data, Sum):
                         as_gauge = (
-                            not data.is_monotonic
-                            and data.aggregation_temporality == AggregationTemporality.CUMULATIVE
+                            not data.is_monotonic and data.aggregation_temporality == AggregationTemporality.CUMULATIVE
                         )
                         kind: type = GaugeMetricFamily if as_gauge else CounterMetricFamily
                     elif isinstance(data, Gauge):
@@ -290,7 +289,7 @@ class FastExposition:
         out: list[str],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
-        points = metric.data.data_points
+        points: Sequence[Any] = metric.data.data_points
         histogram = kind is HistogramMetricFamily
         keys = family.keys
         entries = family.entries
@@ -405,14 +404,15 @@ class FastExposition:
             head = "%s{%s" % (bucket, pre)
             tail = "%s} " % post
             cumulative = 0
-            for le_part, cumulative in zip(le_parts, accumulate(point.bucket_counts)):
+            for le_part, cumulative in zip(le_parts, accumulate(point.bucket_counts), strict=False):
                 lines.append(
                     "%s%s%s%s\n"
                     % (head, le_part, tail, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
             if with_totals and point.sum is not None:
                 lines.append(
-                    "%s%s %s\n" % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
+                    "%s%s %s\n"
+                    % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
                 lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
         return True

@@ -27,6 +27,7 @@ from prometheus_client import exposition as _text
 from prometheus_client.openmetrics import exposition as _om
 
 from otel_gitjob._internal.exposition import FastExposition, Format
+from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
 
 __all__ = [
     "DEFAULT_COLLECT_TIMEOUT",
@@ -51,9 +52,6 @@ DEFAULT_GZIP_LEVEL = 1
 # ends a collection stuck behind a hung callback eventually. Prometheus's own scrape_timeout bounds how long
 # it waits; a collection that outlives it still completes and makes the next scrape cheap.
 DEFAULT_COLLECT_TIMEOUT = 120.0
-
-OTEL_GITJOB_COLLECT_TIMEOUT = "OTEL_GITJOB_COLLECT_TIMEOUT"
-
 
 def collect_timeout_from_env() -> float:
     """``OTEL_GITJOB_COLLECT_TIMEOUT`` in seconds, or :data:`DEFAULT_COLLECT_TIMEOUT` (unset or invalid)."""
@@ -98,7 +96,9 @@ class MetricsEndpoint:
         gzip_level: Compression level when the client accepts gzip.
     """
 
-    def __init__(self, registry: CollectorRegistry, reader: Any = None, *, gzip_level: int = DEFAULT_GZIP_LEVEL) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, reader: Any = None, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+    ) -> None:
         self.registry = registry
         self.reader = reader
         self.gzip_level = gzip_level
@@ -166,7 +166,7 @@ class MetricsEndpoint:
         elif method != "GET":
             status = "405 Method Not Allowed"
             headers = [("Allow", "OPTIONS,GET")]
-            output = "# HTTP {}: {}; use OPTIONS or GET\n".format(status, method).encode()
+            output = f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()
         elif environ["PATH_INFO"] == "/favicon.ico":
             status, headers, output = "200 OK", [], b""
         else:

@@ -73,6 +73,7 @@ def setup(
     gauge_ttl: float | None = None,
     prefix: str = "fleet",
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
+    collect_timeout: float | None = None,
     **lifecycle_options: Any,
 ) -> Instrumentation:
     """Build a Lifecycle, a MeterProvider with its views and a Prometheus reader, and serve ``/metrics``.
@@ -91,6 +92,7 @@ def setup(
         prefix: Metric name prefix.
         cardinality_limit: Live attribute sets per instrument before the SDK folds
             new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
+        collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 120 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
     host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
@@ -112,7 +114,7 @@ def setup(
             ) from None
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
-    reader = lifecycle.prometheus_reader(registry)
+    reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
     provider = MeterProvider(
         metric_readers=[
             reader,
