@@ -21,7 +21,7 @@ OTEL_GITJOB_COLLECT_TIMEOUT = "OTEL_GITJOB_COLLECT_TIMEOUT"
 .. envvar:: OTEL_GITJOB_COLLECT_TIMEOUT
 
 Seconds a ``/metrics`` collection may take before the SDK abandons it with ``MetricsTimeoutError``
-(default 120; the SDK's own default of 10 s fails the first scrape of a 30,000-repo installation).
+(default 300; the SDK's own default of 10 s fails the first scrape of a 30,000-repo installation).
 """
 
 __all__ = [

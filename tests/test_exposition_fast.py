@@ -282,19 +282,20 @@ def test_a_registry_with_other_collectors_is_served_the_old_way(world: World) ->
 def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     lifecycle = Lifecycle()
     try:
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 120_000
+        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
         assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
         assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "soon")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 120_000
+        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
     finally:
         lifecycle.shutdown()
 
 
 def test_setup_serves_metrics_through_the_fast_path() -> None:
-    import otel_gitjob
     from prometheus_client import generate_latest
+
+    import otel_gitjob
 
     instrumentation = otel_gitjob.setup(port=0, collect_timeout=30)
     try:
@@ -314,3 +315,66 @@ def test_setup_serves_metrics_through_the_fast_path() -> None:
         assert reader.collect_timeout_millis == 30_000
     finally:
         instrumentation.shutdown()
+
+
+def test_scrapes_during_a_slow_collection_share_it() -> None:
+    import threading
+    import time
+
+    from opentelemetry.sdk.metrics._internal.exceptions import MetricsTimeoutError
+
+    lifecycle = Lifecycle()
+    registry = CollectorRegistry()
+    reader: Any = lifecycle.prometheus_reader(registry, collect_timeout=0.5)
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    calls = []
+    delay = [0.8]
+
+    def slow(options: CallbackOptions) -> list[Observation]:
+        calls.append(time.monotonic())
+        time.sleep(delay[0])
+        return [Observation(len(calls), {"namespace": "ns", "name": "a"})]
+
+    # Two instruments: the SDK checks its deadline between observable instruments, not inside one.
+    provider.get_meter("test").create_observable_gauge("slow_gauge", callbacks=[slow])
+    provider.get_meter("test").create_observable_gauge("second_gauge", callbacks=[lambda options: []])
+    endpoint = MetricsEndpoint(registry, reader)
+    results: list[Any] = []
+
+    def scrape(fmt: Format) -> None:
+        try:
+            results.append(endpoint.render(fmt))
+        except Exception as error:
+            results.append(error)
+
+    try:
+        # Longer than the deadline: the collection fails, and the scrape that waited for it fails alike.
+        threads = [threading.Thread(target=scrape, args=(Format(),)) for _ in range(2)]
+        threads[0].start()
+        time.sleep(0.3)
+        threads[1].start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(calls) == 1
+        assert len(results) == 2 and all(isinstance(r, MetricsTimeoutError) for r in results)
+
+        # Within the deadline: three scrapes, one collection, each rendered in its own format.
+        delay[0] = 0.3
+        results.clear()
+        calls.clear()
+        reader.collect_timeout_millis = 30_000
+        formats = [Format(), Format(openmetrics=True), Format()]
+        threads = [threading.Thread(target=scrape, args=(fmt,)) for fmt in formats]
+        threads[0].start()
+        time.sleep(0.1)
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(calls) == 1
+        texts = sorted(results, key=len)
+        assert texts[0] == texts[1] and texts[2] == texts[0] + b"# EOF\n"
+        assert b'slow_gauge{name="a",namespace="ns"} 1.0' in texts[0]
+        assert endpoint._result is None  # nothing held once every waiter has its copy
+    finally:
+        provider.shutdown()

@@ -40,7 +40,7 @@ class LifecyclePrometheusReader(PrometheusMetricReader):
         registry: The prometheus_client registry (the global one when None).
         disable_target_info: Leave out ``target_info``.
         scope_info_enabled: Add ``otel_scope_*`` labels.
-        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 120 s).
+        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s).
         **options: Passed on to ``PrometheusMetricReader``.
     """
 

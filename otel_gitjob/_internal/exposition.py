@@ -298,6 +298,7 @@ class FastExposition:
         # "" for a point without one). In the steady state every point is cached and carries the family's
         # key tuple itself, so this is one dict lookup per point.
         full_seen = False
+        missing = False
         others: dict[int, tuple[str, ...]] | None = None
         for point in points:
             attributes = point.attributes
@@ -305,6 +306,7 @@ class FastExposition:
             if entry is not None and entry[0] is attributes:
                 point_keys = entry[1]
             else:
+                missing = True
                 point_keys = self._point_keys(attributes)[0]
             if point_keys is keys:
                 full_seen = True
@@ -321,6 +323,7 @@ class FastExposition:
             if new_keys != keys:
                 family.keys = keys = new_keys
                 family.entries = entries = {}
+                missing = True
         if keys is None:  # no points
             keys = ()
         if len(self._key_tuples) > 4096:
@@ -345,53 +348,52 @@ class FastExposition:
         if None in sample_names:
             return False
 
+        # Pass 2 (new series only): their label strings, all before any line of the family is written, so
+        # the long-lived cache entries are not allocated in between a scrape's short-lived lines.
+        if missing:
+            for point in points:
+                attributes = point.attributes
+                entry = entries.get(id(attributes))
+                if entry is None or entry[0] is not attributes:
+                    entry = self._new_entry(attributes, keys, histogram)
+                    if entry is None:
+                        return False
+                    entries[id(attributes)] = entry
+
+        # Pass 3: the lines, joined per family so that a scrape holds one family's lines at a time.
         lines: list[str] = [header]
         if histogram:
-            if not self._render_histogram(points, keys, entries, sample_names, lines):  # type: ignore[arg-type]
-                return False
+            self._render_histogram(points, entries, sample_names, lines)  # type: ignore[arg-type]
+
         else:
             sample = sample_names[0]
             assert sample is not None
             small = _SMALL_INTS
             for point in points:
-                attributes = point.attributes
-                entry = entries.get(id(attributes))
-                if entry is None or entry[0] is not attributes:
-                    entry = self._new_entry(attributes, keys, False)
-                    if entry is None:
-                        return False
-                    entries[id(attributes)] = entry
+                entry = entries[id(point.attributes)]
                 value = point.value
                 if type(value) is int and 0 <= value < _SMALL:
                     text = small[value]
                 else:
                     text = floatToGoString(value)
                 lines.append("%s%s %s\n" % (sample, entry[2], text))
-        out.extend(lines)
+        out.append("".join(lines))
         return True
 
     def _render_histogram(
         self,
         points: Sequence[Any],
-        keys: tuple[str, ...],
         entries: dict[int, tuple[Any, ...]],
         sample_names: list[str],
         lines: list[str],
-    ) -> bool:
+    ) -> None:
         bucket, count, total = sample_names
         small = _SMALL_INTS
         bounds_key: Any = None
         le_parts: list[str] = []
         with_totals = True
         for point in points:
-            attributes = point.attributes
-            entry = entries.get(id(attributes))
-            if entry is None or entry[0] is not attributes:
-                entry = self._new_entry(attributes, keys, True)
-                if entry is None:
-                    return False
-                entries[id(attributes)] = entry
-            _, _, plain, pre, post = entry
+            _, _, plain, pre, post = entries[id(point.attributes)]
             bounds = point.explicit_bounds
             # Each point carries its own copy of the bounds; equal ones render alike.
             if bounds is not bounds_key and bounds != bounds_key:
@@ -415,7 +417,6 @@ class FastExposition:
                     % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
                 lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
-        return True
 
     def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
         point_keys, raw = self._point_keys(attributes)

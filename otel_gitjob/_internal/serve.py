@@ -45,13 +45,16 @@ _logger = logging.getLogger(__name__)
 DEFAULT_GZIP_LEVEL = 1
 
 # Seconds a collection may take before the SDK gives up with MetricsTimeoutError (its own default is 10 s).
-# The SDK only checks the deadline after each observable callback has returned: it cannot interrupt a slow
-# callback, so a deadline shorter than the work never saves time, it only throws a finished collection away
-# and fails the scrape (at 30,000 repos the first collection takes longer than 10 s, and every scrape failed
-# until the series existed). 120 s is far above a 30,000-repo first collection on a slow core and still
-# ends a collection stuck behind a hung callback eventually. Prometheus's own scrape_timeout bounds how long
-# it waits; a collection that outlives it still completes and makes the next scrape cheap.
-DEFAULT_COLLECT_TIMEOUT = 120.0
+# The SDK checks the deadline between observable instruments: it cannot interrupt a slow callback, so a
+# deadline shorter than the work never saves time, it only throws a nearly finished collection away and
+# fails the scrape (at 30,000 repos the first collection takes longer than 10 s, and every scrape failed
+# until enough series existed; on a loaded 2-core machine even 10,000 repos did). 300 s is several times a
+# 30,000-repo first collection on one busy core, and costs nothing when the work is fast: Prometheus's own
+# scrape_timeout still bounds how long it waits, a collection that outlives it completes and makes the next
+# scrape cheap, and the endpoint never runs two collections at once (scrapes arriving meanwhile share the
+# one in flight), so slow collections cannot pile up.
+DEFAULT_COLLECT_TIMEOUT = 300.0
+
 
 def collect_timeout_from_env() -> float:
     """``OTEL_GITJOB_COLLECT_TIMEOUT`` in seconds, or :data:`DEFAULT_COLLECT_TIMEOUT` (unset or invalid)."""
@@ -104,8 +107,12 @@ class MetricsEndpoint:
         self.gzip_level = gzip_level
         collector = getattr(reader, "_collector", None)
         self._fast = FastExposition(collector) if collector is not None else None
-        # Collect and render one scrape at a time: the cache belongs to one collection.
-        self._lock = threading.Lock()
+        # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
+        self._flight = threading.Condition()
+        self._collecting = False
+        self._generation = 0
+        self._waiting = 0
+        self._result: tuple[Any, BaseException | None] | None = None
 
     def fast_path(self) -> bool:
         """Whether a scrape of the whole registry can be rendered from the reader's collection."""
@@ -126,18 +133,55 @@ class MetricsEndpoint:
     def render(self, fmt: Format) -> bytes:
         """Collect and render the reader's metrics (the fast path)."""
         assert self._fast is not None
-        with self._lock:
-            collector = self.reader._collector
-            # The reader's own collect: lifecycle housekeeping, the SDK's collection (with the reader's
-            # deadline), the lifecycle's filter; it queues the result on the collector.
-            self.reader.collect()
-            datas = collector._metrics_datas
-            latest = None
-            # Collections queued by other callers (MeterProvider.force_flush collects every reader) are
-            # older than this one; the old path would print their families twice.
-            while datas:
-                latest = datas.popleft()
-            return self._fast.render(latest, fmt)
+        data, error = self._collect_shared()
+        if error is not None:
+            raise error
+        return self._fast.render(data, fmt)
+
+    def _collect_shared(self) -> tuple[Any, BaseException | None]:
+        """The result of one collection: a new one, or the one in flight when this scrape arrived.
+
+        A slow collection (the first one at 30,000 repos) must not be repeated by every scrape that
+        queued up behind it: those scrapes take its result instead.
+        """
+        with self._flight:
+            if self._collecting:
+                generation = self._generation
+                self._waiting += 1
+                try:
+                    while self._generation == generation:
+                        self._flight.wait()
+                    assert self._result is not None
+                    return self._result
+                finally:
+                    self._waiting -= 1
+                    if not self._waiting:
+                        self._result = None  # release the collection once every waiter has it
+            self._collecting = True
+        data, error = None, None
+        try:
+            data = self._collect()
+        except Exception as exc:  # the waiters fail like this scrape (HTTP 500), not with empty output
+            error = exc
+        with self._flight:
+            self._collecting = False
+            self._generation += 1
+            self._result = (data, error) if self._waiting else None
+            self._flight.notify_all()
+        return data, error
+
+    def _collect(self) -> Any:
+        collector = self.reader._collector
+        # The reader's own collect: lifecycle housekeeping, the SDK's collection (with the reader's deadline),
+        # the lifecycle's filter; it queues the result on the collector.
+        self.reader.collect()
+        datas = collector._metrics_datas
+        latest = None
+        # Collections queued by other callers (MeterProvider.force_flush collects every reader) are older
+        # than this one; the old path would print their families twice.
+        while datas:
+            latest = datas.popleft()
+        return latest
 
     def bake(
         self, accept: str | None, accept_encoding: str | None, params: dict[str, list[str]]

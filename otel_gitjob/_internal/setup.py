@@ -92,7 +92,7 @@ def setup(
         prefix: Metric name prefix.
         cardinality_limit: Live attribute sets per instrument before the SDK folds
             new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
-        collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 120 s.
+        collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
     host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
