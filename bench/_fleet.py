@@ -87,7 +87,9 @@ class Server:
         else:
             import otel_gitjob
 
-            self.inst = otel_gitjob.setup(serve=False, cardinality_limit=LIMIT)
+            # The transient gauge would expire 120 s after it was set (Fleet's TTL) and leave these servers with
+            # 10,000 series fewer than the others in later rounds; keep it for the whole benchmark.
+            self.inst = otel_gitjob.setup(serve=False, cardinality_limit=LIMIT, gauge_ttl=1e9)
             self.registry = self.inst.registry
             self.provider = self.inst.meter_provider
             if full:
