@@ -80,6 +80,11 @@ def main() -> int:
         failed_scrapes = prometheus.query(
             'count_over_time(up{job="otel-gitjob"}[1h]) - sum_over_time(up{job="otel-gitjob"}[1h])'
         )
+        scrapes = prometheus.query('count_over_time(up{job="otel-gitjob"}[1h])')
+        durations = {
+            stat: prometheus.query('%s_over_time(scrape_duration_seconds{job="otel-gitjob"}[1h])' % stat)
+            for stat in ("avg", "max")
+        }
     finally:
         stop.set()
         controller.join()
@@ -97,6 +102,14 @@ def main() -> int:
     print(
         "events simulated: %d; overflow series ever seen: %s; failed scrapes: %s"
         % (events[0] if events else 0, overflow_seen, failed_scrapes[0]["value"][1] if failed_scrapes else "0")
+    )
+    print(
+        "scrapes: %s; scrape duration avg %s s, max %s s (timeout %.2f s)"
+        % (
+            scrapes[0]["value"][1] if scrapes else "0",
+            *(("%.3f" % float(d[0]["value"][1])) if d else "?" for d in durations.values()),
+            0.9 * args.scrape_interval,
+        )
     )
     half = len(rows) // 2
     if half:

@@ -16,4 +16,17 @@ OTEL_GITJOB_GAUGE_TTL = "OTEL_GITJOB_GAUGE_TTL"
 Seconds the transient job-duration gauge stays after it was last set (default 120, Fleet's).
 """
 
-__all__ = ["OTEL_EXPORTER_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_PORT", "OTEL_GITJOB_GAUGE_TTL"]
+OTEL_GITJOB_COLLECT_TIMEOUT = "OTEL_GITJOB_COLLECT_TIMEOUT"
+"""
+.. envvar:: OTEL_GITJOB_COLLECT_TIMEOUT
+
+Seconds a ``/metrics`` collection may take before the SDK abandons it with ``MetricsTimeoutError``
+(default 300; the SDK's own default of 10 s fails the first scrape of a 30,000-repo installation).
+"""
+
+__all__ = [
+    "OTEL_EXPORTER_PROMETHEUS_HOST",
+    "OTEL_EXPORTER_PROMETHEUS_PORT",
+    "OTEL_GITJOB_COLLECT_TIMEOUT",
+    "OTEL_GITJOB_GAUGE_TTL",
+]

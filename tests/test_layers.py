@@ -10,8 +10,8 @@ INTERNAL = Path(__file__).parent.parent / "otel_gitjob" / "_internal"
 # Lower layers first; a module may import (at run time) only modules of earlier rows. Listener
 # modules sit above the whole core.
 LAYERS: list[set[str]] = [
-    {"errors", "identity", "points", "selfmetrics"},
-    {"badinput", "_sdk"},
+    {"errors", "identity", "points", "selfmetrics", "exposition"},
+    {"badinput", "_sdk", "serve"},
     {"registry"},
     {"expiry"},
     {"views", "otlp"},

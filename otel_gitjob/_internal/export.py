@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from otel_gitjob._internal import _sdk
 from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.otlp import staleness_markers_for
+from otel_gitjob._internal.serve import collect_timeout_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,6 +63,7 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         registry: The prometheus_client registry (the global one when None).
         disable_target_info: Leave out ``target_info``.
         scope_info_enabled: Add ``otel_scope_*`` labels (exporter releases that support them).
+        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s).
         **options: Passed on to ``PrometheusMetricReader``.
 
     Raises:
@@ -76,9 +78,13 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         *,
         disable_target_info: bool = True,
         scope_info_enabled: bool = False,
+        collect_timeout: float | None = None,
         **options: Any,
     ) -> None:
         self._lifecycle = lifecycle
+        self.collect_timeout_millis = 1000 * (
+            collect_timeout if collect_timeout is not None else collect_timeout_from_env()
+        )
         target = registry if registry is not None else REGISTRY
         if "scope_info_enabled" in _READER_OPTIONS:
             options["scope_info_enabled"] = scope_info_enabled
@@ -108,9 +114,9 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
 
     # MetricReader.collect is marked @final, but a scrape offers no other hook that runs before the
     # SDK collects (expiry must happen first to be exact); the SDK's own collect still does the work.
-    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
+    def collect(self, timeout_millis: float | None = None) -> None:  # type: ignore[misc]
         self._lifecycle.before_collect()
-        super().collect(timeout_millis=timeout_millis)
+        super().collect(timeout_millis=self.collect_timeout_millis if timeout_millis is None else timeout_millis)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         if metrics_data is None:

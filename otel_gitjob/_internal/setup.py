@@ -10,11 +10,12 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.errors import ConfigurationError
 from otel_gitjob._internal.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.lifecycle import Lifecycle
+from otel_gitjob._internal.serve import start_http_server
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -73,6 +74,7 @@ def setup(
     gauge_ttl: float | None = None,
     prefix: str = "fleet",
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
+    collect_timeout: float | None = None,
     **lifecycle_options: Any,
 ) -> Instrumentation:
     """Build a Lifecycle, a MeterProvider with its views and a Prometheus reader, and serve ``/metrics``.
@@ -91,6 +93,7 @@ def setup(
         prefix: Metric name prefix.
         cardinality_limit: Live attribute sets per instrument before the SDK folds
             new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
+        collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
     host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
@@ -117,7 +120,7 @@ def setup(
             ) from None
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
-    reader = lifecycle.prometheus_reader(registry)
+    reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
     provider = MeterProvider(
         metric_readers=[
             reader,
@@ -135,7 +138,7 @@ def setup(
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
         if serve:
             try:
-                server, _thread = start_http_server(port, addr=host, registry=registry)
+                server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader)
             except OSError as error:
                 raise ConfigurationError(
                     "cannot serve /metrics on %s:%s (%s); set %s or pass port="

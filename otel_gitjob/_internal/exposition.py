@@ -1,0 +1,443 @@
+"""Render ``/metrics`` straight from the collected OTel points, with each series' label string cached.
+
+Today's path turns every collected point into prometheus_client ``Sample`` objects
+(opentelemetry-exporter-prometheus's ``_CustomCollector``) and then formats each
+sample (``prometheus_client.generate_latest``), rebuilding and escaping the same
+label strings on every scrape. :class:`FastExposition` produces the same bytes
+from the :class:`~opentelemetry.sdk.metrics.export.MetricsData` itself:
+
+* Names, help texts, units and types come from the exporter's own code: each
+  family's ``HELP``/``TYPE``/``UNIT`` lines are prometheus_client's rendering of
+  the family object the exporter would build (with no samples), so name
+  sanitising, unit suffixes and ``_total`` cannot drift.
+* Each series' label string (``{name="a",namespace="b"}``, already escaped and
+  sorted) is cached per family, keyed by the identity of the point's attributes
+  object: the SDK copies a series' attributes once when it creates the series
+  and hands out that same dict in every collection, so the key is stable while
+  the series lives. The entry holds that dict, so its ``id`` cannot be reused.
+* The cache only holds series of the latest collection: a family whose points
+  are fewer than its entries (a repo forgotten, a transient gauge expired) is
+  pruned to the points just rendered, and a family that was not collected at all
+  is dropped. Memory is released one scrape after the series leaves the SDK.
+
+A family the fast renderer cannot prove identical for (a label named ``le`` on a
+histogram, label or metric names that the negotiated escaping would rewrite,
+several OTel metrics folded into one Prometheus family, non-string label values
+that could change in place) is rendered by prometheus_client itself from the
+exporter's family object, so the output stays byte-identical in every case.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.exporter.prometheus import _CustomCollector
+from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, MetricsData, Sum
+from prometheus_client import exposition as _text
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.openmetrics import exposition as _om
+from prometheus_client.utils import floatToGoString
+from prometheus_client.validation import _is_valid_legacy_metric_name
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import Metric
+    from prometheus_client.metrics_core import Metric as PromFamily
+
+__all__ = ["FastExposition", "Format"]
+
+# floatToGoString of a small whole number is "<n>.0"; bucket counts and most counter values are
+# small whole numbers, so a table lookup replaces a Python call per line.
+_SMALL = 4096
+_SMALL_INTS = tuple("%d.0" % i for i in range(_SMALL))
+
+_ESCAPE_SAFE = frozenset('\\\n"')
+
+
+class Format:
+    """A negotiated exposition: Prometheus text or OpenMetrics, with its name escaping.
+
+    Attributes:
+        openmetrics: OpenMetrics text (``# UNIT`` lines, ``# EOF``) rather than Prometheus text.
+        escaping: prometheus_client's escaping scheme for metric and label names.
+        version: The OpenMetrics version asked for (prometheus_client passes it on; it only
+            matters for native histograms, which the OTel exporter never produces).
+    """
+
+    __slots__ = ("escaping", "openmetrics", "version")
+
+    def __init__(self, openmetrics: bool = False, escaping: str = _om.UNDERSCORES, version: str = "1.0.0") -> None:
+        self.openmetrics = openmetrics
+        self.escaping = escaping
+        self.version = version
+
+    def key(self) -> tuple[bool, str]:
+        return (self.openmetrics, self.escaping)
+
+    def encode(self, registry: Any) -> bytes:
+        """Render ``registry`` the old way (prometheus_client) in this format."""
+        if self.openmetrics:
+            return bytes(_om.generate_latest(registry, escaping=self.escaping, version=self.version))
+        return _text.generate_latest(registry, escaping=self.escaping)
+
+    def __repr__(self) -> str:
+        return "Format(openmetrics=%r, escaping=%r, version=%r)" % (self.openmetrics, self.escaping, self.version)
+
+
+class _One:
+    """A prometheus_client collector that yields the given families (to render them the old way)."""
+
+    __slots__ = ("families",)
+
+    def __init__(self, families: Iterable[PromFamily]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> list[PromFamily]:
+        return self.families
+
+
+def _escape_value(value: str) -> str:
+    # prometheus_client's label-value escaping (openmetrics._escape with ALLOWUTF8), used by both formats.
+    if _ESCAPE_SAFE.isdisjoint(value):
+        return value
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _number(value: Any) -> str:
+    if type(value) is int and 0 <= value < _SMALL:
+        return _SMALL_INTS[value]
+    return str(floatToGoString(value))
+
+
+class _Family:
+    """Cached label strings of one Prometheus family, valid for one sorted tuple of label keys."""
+
+    __slots__ = ("entries", "keys")
+
+    def __init__(self) -> None:
+        # id(point.attributes) -> (attributes, point's own key tuple, label strings...)
+        self.entries: dict[int, tuple[Any, ...]] = {}
+        self.keys: tuple[str, ...] | None = None
+
+
+class FastExposition:
+    """Renders a ``PrometheusMetricReader``'s collection without prometheus_client's sample objects.
+
+    Args:
+        collector: The reader's ``_CustomCollector`` (for its name, prefix and label-value rules).
+    """
+
+    def __init__(self, collector: _CustomCollector) -> None:
+        self._collector = collector
+        self._families: dict[str, _Family] = {}
+        self._headers: dict[tuple[Any, ...], str] = {}
+        # One string object per distinct label string across families (the ten status gauges of a
+        # repo share one), rebuilt from the live entries once it has doubled since the last rebuild.
+        self._intern: dict[str, str] = {}
+        self._intern_rebuilt_at = 0
+        self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def supported(self) -> bool:
+        """Whether the collector's options are ones this renderer reproduces.
+
+        ``target_info``, scope labels and resource-attribute labels are off in
+        otel-gitjob's reader by default; with any of them on, serve the old way.
+        """
+        c = self._collector
+        return bool(c._disable_target_info) and not c._scope_info_enabled and c._resource_attribute_filter is None
+
+    def cached_series(self) -> int:
+        """Number of cached label strings (for tests and the memory benchmark)."""
+        return sum(len(family.entries) for family in self._families.values())
+
+    def render(self, metrics_data: MetricsData | None, fmt: Format) -> bytes:
+        """Render one collection as the old path would.
+
+        Args:
+            metrics_data: The (filtered) collection, or None when the reader produced none.
+            fmt: The negotiated format.
+
+        Returns:
+            The exposition, UTF-8 encoded.
+        """
+        with self._lock:
+            out: list[str] = []
+            if metrics_data is not None:
+                self._render(metrics_data, fmt, out)
+            elif self._families:  # nothing collected: no series is live any more
+                self._families.clear()
+                self._rebuild_intern()
+            if fmt.openmetrics:
+                out.append("# EOF\n")
+            return "".join(out).encode("utf-8")
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _render(self, metrics_data: MetricsData, fmt: Format, out: list[str]) -> None:
+        collector = self._collector
+        # Group metrics into Prometheus families as the exporter does (name|description|unit|type),
+        # in the order the exporter's dict would yield them.
+        groups: dict[str, list[tuple[Metric, str, str, str, type]]] = {}
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    data = metric.data
+                    if isinstance(data, Sum):
+                        as_gauge = (
+                            not data.is_monotonic and data.aggregation_temporality == AggregationTemporality.CUMULATIVE
+                        )
+                        kind: type = GaugeMetricFamily if as_gauge else CounterMetricFamily
+                    elif isinstance(data, Gauge):
+                        kind = GaugeMetricFamily
+                    elif isinstance(data, Histogram):
+                        kind = HistogramMetricFamily
+                    else:
+                        # The exporter logs and skips it; let it do both.
+                        kind = type(None)
+                    name = collector._resolve_metric_name(metric.name)
+                    description = metric.description or ""
+                    unit = map_unit(metric.unit or "")
+                    family_id = "|".join(("|".join((name, description, unit)), kind.__name__))
+                    groups.setdefault(family_id, []).append((metric, name, description, unit, kind))
+
+        seen = set()
+        pruned = False
+        for family_id, members in groups.items():
+            metric, name, description, unit, kind = members[0]
+            if len(members) > 1 or kind is type(None):
+                self._render_old(members, fmt, out)
+                continue
+            seen.add(family_id)
+            family = self._families.get(family_id)
+            if family is None:
+                family = self._families[family_id] = _Family()
+            if not self._render_family(family, family_id, metric, name, description, unit, kind, fmt, out):
+                self._render_old(members, fmt, out)
+            elif len(family.entries) > len(metric.data.data_points):
+                family.entries = {id(p.attributes): family.entries[id(p.attributes)] for p in metric.data.data_points}
+                pruned = True
+        if len(seen) != len(self._families):
+            for family_id in [f for f in self._families if f not in seen]:
+                del self._families[family_id]
+            pruned = True
+        if pruned or len(self._intern) > 2 * self._intern_rebuilt_at + 1024:
+            self._rebuild_intern()
+
+    def _rebuild_intern(self) -> None:
+        intern: dict[str, str] = {}
+        for family in self._families.values():
+            for entry in family.entries.values():
+                for text in entry[2:]:
+                    intern[text] = text
+        self._intern = intern
+        self._intern_rebuilt_at = len(intern)
+
+    def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[str]) -> None:
+        families: dict[str, PromFamily] = {}
+        for metric, *_ in members:
+            self._collector._translate_metric(
+                metric=metric, scope_attrs={}, resource_attrs={}, metric_family_id_metric_family=families
+            )
+        text = fmt.encode(_One(families.values())).decode("utf-8")
+        if fmt.openmetrics and text.endswith("# EOF\n"):
+            text = text[: -len("# EOF\n")]
+        out.append(text)
+
+    def _header(self, name: str, description: str, unit: str, kind: type, fmt: Format) -> tuple[str, PromFamily]:
+        family = kind(name=name, documentation=description, labels=(), unit=unit)
+        key = (name, description, unit, kind, fmt.key())
+        header = self._headers.get(key)
+        if header is None:
+            header = fmt.encode(_One([family])).decode("utf-8")
+            if fmt.openmetrics:
+                header = header[: -len("# EOF\n")]
+            if len(self._headers) > 4096:  # families come and go with views; never grow without bound
+                self._headers.clear()
+            self._headers[key] = header
+        return header, family
+
+    def _sample_name(self, name: str, fmt: Format) -> str | None:
+        """The sample name as the format writes it, or None when it would be quoted (render the old way)."""
+        if fmt.openmetrics:
+            if fmt.escaping == _om.ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
+                return None
+            return str(_om._escape(name, fmt.escaping, _om._is_legacy_labelname_rune))
+        if fmt.escaping == _om.ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
+            return None
+        return str(_om.escape_metric_name(name, fmt.escaping))
+
+    def _point_keys(self, attributes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+        labels = {sanitize_attribute(key): value for key, value in attributes.items()}
+        keys = tuple(sorted(labels))
+        return self._key_tuples.setdefault(keys, keys), labels
+
+    def _render_family(
+        self,
+        family: _Family,
+        family_id: str,
+        metric: Metric,
+        name: str,
+        description: str,
+        unit: str,
+        kind: type,
+        fmt: Format,
+        out: list[str],
+    ) -> bool:
+        header, prom = self._header(name, description, unit, kind, fmt)
+        points: Sequence[Any] = metric.data.data_points
+        histogram = kind is HistogramMetricFamily
+        keys = family.keys
+        entries = family.entries
+
+        # Pass 1: the family's label keys are the union over its current points (the exporter backfills
+        # "" for a point without one). In the steady state every point is cached and carries the family's
+        # key tuple itself, so this is one dict lookup per point.
+        full_seen = False
+        missing = False
+        others: dict[int, tuple[str, ...]] | None = None
+        for point in points:
+            attributes = point.attributes
+            entry = entries.get(id(attributes))
+            if entry is not None and entry[0] is attributes:
+                point_keys = entry[1]
+            else:
+                missing = True
+                point_keys = self._point_keys(attributes)[0]
+            if point_keys is keys:
+                full_seen = True
+            else:
+                if others is None:
+                    others = {}
+                others[id(point_keys)] = point_keys
+        if others is not None:
+            union = set(keys) if full_seen and keys is not None else set()
+            for point_keys in others.values():
+                union.update(point_keys)
+            new_keys = tuple(sorted(union))
+            new_keys = self._key_tuples.setdefault(new_keys, new_keys)
+            if new_keys != keys:
+                family.keys = keys = new_keys
+                family.entries = entries = {}
+                missing = True
+        if keys is None:  # no points
+            keys = ()
+        if len(self._key_tuples) > 4096:
+            self._key_tuples.clear()
+
+        # Label and sample names the format would rewrite, or a histogram attribute named "le":
+        # leave the family to prometheus_client.
+        label_names = (*keys, "le") if histogram else keys
+        if histogram and "le" in keys:
+            return False
+        escape_label_name = _om.escape_label_name
+        escaping = fmt.escaping
+        if any(escape_label_name(k, escaping) != k for k in label_names):
+            return False
+        if histogram:
+            suffixes: tuple[str, ...] = ("_bucket", "_count", "_sum")
+        elif kind is CounterMetricFamily:
+            suffixes = ("_total",)
+        else:
+            suffixes = ("",)
+        sample_names = [self._sample_name(prom.name + suffix, fmt) for suffix in suffixes]
+        if None in sample_names:
+            return False
+
+        # Pass 2 (new series only): their label strings, all before any line of the family is written, so
+        # the long-lived cache entries are not allocated in between a scrape's short-lived lines.
+        if missing:
+            for point in points:
+                attributes = point.attributes
+                entry = entries.get(id(attributes))
+                if entry is None or entry[0] is not attributes:
+                    entry = self._new_entry(attributes, keys, histogram)
+                    if entry is None:
+                        return False
+                    entries[id(attributes)] = entry
+
+        # Pass 3: the lines, joined per family so that a scrape holds one family's lines at a time.
+        lines: list[str] = [header]
+        if histogram:
+            self._render_histogram(points, entries, sample_names, lines)  # type: ignore[arg-type]
+
+        else:
+            sample = sample_names[0]
+            assert sample is not None
+            small = _SMALL_INTS
+            for point in points:
+                entry = entries[id(point.attributes)]
+                value = point.value
+                if type(value) is int and 0 <= value < _SMALL:
+                    text = small[value]
+                else:
+                    text = floatToGoString(value)
+                lines.append("%s%s %s\n" % (sample, entry[2], text))
+        out.append("".join(lines))
+        return True
+
+    def _render_histogram(
+        self,
+        points: Sequence[Any],
+        entries: dict[int, tuple[Any, ...]],
+        sample_names: list[str],
+        lines: list[str],
+    ) -> None:
+        bucket, count, total = sample_names
+        small = _SMALL_INTS
+        bounds_key: Any = None
+        le_parts: list[str] = []
+        with_totals = True
+        for point in points:
+            _, _, plain, pre, post = entries[id(point.attributes)]
+            bounds = point.explicit_bounds
+            # Each point carries its own copy of the bounds; equal ones render alike.
+            if bounds is not bounds_key and bounds != bounds_key:
+                bounds_key = bounds
+                # _convert_buckets: f"{bound}" and "+Inf"; the sum and count go only with a non-negative first bucket.
+                les = [f"{b}" for b in bounds]
+                les.append("+Inf")
+                le_parts = ['le="%s"' % _escape_value(le) for le in les]
+                with_totals = float(les[0]) >= 0
+            head = "%s{%s" % (bucket, pre)
+            tail = "%s} " % post
+            cumulative = 0
+            for le_part, cumulative in zip(le_parts, accumulate(point.bucket_counts), strict=False):
+                lines.append(
+                    "%s%s%s%s\n"
+                    % (head, le_part, tail, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
+                )
+            if with_totals and point.sum is not None:
+                lines.append(
+                    "%s%s %s\n"
+                    % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
+                )
+                lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
+
+    def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
+        point_keys, raw = self._point_keys(attributes)
+        check = self._collector._check_value
+        values: dict[str, str] = {}
+        for label, value in raw.items():
+            if not isinstance(value, (str, int, float, bool, tuple)) or (
+                isinstance(value, tuple) and not all(isinstance(v, (str, int, float, bool)) for v in value)
+            ):
+                # A list (or anything mutable) could change in place while its series lives; the cached
+                # string would go stale. Such values are not valid OTel attributes from our code anyway.
+                return None
+            values[label] = _escape_value(check(value))
+        intern = self._intern
+        if not histogram:
+            text = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
+            text = "{%s}" % text if text else ""
+            return (attributes, point_keys, intern.setdefault(text, text))
+        split = bisect_left(keys, "le")
+        pre = "".join(['%s="%s",' % (k, values.get(k, "")) for k in keys[:split]])
+        post = "".join([',%s="%s"' % (k, values.get(k, "")) for k in keys[split:]])
+        plain = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
+        plain = "{%s}" % plain if plain else ""
+        return (attributes, point_keys, intern.setdefault(plain, plain), intern.setdefault(pre, pre), post)

@@ -1,0 +1,256 @@
+"""The ``/metrics`` endpoint that :func:`otel_gitjob.setup` starts.
+
+It answers like prometheus_client's ``start_http_server`` (same content
+negotiation, same headers, ``OPTIONS``, ``405``, ``/favicon.ico``, ``name[]``
+filtering), but renders the reader's collection with
+:class:`~otel_gitjob._internal.exposition.FastExposition` whenever the registry
+holds nothing but that reader, and compresses at :data:`DEFAULT_GZIP_LEVEL`.
+Anything else (a registry with other collectors or ``target_info``, a reader with
+scope labels or ``target_info``, a ``name[]`` filter) is served the old way, by
+prometheus_client from the registry.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import make_server
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import exposition as _text
+from prometheus_client.openmetrics import exposition as _om
+
+from otel_gitjob._internal.exposition import FastExposition, Format
+from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
+
+__all__ = [
+    "DEFAULT_COLLECT_TIMEOUT",
+    "DEFAULT_GZIP_LEVEL",
+    "MetricsEndpoint",
+    "collect_timeout_from_env",
+    "start_http_server",
+]
+
+_logger = logging.getLogger(__name__)
+
+# Measured on the 10,000-repo Fleet exposition (47 MB; docs/performance.md, "gzip level"): level 1
+# takes about a tenth of level 9's CPU for a body about 1.4x as large; level 9 (prometheus_client's
+# default) is the single most expensive step of a compressed scrape.
+DEFAULT_GZIP_LEVEL = 1
+
+# Seconds a collection may take before the SDK gives up with MetricsTimeoutError (its own default is 10 s).
+# The SDK checks the deadline between observable instruments: it cannot interrupt a slow callback, so a
+# deadline shorter than the work never saves time, it only throws a nearly finished collection away and
+# fails the scrape (at 30,000 repos the first collection takes longer than 10 s, and every scrape failed
+# until enough series existed; on a loaded 2-core machine even 10,000 repos did). 300 s is several times a
+# 30,000-repo first collection on one busy core, and costs nothing when the work is fast: Prometheus's own
+# scrape_timeout still bounds how long it waits, a collection that outlives it completes and makes the next
+# scrape cheap, and the endpoint never runs two collections at once (scrapes arriving meanwhile share the
+# one in flight), so slow collections cannot pile up.
+DEFAULT_COLLECT_TIMEOUT = 300.0
+
+
+def collect_timeout_from_env() -> float:
+    """``OTEL_GITJOB_COLLECT_TIMEOUT`` in seconds, or :data:`DEFAULT_COLLECT_TIMEOUT` (unset or invalid)."""
+    raw = os.environ.get(OTEL_GITJOB_COLLECT_TIMEOUT)
+    if not raw:
+        return DEFAULT_COLLECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value > 0:
+        return value
+    _logger.warning(
+        "otel-gitjob: %s must be a positive number of seconds, got %r; using %s",
+        OTEL_GITJOB_COLLECT_TIMEOUT,
+        raw,
+        DEFAULT_COLLECT_TIMEOUT,
+    )
+    return DEFAULT_COLLECT_TIMEOUT
+
+
+def _format_of(encoder: Callable[..., bytes]) -> Format | None:
+    """The :class:`Format` prometheus_client's ``choose_encoder`` picked, or None for one we do not know."""
+    if encoder is _text.generate_latest:
+        return Format(openmetrics=False)
+    if isinstance(encoder, functools.partial) and not encoder.args:
+        keywords = encoder.keywords
+        escaping = keywords.get("escaping", _om.UNDERSCORES)
+        if encoder.func is _text.generate_latest and set(keywords) <= {"escaping"}:
+            return Format(openmetrics=False, escaping=escaping)
+        if encoder.func is _om.generate_latest and set(keywords) <= {"escaping", "version"}:
+            return Format(openmetrics=True, escaping=escaping, version=keywords.get("version", "1.0.0"))
+    return None
+
+
+class MetricsEndpoint:
+    """Bakes ``/metrics`` responses for one registry and the reader registered in it.
+
+    Args:
+        registry: The prometheus_client registry to serve.
+        reader: The ``PrometheusMetricReader`` registered in ``registry`` (None: always the old way).
+        gzip_level: Compression level when the client accepts gzip.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, reader: Any = None, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+    ) -> None:
+        self.registry = registry
+        self.reader = reader
+        self.gzip_level = gzip_level
+        collector = getattr(reader, "_collector", None)
+        self._fast = FastExposition(collector) if collector is not None else None
+        # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
+        self._flight = threading.Condition()
+        self._collecting = False
+        self._generation = 0
+        self._waiting = 0
+        self._result: tuple[Any, BaseException | None] | None = None
+
+    def fast_path(self) -> bool:
+        """Whether a scrape of the whole registry can be rendered from the reader's collection."""
+        if self._fast is None or not self._fast.supported():
+            return False
+        try:
+            with self.registry._lock:
+                collectors = list(self.registry._collector_to_names)
+                target_info = self.registry._target_info
+        except AttributeError:  # not a prometheus_client CollectorRegistry we know
+            return False
+        return collectors == [self.reader._collector] and not target_info
+
+    def cached_series(self) -> int:
+        """Label strings the fast path holds (0 when it is not used)."""
+        return self._fast.cached_series() if self._fast is not None else 0
+
+    def render(self, fmt: Format) -> bytes:
+        """Collect and render the reader's metrics (the fast path)."""
+        assert self._fast is not None
+        data, error = self._collect_shared()
+        if error is not None:
+            raise error
+        return self._fast.render(data, fmt)
+
+    def _collect_shared(self) -> tuple[Any, BaseException | None]:
+        """The result of one collection: a new one, or the one in flight when this scrape arrived.
+
+        A slow collection (the first one at 30,000 repos) must not be repeated by every scrape that
+        queued up behind it: those scrapes take its result instead.
+        """
+        with self._flight:
+            if self._collecting:
+                generation = self._generation
+                self._waiting += 1
+                try:
+                    while self._generation == generation:
+                        self._flight.wait()
+                    assert self._result is not None
+                    return self._result
+                finally:
+                    self._waiting -= 1
+                    if not self._waiting:
+                        self._result = None  # release the collection once every waiter has it
+            self._collecting = True
+        data, error = None, None
+        try:
+            data = self._collect()
+        except Exception as exc:  # the waiters fail like this scrape (HTTP 500), not with empty output
+            error = exc
+        with self._flight:
+            self._collecting = False
+            self._generation += 1
+            self._result = (data, error) if self._waiting else None
+            self._flight.notify_all()
+        return data, error
+
+    def _collect(self) -> Any:
+        collector = self.reader._collector
+        # The reader's own collect: lifecycle housekeeping, the SDK's collection (with the reader's deadline),
+        # the lifecycle's filter; it queues the result on the collector.
+        self.reader.collect()
+        datas = collector._metrics_datas
+        latest = None
+        # Collections queued by other callers (MeterProvider.force_flush collects every reader) are older
+        # than this one; the old path would print their families twice.
+        while datas:
+            latest = datas.popleft()
+        return latest
+
+    def bake(
+        self, accept: str | None, accept_encoding: str | None, params: dict[str, list[str]]
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Status, headers and body for a GET, as prometheus_client's ``_bake_output`` would give."""
+        encoder, content_type = _text.choose_encoder(accept or "")
+        fmt = _format_of(encoder)
+        if fmt is not None and "name[]" not in params and self.fast_path():
+            output = self.render(fmt)
+        else:
+            registry: Any = self.registry
+            if "name[]" in params:
+                registry = registry.restricted_registry(params["name[]"])
+            output = encoder(registry)
+        headers = [("Content-Type", content_type)]
+        if _text.gzip_accepted(accept_encoding or ""):
+            output = gzip.compress(output, compresslevel=self.gzip_level)
+            headers.append(("Content-Encoding", "gzip"))
+        return "200 OK", headers, output
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """A WSGI application with prometheus_client's ``make_wsgi_app`` behaviour."""
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            status, headers, output = "200 OK", [("Allow", "OPTIONS,GET")], b""
+        elif method != "GET":
+            status = "405 Method Not Allowed"
+            headers = [("Allow", "OPTIONS,GET")]
+            output = f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()
+        elif environ["PATH_INFO"] == "/favicon.ico":
+            status, headers, output = "200 OK", [], b""
+        else:
+            status, headers, output = self.bake(
+                environ.get("HTTP_ACCEPT"),
+                environ.get("HTTP_ACCEPT_ENCODING"),
+                parse_qs(environ.get("QUERY_STRING", "")),
+            )
+        start_response(status, headers)
+        return [output]
+
+
+def start_http_server(
+    port: int,
+    addr: str = "0.0.0.0",
+    registry: CollectorRegistry | None = None,
+    *,
+    reader: Any = None,
+    gzip_level: int = DEFAULT_GZIP_LEVEL,
+) -> tuple[Any, threading.Thread]:
+    """Serve ``registry`` on ``addr:port`` in a daemon thread, like prometheus_client's ``start_http_server``.
+
+    Args:
+        port: Listen port (0 picks a free one).
+        addr: Listen address.
+        registry: What to serve.
+        reader: The ``PrometheusMetricReader`` registered in ``registry``, for the fast path.
+        gzip_level: Compression level when the client accepts gzip.
+
+    Returns:
+        The server (``shutdown()``, ``server_close()``, ``server_address``) and its thread.
+    """
+    endpoint = MetricsEndpoint(registry if registry is not None else CollectorRegistry(), reader, gzip_level=gzip_level)
+
+    class _Server(_text.ThreadingWSGIServer):
+        """A copy of the threading server class so the address family is set per instance."""
+
+    _Server.address_family, addr = _text._get_best_family(addr, port)
+    httpd = make_server(addr, port, endpoint.wsgi_app, _Server, handler_class=_text._SilentHandler)
+    httpd.endpoint = endpoint  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, name="otel-gitjob-metrics", daemon=True)
+    thread.start()
+    return httpd, thread

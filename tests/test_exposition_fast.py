@@ -1,0 +1,380 @@
+"""The fast ``/metrics`` renderer produces exactly today's bytes (reader → exporter's collector → prometheus_client).
+
+Each scrape is one collection rendered twice: by the old path (the exporter's
+``_CustomCollector`` translating it into prometheus_client families, then
+prometheus_client's ``generate_latest``) and by :class:`FastExposition`, which
+keeps its label-string cache from scrape to scrape while series appear, are
+forgotten, expire and come back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _helpers import FakeClock
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics import exposition as om
+
+from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob._internal.exposition import FastExposition, Format
+from otel_gitjob._internal.serve import MetricsEndpoint, start_http_server
+
+FORMATS = [
+    Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default
+    Format(openmetrics=False, escaping=om.ALLOWUTF8),  # text 1.0.0
+    Format(openmetrics=True),  # OpenMetrics 1.0.0
+    Format(openmetrics=True, escaping=om.ALLOWUTF8),  # what Prometheus 3 asks for first
+    Format(openmetrics=True, escaping=om.DOTS),  # label names rewritten: rendered by prometheus_client
+]
+
+# Label values with what the formats must escape (backslash, quote, newline) and non-ASCII text; no lone
+# surrogates, which neither path can encode.
+LABEL_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(["\\", '"', "\n", "é", "名", "🙂", ",", "=", "{", "}", " ", "l", "a"]),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+class World:
+    """A lifecycle-managed provider with Fleet's instruments and a few odd ones, and both renderers."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.lifecycle = Lifecycle(clock=self.clock)
+        self.registry = CollectorRegistry()
+        self.reader: Any = self.lifecycle.prometheus_reader(self.registry)
+        self.provider = MeterProvider(
+            metric_readers=[self.reader],
+            views=self.lifecycle.views(),
+        )
+        self.gitjob = GitJobMetrics(self.provider, lifecycle=self.lifecycle, gauge_ttl=120.0)
+        meter = self.provider.get_meter("test")
+        self.updown = meter.create_up_down_counter("odd.updown", unit="By", description='quote " back \\ nl \n')
+        # A negative first bound: prometheus_client leaves out _sum and _count.
+        self.signed = meter.create_histogram(
+            "odd_signed_hist", unit="ms", explicit_bucket_boundaries_advisory=(-1.5, 0, 0.25, 2)
+        )
+        self.float_counter = meter.create_counter("odd_float_total", unit="{repos}")
+        self.observed: dict[tuple[str, str], dict[str, Any]] = {}
+        meter.create_observable_gauge("odd_status", callbacks=[self._observe], unit="1", description="status")
+        self.fast = FastExposition(self.reader._collector)
+
+    def _observe(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(len(key[1]), attributes) for key, attributes in self.observed.items()]
+
+    def close(self) -> None:
+        self.provider.shutdown()
+
+    def collect(self) -> Any:
+        self.reader.collect()
+        datas = self.reader._collector._metrics_datas
+        assert len(datas) <= 1
+        return datas.popleft() if datas else None  # the SDK hands over nothing when nothing was ever recorded
+
+    def old(self, data: Any, fmt: Format) -> bytes:
+        """Today's path on the same collection: the registry's collector translates, prometheus_client formats."""
+        collector = self.reader._collector
+        callback, collector._callback = collector._callback, None
+        try:
+            if data is not None:
+                collector.add_metrics_data(data)
+            return fmt.encode(self.registry)
+        finally:
+            collector._callback = callback
+
+    def assert_identical(self) -> bytes:
+        data = self.collect()
+        text = b""
+        for fmt in FORMATS:
+            old = self.old(data, fmt)
+            new = self.fast.render(data, fmt)
+            assert new == old, fmt
+            text = text or old
+        # The cache holds series of this collection only (families that prometheus_client renders hold none).
+        live = set()
+        if data is not None:
+            for rm in data.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        live.update(id(point.attributes) for point in metric.data.data_points)
+        for family in self.fast._families.values():
+            for key, entry in family.entries.items():
+                assert key == id(entry[0]) and key in live
+        return text
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    w = World()
+    yield w
+    w.close()
+
+
+# One step of a scrape interval: what happens to which repo.
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["created", "failed", "succeeded", "fetched", "fetch_failed", "odd", "observe", "forget"]),
+        st.integers(0, 5),  # which repo of the pool
+        st.floats(0, 5000, allow_nan=False),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(st.tuples(LABEL_TEXT, LABEL_TEXT), min_size=6, max_size=6),
+    extra=LABEL_TEXT,
+    steps=st.lists(st.tuples(OPS, st.sampled_from([0.0, 60.0, 121.0])), min_size=1, max_size=4),
+)
+def test_fast_path_is_byte_identical_to_the_old_path_across_scrapes(
+    names: list[tuple[str, str]], extra: str, steps: list[tuple[list[tuple[str, int, float]], float]]
+) -> None:
+    w = World()
+    try:
+        for ops, advance in steps:
+            for op, which, value in ops:
+                namespace, name = names[which]
+                repo = (namespace, name)
+                attrs = {"namespace": namespace, "name": name}
+                if op == "created":
+                    w.gitjob.job_created(repo)
+                elif op == "failed":
+                    w.gitjob.job_creation_failed(repo)
+                elif op == "succeeded":  # histogram + the transient gauge
+                    w.gitjob.job_succeeded(repo, value)
+                elif op == "fetched":
+                    w.gitjob.commit_fetched(repo, value / 100)
+                elif op == "fetch_failed":
+                    w.gitjob.commit_fetch_failed(repo)
+                elif op == "odd":
+                    # Sanitised keys (dots, a leading digit), a key only some points have, non-string values.
+                    odd = {**attrs, "repo.url": extra, "1st": which % 2 == 0}
+                    if which % 3 == 0:
+                        odd["only_some"] = value
+                    w.updown.add(which - 2, odd)
+                    w.signed.record(value / 1000, attrs)
+                    w.float_counter.add(value / 7, {**attrs, "n": which})
+                elif op == "observe":
+                    w.observed[repo] = {**attrs, "branch": extra, "paths": "a;b"}
+                else:
+                    w.observed.pop(repo, None)
+                    w.lifecycle.forget(attrs)
+            # Transient gauges expire after 120 s (the sweeper runs before each collection).
+            w.clock.advance(advance)
+            w.assert_identical()
+        # Every repo gone: the cache lets go of all their series (only the package's own
+        # dropped-measurements counter, which has no repo labels, may remain).
+        for namespace, name in names:
+            w.lifecycle.forget({"namespace": namespace, "name": name})
+        w.observed.clear()
+        w.clock.advance(121)
+        w.assert_identical()
+        for family in w.fast._families.values():
+            for entry in family.entries.values():
+                assert "namespace" not in entry[0], entry[0]
+    finally:
+        w.close()
+
+
+def test_forgotten_and_expired_series_leave_the_cache(world: World) -> None:
+    gitjob = world.gitjob
+    for i in range(20):
+        gitjob.job_created(("ns", "repo-%d" % i))
+        gitjob.job_succeeded(("ns", "repo-%d" % i), 3.0)  # histogram + transient gauge
+    world.assert_identical()
+    assert world.fast.cached_series() == 20 * 3
+
+    for i in range(10):
+        world.lifecycle.forget(("ns", "repo-%d" % i))
+    text = world.assert_identical()
+    assert world.fast.cached_series() == 10 * 3
+    assert b'name="repo-3"' not in text
+
+    world.clock.advance(121)  # the transient gauges of the other ten expire
+    text = world.assert_identical()
+    assert world.fast.cached_series() == 10 * 2
+    assert b"fleet_gitjob_duration_seconds_gauge{" not in text
+
+    gitjob.job_succeeded(("ns", "repo-15"), 7.0)  # an expired transient gauge comes back
+    gitjob.job_created(("ns", "repo-new"))  # a new repo appears
+    text = world.assert_identical()
+    assert b'fleet_gitjob_duration_seconds_gauge{name="repo-15",namespace="ns"} 7.0' in text
+    assert world.fast.cached_series() == 10 * 2 + 1 + 1
+
+
+def test_label_strings_are_shared_between_families(world: World) -> None:
+    for i in range(5):
+        world.gitjob.job_created(("ns", "r%d" % i))
+        world.gitjob.commit_fetch_failed(("ns", "r%d" % i))
+    world.assert_identical()
+    strings = {}
+    for family in world.fast._families.values():
+        for entry in family.entries.values():
+            strings.setdefault(entry[2], set()).add(id(entry[2]))
+    assert strings and all(len(ids) == 1 for ids in strings.values())
+
+
+def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World) -> None:
+    from prometheus_client import start_http_server as old_server
+
+    for i in range(30):
+        world.gitjob.job_created(("ns-%d" % (i % 3), 'we"ird\\name\n%d' % i))
+        world.gitjob.job_succeeded(("ns", "r%d" % i), i * 10.0)
+    fast, fast_thread = start_http_server(0, "127.0.0.1", world.registry, reader=world.reader, gzip_level=6)
+    old, old_thread = old_server(0, "127.0.0.1", world.registry)
+    try:
+        assert fast.endpoint.fast_path()
+        accepts = [
+            None,
+            "text/plain;version=1.0.0;escaping=allow-utf-8",
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;q=0.1",
+            "application/openmetrics-text; version=1.0.0",
+        ]
+        for accept in accepts:
+            for encoding in (None, "gzip"):
+                got = {}
+                for label, server in (("fast", fast), ("old", old)):
+                    request = urllib.request.Request("http://127.0.0.1:%d/metrics" % server.server_address[1])
+                    if accept:
+                        request.add_header("Accept", accept)
+                    if encoding:
+                        request.add_header("Accept-Encoding", encoding)
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        body = response.read()
+                        if response.headers.get("Content-Encoding") == "gzip":
+                            body = gzip.decompress(body)
+                        got[label] = (response.status, response.headers["Content-Type"], body)
+                assert got["fast"] == got["old"], (accept, encoding)
+                assert b"fleet_gitjobs_created_success_total" in got["fast"][2]
+    finally:
+        for server, thread in ((fast, fast_thread), (old, old_thread)):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def test_a_registry_with_other_collectors_is_served_the_old_way(world: World) -> None:
+    from prometheus_client import Counter
+
+    world.gitjob.job_created(("ns", "a"))
+    endpoint = MetricsEndpoint(world.registry, world.reader)
+    assert endpoint.fast_path()
+    Counter("user_own_total", "a user's own metric", registry=world.registry).inc()
+    assert not endpoint.fast_path()
+    _status, _headers, body = endpoint.bake(None, None, {})
+    assert b"user_own_total 1.0" in body and b"fleet_gitjobs_created_success_total" in body
+    assert endpoint.cached_series() == 0
+
+
+def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    lifecycle = Lifecycle()
+    try:
+        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
+        assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
+        monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
+        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
+        monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "soon")
+        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
+    finally:
+        lifecycle.shutdown()
+
+
+def test_setup_serves_metrics_through_the_fast_path() -> None:
+    from prometheus_client import generate_latest
+
+    import otel_gitjob
+
+    instrumentation = otel_gitjob.setup(port=0, collect_timeout=30)
+    try:
+        instrumentation.gitjob.job_created(("fleet-local", "simple"))
+        instrumentation.gitjob.job_succeeded(("fleet-local", "simple"), 4.0)
+        endpoint = instrumentation._server.endpoint
+        assert endpoint.fast_path()
+        host, port = instrumentation.address
+        request = urllib.request.Request("http://%s:%d/metrics" % (host, port), headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            body = gzip.decompress(response.read())
+        assert endpoint.cached_series() == 3  # counter, histogram, transient gauge of one repo
+        assert body == generate_latest(instrumentation.registry)
+        assert b'fleet_gitjob_duration_seconds_bucket{le="5",name="simple",namespace="fleet-local"} 1.0' in body
+        reader = endpoint.reader
+        assert reader.collect_timeout_millis == 30_000
+    finally:
+        instrumentation.shutdown()
+
+
+def test_scrapes_during_a_slow_collection_share_it() -> None:
+    import threading
+    import time
+
+    from opentelemetry.sdk.metrics._internal.exceptions import MetricsTimeoutError
+
+    lifecycle = Lifecycle()
+    registry = CollectorRegistry()
+    reader: Any = lifecycle.prometheus_reader(registry, collect_timeout=0.5)
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    calls = []
+    delay = [0.8]
+
+    def slow(options: CallbackOptions) -> list[Observation]:
+        calls.append(time.monotonic())
+        time.sleep(delay[0])
+        return [Observation(len(calls), {"namespace": "ns", "name": "a"})]
+
+    # Two instruments: the SDK checks its deadline between observable instruments, not inside one.
+    provider.get_meter("test").create_observable_gauge("slow_gauge", callbacks=[slow])
+    provider.get_meter("test").create_observable_gauge("second_gauge", callbacks=[lambda options: []])
+    endpoint = MetricsEndpoint(registry, reader)
+    results: list[Any] = []
+
+    def scrape(fmt: Format) -> None:
+        try:
+            results.append(endpoint.render(fmt))
+        except Exception as error:
+            results.append(error)
+
+    try:
+        # Longer than the deadline: the collection fails, and the scrape that waited for it fails alike.
+        threads = [threading.Thread(target=scrape, args=(Format(),)) for _ in range(2)]
+        threads[0].start()
+        time.sleep(0.3)
+        threads[1].start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(calls) == 1
+        assert len(results) == 2 and all(isinstance(r, MetricsTimeoutError) for r in results)
+
+        # Within the deadline: three scrapes, one collection, each rendered in its own format.
+        delay[0] = 0.3
+        results.clear()
+        calls.clear()
+        reader.collect_timeout_millis = 30_000
+        formats = [Format(), Format(openmetrics=True), Format()]
+        threads = [threading.Thread(target=scrape, args=(fmt,)) for fmt in formats]
+        threads[0].start()
+        time.sleep(0.1)
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(calls) == 1
+        texts = sorted(results, key=len)
+        assert texts[0] == texts[1] and texts[2] == texts[0] + b"# EOF\n"
+        assert b'slow_gauge{name="a",namespace="ns"} 1.0' in texts[0]
+        assert endpoint._result is None  # nothing held once every waiter has its copy
+    finally:
+        provider.shutdown()
