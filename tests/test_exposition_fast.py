@@ -76,6 +76,7 @@ class World:
 
     def close(self) -> None:
         self.provider.shutdown()
+        self.lifecycle.shutdown()
 
     def collect(self) -> Any:
         self.reader.collect()
@@ -195,24 +196,24 @@ def test_forgotten_and_expired_series_leave_the_cache(world: World) -> None:
         gitjob.job_created(("ns", "repo-%d" % i))
         gitjob.job_succeeded(("ns", "repo-%d" % i), 3.0)  # histogram + transient gauge
     world.assert_identical()
-    assert world.fast.cached_series() == 20 * 3
+    assert world.fast.cached_series(own=False) == 20 * 3
 
     for i in range(10):
         world.lifecycle.forget(("ns", "repo-%d" % i))
     text = world.assert_identical()
-    assert world.fast.cached_series() == 10 * 3
+    assert world.fast.cached_series(own=False) == 10 * 3
     assert b'name="repo-3"' not in text
 
     world.clock.advance(121)  # the transient gauges of the other ten expire
     text = world.assert_identical()
-    assert world.fast.cached_series() == 10 * 2
+    assert world.fast.cached_series(own=False) == 10 * 2
     assert b"fleet_gitjob_duration_seconds_gauge{" not in text
 
     gitjob.job_succeeded(("ns", "repo-15"), 7.0)  # an expired transient gauge comes back
     gitjob.job_created(("ns", "repo-new"))  # a new repo appears
     text = world.assert_identical()
     assert b'fleet_gitjob_duration_seconds_gauge{name="repo-15",namespace="ns"} 7.0' in text
-    assert world.fast.cached_series() == 10 * 2 + 1 + 1
+    assert world.fast.cached_series(own=False) == 10 * 2 + 1 + 1
 
 
 def test_label_strings_are_shared_between_families(world: World) -> None:
@@ -230,9 +231,12 @@ def test_label_strings_are_shared_between_families(world: World) -> None:
 def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World) -> None:
     from prometheus_client import start_http_server as old_server
 
+    notes = world.provider.get_meter("user").create_counter("user_notes")
     for i in range(30):
-        world.gitjob.job_created(("ns-%d" % (i % 3), 'we"ird\\name\n%d' % i))
+        # A quote and a backslash in a repo name; a newline, which no Kubernetes name has, in a user's own label.
+        world.gitjob.job_created(("ns-%d" % (i % 3), 'we"ird\\name-%d' % i))
         world.gitjob.job_succeeded(("ns", "r%d" % i), i * 10.0)
+        notes.add(1, {"namespace": "ns", "name": "r%d" % i, "note": "line\nbreak"})
     fast, fast_thread = start_http_server(0, "127.0.0.1", world.registry, reader=world.reader, gzip_level=6)
     old, old_thread = old_server(0, "127.0.0.1", world.registry)
     try:
@@ -259,6 +263,7 @@ def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: Wo
                         got[label] = (response.status, response.headers["Content-Type"], body)
                 assert got["fast"] == got["old"], (accept, encoding)
                 assert b"fleet_gitjobs_created_success_total" in got["fast"][2]
+                assert b"line\\nbreak" in got["fast"][2]  # escaped as the old path escapes it
     finally:
         for server, thread in ((fast, fast_thread), (old, old_thread)):
             server.shutdown()
@@ -308,7 +313,7 @@ def test_setup_serves_metrics_through_the_fast_path() -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.headers["Content-Encoding"] == "gzip"
             body = gzip.decompress(response.read())
-        assert endpoint.cached_series() == 3  # counter, histogram, transient gauge of one repo
+        assert endpoint.cached_series(own=False) == 3  # counter, histogram, transient gauge of one repo
         assert body == generate_latest(instrumentation.registry)
         assert b'fleet_gitjob_duration_seconds_bucket{le="5",name="simple",namespace="fleet-local"} 1.0' in body
         reader = endpoint.reader
@@ -378,3 +383,4 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
         assert endpoint._result is None  # nothing held once every waiter has its copy
     finally:
         provider.shutdown()
+        lifecycle.shutdown()

@@ -151,9 +151,17 @@ class FastExposition:
         c = self._collector
         return bool(c._disable_target_info) and not c._scope_info_enabled and c._resource_attribute_filter is None
 
-    def cached_series(self) -> int:
-        """Number of cached label strings (for tests and the memory benchmark)."""
-        return sum(len(family.entries) for family in self._families.values())
+    def cached_series(self, *, own: bool = True) -> int:
+        """Number of cached label strings (for tests and the memory benchmark).
+
+        Args:
+            own: Count the package's own ``otel_gitjob_*`` self-metric series too.
+        """
+        return sum(
+            len(family.entries)
+            for family_id, family in self._families.items()
+            if own or not family_id.startswith("otel_gitjob_")
+        )
 
     def render(self, metrics_data: MetricsData | None, fmt: Format) -> bytes:
         """Render one collection as the old path would.

@@ -126,9 +126,9 @@ class MetricsEndpoint:
             return False
         return collectors == [self.reader._collector] and not target_info
 
-    def cached_series(self) -> int:
-        """Label strings the fast path holds (0 when it is not used)."""
-        return self._fast.cached_series() if self._fast is not None else 0
+    def cached_series(self, *, own: bool = True) -> int:
+        """Label strings the fast path holds (0 when it is not used); ``own=False`` leaves out the self-metrics."""
+        return self._fast.cached_series(own=own) if self._fast is not None else 0
 
     def render(self, fmt: Format) -> bytes:
         """Collect and render the reader's metrics (the fast path)."""
