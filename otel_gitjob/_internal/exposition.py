@@ -29,6 +29,7 @@ exporter's family object, so the output stays byte-identical in every case.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -124,6 +125,30 @@ class _Family:
         self.keys: tuple[str, ...] | None = None
 
 
+def _exporter_supported() -> bool:
+    """Whether the installed exporter's ``_CustomCollector`` has the shape this renderer reproduces.
+
+    The renderer re-implements the exporter's translation and borrows its
+    private collector (its options and ``_translate_metric`` for fallbacks);
+    opentelemetry-exporter-prometheus 0.66b0 and later have that shape. Older
+    releases (0.54b0 - 0.65b0, paired with opentelemetry-sdk 1.33 - 1.44) name
+    these differently, so there the exporter's own path serves ``/metrics``.
+    """
+    try:
+        translate = inspect.signature(_CustomCollector._translate_metric).parameters
+        init = inspect.signature(_CustomCollector.__init__).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return {"metric", "scope_attrs", "resource_attrs", "metric_family_id_metric_family"} <= set(translate) and {
+        "disable_target_info",
+        "scope_info_enabled",
+        "resource_attribute_filter",
+    } <= set(init)
+
+
+EXPORTER_SUPPORTED = _exporter_supported()
+
+
 class FastExposition:
     """Renders a ``PrometheusMetricReader``'s collection without prometheus_client's sample objects.
 
@@ -146,8 +171,11 @@ class FastExposition:
         """Whether the collector's options are ones this renderer reproduces.
 
         ``target_info``, scope labels and resource-attribute labels are off in
-        otel-gitjob's reader by default; with any of them on, serve the old way.
+        otel-gitjob's reader by default; with any of them on, or with an exporter
+        release whose collector has another shape, serve the old way.
         """
+        if not EXPORTER_SUPPORTED:
+            return False
         c = self._collector
         return bool(c._disable_target_info) and not c._scope_info_enabled and c._resource_attribute_filter is None
 

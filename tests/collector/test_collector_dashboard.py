@@ -10,14 +10,14 @@ for a deleted one.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import random
-import re
 import threading
-from pathlib import Path
 
+import _dashboard
 import kubernetes
+from _dashboard import STATUS, dashboard, fleets_own_queries, panel_expressions
 from collector_helpers import PROMETHEUS_CONFIG, resource
 from kube_emulator import Emulator
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -28,42 +28,11 @@ from prometheus_server import SCRAPE_INTERVAL
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob.listener import GitRepoListener, ListenerSettings
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "fleet-gitjob.json"
 RATE_INTERVAL = "%ds" % int(4 * SCRAPE_INTERVAL)  # Grafana's $__rate_interval: at least four scrape intervals
-STATUS = {
-    "desiredReadyClusters": 2,
-    "readyClusters": 1,
-    "resourceCounts": {
-        k: 1 for k in ("desiredReady", "ready", "notReady", "missing", "modified", "orphaned", "unknown", "waitApplied")
-    },
-}
-
-
-def panel_expressions() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-
-
-def template_queries() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
-
-
-def fleets_own_queries() -> list[str]:
-    """The queries of rancher/fleet-dashboards (as tests/e2e/test_dashboard.py has them)."""
-    selector = '{exported_namespace=~"$namespace", name=~"$name"}'
-    return [
-        "histogram_quantile(%s, sum(increase(fleet_gitrepo_fetch_latest_commit_duration_seconds_bucket%s"
-        "[$__rate_interval])) by (le, namespace, name))" % (q, selector)
-        for q in ("0.99", "0.90", "0.50")
-    ] + [
-        "sum(fleet_gitrepo_%s%s) by (exported_namespace, name)" % (gauge, selector)
-        for gauge in ("ready_clusters", "desired_ready_clusters", "resources_ready", "resources_not_ready")
-    ]
 
 
 def substitute(expr: str, namespace: str, name: str) -> str:
-    return expr.replace("$namespace", namespace).replace("$name", name).replace("$__rate_interval", RATE_INTERVAL)
+    return _dashboard.substitute(expr, namespace, name, RATE_INTERVAL)
 
 
 def test_every_dashboard_query_returns_data_through_the_collector(start_collector, start_prometheus) -> None:
@@ -116,12 +85,10 @@ def test_every_dashboard_query_returns_data_through_the_collector(start_collecto
                     query, lambda r: r and all(math.isfinite(float(s["value"][1])) for s in r), timeout=20
                 )
                 assert {s["metric"].get("name") for s in result} == {name}, query
-        for variable in template_queries():
-            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable)
-            assert match, variable
-            selector, label = match.groups()
-            values = prometheus.api("label/%s/values" % label, **{"match[]": substitute(selector, "fleet-local", ".*")})
-            assert ("fleet-local" if label == "exported_namespace" else "live") in values
+        variables = {v["name"]: v for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+        options = functools.partial(_dashboard.variable_values, prometheus.query, rate_interval=RATE_INTERVAL)
+        assert "fleet-local" in options(variables["namespace"], namespace=".*")
+        assert "live" in options(variables["name"], namespace="fleet-local")
 
         with lock:
             live.discard("doomed")

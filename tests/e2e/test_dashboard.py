@@ -11,101 +11,34 @@ variable's regex.
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 import random
 import re
 import threading
 import time
+from typing import Any
 
+import _dashboard
 import pytest
-from conftest import Stack
+from _dashboard import STATUS, dashboard, fleets_own_queries, panel_expressions, self_panel_expressions
 from prometheus_server import OPERATOR, SCRAPE_INTERVAL, SCRAPE_MODES
 
-DASHBOARD = pathlib.Path(__file__).parents[2] / "examples" / "grafana" / "fleet-gitjob.json"
 # Grafana's $__rate_interval is at least four scrape intervals.
 RATE_INTERVAL = "%ds" % int(4 * SCRAPE_INTERVAL)
-STATUS = {
-    "desiredReadyClusters": 2,
-    "readyClusters": 1,
-    "resourceCounts": {
-        k: 1 for k in ("desiredReady", "ready", "notReady", "missing", "modified", "orphaned", "unknown", "waitApplied")
-    },
-}
-
-
-def dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
-
-
-# The row of panels about otel-gitjob itself: not per repo, so checked on their own.
-SELF_PANEL_PREFIX = "otel-gitjob: "
-
-
-def panel_expressions() -> list[str]:
-    """The per-repo panels' expressions."""
-    return [
-        target["expr"]
-        for panel in dashboard()["panels"]
-        if panel["type"] != "row" and not panel["title"].startswith(SELF_PANEL_PREFIX)
-        for target in panel["targets"]
-    ]
-
-
-def self_panel_expressions() -> list[str]:
-    return [
-        target["expr"]
-        for panel in dashboard()["panels"]
-        if panel["title"].startswith(SELF_PANEL_PREFIX)
-        for target in panel["targets"]
-    ]
 
 
 def substitute(expr: str, namespace: str, name: str) -> str:
-    return expr.replace("$namespace", namespace).replace("$name", name).replace("$__rate_interval", RATE_INTERVAL)
+    return _dashboard.substitute(expr, namespace, name, RATE_INTERVAL)
 
 
-def variable_values(stack: Stack, variable: dict, namespace: str) -> set[str]:
-    """A ``query_result`` variable's options, as Grafana computes them.
-
-    Grafana runs the PromQL as an instant query, formats each sample as
-    ``name{label="value",...} value timestamp`` and keeps the regex's first group of each.
-    """
-    match = re.fullmatch(r"query_result\((.+)\)", variable["query"])
-    assert match, variable["query"]
-    result = stack.prometheus.query(substitute(match.group(1), namespace, ".*"))
-    texts = [
-        "%s{%s} %s %d"
-        % (
-            sample["metric"].get("__name__", ""),
-            ",".join('%s="%s"' % (k, v) for k, v in sample["metric"].items() if k != "__name__"),
-            sample["value"][1],
-            int(float(sample["value"][0]) * 1000),
-        )
-        for sample in result
-    ]
-    regex = re.compile(variable["regex"].strip("/"))
-    return {found.group(1) for text in texts if (found := regex.search(text))}
-
-
-def fleets_own_queries() -> list[str]:
-    """The queries of rancher/fleet-dashboards, as ../shared/fleet-metrics.md records them."""
-    selector = '{exported_namespace=~"$namespace", name=~"$name"}'
-    return [
-        "histogram_quantile(%s, sum(increase(fleet_gitrepo_fetch_latest_commit_duration_seconds_bucket%s"
-        "[$__rate_interval])) by (le, namespace, name))" % (q, selector)
-        for q in ("0.99", "0.90", "0.50")
-    ] + [
-        "sum(fleet_gitrepo_%s%s) by (exported_namespace, name)" % (gauge, selector)
-        for gauge in ("ready_clusters", "desired_ready_clusters", "resources_ready", "resources_not_ready")
-    ]
+def variable_values(stack: Any, variable: dict, namespace: str) -> set[str]:
+    return _dashboard.variable_values(stack.prometheus.query, variable, namespace, RATE_INTERVAL)
 
 
 class Controller:
     """Keeps recording for some repos, like a busy GitJob controller, until told to stop for one."""
 
-    def __init__(self, stack: Stack, names: list[str]) -> None:
+    def __init__(self, stack: Any, names: list[str]) -> None:
         self.stack = stack
         self.names = set(names)
         self._stop = threading.Event()
