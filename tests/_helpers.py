@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,3 +38,36 @@ def sample_names_for(registry: CollectorRegistry, **labels: str) -> set[str]:
     """Names of the samples carrying all of ``labels``."""
     wanted = set(labels.items())
     return {name for (name, sample_labels) in samples(registry) if wanted <= set(sample_labels)}
+
+
+def points_of(metrics_data: MetricsData | None) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
+    """{(metric name, sorted attributes): value, or count for a histogram} of every point of a collection."""
+    found: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+    for resource_metrics in getattr(metrics_data, "resource_metrics", None) or ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    found[(metric.name, tuple(sorted(point.attributes.items())))] = (
+                        value if value is not None else point.count
+                    )
+    return found
+
+
+def hammer(threads: list[threading.Thread], stop: threading.Event, seconds: float, switch_interval: float) -> None:
+    """Run ``threads`` for ``seconds``, switching between them every ``switch_interval`` s, then stop and join them.
+
+    Switching threads every few bytecodes instead of every 5 ms makes races happen that a loaded machine
+    would produce.
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import threading
 import time
 
-from _helpers import samples
+from _helpers import hammer, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
@@ -176,17 +175,7 @@ def test_first_writes_racing_forgets_never_raise_and_lose_nothing_that_lives():
     threads += [threading.Thread(target=forgetter, args=(f,)) for f in range(2)]
     # Switch threads every few bytecodes instead of every 5 ms, so that a forget lands inside the SDK's
     # window between its lock release and its re-lookup as it does on a loaded machine.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        stop.wait(HAMMER_SECONDS)
-        stop.set()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    hammer(threads, stop, HAMMER_SECONDS, switch_interval=1e-6)
     try:
         assert errors == []
         assert sum(forgotten) > 100  # the hammer really raced

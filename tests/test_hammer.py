@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from _helpers import samples
+from _helpers import hammer, points_of, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -67,19 +66,6 @@ def body(namespace: str, name: str, uid: str) -> dict[str, Any]:
 
 def labels(namespace: str, name: str) -> tuple[tuple[str, str], ...]:
     return (("name", name), ("namespace", namespace))
-
-
-def points_of(metrics_data: MetricsData | None) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
-    found: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
-    for resource_metrics in getattr(metrics_data, "resource_metrics", None) or ():
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    value = getattr(point, "value", None)
-                    found[(metric.name, tuple(sorted(point.attributes.items())))] = (
-                        value if value is not None else point.count
-                    )
-    return found
 
 
 def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_matches_the_live_series():
@@ -240,17 +226,7 @@ def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_ma
     work = [stable_writer(stable[:half]), stable_writer(stable[half:]), gauge_setter, churner(0), churner(1)]
     work += [doomed_writer(0), doomed_writer(1), forgetter, scraper, flusher]
     threads = [threading.Thread(target=guarded(w)) for w in work]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads often, so that the races happen
-    try:
-        for thread in threads:
-            thread.start()
-        stop.wait(HAMMER_SECONDS)
-        stop.set()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    hammer(threads, stop, HAMMER_SECONDS, switch_interval=1e-5)  # switch threads often, so that the races happen
     for repo in doomed[forgotten_doomed[0] :]:  # the last ones, created after the forgetter's last pass
         lifecycle.forget(body(*repo, "uid"))
 

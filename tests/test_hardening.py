@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from _helpers import FakeClock, samples
+from _helpers import FakeClock, points_of, samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.context import get_current
@@ -63,20 +63,6 @@ class ListExporter(MetricExporter):
 
 def body(name: str, uid: str, namespace: str = NS) -> dict[str, Any]:
     return {"kind": "GitRepo", "metadata": {"namespace": namespace, "name": name, "uid": uid}}
-
-
-def exported_names(metrics_data: MetricsData | None) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
-    """{(metric name, sorted attributes): value or count} of every point of a collection."""
-    found: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
-    for resource_metrics in getattr(metrics_data, "resource_metrics", None) or ():
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    value = getattr(point, "value", None)
-                    found[(metric.name, tuple(sorted(point.attributes.items())))] = (
-                        value if value is not None else point.count
-                    )
-    return found
 
 
 def scoped_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
@@ -442,7 +428,7 @@ def test_late_writes_of_1900_deleted_repos_never_push_200_new_ones_into_overflow
             for repo in new:
                 gitjob.job_created(repo)
             text = generate_latest(registry).decode()
-            points = exported_names(memory.get_metrics_data())
+            points = points_of(memory.get_metrics_data())
             assert "overflow" not in text
             assert not [labels for _, labels in points if "otel.metric.overflow" in dict(labels)]
             exported = {
