@@ -10,6 +10,7 @@ and the SDK storage holds exactly the live series.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import random
 import threading
@@ -31,6 +32,7 @@ from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal import _sdk
 
 # Seconds the hammer runs; the issue asks for 60 (CI runs the default).
+GAUGE_KEEPS_ITS_VALUE = tuple(int(p) for p in importlib.metadata.version("opentelemetry-sdk").split(".")[:2]) >= (1, 45)
 HAMMER_SECONDS = float(os.environ.get("OTEL_GITJOB_HARDENING_HAMMER_SECONDS", "60"))
 TTL = 1.0  # the transient gauge's TTL: short, so sets land near it all the time
 STABLE = 40
@@ -131,7 +133,10 @@ def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_ma
                 gitjob.job_succeeded(repo, value)
                 jobs[repo] += 1
             got = samples(registry)
-            if time.monotonic() < before + TTL:  # no collection in between can have been past a deadline
+            # Before opentelemetry-sdk 1.45.0 a synchronous gauge's value is cleared by every collection (even
+            # cumulative), so a concurrent scrape takes it: visibility is only checkable from 1.45.0 on. The
+            # race itself is checked on every release by tests/test_hardening.py's hand-interleaved tests.
+            if GAUGE_KEEPS_ITS_VALUE and time.monotonic() < before + TTL:  # no collection past a deadline
                 for repo, value in batch.items():
                     counters["gauge_checks"] += 1
                     if got.get((GAUGE, labels(*repo))) != value:
@@ -276,7 +281,8 @@ def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_ma
         print("hammer %.0f s: %s" % (HAMMER_SECONDS, counters))
         print("live series %d per reader, %d readers; problems: %s" % (live, readers, problems))
         assert errors == []
-        assert counters["forgets"] > 100 and counters["recreates"] > 10 and counters["gauge_checks"] > 0  # it raced
+        assert counters["forgets"] > 100 and counters["recreates"] > 10  # it raced
+        assert counters["gauge_checks"] > 0 or not GAUGE_KEEPS_ITS_VALUE
         assert wrong_counts[:5] == []
         assert lost_sets[:5] == []
         assert problems == dict.fromkeys(problems, 0)
