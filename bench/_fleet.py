@@ -59,7 +59,7 @@ class _Cache:
 
 def _observable_gauges(meter: Any, cache: _Cache) -> None:
     # The listener's own callbacks (gauges.py): one Observation per cached repo; _Cache has RepoCache's snapshot().
-    register_status_gauges(meter, cache)  # type: ignore[arg-type]
+    register_status_gauges(meter, cache, GAUGES)  # type: ignore[arg-type]
 
 
 class Server:
