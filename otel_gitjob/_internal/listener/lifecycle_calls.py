@@ -71,14 +71,27 @@ class KindCalls:
     def __init__(self, sink: Any, kind: str) -> None:
         self.sink = sink
         self.kind = kind
+        # Per method name: the bound method (None when the sink has none) and whether it takes kind=.
+        # Decided once, not per watch event: inspecting a signature costs far more than the call.
+        self._methods: dict[str, tuple[Any, bool]] = {}
+
+    def _call(self, method: str, *args: Any) -> Any:
+        resolved = self._methods.get(method)
+        if resolved is None:
+            function = getattr(self.sink, method, None)
+            resolved = self._methods[method] = (function, function is not None and accepts_keyword(function, "kind"))
+        function, takes_kind = resolved
+        if function is None:
+            return None
+        return function(*args, kind=self.kind) if takes_kind else function(*args)
 
     def forget(self, ref: RepoRef) -> int:
         """Forget one object of this kind."""
-        return int(call(self.sink, "forget", self.kind, ref) or 0)
+        return int(self._call("forget", ref) or 0)
 
     def observe(self, ref: RepoRef) -> None:
         """Declare one object of this kind alive."""
-        call(self.sink, "observe", self.kind, ref)
+        self._call("observe", ref)
 
     def declare(self, instrument_names: Iterable[str]) -> None:
         """Scope instruments (the status gauges) to this kind, when the lifecycle can."""
@@ -89,8 +102,8 @@ class KindCalls:
 
     def retain(self, live: Iterable[RepoRef]) -> int:
         """Forget every tracked object of this kind not in ``live``; returns how many were forgotten."""
-        return int(call(self.sink, "retain", self.kind, list(live)) or 0)
+        return int(self._call("retain", list(live)) or 0)
 
     def retire(self, instrument_name: str, attributes: Mapping[str, Any]) -> int:
         """Evict one label set of one of this kind's gauges (its labels changed)."""
-        return int(call(self.sink, "forget_series", self.kind, instrument_name, attributes) or 0)
+        return int(self._call("forget_series", instrument_name, attributes) or 0)
