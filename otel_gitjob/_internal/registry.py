@@ -16,31 +16,41 @@ its operations, never its fields.
 Locks in the whole package, in the order they may be taken (a lock is never
 taken while a lock below it is held):
 
-1. ``SeriesRegistry._op_lock`` (re-entrant) serialises the operations that
-   evict or lift (forget, observe, a write that lifts a block, expiry
-   slices, pre-collection housekeeping), so that an eviction never races a
-   later re-creation of the same series. The recording path takes it only
-   when a write lifts a block (a recreated object), never while the SDK's
-   lock is held.
-2. The SDK's ``PeriodicExportingMetricReader`` export lock and
-   ``MetricReader`` collect locks: held by the SDK around a collection; our
-   pre-collection housekeeping runs before them, the export filter under them
-   (it takes ``_state_lock`` and the expiry lock only).
-3. The SDK's per-view-match lock, held by the SDK while it creates a series
+1. The SDK's ``SynchronousMeasurementConsumer`` collect lock, held while it
+   runs observable callbacks. The listener's status-gauge callback
+   (``listener.gauges``, its own ``_lock`` next) may evict an old label set
+   from there, which takes 3. below.
+2. ``listener.gauges._Callback._lock``: one collection re-keys a gauge at a time.
+3. ``SeriesRegistry._op_lock`` (re-entrant) serialises the operations that
+   evict or lift (forget, observe, retain, forget_series, a write that lifts a
+   block, expiry slices, pre-collection housekeeping), so that an eviction
+   never races a later re-creation of the same series. The recording path
+   takes it only when a write lifts a block (a recreated object), never while
+   an SDK lock is held.
+4. The SDK's ``PeriodicExportingMetricReader`` export lock and ``MetricReader``
+   collect locks: our pre-collection housekeeping runs before them, the export
+   filter under them. ``otlp.StalenessMarkers._send_lock`` serialises the OTLP
+   sends, under the export lock, and takes 7. only.
+5. The SDK's per-view-match lock, held by the SDK while it creates a series
    (and so while it calls our view hook) and by :func:`_sdk.evict` while it
    deletes from the match's table.
-4. ``ExpiryProcessor._cond`` guards the expiry heap and entries; the view hook
-   takes it under the SDK lock when a transient series is created.
-5. The OTLP staleness store's lock (``otlp.StalenessMarkers._lock``), taken by
-   the removal listener under ``_op_lock``.
-6. ``SeriesRegistry._state_lock`` guards the index, the blocks and the
-   retired uids; held for a few dictionary operations only, never while
-   taking another lock except the leaves below.
-7. Leaves, held for a few operations and never while another lock is taken:
-   ``DropRecorder._lock`` (drop counters), ``SelfMetrics._lock`` (the list of
-   sources; released before a source runs), ``Lifecycle._expiry_lock`` (creates
-   the expiry processor once), ``_sdk._check_lock`` (the self-check, once per
-   process, on a private provider).
+6. ``_sdk.TouchingAggregation._lock``: a transient series' write against
+   evict's decide-and-retire (taken by evict under 5., by a writer alone); the
+   SDK aggregation's own lock is taken under it.
+7. ``ExpiryProcessor._cond`` guards the expiry heap and entries; the view hook
+   takes it under 5. when a transient series is created, a writer when it moves
+   a deadline. ``otlp.store`` 's lock (the pending markers), taken by the
+   removal listener under 3.
+8. ``SeriesRegistry._state_lock`` guards the index, the blocks and the retired
+   uids; held for a few dictionary operations only.
+9. Leaves, held for a few operations and never while another lock is taken:
+   ``DropRecorder._lock``, ``SelfMetrics._lock`` (released before a source
+   runs), ``Lifecycle._expiry_lock``, ``_sdk._check_lock`` (the self-check, on a
+   private provider), ``listener.cache.RepoCache._lock``,
+   ``listener.workqueue.WorkQueue._lock`` (the worker calls the lifecycle after
+   releasing it), ``listener.ResourceListener._response_lock``,
+   ``otlp.flusher``'s condition, ``serve.MetricsEndpoint._flight`` (released
+   while the collection runs) and ``exposition.FastExposition._lock``.
 
 No thread is ever joined while any of these is held: ``Lifecycle.shutdown``
 stops the sweeper, which may need ``_op_lock`` for its current slice, with no
