@@ -254,10 +254,15 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
         thread.join()
     try:
         assert errors == []
-        # Consistent: every gauge series left in storage has a live expiry entry, and vice versa.
+        # Consistent: every gauge series left in storage has a live expiry entry, and vice versa. The
+        # sweeper thread may be in the middle of a sweep of its own: the scrape must not show what it
+        # has not evicted yet, and once it is stopped nothing may be left in the SDK's storage.
         clock.advance(2)
         lifecycle.expiry.expire_due()
         assert not [key for key in samples(registry) if key[0] == GAUGE]
+        lifecycle.expiry.shutdown()
+        lifecycle.expiry.expire_due()
+        assert _sdk.series_count(provider, instrument=GAUGE) == 0
         assert lifecycle.expiry.live_series() == 0
     finally:
         provider.shutdown()
@@ -278,3 +283,70 @@ def test_a_collection_with_nothing_due_is_exported_untouched(gitjob, lifecycle, 
     collected = memory_reader.get_metrics_data()
     clock.advance(60)
     assert lifecycle.filter(collected) is collected
+
+
+def test_a_collection_during_a_sweep_on_another_thread_never_shows_what_it_expires(gitjob, lifecycle, clock, registry):
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(120)
+    seen: list[float | None] = []
+    real = lifecycle.registry.evict_series
+
+    def scrape_then_evict(series, unless=None):
+        # Between the sweep's decision (its entries are off the heap) and its eviction, a scrape.
+        seen.append(gauge_value(registry))
+        return real(series, unless)
+
+    lifecycle.registry.evict_series = scrape_then_evict  # type: ignore[method-assign]
+    assert lifecycle.expiry.expire_due() == 1
+    assert seen == [None]
+
+
+def test_a_series_written_again_while_its_expiry_evicts_it_is_still_forgotten_with_its_object(
+    gitjob, lifecycle, provider, clock, registry, monkeypatch
+):
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(120)
+    real = _sdk.evict
+    rewritten: list[bool] = []
+
+    def evict_then_write(*args, **kwargs):
+        removed = real(*args, **kwargs)
+        if not rewritten:  # a job finishes right after the sweep evicted the gauge: it is created again
+            rewritten.append(True)
+            gitjob.job_succeeded(REPO, 2.0)
+        return removed
+
+    monkeypatch.setattr(_sdk, "evict", evict_then_write)
+    assert lifecycle.expiry.expire_due() == 1
+    monkeypatch.setattr(_sdk, "evict", real)
+    assert gauge_value(registry) == 2.0
+    # The GitRepo is deleted and created again: the gauge written during the sweep goes with it.
+    lifecycle.forget(REPO)
+    lifecycle.observe(REPO)
+    assert _sdk.series_count(provider, instrument=GAUGE) == 0
+    assert gauge_value(registry) is None
+
+
+def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(gitjob, lifecycle, clock, registry):
+    gitjob.job_succeeded(REPO, 1.0)
+    clock.advance(120)
+    real = lifecycle.registry.evict_series
+    calls: list[int] = []
+
+    def recreate_then_evict(series, unless=None):
+        # After the sweep decided to expire the old gauge: the GitRepo is deleted, created again, runs a job.
+        if not calls:
+            lifecycle.forget(REPO)
+            lifecycle.observe(REPO)
+            gitjob.job_succeeded(REPO, 2.0)
+        calls.append(len(series))
+        return real(series, unless)
+
+    lifecycle.registry.evict_series = recreate_then_evict  # type: ignore[method-assign]
+    lifecycle.expiry.expire_due()
+    assert calls == [1]
+    assert gauge_value(registry) == 2.0  # its own TTL, not the old incarnation's
+    clock.advance(119)
+    assert gauge_value(registry) == 2.0
+    clock.advance(1)
+    assert gauge_value(registry) is None

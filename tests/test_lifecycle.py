@@ -345,3 +345,20 @@ def test_exemplars_are_off_by_default_and_come_back_on_request(exemplars):
     finally:
         provider.shutdown()
         lifecycle.shutdown()
+
+
+def test_a_collection_during_a_forget_never_shows_the_series_it_has_not_reached_yet(
+    gitjob, lifecycle, registry, monkeypatch
+):
+    gitjob.job_succeeded(A, 1.0)
+    seen: list[bool] = []
+    real = _sdk.evict
+
+    def scrape_then_evict(*args, **kwargs):
+        if not seen:  # the first series: the forget has begun, nothing is evicted yet
+            seen.append(any(dict(labels) == dict(LABELS_A) for _name, labels in samples(registry)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_sdk, "evict", scrape_then_evict)
+    assert lifecycle.forget(A) > 1
+    assert seen == [False]

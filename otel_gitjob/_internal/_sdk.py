@@ -424,12 +424,20 @@ def evict(
     return removed
 
 
-def series_count(provider: MeterProvider, include_placeholders: bool = False) -> int:
-    """Attribute sets held in all reader storages of ``provider`` (tests and benchmarks)."""
+def series_count(provider: MeterProvider, include_placeholders: bool = False, instrument: str | None = None) -> int:
+    """Attribute sets held in all reader storages of ``provider`` (tests and benchmarks).
+
+    Args:
+        provider: The provider whose storages are counted.
+        include_placeholders: Count the placeholders of forgotten objects too.
+        instrument: Count only the series of the instrument of this (lower-case) name.
+    """
     total = 0
     for storage in provider._measurement_consumer._reader_storages.values():  # type: ignore[attr-defined]
         for matches in list(storage._instrument_view_instrument_matches.values()):
             for match in matches:
+                if instrument is not None and match._instrument.name != instrument:
+                    continue
                 with match._lock:
                     for aggregation in match._attributes_aggregation.values():
                         if include_placeholders or not isinstance(aggregation, Placeholder):
@@ -517,6 +525,11 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
                 return
         # Evicted after the writer found us: record into the match afresh (a new series).
         match.consume_measurement(measurement, should_sample_exemplar)
+
+    @property
+    def entry(self) -> Any:
+        """The expiry entry this series reports to (an eviction checks that it is its own)."""
+        return self._entry
 
     def retire(self, match: Any) -> None:
         """Called under ``_lock`` once evicted from ``match``: later writes go back to it."""

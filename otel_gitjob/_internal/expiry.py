@@ -24,9 +24,14 @@ Design:
 * A write that races its own expiry survives: eviction re-checks the deadline
   under the SDK's lock, and a writer holding the evicted aggregation is sent
   back to the SDK, which creates the series afresh (``_sdk.TouchingAggregation``).
+  An eviction only ever removes the aggregation of the entry it expires: when
+  the object was forgotten and written again meanwhile, the series in storage
+  is the new incarnation's, with its own deadline, and stays.
 * Exact at collection: readers run :meth:`ExpiryProcessor.expire_due` before
   collecting and filter points past their deadline before exporting, so a
-  lagging sweeper never lets an expired series out.
+  lagging sweeper never lets an expired series out; nor does a sweep under way
+  on another thread, which has taken its entries off the heap but not yet
+  evicted them (collections meanwhile are filtered).
 """
 
 from __future__ import annotations
@@ -98,8 +103,10 @@ class ExpiryProcessor:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.expired_total = 0
-        # time.time_ns() of the latest expiry, compared with collection stamps (see filter_expired).
+        # time.time_ns() at which the latest sweep finished, and how many sweeps are between their decision
+        # and the end of their evictions: compared with collection stamps (see filter_expired).
         self._last_expiry_ns = 0
+        self._sweeps_in_flight = 0
         self.wakeups = 0  # sweeper loop turns, to show it does not poll
 
     # -- configuration --------------------------------------------------------------------------------------
@@ -193,23 +200,24 @@ class ExpiryProcessor:
                     # Set again since it was scheduled: wait for the new deadline.
                     heapq.heappush(heap, (entry.deadline, next(self._seq), entry, generation))
                     continue
-                self._retire_locked(entry)
+                # It stays in _by_name until evicted, so that the export filter still judges its points by
+                # their deadline while the sweep is under way (see _settle).
+                self._retire_locked(entry, named=False)
                 due.append(entry)
+            if due:
+                self._sweeps_in_flight += 1
+                self._last_expiry_ns = time.time_ns()
         return due
 
-    def _retire_locked(self, entry: _Entry) -> None:
+    def _retire_locked(self, entry: _Entry, *, named: bool = True) -> None:
         entry.alive = False
         entry.scheduled = False
         entry.generation += 1
         ref = (entry.instrument, entry.key)
         if self._series.get(ref) is entry:
             del self._series[ref]
-        named = self._by_name.get((entry.instrument.name, entry.key))
-        if named is not None:
-            if entry in named:
-                named.remove(entry)
-            if not named:
-                del self._by_name[(entry.instrument.name, entry.key)]
+        if named:
+            self._unname_locked(entry)
         if entry.obj is not None:
             siblings = self._by_object.get(entry.obj)
             if siblings is not None:
@@ -217,40 +225,78 @@ class ExpiryProcessor:
                 if not siblings:
                     del self._by_object[entry.obj]
 
-    def _revive(self, entry: _Entry) -> None:
-        """An entry set again between the decision to expire it and its eviction: it lives on."""
+    def _unname_locked(self, entry: _Entry) -> None:
+        named = self._by_name.get((entry.instrument.name, entry.key))
+        if named is not None:
+            if entry in named:
+                named.remove(entry)
+            if not named:
+                del self._by_name[(entry.instrument.name, entry.key)]
+
+    def _settle(self, evicted: list[_Entry], revived: list[_Entry], dropped: list[_Entry]) -> None:
+        """After a slice's evictions: what went leaves the filter's view, what was set again lives on."""
+        schedule = []
         with self._cond:
-            ref = (entry.instrument, entry.key)
-            if ref in self._series or self._stopping:
-                return  # a newer entry for the same series exists already
-            entry.alive = True
-            self._series[ref] = entry
-            self._by_name.setdefault((entry.instrument.name, entry.key), []).append(entry)
-            if entry.obj is not None:
-                self._by_object.setdefault(entry.obj, set()).add(entry)
-        self._schedule(entry)
+            for entry in evicted + dropped:
+                self._unname_locked(entry)
+            for entry in revived:
+                ref = (entry.instrument, entry.key)
+                if ref in self._series or self._stopping:
+                    self._unname_locked(entry)  # a newer entry for the same series exists already
+                    continue
+                entry.alive = True
+                self._series[ref] = entry
+                if entry.obj is not None:
+                    self._by_object.setdefault(entry.obj, set()).add(entry)
+                schedule.append(entry)
+        for entry in schedule:
+            self._schedule(entry)
 
     def _remove(self, entries: list[_Entry], decided_at: float, sweeper: bool) -> int:
+        """Evict the series ``_take_due`` decided to expire, slice by slice; returns how many went."""
         registry = self._registry
-        self._last_expiry_ns = time.time_ns()
         expired = 0
-        # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all,
-        # and a shutdown stops the sweep between two slices.
-        for start in range(0, len(entries), _EVICT_SLICE):
-            if sweeper and self._stopping:
-                break
-            chunk = entries[start : start + _EVICT_SLICE]
-            evicted = registry.evict_series(
-                [(entry.obj, entry.instrument, entry.key, entry.attributes or {}) for entry in chunk],
-                # Set again after the decision (its deadline moved): keep it.
-                unless=lambda i, found, chunk=chunk: (chunk[i].deadline or 0.0) > decided_at,  # type: ignore[misc]
-            )
-            expired += len(evicted)
-            if len(evicted) != len(chunk):
-                kept = set(range(len(chunk))) - set(evicted)
-                for i in sorted(kept):
-                    self._revive(chunk[i])
-        self.expired_total += expired
+        done = 0
+        try:
+            # Evict in slices so that a forget arriving during a large sweep waits for one slice, not all,
+            # and a shutdown stops the sweep between two slices.
+            for done in range(0, len(entries), _EVICT_SLICE):
+                if sweeper and self._stopping:
+                    break
+                chunk = entries[done : done + _EVICT_SLICE]
+                foreign: set[int] = set()
+
+                def unless(i: int, found: Any, chunk: list[_Entry] = chunk, foreign: set[int] = foreign) -> bool:
+                    if getattr(found, "entry", None) is not chunk[i]:
+                        # Another incarnation's series (the object was forgotten and written again since
+                        # the decision): it has its own entry and deadline. Not ours to evict.
+                        foreign.add(i)
+                        return True
+                    # Set again after the decision (its deadline moved): keep it.
+                    return (chunk[i].deadline or 0.0) > decided_at
+
+                evicted = set(
+                    registry.evict_series(
+                        [(entry.obj, entry.instrument, entry.key, entry.attributes or {}) for entry in chunk],
+                        unless=unless,
+                    )
+                )
+                expired += len(evicted)
+                self._settle(
+                    [chunk[i] for i in evicted],
+                    [chunk[i] for i in range(len(chunk)) if i not in evicted and i not in foreign],
+                    [chunk[i] for i in foreign],
+                )
+            else:
+                done = len(entries)
+        finally:
+            with self._cond:
+                # A sweep stopped by shutdown leaves the rest out of the filter's view like any retired entry.
+                for entry in entries[done:]:
+                    self._unname_locked(entry)
+                self._sweeps_in_flight -= 1
+                self._last_expiry_ns = time.time_ns()
+            self.expired_total += expired
         return expired
 
     def discard_object(self, obj: ObjectKey) -> None:
@@ -279,8 +325,9 @@ class ExpiryProcessor:
             return metrics_data
         now = self._clock()
         with self._cond:
-            # A scheduled series' heap entry is never later than its deadline.
-            something_due = bool(self._heap) and self._heap[0][0] <= now
+            # A scheduled series' heap entry is never later than its deadline; a sweep under way has taken
+            # its entries off the heap but may not have evicted them before this collection read them.
+            something_due = (bool(self._heap) and self._heap[0][0] <= now) or self._sweeps_in_flight > 0
         if not something_due:
             stamp = collection_stamp(metrics_data)
             if stamp is None or stamp > self._last_expiry_ns:
@@ -344,7 +391,7 @@ class ExpiryProcessor:
         return thread is not None and thread.is_alive()
 
     def shutdown(self, timeout: float = 1.0) -> None:
-        """Stop the sweeper for good; expiries still happen at each collection.
+        """Stop the sweeper for good (the lifecycle's shutdown): nothing is scheduled after it.
 
         Never called with a lock held: the sweeper may need the registry's
         lock to finish its current slice, and joining it under that lock

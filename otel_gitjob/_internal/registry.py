@@ -64,7 +64,8 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,9 +151,12 @@ class SeriesRegistry:
         self._pending_placeholders: set[ObjectKey] = set()
         # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
-        # time.time_ns() of the latest removal: a collection stamped later than this
-        # cannot contain a removed series, so the export filter can skip its scan.
+        # time.time_ns() at which the latest removal finished, and how many removals are under way: a
+        # collection stamped after the former, while none is under way, cannot contain a removed series, so
+        # the export filter can skip its scan. (Marking only the start let a collection that began after it
+        # read a series that the removal had not reached yet, and export it.)
         self._last_removal_ns = 0
+        self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
         self._on_raced = self._count_raced
 
@@ -251,10 +255,9 @@ class SeriesRegistry:
 
     def forget(self, obj: ObjectKey, uid: str | None) -> int:
         """Evict every series of ``obj`` and block its late writes. Returns how many series were removed."""
-        with self._op_lock:
+        with self._op_lock, self._removing():
             now = self._clock()
             with self._state_lock:
-                self._last_removal_ns = time.time_ns()
                 block = self._blocks.pop(obj, None)
                 if block is None:
                     block = _Block(uid, now + self._block_seconds)
@@ -318,18 +321,27 @@ class SeriesRegistry:
         return obj in self._blocks or obj in self._hidden
 
     def removed_since(self, stamp_ns: int | None) -> bool:
-        """Whether a series may have been removed after a collection stamped ``stamp_ns``."""
-        if not self.evicts:
+        """Whether a collection stamped ``stamp_ns`` may hold a series removed since (then it is filtered)."""
+        if not self.evicts or self._removals_in_flight:
             return True
         return stamp_ns is None or stamp_ns <= self._last_removal_ns
 
-    def mark_removal(self) -> None:
-        """Note that series are being removed now (collections stamped before this are filtered)."""
+    @contextmanager
+    def _removing(self) -> Iterator[None]:
+        """Brackets a removal: collections stamped before its end, or filtered during it, are filtered."""
         with self._state_lock:
+            self._removals_in_flight += 1
             self._last_removal_ns = time.time_ns()
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                self._removals_in_flight -= 1
+                self._last_removal_ns = time.time_ns()
 
     @property
     def last_removal_ns(self) -> int:
+        """Changes at every removal (the OTLP markers compare it to see whether anything was forgotten)."""
         return self._last_removal_ns
 
     def evict_series(
@@ -348,8 +360,12 @@ class SeriesRegistry:
             The indexes of the series that were evicted.
         """
         evicted: list[int] = []
-        with self._op_lock:
-            self.mark_removal()
+        with self._op_lock, self._removing():
+            # Unindex first, as forget does: a writer that creates one of these series again meanwhile
+            # indexes it again, after us. Unindexing after the eviction could drop the new series' entry,
+            # and a later forget would leave that series in storage for good.
+            with self._state_lock:
+                unindexed = [self._unindex_locked(obj, (instrument, key)) for obj, instrument, key, _ in series]
             for i, (_obj, instrument, key, _attributes) in enumerate(series):
                 kept = False
                 if self.evicts:
@@ -358,22 +374,32 @@ class SeriesRegistry:
 
                         def check(found: Any, i: int = i) -> bool:
                             nonlocal kept
-                            kept = unless(i, found)
-                            return kept
+                            keep = unless(i, found)
+                            kept = kept or keep  # kept by any reader: still indexed
+                            return keep
 
                     _sdk.evict(instrument, key, on_raced=self._on_raced, unless=check)
                 if not kept:
                     evicted.append(i)
-            with self._state_lock:
-                for i in evicted:
-                    obj, instrument, key, _attributes = series[i]
-                    indexed = self._index.get(obj) if obj is not None else None
-                    if indexed is not None:
-                        indexed.pop((instrument, key), None)
-                        if not indexed:
-                            del self._index[obj]  # type: ignore[arg-type]
+            if len(evicted) != len(series):
+                with self._state_lock:
+                    for i in set(range(len(series))) - set(evicted):
+                        obj, instrument, key, _attributes = series[i]
+                        attributes = unindexed[i]
+                        if obj is not None and attributes is not None:
+                            self._index.setdefault(obj, {}).setdefault((instrument, key), attributes)
             self._notify(None, [(series[i][1], series[i][3]) for i in evicted])
         return evicted
+
+    def _unindex_locked(self, obj: ObjectKey | None, ref: SeriesRef) -> Mapping[str, Any] | None:
+        """Drop one series from the index; returns its attributes if it was there. Needs ``_state_lock``."""
+        indexed = self._index.get(obj) if obj is not None else None
+        if indexed is None:
+            return None
+        attributes = indexed.pop(ref, None)
+        if not indexed:
+            del self._index[obj]  # type: ignore[arg-type]
+        return attributes
 
     def objects_of_kind(self, kind: str) -> list[ObjectKey]:
         """The objects of ``kind`` that have series now (a snapshot)."""
@@ -388,7 +414,7 @@ class SeriesRegistry:
         backend gets its staleness marker.
         """
         wanted = dict(attributes)
-        with self._op_lock:
+        with self._op_lock, self._removing():
             with self._state_lock:
                 series = self._index.get(obj)
                 if not series:
@@ -402,8 +428,6 @@ class SeriesRegistry:
                     del series[ref]
                 if not series:
                     del self._index[obj]
-                if gone:
-                    self._last_removal_ns = time.time_ns()
             return self._evict(obj, gone) if gone else 0
 
     def housekeeping(self) -> None:
