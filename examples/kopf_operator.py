@@ -8,7 +8,7 @@ Why not ``@kopf.on.delete(optional=True)`` (what this example used to do): an
 optional deletion handler runs only when *another* finalizer holds the
 object, so for most GitRepos it never ran and their series stayed forever.
 The DELETED event always arrives. If you need deletions to wait for the
-operator (a finalizer), opt in with ``OTEL_GITJOB_KOPF_FINALIZER=true`` (read
+operator (a finalizer), opt in with ``KOPF_EXAMPLE_FINALIZER=true`` (read
 by this example only; in your operator, pass ``finalizer=True``): kopf then
 puts its finalizer on every object, so a deletion is never missed even across
 operator restarts, at the price that deleting any GitRepo waits until the
@@ -34,7 +34,7 @@ from otel_gitjob.fleet import GITREPO, HELMOP
 
 instrumentation = otel_gitjob.setup()  # Lifecycle + MeterProvider + /metrics
 lifecycle, gitjob = instrumentation.lifecycle, instrumentation.gitjob
-FINALIZER = os.environ.get("OTEL_GITJOB_KOPF_FINALIZER", "").lower() in ("1", "true", "yes")
+FINALIZER = os.environ.get("KOPF_EXAMPLE_FINALIZER", "").lower() in ("1", "true", "yes")
 
 for kind in (GITREPO, HELMOP):  # DELETED → forget, ADDED → observe, status gauges
     otel_gitjob.kopf.instrument(lifecycle, kind, meter_provider=instrumentation.meter_provider, finalizer=FINALIZER)

@@ -75,7 +75,7 @@ def kopf_operator(server: KubeApiServer, *args: str, finalizer: bool = False) ->
         os.environ,
         KUBECONFIG=server.kubeconfig,
         OTEL_EXPORTER_PROMETHEUS_PORT=str(port),
-        OTEL_GITJOB_KOPF_FINALIZER="true" if finalizer else "",
+        KOPF_EXAMPLE_FINALIZER="true" if finalizer else "",
         PYTHONUNBUFFERED="1",
     )
     command = [sys.executable, "-m", "kopf", "run", "--standalone", *args, str(EXAMPLE)]
