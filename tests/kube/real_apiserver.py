@@ -189,7 +189,7 @@ class KubeApiServer:
     def stop(self) -> None:
         """Kill kube-apiserver, then etcd, by PID; remove the temporary directory."""
         for process in (self.apiserver, self.etcd):
-            _terminate(process)
+            terminate(process)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -206,7 +206,7 @@ class KubeApiServer:
             started server answers 429 for a custom resource whose storage is still initialising).
         """
         started = time.monotonic()
-        _terminate(self.apiserver)
+        terminate(self.apiserver)
         self._start_apiserver(extra_args)
         for plural in KINDS:
             self._wait(lambda p=plural: self._established(p), "CRD %s" % plural, self.apiserver)  # type: ignore[misc]
@@ -465,13 +465,13 @@ class KubeApiServer:
         return path + "/" + name if name else path
 
 
-def _terminate(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM by PID, SIGKILL after 15 s."""
+def terminate(process: subprocess.Popen[Any] | None, timeout: float = 15) -> None:
+    """SIGTERM by PID, SIGKILL after ``timeout`` seconds."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

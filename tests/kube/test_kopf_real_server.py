@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 
 from kube_helpers import REPO, wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from real_apiserver import KubeApiServer, free_port
+from real_apiserver import KubeApiServer, free_port, terminate
 
 EXAMPLE = REPO / "examples" / "kopf_operator.py"
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"  # kopf's default (settings.persistence.finalizer)
@@ -89,13 +88,7 @@ def kopf_operator(server: KubeApiServer, *args: str, finalizer: bool = False) ->
     try:
         yield operator
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=20)
         reader.join(timeout=5)
     assert "Traceback" not in operator.output, operator.output[-4000:]
     # kopf logs a failed handler, patch or event post as an error or a warning; a clean run has none.
