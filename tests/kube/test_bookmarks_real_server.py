@@ -104,7 +104,11 @@ class Watched:
 
 @pytest.fixture
 def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
-    """``watch(namespace)`` → a started :class:`Watched` with 4 s streams; all stopped after the test."""
+    """``watch(namespace)`` → a started :class:`Watched` with 4 s streams.
+
+    After the test every listener is stopped and every GitRepo in the watched namespaces deleted:
+    the session's server is shared, and later tests watch GitRepos cluster-wide.
+    """
     made: list[Watched] = []
 
     def make(namespace: str) -> Watched:
@@ -137,6 +141,8 @@ def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
                 watched.api.api_client.close()
                 watched.provider.shutdown()
                 watched.lifecycle.shutdown()
+                for name in _gitrepo_versions(kube_apiserver, watched.namespace):
+                    kube_apiserver.delete("gitrepos", watched.namespace, name)
 
 
 def _watch_cache_on(server: KubeApiServer) -> bool:
@@ -179,10 +185,11 @@ def _move_the_cache_past_other_writes(server: KubeApiServer, namespace: str, cou
     return last
 
 
-def _newest_gitrepo_version(server: KubeApiServer, namespace: str) -> int:
+def _gitrepo_versions(server: KubeApiServer, namespace: str) -> dict[str, int]:
+    """``{name: resourceVersion}`` of the GitRepos in ``namespace``."""
     status, body = server.request("GET", "/apis/%s/%s/namespaces/%s/gitrepos" % (GROUP, VERSION, namespace))
     assert status == 200 and isinstance(body, dict), body
-    return max(int(item["metadata"]["resourceVersion"]) for item in body["items"])
+    return {item["metadata"]["name"]: int(item["metadata"]["resourceVersion"]) for item in body["items"]}
 
 
 def _compact_etcd_at(server: KubeApiServer, revision: int) -> None:
@@ -244,7 +251,7 @@ def test_bookmarks_move_the_resume_resource_version_past_the_last_event(default_
         what="a watch resumed from the bookmark's resourceVersion",
     )
     assert watched.api.watched_from[0] == str(listed), "the first watch starts at the list's resourceVersion"
-    assert _newest_gitrepo_version(server, namespace) < after_configmaps, "a GitRepo event could have moved it"
+    assert max(_gitrepo_versions(server, namespace).values()) < after_configmaps, "a GitRepo event could have moved it"
     assert listener.relists == 1
     assert listener.failures == 0
     assert watched.sees({"repo"})
