@@ -8,11 +8,13 @@ What kube-apiserver v1.37.2 does (``k8s.io/apiserver/pkg/storage/cacher``, read 
 * The bookmark carries the cache's newest resourceVersion for the *kind*, and it is sent only when
   that is newer than the watch's own position. With no GitRepo written anywhere, that
   resourceVersion moves only on an etcd progress notification. The API server asks etcd for one
-  when a consistent read (a list without a resourceVersion) has to wait for the cache to catch
-  up; otherwise etcd sends one every 10 minutes. So an idle watch gets no bookmark at all (an
-  earlier attempt saw none in 12 s), and ConfigMap writes alone do not change that. The tests
-  write ConfigMaps, then make one consistent GitRepo list. After that the cache, and so the
-  next bookmark, sits past every ConfigMap write, and no GitRepo event carries such a
+  when a consistent read (a list without a resourceVersion) of any kind has to wait for the cache
+  to catch up, and etcd answers every cache on that watch stream. Otherwise etcd sends one every
+  10 minutes. So a short idle watch gets no bookmark (4 s and 12 s watches were seen to get none),
+  and ConfigMap writes alone do not change that. A 75 s idle watch did get one 2 s before its
+  deadline, moved on by the server's own reads at an unpredictable moment. The tests write
+  ConfigMaps, then make one consistent GitRepo list. After that the cache, and so the next
+  bookmark, sits at or past every ConfigMap write, and no GitRepo event carries such a
   resourceVersion.
 
 Why a bookmark matters: with it, the listener's position follows the kind's newest resourceVersion
@@ -185,6 +187,12 @@ def _move_the_cache_past_other_writes(server: KubeApiServer, namespace: str, cou
     return last
 
 
+def _listed_at(watched: Watched) -> int:
+    """The list's resourceVersion: where the first watch started (a bookmark may already have moved on)."""
+    wait_until(lambda: watched.api.watched_from, what="the first watch request")
+    return int(watched.api.watched_from[0] or 0)
+
+
 def _gitrepo_versions(server: KubeApiServer, namespace: str) -> dict[str, int]:
     """``{name: resourceVersion}`` of the GitRepos in ``namespace``."""
     status, body = server.request("GET", "/apis/%s/%s/namespaces/%s/gitrepos" % (GROUP, VERSION, namespace))
@@ -232,8 +240,8 @@ def test_bookmarks_move_the_resume_resource_version_past_the_last_event(default_
     watched = watch(namespace)
     listener = watched.listener
     wait_until(lambda: watched.sees({"repo"}), what="the listed repo's series")
-    listed = int(listener.resource_version or 0)
-    assert listed > 0
+    listed = _listed_at(watched)
+    assert listed >= max(_gitrepo_versions(server, namespace).values())
 
     after_configmaps = _move_the_cache_past_other_writes(server, namespace)
     assert after_configmaps > listed
@@ -250,7 +258,6 @@ def test_bookmarks_move_the_resume_resource_version_past_the_last_event(default_
         timeout=2 * WATCH_SECONDS,
         what="a watch resumed from the bookmark's resourceVersion",
     )
-    assert watched.api.watched_from[0] == str(listed), "the first watch starts at the list's resourceVersion"
     assert max(_gitrepo_versions(server, namespace).values()) < after_configmaps, "a GitRepo event could have moved it"
     assert listener.relists == 1
     assert listener.failures == 0
@@ -278,7 +285,7 @@ def test_a_bookmark_spares_the_relist_after_a_compaction_past_the_last_event(def
     watched = watch(namespace)
     listener = watched.listener
     wait_until(lambda: watched.sees({"kept", "doomed"}), what="the listed repos' series")
-    listed = int(listener.resource_version or 0)
+    listed = _listed_at(watched)
 
     after_configmaps = _move_the_cache_past_other_writes(server, namespace)
     wait_until(
