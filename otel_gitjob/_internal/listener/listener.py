@@ -229,6 +229,8 @@ class ResourceListener:
         """How many lists or watches have failed."""
         self.resumes = 0
         """How many watch streams ended normally (the server's timeout) and were resumed."""
+        self.bookmarks = 0
+        """How many BOOKMARK events have been received (their resourceVersion becomes :attr:`resource_version`)."""
         self.last_relist_seconds = 0.0
         """How long the latest full list took."""
         self._self_metric_sources: list[tuple[str, Any]] = []
@@ -337,6 +339,11 @@ class ResourceListener:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every action queued so far has reached the lifecycle."""
         return self._work.wait_idle(timeout)
+
+    @property
+    def resource_version(self) -> str | None:
+        """The newest resourceVersion seen (the list's, an event's or a bookmark's): where a watch resumes."""
+        return self._position
 
     @property
     def alive(self) -> bool:
@@ -494,7 +501,9 @@ class ResourceListener:
         event = parse_event_line(line)
         if event is None:
             return
-        if event.type != BOOKMARK:
+        if event.type == BOOKMARK:
+            self.bookmarks += 1
+        else:
             state = self._project(dict(event.object))
             if state is None and event.type == DELETED:
                 state = self._deleted_state(event.object)
