@@ -113,7 +113,7 @@ def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
     """
     made: list[Watched] = []
 
-    def make(namespace: str) -> Watched:
+    def make(namespace: str, **settings: Any) -> Watched:
         configuration = kube_apiserver.configuration()
         configuration.retries = False  # as the listener's own client: its backoff, not urllib3's, retries
         api = RecordingApi(k8s_client.ApiClient(configuration))
@@ -125,7 +125,7 @@ def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
             GITREPO,
             api=api,
             meter_provider=provider,
-            settings=ListenerSettings(namespace=namespace, **FAST),
+            settings=ListenerSettings(namespace=namespace, **{**FAST, **settings}),
         )
         watched = Watched(namespace, listener, api, lifecycle, provider, reader)
         made.append(watched)
@@ -331,3 +331,16 @@ def test_a_bookmark_spares_the_relist_after_a_compaction_past_the_last_event(def
             time.monotonic() - started,
         )
     )
+
+
+def test_a_quiet_stream_is_silent_until_its_deadline_so_the_default_read_timeout_outlasts_it(watch, default_flags):
+    # Nothing is written to these namespaces, so the server sends no byte until it closes each 4 s
+    # stream: a read timeout shorter than the stream (what 90 s against 300 s streams used to be) cuts
+    # every quiet stream as a hung server, with a warning and a backoff. The default waits past the deadline.
+    impatient = watch("bookmarks-quiet-1s", inactivity_timeout=1.0)
+    patient = watch("bookmarks-quiet-default")
+    time.sleep(3 * WATCH_SECONDS + 1)
+    assert impatient.listener.failures >= 2, "the server sent something into a quiet stream"
+    assert patient.listener.failures == 0
+    assert patient.listener.resumes >= 2
+    assert (impatient.listener.relists, patient.listener.relists) == (1, 1)  # a read timeout keeps the position

@@ -4,9 +4,7 @@ kmock ignores resourceVersions, so it can only pretend a resume worked; here the
 what happened since the listener's resourceVersion (or answers 410 when etcd no longer holds it),
 and the listener is wired to a real ``otel_gitjob.Lifecycle`` and ``MeterProvider``.
 
-Bookmarks are not tested here: kube-apiserver v1.37.2 sent no BOOKMARK on 5 s watches of an idle
-GitRepo namespace (12 s observed, two stream ends); it sends them to idle watchers about once a
-minute, which would make a test of over 60 s.
+Bookmarks, and what makes the server send one, are in ``test_bookmarks_real_server.py``.
 
 Some tests restart the session's kube-apiserver with ``--watch-cache=false``; the ``server_flags``
 fixture restarts it with its default flags after the module, so later tests see the usual server.

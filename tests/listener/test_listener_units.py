@@ -303,6 +303,13 @@ def test_shard_selectors_follow_fleet() -> None:
         shard_selector("s", all_shards=True)
 
 
+def test_the_watch_read_timeout_outlasts_the_servers_deadline_unless_set() -> None:
+    # A healthy API server may send nothing for a whole quiet stream (tests/kube/test_bookmarks_real_server.py).
+    assert ListenerSettings().watch_read_timeout == 330.0
+    assert ListenerSettings(watch_timeout_seconds=60).watch_read_timeout == 90.0
+    assert ListenerSettings(inactivity_timeout=5.0).watch_read_timeout == 5.0
+
+
 def test_settings_validate_at_construction() -> None:
     assert ListenerSettings(shard_id="s").label_selector == "fleet.cattle.io/shard-ref=s"
     for bad in (

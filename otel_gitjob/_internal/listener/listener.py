@@ -123,7 +123,7 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
             return "ERROR event 410 (resource version expired): %s" % exc.message
         return str(exc)
     if isinstance(exc, ReadTimeoutError):
-        limit = settings.inactivity_timeout if settings else None
+        limit = settings.watch_read_timeout if settings else None
         return "no data from the API server for %ss (inactivity timeout)" % (limit,)
     if isinstance(exc, ProtocolError):
         return "connection dropped mid-stream: %s" % (exc,)
@@ -481,7 +481,7 @@ class ResourceListener:
             "watch": True,
             "allow_watch_bookmarks": True,
             "timeout_seconds": self.settings.watch_timeout_seconds,
-            "_request_timeout": (self.settings.connect_timeout, self.settings.inactivity_timeout),
+            "_request_timeout": (self.settings.connect_timeout, self.settings.watch_read_timeout),
         }
         if resource_version:
             kwargs["resource_version"] = resource_version

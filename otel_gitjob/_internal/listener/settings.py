@@ -93,10 +93,16 @@ class ListenerSettings:
             even when the inactivity timeout cannot tell.
         inactivity_timeout: Client-side read timeout on the watch stream
             (``_request_timeout``), in seconds: a stream that sends nothing for
-            this long is treated as a hung API server and replaced. We ask for
-            bookmarks, which kube-apiserver sends to idle watchers about once a
-            minute, so 90 s does not cut healthy quiet streams and still catches
-            a hang within a minute and a half.
+            this long is treated as a hung API server and replaced. None (the
+            default) means ``watch_timeout_seconds + 30``: a healthy
+            kube-apiserver may send nothing at all for a whole quiet stream (a
+            bookmark comes only once the kind's cached resourceVersion has
+            moved, which on a quiet cluster can wait for etcd's 10-minute
+            progress notification; measured on v1.37.2, see
+            ``tests/kube/test_bookmarks_real_server.py``), and it always closes
+            the stream at ``timeoutSeconds``. Only silence past that deadline,
+            plus 30 s for a slow close, means a hung server. A shorter value
+            turns every quiet stream into a failure: a warning and a backoff.
         stop_timeout: Seconds :meth:`ResourceListener.stop` waits for each thread.
         missing_kind_retry: Seconds between two lists of a kind the API server
             does not serve (404: its CRD is not installed). A minute notices a
@@ -115,7 +121,7 @@ class ListenerSettings:
     list_timeout: float = 60.0
     page_size: int = 500
     watch_timeout_seconds: int = 300
-    inactivity_timeout: float = 90.0
+    inactivity_timeout: float | None = None
     stop_timeout: float = 10.0
     missing_kind_retry: float = 60.0
 
@@ -128,8 +134,15 @@ class ListenerSettings:
             raise ValueError("backoff_jitter must be in [0, 1)")
         if self.missing_kind_retry <= 0:
             raise ValueError("missing_kind_retry must be positive")
-        if self.watch_timeout_seconds < 1 or self.inactivity_timeout <= 0:
+        if self.watch_timeout_seconds < 1 or (self.inactivity_timeout is not None and self.inactivity_timeout <= 0):
             raise ValueError("watch_timeout_seconds and inactivity_timeout must be positive")
+
+    @property
+    def watch_read_timeout(self) -> float:
+        """The read timeout of a watch stream: ``inactivity_timeout``, or the server's deadline plus 30 s."""
+        if self.inactivity_timeout is not None:
+            return self.inactivity_timeout
+        return self.watch_timeout_seconds + 30.0
 
     @property
     def label_selector(self) -> str | None:
