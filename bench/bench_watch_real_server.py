@@ -27,11 +27,15 @@ order alternates between rounds; medians over rounds; the ratio is relist / resu
 **Event → forget.** Every repo has series (the seven GitJob series recorded through
 ``GitJobMetrics``, plus the ten status gauges the listener serves); D repos (default 200) are
 deleted through the API: half one at a time (each waited for), half in bursts (default 20
-DELETEs back to back). A removal listener on the lifecycle's registry
-(``Lifecycle.registry.add_removal_listener``) stamps when each repo's series are evicted from SDK
-storage. Reported: p50/p99/max from the DELETE's response (and from sending it), and from the
-listener reading the DELETED line (its own share). Afterwards one collection checks that no series
-of a deleted repo is left and every surviving repo still has its series.
+DELETEs back to back on one keep-alive connection). A removal listener on the lifecycle's registry
+(``Lifecycle.registry.add_removal_listener``) stamps when a deleted repo's series are evicted from
+SDK storage (and nothing of it is left in the registry). Reported: p50/p99/max/min from the
+DELETE's response (negative when the watch event was handled before the response arrived), from
+sending it, and from the listener reading the DELETED line (its own share). Afterwards one
+collection checks that no series of a deleted repo is left and every surviving repo still has its
+series. One round per ``--rounds``, each with a fresh lifecycle and listener, the deleted repos
+created again in between; the table gives the median of the rounds' figures and, in brackets,
+the figures over all rounds pooled.
 
 Run (from the repository root, several minutes on 2 shared cores)::
 
@@ -134,8 +138,8 @@ class Connection:
         self._conn.close()
 
 
-def populate(server: KubeApiServer, repos: int, threads: int = 4) -> float:
-    """Create ``repos`` GitRepos and set their status, through the API; returns the seconds taken.
+def populate(server: KubeApiServer, indexes: list[int], threads: int = 4) -> float:
+    """Create GitRepos ``repo-<index>`` and set their status, through the API; returns the seconds taken.
 
     Every object goes through kube-apiserver (admission, validation, etcd), as ``kubectl apply``
     would; what makes it fast is keep-alive connections and a few threads instead of a new TLS
@@ -145,10 +149,10 @@ def populate(server: KubeApiServer, repos: int, threads: int = 4) -> float:
     started = time.perf_counter()
     errors: list[BaseException] = []
 
-    def work(indexes: range) -> None:
+    def work(share: list[int]) -> None:
         connection = Connection(server)
         try:
-            for i in indexes:
+            for i in share:
                 body, status = gitrepo(i)
                 connection.call("POST", PATH, body)
                 # The status subresource ignores status on create, as Fleet's CRD does: set it apart.
@@ -163,7 +167,7 @@ def populate(server: KubeApiServer, repos: int, threads: int = 4) -> float:
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=work, args=(range(t, repos, threads),)) for t in range(threads)]
+    workers = [threading.Thread(target=work, args=(indexes[t::threads],)) for t in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -428,7 +432,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def bench_deletes(server: KubeApiServer, args: argparse.Namespace) -> dict[str, Any]:
+def delete_round(server: KubeApiServer, args: argparse.Namespace) -> dict[str, Any]:
+    """One round: a fresh lifecycle and listener, series for every repo, ``--deletes`` repos deleted."""
     lifecycle, provider, reader = stack()
     metrics = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
     listener = MeasuredListener(
@@ -446,6 +451,8 @@ def bench_deletes(server: KubeApiServer, args: argparse.Namespace) -> dict[str, 
                 gone.setdefault(obj[1][1], now)
 
     names = ["repo-%05d" % i for i in range(args.repos)]
+    doomed = names[: args.deletes]
+    singles, bursts = doomed[: len(doomed) // 2], doomed[len(doomed) // 2 :]
     listener.start()
     connection = Connection(server)
     try:
@@ -457,26 +464,22 @@ def bench_deletes(server: KubeApiServer, args: argparse.Namespace) -> dict[str, 
             metrics.job_succeeded(repo, 12.5)
             metrics.commit_fetched(repo, 0.4)
             metrics.commit_fetch_failed(repo)
-        before = series_names(reader)
-        missing = set(names) - before
+        missing = set(names) - series_names(reader)
         if missing:
             raise RuntimeError("%d repos have no series before the deletions" % len(missing))
         lifecycle.registry.add_removal_listener(on_removed)
-
-        doomed = names[: args.deletes]
-        singles, bursts = doomed[: len(doomed) // 2], doomed[len(doomed) // 2 :]
 
         def delete(name: str) -> None:
             sent[name] = time.perf_counter()
             connection.call("DELETE", "%s/%s" % (PATH, name))
             answered[name] = time.perf_counter()
 
-        print("deleting %d one at a time..." % len(singles), file=sys.stderr, flush=True)
+        print("  deleting %d one at a time..." % len(singles), file=sys.stderr, flush=True)
         for name in singles:
             delete(name)
             wait_for(lambda name=name: name in gone, timeout=30, what="%s forgotten" % name)  # type: ignore[misc]
             time.sleep(0.02)
-        print("deleting %d in bursts of %d..." % (len(bursts), args.burst), file=sys.stderr, flush=True)
+        print("  deleting %d in bursts of %d..." % (len(bursts), args.burst), file=sys.stderr, flush=True)
         for start in range(0, len(bursts), args.burst):
             burst = bursts[start : start + args.burst]
             for name in burst:
@@ -498,35 +501,46 @@ def bench_deletes(server: KubeApiServer, args: argparse.Namespace) -> dict[str, 
         provider.shutdown()
         lifecycle.shutdown()
 
-    def stats(group: list[str], start: dict[str, float]) -> dict[str, float]:
-        values = [(gone[n] - start[n]) * 1000 for n in group]
-        return {
-            "n": len(values),
-            "p50_ms": percentile(values, 50),
-            "p99_ms": percentile(values, 99),
-            "max_ms": max(values),
-            "min_ms": min(values),
-        }
+    def ms(group: list[str], start: dict[str, float]) -> list[float]:
+        return [(gone[n] - start[n]) * 1000 for n in group]
 
-    result = {
-        "repos": args.repos,
-        "deletes": len(doomed),
-        "burst": args.burst,
-        "response_to_gone": {
-            "all": stats(doomed, answered),
-            "singles": stats(singles, answered),
-            "bursts": stats(bursts, answered),
-        },
-        "sent_to_gone": {"all": stats(doomed, sent)},
-        "read_to_gone": {"all": stats(doomed, listener.deleted_read)},
-        "delete_round_trip": {
-            "all": {
-                "p50_ms": percentile([(answered[n] - sent[n]) * 1000 for n in doomed], 50),
-                "p99_ms": percentile([(answered[n] - sent[n]) * 1000 for n in doomed], 99),
-            }
-        },
-        "gone_before_response": sum(1 for n in doomed if gone[n] < answered[n]),
+    return {
+        "response_to_gone": ms(doomed, answered),
+        "response_to_gone_singles": ms(singles, answered),
+        "response_to_gone_bursts": ms(bursts, answered),
+        "sent_to_gone": ms(doomed, sent),
+        "read_to_gone": ms(doomed, listener.deleted_read),
+        "delete_round_trip": [(answered[n] - sent[n]) * 1000 for n in doomed],
     }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": percentile(values, 50),
+        "p99_ms": percentile(values, 99),
+        "max_ms": max(values),
+        "min_ms": min(values),
+    }
+
+
+def bench_deletes(server: KubeApiServer, args: argparse.Namespace) -> dict[str, Any]:
+    """``--rounds`` rounds of deletions; the deleted repos are created again (through the API) in between."""
+    rounds: list[dict[str, list[float]]] = []
+    for round_ in range(args.rounds):
+        if round_:
+            populate(server, list(range(args.deletes)))
+        print("deletions round %d" % (round_ + 1), file=sys.stderr, flush=True)
+        rounds.append(delete_round(server, args))
+    result: dict[str, Any] = {"repos": args.repos, "deletes": args.deletes, "burst": args.burst, "rounds": args.rounds}
+    for key in rounds[0]:
+        per_round = [summary(r[key]) for r in rounds]
+        result[key] = {
+            "median_of_rounds": {stat: statistics.median(s[stat] for s in per_round) for stat in per_round[0]},
+            "pooled": summary([v for r in rounds for v in r[key]]),
+            "per_round": per_round,
+        }
+    result["gone_before_response"] = [sum(1 for v in r["response_to_gone"] if v < 0) for r in rounds]
     print_delete_table(result)
     return result
 
@@ -547,28 +561,27 @@ def series_names(reader: InMemoryMetricReader) -> set[str]:
 
 def print_delete_table(result: dict[str, Any]) -> None:
     print(
-        "\nevent → forget: %d deletions out of %d GitRepos (half one at a time, half in bursts of %d)\n"
-        % (result["deletes"], result["repos"], result["burst"])
+        "\nevent → forget: %d deletions out of %d GitRepos per round (half one at a time, half in bursts of %d), "
+        "%d rounds: median of the rounds' figures [all rounds pooled]\n"
+        % (result["deletes"], result["repos"], result["burst"], result["rounds"])
     )
-    print("| from → series evicted from the lifecycle | n | p50 | p99 | max | min |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| from → series evicted from the lifecycle | p50 | p99 | max | min |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     rows = [
-        ("DELETE response received (all)", result["response_to_gone"]["all"]),
-        ("DELETE response received (one at a time)", result["response_to_gone"]["singles"]),
-        ("DELETE response received (bursts)", result["response_to_gone"]["bursts"]),
-        ("DELETE request sent (all)", result["sent_to_gone"]["all"]),
-        ("DELETED line read by the listener (its share)", result["read_to_gone"]["all"]),
+        ("DELETE response received (all)", "response_to_gone"),
+        ("DELETE response received (one at a time)", "response_to_gone_singles"),
+        ("DELETE response received (bursts)", "response_to_gone_bursts"),
+        ("DELETE request sent (all)", "sent_to_gone"),
+        ("DELETED line read by the listener (its share)", "read_to_gone"),
+        ("(the DELETE's own round trip)", "delete_round_trip"),
     ]
-    for title, s in rows:
-        print(
-            "| %s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms |"
-            % (title, s["n"], s["p50_ms"], s["p99_ms"], s["max_ms"], s["min_ms"])
-        )
-    trip = result["delete_round_trip"]["all"]
+    for title, key in rows:
+        median, pooled = result[key]["median_of_rounds"], result[key]["pooled"]
+        cells = ["%.2f ms [%.2f]" % (median[stat], pooled[stat]) for stat in ("p50_ms", "p99_ms", "max_ms", "min_ms")]
+        print("| %s | %s |" % (title, " | ".join(cells)))
     print(
-        "\nDELETE round trip p50 %.2f ms, p99 %.2f ms; %d of %d repos were forgotten before their DELETE's "
-        "response arrived (negative response → evicted)"
-        % (trip["p50_ms"], trip["p99_ms"], result["gone_before_response"], result["deletes"])
+        "\nrepos forgotten before their DELETE's response arrived (a negative response → evicted), per round: %s"
+        % result["gone_before_response"]
     )
 
 
@@ -594,7 +607,7 @@ def main() -> None:
     try:
         server.start()
         print("etcd + kube-apiserver ready in %.1f s" % server.startup_seconds, file=sys.stderr, flush=True)
-        seconds = populate(server, args.repos)
+        seconds = populate(server, list(range(args.repos)))
         results["populate_seconds"] = seconds
         print(
             "%d GitRepos created and their status set in %.1f s (%.0f objects/s)"
