@@ -64,6 +64,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "kube")]
 
+import bench_listener  # noqa: E402  (bench/ is on sys.path: this script's folder)
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from real_apiserver import GROUP, VERSION, KubeApiServer, find_binaries  # noqa: E402
@@ -81,38 +82,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def gitrepo(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A GitRepo of realistic size (the shape of ``bench_listener.py``'s): the object and its status."""
-    name = "repo-%05d" % i
-    body = {
-        "apiVersion": "%s/%s" % (GROUP, VERSION),
-        "kind": "GitRepo",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"team": "t%d" % (i % 10)}},
-        "spec": {
-            "repo": "https://git.example.com/org/%s.git" % name,
-            "branch": "main",
-            "paths": ["apps/%s" % name, "infra"],
-            "targets": [{"clusterSelector": {"matchLabels": {"env": "prod"}}}],
-        },
-    }
-    status = {
-        "desiredReadyClusters": 3,
-        "readyClusters": 3,
-        "commit": "%040x" % i,
-        "resourceCounts": {
-            "desiredReady": 12,
-            "ready": 12,
-            "notReady": 0,
-            "missing": 0,
-            "modified": 0,
-            "orphaned": 0,
-            "unknown": 0,
-            "waitApplied": 0,
-        },
-        "conditions": [
-            {"type": t, "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z"}
-            for t in ("Ready", "Accepted", "Stalled", "Reconciling")
-        ],
-    }
+    """A GitRepo of realistic size (``bench_listener.py``'s, in this namespace): the object and its status.
+
+    What the server sets (uid, resourceVersion) is left to it; the status goes through its subresource.
+    """
+    body = bench_listener.gitrepo(i)
+    status = body.pop("status")
+    metadata = body["metadata"]
+    del metadata["uid"], metadata["resourceVersion"]
+    metadata["namespace"] = NAMESPACE
+    body["spec"]["repo"] = "https://git.example.com/org/%s.git" % metadata["name"]  # as measured: no userinfo
     return body, status
 
 

@@ -105,3 +105,17 @@ def watch_sidecar(*args: str) -> Iterator[Sidecar]:
         reader.join(timeout=5)
     assert returncode == 0, sidecar.output
     assert "Traceback" not in sidecar.output, sidecar.output
+
+
+def gitrepos_with_series(reader: Any, namespace: str, metric: str = "fleet_gitrepo_ready_clusters") -> set[str]:
+    """Names of ``namespace``'s GitRepos that have a ``metric`` point in ``reader``'s next collection."""
+    data = reader.get_metrics_data()
+    names = set()
+    for resource_metrics in data.resource_metrics if data else []:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric_data in scope_metrics.metrics:
+                if metric_data.name == metric:
+                    for point in metric_data.data.data_points:
+                        if point.attributes.get("namespace") == namespace:
+                            names.add(str(point.attributes["name"]))
+    return names

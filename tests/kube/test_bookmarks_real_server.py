@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from kube_helpers import wait_until
+from kube_helpers import gitrepos_with_series, wait_until
 from kubernetes import client as k8s_client
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -87,16 +87,7 @@ class Watched:
 
     def series(self) -> set[str]:
         """Names of this namespace's GitRepos that have a ``fleet_gitrepo_ready_clusters`` point."""
-        data = self.reader.get_metrics_data()
-        names = set()
-        for resource_metrics in data.resource_metrics if data else []:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == READY:
-                        for point in metric.data.data_points:
-                            if point.attributes.get("namespace") == self.namespace:
-                                names.add(str(point.attributes["name"]))
-        return names
+        return gitrepos_with_series(self.reader, self.namespace, READY)
 
     def sees(self, names: set[str]) -> bool:
         """Whether the series and the lifecycle's GitRepos are exactly ``names`` once the queue is applied."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kube_helpers import wait_until
+from kube_helpers import gitrepos_with_series, wait_until
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from real_apiserver import KubeApiServer
@@ -46,16 +46,7 @@ class Watched:
 
     def series(self) -> set[str]:
         """Names of this namespace's GitRepos that have a ``fleet_gitrepo_ready_clusters`` point."""
-        data = self.reader.get_metrics_data()
-        names = set()
-        for resource_metrics in data.resource_metrics if data else []:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == READY:
-                        for point in metric.data.data_points:
-                            if point.attributes.get("namespace") == self.namespace:
-                                names.add(str(point.attributes["name"]))
-        return names
+        return gitrepos_with_series(self.reader, self.namespace, READY)
 
     def tracked(self) -> set[str]:
         """Names of this namespace's GitRepos the lifecycle still tracks (what ``forget`` removes)."""
