@@ -265,8 +265,8 @@ FAULTS = {
     "410 ERROR event": (kmock.action.WATCH, lambda emu: (b"", ERROR_410), "ERROR event 410"),
     "malformed line": (kmock.action.WATCH, lambda emu: (b"", b"{not json}\n"), "not JSON"),
     "dropped mid-stream": (kmock.action.WATCH, lambda emu: partial_then_drop, "connection dropped"),
-    "list hangs": (kmock.action.LIST, lambda emu: emu.hang(), "inactivity timeout"),
-    "watch hangs": (kmock.action.WATCH, lambda emu: (b"", emu.hang()), "inactivity timeout"),
+    "list hangs": (kmock.action.LIST, lambda emu: emu.hang(), "no answer from the API server for 0.3s (list timeout)"),
+    "watch hangs": (kmock.action.WATCH, lambda emu: (b"", emu.hang()), "no data from the API server for 0.3s"),
 }
 
 

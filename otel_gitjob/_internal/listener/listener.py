@@ -104,12 +104,13 @@ class MalformedListError(ValueError):
     """A list response that is not a Kubernetes list."""
 
 
-def describe_failure(exc: BaseException, settings: ListenerSettings | None = None) -> str:
+def describe_failure(exc: BaseException, settings: ListenerSettings | None = None, phase: str = "watch") -> str:
     """One-line reason for a failed list or watch, for the log.
 
     Args:
         exc: What ended the list or the stream.
-        settings: Used to name the inactivity timeout.
+        settings: Used to name the timeout that fired.
+        phase: ``"list"`` or ``"watch"``: which read timeout applies.
 
     Returns:
         A short human-readable reason.
@@ -123,6 +124,9 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
             return "ERROR event 410 (resource version expired): %s" % exc.message
         return str(exc)
     if isinstance(exc, ReadTimeoutError):
+        if phase == "list":
+            limit = settings.list_timeout if settings else None
+            return "no answer from the API server for %ss (list timeout)" % (limit,)
         limit = settings.watch_read_timeout if settings else None
         return "no data from the API server for %ss (inactivity timeout)" % (limit,)
     if isinstance(exc, ProtocolError):
@@ -389,7 +393,7 @@ class ResourceListener:
                     "%s %s failed: %s; %s in %.2fs",
                     self.kind.kind,
                     phase,
-                    describe_failure(exc, self.settings),
+                    describe_failure(exc, self.settings, phase),
                     next_step,
                     delay,
                     exc_info=not expected,
