@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
+
+import otel_gitjob
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 REPO = Path(__file__).resolve().parents[2]
 RBAC_YAML = REPO / "examples" / "k8s" / "rbac.yaml"
@@ -105,6 +111,61 @@ def watch_sidecar(*args: str) -> Iterator[Sidecar]:
         reader.join(timeout=5)
     assert returncode == 0, sidecar.output
     assert "Traceback" not in sidecar.output, sidecar.output
+
+
+@dataclass
+class WatchedGitRepos:
+    """The shipped ResourceListener on GITREPO in one namespace, feeding a real Lifecycle and MeterProvider.
+
+    Made by :func:`gitrepo_watcher`; :meth:`start` starts it and waits for its first list, :meth:`close`
+    stops everything (the ``watch`` fixtures of the watch tests call it after each test).
+    """
+
+    namespace: str
+    lifecycle: otel_gitjob.Lifecycle
+    provider: MeterProvider
+    reader: InMemoryMetricReader = field(repr=False)
+    listener: ResourceListener
+    api: Any = None  # the CustomObjectsApi it was given, if any
+
+    def start(self) -> None:
+        self.listener.start()
+        assert self.listener.wait_synced(20), "the listener never listed"
+
+    def series(self) -> set[str]:
+        """Names of this namespace's GitRepos that have a ``fleet_gitrepo_ready_clusters`` point."""
+        return gitrepos_with_series(self.reader, self.namespace)
+
+    def tracked(self) -> set[str]:
+        """Names of this namespace's GitRepos the lifecycle still tracks (what ``forget`` removes)."""
+        return {ref[1] for _, ref in self.lifecycle.registry.objects_of_kind("GitRepo") if ref[0] == self.namespace}
+
+    def sees(self, names: set[str]) -> bool:
+        """Whether the series and the lifecycle's objects are exactly ``names`` once the queue is applied."""
+        return bool(self.listener.wait_idle(5)) and self.series() == names and self.tracked() == names
+
+    def close(self) -> None:
+        try:
+            assert self.listener.stop(), "a listener thread did not stop"
+        finally:
+            self.provider.shutdown()
+            self.lifecycle.shutdown()
+
+
+def gitrepo_watcher(namespace: str, *, api: Any = None, configuration: Any = None, **settings: Any) -> WatchedGitRepos:
+    """A :class:`WatchedGitRepos`, not started: through ``api`` (a CustomObjectsApi) or ``configuration``."""
+    lifecycle = otel_gitjob.Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    listener = ResourceListener(
+        lifecycle,
+        GITREPO,
+        api=api,
+        configuration=configuration,
+        meter_provider=provider,
+        settings=ListenerSettings(namespace=namespace, **settings),
+    )
+    return WatchedGitRepos(namespace, lifecycle, provider, reader, listener, api)
 
 
 def gitrepos_with_series(reader: Any, namespace: str, metric: str = "fleet_gitrepo_ready_clusters") -> set[str]:

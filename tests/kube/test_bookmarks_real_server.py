@@ -37,21 +37,13 @@ import logging
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from kube_helpers import gitrepos_with_series, wait_until
+from kube_helpers import WatchedGitRepos, gitrepo_watcher, wait_until
 from kubernetes import client as k8s_client
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from real_apiserver import GROUP, VERSION, KubeApiServer
 
-import otel_gitjob
-from otel_gitjob.fleet import GITREPO
-from otel_gitjob.listener import ListenerSettings, ResourceListener
-
-READY = "fleet_gitrepo_ready_clusters"
 SPEC = {"repo": "https://example.test/bookmarks.git", "branch": "main"}
 STATUS = {"readyClusters": 1, "desiredReadyClusters": 1}
 NO_WATCH_CACHE = "--watch-cache=false"
@@ -74,54 +66,23 @@ class RecordingApi(k8s_client.CustomObjectsApi):
         return super().list_namespaced_custom_object(*args, **kwargs)
 
 
-@dataclass
-class Watched:
-    """A ResourceListener on GITREPO in one namespace, feeding a real Lifecycle and MeterProvider."""
-
-    namespace: str
-    listener: ResourceListener
-    api: RecordingApi
-    lifecycle: otel_gitjob.Lifecycle
-    provider: MeterProvider
-    reader: InMemoryMetricReader = field(repr=False)
-
-    def series(self) -> set[str]:
-        """Names of this namespace's GitRepos that have a ``fleet_gitrepo_ready_clusters`` point."""
-        return gitrepos_with_series(self.reader, self.namespace, READY)
-
-    def sees(self, names: set[str]) -> bool:
-        """Whether the series and the lifecycle's GitRepos are exactly ``names`` once the queue is applied."""
-        tracked = {ref[1] for _, ref in self.lifecycle.registry.objects_of_kind("GitRepo") if ref[0] == self.namespace}
-        return bool(self.listener.wait_idle(5)) and self.series() == names and tracked == names
-
-
 @pytest.fixture
 def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
-    """``watch(namespace)`` → a started :class:`Watched` with 4 s streams.
+    """``watch(namespace, **settings)`` → a started watcher with 4 s streams (``api`` records its watches).
 
     After the test every listener is stopped and every GitRepo in the watched namespaces deleted:
     the session's server is shared, and later tests watch GitRepos cluster-wide.
     """
-    made: list[Watched] = []
+    made: list[WatchedGitRepos] = []
 
-    def make(namespace: str, **settings: Any) -> Watched:
+    def make(namespace: str, **settings: Any) -> WatchedGitRepos:
         configuration = kube_apiserver.configuration()
         configuration.retries = False  # as the listener's own client: its backoff, not urllib3's, retries
-        api = RecordingApi(k8s_client.ApiClient(configuration))
-        lifecycle = otel_gitjob.Lifecycle()
-        reader = InMemoryMetricReader()
-        provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-        listener = ResourceListener(
-            lifecycle,
-            GITREPO,
-            api=api,
-            meter_provider=provider,
-            settings=ListenerSettings(namespace=namespace, **{**FAST, **settings}),
+        watched = gitrepo_watcher(
+            namespace, api=RecordingApi(k8s_client.ApiClient(configuration)), **{**FAST, **settings}
         )
-        watched = Watched(namespace, listener, api, lifecycle, provider, reader)
         made.append(watched)
-        listener.start()
-        assert listener.wait_synced(20), "the listener never listed"
+        watched.start()
         return watched
 
     try:
@@ -129,11 +90,9 @@ def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
     finally:
         for watched in made:
             try:
-                assert watched.listener.stop(), "a listener thread did not stop"
+                watched.close()
             finally:
                 watched.api.api_client.close()
-                watched.provider.shutdown()
-                watched.lifecycle.shutdown()
                 for name in _gitrepo_versions(kube_apiserver, watched.namespace):
                     kube_apiserver.delete("gitrepos", watched.namespace, name)
 
@@ -178,7 +137,7 @@ def _move_the_cache_past_other_writes(server: KubeApiServer, namespace: str, cou
     return last
 
 
-def _listed_at(watched: Watched) -> int:
+def _listed_at(watched: WatchedGitRepos) -> int:
     """The list's resourceVersion: where the first watch started (a bookmark may already have moved on)."""
     wait_until(lambda: watched.api.watched_from, what="the first watch request")
     return int(watched.api.watched_from[0] or 0)

@@ -14,80 +14,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kube_helpers import gitrepos_with_series, wait_until
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from kube_helpers import WatchedGitRepos, gitrepo_watcher, wait_until
 from real_apiserver import KubeApiServer
 
-import otel_gitjob
-from otel_gitjob.fleet import GITREPO
-from otel_gitjob.listener import ListenerSettings, ResourceListener
-
-READY = "fleet_gitrepo_ready_clusters"
 SPEC = {"repo": "https://example.test/watch.git", "branch": "main"}
 STATUS = {"readyClusters": 1, "desiredReadyClusters": 1}
 # Short backoff: an API-server restart costs a few failed attempts, not 30 s of waiting.
 FAST = {"backoff_base": 0.1, "backoff_cap": 0.5, "connect_timeout": 2.0}
 
 
-@dataclass
-class Watched:
-    """A ResourceListener on GITREPO feeding a real Lifecycle, with an in-memory reader on its provider."""
-
-    namespace: str
-    lifecycle: otel_gitjob.Lifecycle
-    provider: MeterProvider
-    reader: InMemoryMetricReader
-    listener: ResourceListener
-
-    def series(self) -> set[str]:
-        """Names of this namespace's GitRepos that have a ``fleet_gitrepo_ready_clusters`` point."""
-        return gitrepos_with_series(self.reader, self.namespace, READY)
-
-    def tracked(self) -> set[str]:
-        """Names of this namespace's GitRepos the lifecycle still tracks (what ``forget`` removes)."""
-        return {ref[1] for _, ref in self.lifecycle.registry.objects_of_kind("GitRepo") if ref[0] == self.namespace}
-
-    def sees(self, names: set[str]) -> bool:
-        """Whether the series and the lifecycle's objects are exactly ``names`` once the queue is applied."""
-        return bool(self.listener.wait_idle(5)) and self.series() == names and self.tracked() == names
-
-
 @pytest.fixture
 def watch(kube_apiserver: KubeApiServer) -> Iterator[Any]:
-    """``watch(namespace, configuration=None, **settings)`` → a started :class:`Watched`; all stopped after."""
-    made: list[Watched] = []
+    """``watch(namespace, configuration=None, **settings)`` → a started watcher; all stopped after."""
+    made: list[WatchedGitRepos] = []
 
-    def make(namespace: str, configuration: Any = None, **settings: Any) -> Watched:
-        lifecycle = otel_gitjob.Lifecycle()
-        reader = InMemoryMetricReader()
-        provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-        listener = ResourceListener(
-            lifecycle,
-            GITREPO,
-            configuration=configuration or kube_apiserver.configuration(),
-            meter_provider=provider,
-            settings=ListenerSettings(namespace=namespace, **{**FAST, **settings}),
+    def make(namespace: str, configuration: Any = None, **settings: Any) -> WatchedGitRepos:
+        watched = gitrepo_watcher(
+            namespace, configuration=configuration or kube_apiserver.configuration(), **{**FAST, **settings}
         )
-        watched = Watched(namespace, lifecycle, provider, reader, listener)
         made.append(watched)
-        listener.start()
-        assert listener.wait_synced(20), "the listener never listed"
+        watched.start()
         return watched
 
     try:
         yield make
     finally:
         for watched in made:
-            try:
-                assert watched.listener.stop(), "a listener thread did not stop"
-            finally:
-                watched.provider.shutdown()
-                watched.lifecycle.shutdown()
+            watched.close()
 
 
 NO_WATCH_CACHE = ["--watch-cache=false"]
