@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, Observa
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS  # noqa: E402
+from otel_gitjob._internal.gitjob import _create as create_instrument  # noqa: E402
 from otel_gitjob._internal.listener.gauges import register_status_gauges  # noqa: E402
 from otel_gitjob._internal.listener.state import GAUGES, repo_state  # noqa: E402
 
@@ -116,19 +117,8 @@ class Server:
     def _otel_instruments(self, provider: MeterProvider) -> None:
         meter = provider.get_meter("otel_gitjob")
         made: dict[str, Any] = {}
-        for spec in GITJOB_INSTRUMENTS:
-            name = "%s_%s" % (PREFIX, spec.suffix)
-            if spec.kind == "counter":
-                made[spec.key] = meter.create_counter(name, unit=spec.unit, description=spec.description)
-            elif spec.kind == "gauge":
-                made[spec.key] = meter.create_gauge(name, unit=spec.unit, description=spec.description)
-            else:
-                made[spec.key] = meter.create_histogram(
-                    name,
-                    unit=spec.unit,
-                    description=spec.description,
-                    explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
-                )
+        for spec in GITJOB_INSTRUMENTS:  # created exactly as GitJobMetrics creates them
+            made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
         self.otel = made
         if self.full:
             _observable_gauges(provider.get_meter("otel_gitjob.listener"), self.cache)

@@ -41,6 +41,7 @@ from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, RepoRef  # noqa: E402
 from otel_gitjob._internal import _sdk  # noqa: E402
+from otel_gitjob._internal.gitjob import _create as create_instrument  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
 # rest into otel.metric.overflow; both providers get the same, higher cap so that
@@ -145,18 +146,7 @@ def _instruments(provider: MeterProvider) -> dict[str, Any]:
     meter = provider.get_meter("otel_gitjob", __version__)
     made: dict[str, Any] = {}
     for spec in GITJOB_INSTRUMENTS:
-        name = "%s_%s" % (PREFIX, spec.suffix)
-        if spec.kind == "counter":
-            made[spec.key] = meter.create_counter(name, unit=spec.unit, description=spec.description)
-        elif spec.kind == "gauge":
-            made[spec.key] = meter.create_gauge(name, unit=spec.unit, description=spec.description)
-        else:
-            made[spec.key] = meter.create_histogram(
-                name,
-                unit=spec.unit,
-                description=spec.description,
-                explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
-            )
+        made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
     return made
 
 
