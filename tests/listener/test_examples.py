@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,31 @@ def scrape(port: int) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def example_process(command: list[str], env: dict[str, str], expect_exit_0: bool = True) -> Iterator[None]:
+    """Run an example as a user would; SIGTERM (SIGKILL after 20 s) after the block, then check its output."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    stdout = process.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=5)
+    output = "".join(lines)
+    if expect_exit_0:
+        assert process.returncode == 0, output
+    assert "Traceback" not in output, output[-3000:]
+
+
 def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator, tmp_path, wait_for):
     emulator.create("a", status={"readyClusters": 2})
     emulator.create_object(
@@ -67,11 +94,7 @@ def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator,
     )
     operator = str(EXAMPLES / "kopf_operator.py")
     command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", operator]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
+    with example_process(command, env, expect_exit_0=False):
         repo = 'fleet_gitrepo_ready_clusters{branch="main",name="a",namespace="fleet-local"'
         helm = 'fleet_helmop_ready_clusters{chart="c",name="h",namespace="fleet-local"'
         wait_for(lambda: repo in scrape(port) and helm in scrape(port), timeout=30)
@@ -80,15 +103,6 @@ def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator,
         assert helm in scrape(port)
         emulator.delete_object(HELMOPS, "fleet-local", "h")
         wait_for(lambda: 'name="h"' not in scrape(port), timeout=20)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=5)
-    assert "Traceback" not in "".join(lines), "".join(lines)[-3000:]
 
 
 def load_widget_example() -> Any:
@@ -162,22 +176,11 @@ def test_widget_example_runs_as_a_process(emulator, tmp_path, wait_for):
     env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
     kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
     command = [sys.executable, str(EXAMPLES / "widget_controller.py"), "--kubeconfig", str(kubeconfig)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
+    with example_process(command, env):
         wanted = 'widget_ready_replicas{name="w1",namespace="shop",size="small"} 3.0'
         wait_for(lambda: wanted in scrape(port), timeout=30)
         emulator.delete_object(WIDGETS, "shop", "w1")
         wait_for(lambda: 'name="w1"' not in scrape(port), timeout=20)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        output = process.stdout.read() if process.stdout else ""
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
 
 
 def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_path, wait_for):
@@ -190,19 +193,8 @@ def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_pat
     env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
     kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
     command = [sys.executable, str(EXAMPLES / "plain_controller.py"), "--kubeconfig", str(kubeconfig)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
+    with example_process(command, env):
         wait_for(lambda: 'fleet_helmop_ready_clusters{chart="c",name="h"' in scrape(port), timeout=30)
         assert 'fleet_gitrepo_ready_clusters{branch="main",name="a"' in scrape(port)
         emulator.delete("a")
         wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        output = process.stdout.read() if process.stdout else ""
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
