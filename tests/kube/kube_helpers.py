@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
@@ -170,13 +171,5 @@ def gitrepo_watcher(namespace: str, *, api: Any = None, configuration: Any = Non
 
 def gitrepos_with_series(reader: Any, namespace: str, metric: str = "fleet_gitrepo_ready_clusters") -> set[str]:
     """Names of ``namespace``'s GitRepos that have a ``metric`` point in ``reader``'s next collection."""
-    data = reader.get_metrics_data()
-    names = set()
-    for resource_metrics in data.resource_metrics if data else []:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric_data in scope_metrics.metrics:
-                if metric_data.name == metric:
-                    for point in metric_data.data.data_points:
-                        if point.attributes.get("namespace") == namespace:
-                            names.add(str(point.attributes["name"]))
-    return names
+    points = [dict(attributes) for name, attributes in points_of(reader.get_metrics_data()) if name == metric]
+    return {str(a["name"]) for a in points if a.get("namespace") == namespace}

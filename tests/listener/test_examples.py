@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rv_emulator import HELMOPS, WIDGETS
@@ -124,16 +125,8 @@ def widget(name: str, size: str, ready: int) -> dict[str, Any]:
 
 
 def series(reader: InMemoryMetricReader) -> set[tuple[str, str, str]]:
-    out = set()
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    attributes = point.attributes or {}
-                    if "name" in attributes:
-                        out.add((metric.name, attributes["name"], attributes.get("size", "")))
-    return out
+    points = [(name, dict(attributes)) for name, attributes in points_of(reader.get_metrics_data())]
+    return {(name, a["name"], a.get("size", "")) for name, a in points if "name" in a}
 
 
 def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emulator, make_listener, wait_for):

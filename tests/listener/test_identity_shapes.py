@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 import pytest
+from _helpers import points_of
 from kubernetes import client as k8s
 from kubernetes import watch
 from lightkube import codecs
@@ -103,15 +104,8 @@ def stack() -> Iterator[tuple[Any, Any, InMemoryMetricReader]]:
 
 
 def names(reader: InMemoryMetricReader) -> set[tuple[str, str]]:
-    out = set()
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    if "name" in (point.attributes or {}):
-                        out.add((point.attributes["namespace"], point.attributes["name"]))
-    return out
+    points = [dict(attributes) for _name, attributes in points_of(reader.get_metrics_data())]
+    return {(a["namespace"], a["name"]) for a in points if "name" in a}
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

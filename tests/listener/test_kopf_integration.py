@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 import pytest
+from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -18,15 +19,8 @@ from otel_gitjob.fleet import GITREPO
 
 
 def series(reader: InMemoryMetricReader) -> set[tuple[str, str]]:
-    out = set()
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    if "name" in (point.attributes or {}):
-                        out.add((metric.name, point.attributes["name"]))
-    return out
+    points = [(name, dict(attributes)) for name, attributes in points_of(reader.get_metrics_data())]
+    return {(name, a["name"]) for name, a in points if "name" in a}
 
 
 class Operator:
