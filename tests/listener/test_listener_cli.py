@@ -19,6 +19,16 @@ def scrape(url: str) -> str:
         return response.read().decode()
 
 
+def announced_url(lines: list[str], deadline: float) -> str:
+    """The /metrics URL the CLI prints once it serves (``OTEL_EXPORTER_PROMETHEUS_PORT=0`` picks the port)."""
+    pattern = re.compile(r"http://[\d.]+:\d+/metrics")
+    while not pattern.search("".join(lines)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = pattern.search("".join(lines))
+    assert found is not None, "the CLI never printed its /metrics URL: %s" % "".join(lines)[-2000:]
+    return found.group(0)
+
+
 def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_sigterm(emulator, tmp_path):
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(
@@ -41,9 +51,7 @@ def test_watch_command_serves_status_gauges_forgets_deleted_repos_and_stops_on_s
     reader.start()
     try:
         deadline = time.monotonic() + 20
-        while not re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)).group(0)
+        url = announced_url(lines, deadline)
         wanted = 'fleet_gitrepo_ready_clusters{branch="main",name="sidecar-repo",namespace="fleet-local"'
         while wanted not in scrape(url) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -93,9 +101,7 @@ def test_watch_command_kinds_option_picks_what_to_watch(emulator, tmp_path):
     reader.start()
     try:
         deadline = time.monotonic() + 20
-        while not re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = re.search(r"http://[\d.]+:\d+/metrics", "".join(lines)).group(0)
+        url = announced_url(lines, deadline)
         wanted = 'fleet_helmop_ready_clusters{chart="c",name="op",namespace="fleet-local"'
         while wanted not in scrape(url) and time.monotonic() < deadline:
             time.sleep(0.1)
