@@ -19,9 +19,9 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, Observa
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS  # noqa: E402
-from otel_gitjob._internal.gitjob import _create as create_instrument  # noqa: E402
-from otel_gitjob._internal.listener.gauges import register_status_gauges  # noqa: E402
-from otel_gitjob._internal.listener.state import GAUGES, repo_state  # noqa: E402
+from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.fleet.presets import GAUGES, repo_state  # noqa: E402
+from otel_gitjob._internal.kube.gauges import register_status_gauges  # noqa: E402
 
 PREFIX = "fleet"
 VARIANTS = ("prometheus_client", "bare_sdk", "gitjob_old", "gitjob_fast")
@@ -167,7 +167,7 @@ class Server:
     def serve(self) -> tuple[Any, int]:
         """Start the variant's HTTP endpoint on a free port."""
         if self.variant == "gitjob_fast":
-            from otel_gitjob._internal.serve import start_http_server
+            from otel_gitjob._internal.prometheus.endpoint import start_http_server
 
             server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry, reader=_reader_of(self.registry))
             self.endpoint = server.endpoint

@@ -37,7 +37,7 @@ from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics._internal.measurement import Measurement  # noqa: E402
 
 from otel_gitjob import GitJobMetrics, Lifecycle  # noqa: E402
-from otel_gitjob._internal import _sdk  # noqa: E402
+from otel_gitjob._internal.core import _sdk  # noqa: E402
 
 
 class BoundCounter:

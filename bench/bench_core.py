@@ -40,8 +40,8 @@ from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402  (the SDK ex
 from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, RepoRef  # noqa: E402
-from otel_gitjob._internal import _sdk  # noqa: E402
-from otel_gitjob._internal.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.core import _sdk  # noqa: E402
+from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
 # rest into otel.metric.overflow; both providers get the same, higher cap so that

@@ -45,7 +45,7 @@ from bench.bench_core import (  # noqa: E402
     verdict,
 )
 from otel_gitjob import Lifecycle  # noqa: E402
-from otel_gitjob._internal import _sdk  # noqa: E402
+from otel_gitjob._internal.core import _sdk  # noqa: E402
 
 TRANSIENT = "bench_transient_gauge"
 PLAIN = "bench_plain_gauge"

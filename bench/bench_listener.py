@@ -136,7 +136,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
-    from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
+    from otel_gitjob._internal.fleet.listener import GitRepoListener
+    from otel_gitjob._internal.kube import ListenerSettings
 
     synced, observed, peaks = [], [], []
     for run in range(runs + 1):  # the last run is under tracemalloc, for memory only
@@ -174,7 +175,8 @@ def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
 def bench_deletes(configuration: Any, repos: int, deletes: int) -> dict[str, Any]:
     import kubernetes
 
-    from otel_gitjob._internal.listener import GitRepoListener, ListenerSettings
+    from otel_gitjob._internal.fleet.listener import GitRepoListener
+    from otel_gitjob._internal.kube import ListenerSettings
 
     lifecycle, provider, reader = make_stack()
     sink = TimingSink(lifecycle)

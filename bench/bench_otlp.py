@@ -142,7 +142,7 @@ def main() -> None:
         # before), forgets them, and times the export that carries their markers (the live export,
         # then the markers in requests of their own). Encoding the markers is timed apart too,
         # being immune to the machine's noise.
-        from otel_gitjob._internal.otlp import markers as markers_module
+        from otel_gitjob._internal.push import markers as markers_module
 
         staleness = reader._exporter.staleness
         encode = markers_module.encode

@@ -308,7 +308,7 @@ def bench_gzip(repos: int, rounds: int) -> str:
         server.add_repo(i)
     httpd, _ = server.serve()
     try:
-        from otel_gitjob._internal.exposition import Format
+        from otel_gitjob._internal.prometheus.renderer import Format
 
         server.endpoint.render(Format())
         body = server.endpoint.render(Format())

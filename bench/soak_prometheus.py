@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e")
 from prometheus_server import PrometheusServer  # noqa: E402
 
 import otel_gitjob  # noqa: E402
-from otel_gitjob._internal import _sdk  # noqa: E402
-from otel_gitjob._internal.demo import DemoSettings, run_demo  # noqa: E402
+from otel_gitjob._internal.app.demo import DemoSettings, run_demo  # noqa: E402
+from otel_gitjob._internal.core import _sdk  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -36,12 +36,12 @@ Or wire it into your own MeterProvider:
     gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
 """
 
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.export import LifecycleExporter, LifecyclePrometheusReader
-from otel_gitjob._internal.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
-from otel_gitjob._internal.identity import RepoRef
-from otel_gitjob._internal.lifecycle import Lifecycle
-from otel_gitjob._internal.setup import Instrumentation, setup
+from otel_gitjob._internal.app.setup import Instrumentation, setup
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.identity import RepoRef
+from otel_gitjob._internal.core.lifecycle import Lifecycle
+from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
+from otel_gitjob._internal.prometheus.reader import LifecycleExporter, LifecyclePrometheusReader
 from otel_gitjob.version import __version__
 
 __all__ = [

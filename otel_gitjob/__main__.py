@@ -19,8 +19,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.setup import DEFAULT_HOST, DEFAULT_PORT, setup
+from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, setup
+from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -257,7 +257,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     exit_code = EXIT_OK
     try:
         if args.command == "demo":
-            from otel_gitjob._internal.demo import DemoSettings, run_demo
+            from otel_gitjob._internal.app.demo import DemoSettings, run_demo
 
             say(
                 "demo: durations are simulated (nothing waits for a real job); the job-duration gauge expires "

@@ -43,12 +43,12 @@ from typing import Any
 import kopf
 from opentelemetry import metrics
 
-from otel_gitjob._internal.listener.cache import RepoCache
-from otel_gitjob._internal.listener.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.listener.gauges import register_status_gauges
-from otel_gitjob._internal.listener.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
-from otel_gitjob._internal.listener.lifecycle_calls import KindCalls
-from otel_gitjob._internal.listener.workqueue import WorkQueue
+from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
+from otel_gitjob._internal.kube.gauges import register_status_gauges
+from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
+from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
+from otel_gitjob._internal.kube.workqueue import WorkQueue
 
 __all__ = ["KopfInstrumentation", "instrument"]
 

@@ -26,15 +26,15 @@ A :class:`KindSpec` describes any other kind (your own CRD). Without a
 Kept out of ``otel_gitjob`` itself so that recording needs no ``kubernetes`` client.
 """
 
-from otel_gitjob._internal.listener import (
+from otel_gitjob._internal.app.sidecar import run_sidecar
+from otel_gitjob._internal.fleet.listener import GitRepoListener
+from otel_gitjob._internal.kube import (
     GaugeSpec,
-    GitRepoListener,
     KindSpec,
     ListenerSettings,
     ResourceListener,
-    run_sidecar,
 )
-from otel_gitjob._internal.listener.sidecar import load_configuration
+from otel_gitjob._internal.kube.config import load_configuration
 
 __all__ = [
     "GaugeSpec",

@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 
 ROUNDS = 300
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 REPO = ("fleet-local", "simple")

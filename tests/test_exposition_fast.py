@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om
 
 from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob._internal.exposition import EXPORTER_SUPPORTED, FastExposition, Format
-from otel_gitjob._internal.serve import MetricsEndpoint, start_http_server
+from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
+from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
 
 FORMATS = [
     Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default

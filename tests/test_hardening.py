@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import otel_gitjob
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)

@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, RepoRef
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 
 A = RepoRef("team-a", "repo-a", uid="uid-1")
 B = RepoRef("team-b", "repo-b")

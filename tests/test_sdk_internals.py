@@ -26,8 +26,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal import lifecycle as lifecycle_module
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core import lifecycle as lifecycle_module
 
 SDK = tuple(int(part) for part in importlib.metadata.version("opentelemetry-sdk").split(".")[:3])
 

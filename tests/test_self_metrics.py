@@ -7,7 +7,7 @@ import re
 from _helpers import samples
 
 from otel_gitjob import GitJobMetrics
-from otel_gitjob._internal.selfmetrics import SELF_METRICS
+from otel_gitjob._internal.core.selfmetrics import SELF_METRICS
 
 
 def test_self_metrics_report_objects_series_blocks_forgets_and_expiries(gitjob, lifecycle, registry, clock):

@@ -30,7 +30,7 @@ import pytest
 from collector_helpers import PROMETHEUS_CONFIG, stop_process, wait_until
 from kube_emulator import Emulator
 
-from otel_gitjob._internal.listener.settings import SHARD_LABEL
+from otel_gitjob._internal.kube.settings import SHARD_LABEL
 
 REPLICA = Path(__file__).resolve().parent / "replica.py"
 EXPIRATION = 10.0

@@ -97,7 +97,7 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
     """
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from otel_gitjob._internal.listener import ListenerSettings, ResourceListener
+    from otel_gitjob._internal.kube import ListenerSettings, ResourceListener
     from otel_gitjob.fleet import GITREPO
 
     listeners: list[Any] = []

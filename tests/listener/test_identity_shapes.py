@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_gitjob
-from otel_gitjob._internal.identity import RepoRef, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import RepoRef, coerce_repo, kind_of
 
 RAW = {
     "apiVersion": "fleet.cattle.io/v1alpha1",

@@ -8,8 +8,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_gitjob
-from otel_gitjob._internal.identity import RepoRef
-from otel_gitjob._internal.listener.lifecycle_calls import KindCalls, accepts_keyword
+from otel_gitjob._internal.core.identity import RepoRef
+from otel_gitjob._internal.kube.lifecycle_calls import KindCalls, accepts_keyword
 from otel_gitjob.fleet import GITREPO, HELMOP
 
 

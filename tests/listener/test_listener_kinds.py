@@ -15,11 +15,11 @@ from rv_emulator import HELMOPS
 from test_listener_watch import ERROR_410, synced
 
 import otel_gitjob
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 from otel_gitjob.fleet import GITREPO, HELMOP
 from otel_gitjob.listener import ListenerSettings, run_sidecar
 
-LOGGER = "otel_gitjob._internal.listener.listener"
+LOGGER = "otel_gitjob._internal.kube.listener"
 
 
 class KindSink:

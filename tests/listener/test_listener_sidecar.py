@@ -7,8 +7,8 @@ import threading
 import kmock
 import pytest
 
-from otel_gitjob._internal.listener import ListenerSettings, run_sidecar
-from otel_gitjob._internal.listener.sidecar import load_configuration
+from otel_gitjob._internal.app.sidecar import load_configuration, run_sidecar
+from otel_gitjob._internal.kube import ListenerSettings
 
 
 def test_sidecar_watches_its_shard_until_stopped(emulator, sink, wait_for):

@@ -6,10 +6,8 @@ import threading
 
 import pytest
 
-from otel_gitjob._internal.listener import (
-    GAUGES,
-    GITREPO,
-    HELMOP,
+from otel_gitjob._internal.fleet.presets import GAUGES, GITREPO, HELMOP, repo_attributes, repo_state, sanitize_repo_url
+from otel_gitjob._internal.kube import (
     Action,
     ActionKind,
     Backoff,
@@ -21,13 +19,10 @@ from otel_gitjob._internal.listener import (
     decide_actions,
     diff_relist,
     parse_event_line,
-    repo_attributes,
-    repo_state,
-    sanitize_repo_url,
     shard_selector,
 )
-from otel_gitjob._internal.listener.cache import RepoCache
-from otel_gitjob._internal.listener.workqueue import WorkQueue
+from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.workqueue import WorkQueue
 
 
 def gitrepo(name: str = "r", namespace: str = "ns", uid: str | None = "u1", **spec: object) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-LOGGER = "otel_gitjob._internal.listener.listener"
+LOGGER = "otel_gitjob._internal.kube.listener"
 ERROR_410 = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}
 
 

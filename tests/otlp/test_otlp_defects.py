@@ -181,7 +181,7 @@ def test_collector_down_warns_once_and_encodes_each_marker_once(
 
 def test_memory_of_pending_markers_matches_the_documented_bound(lifecycle: Lifecycle, make_pipeline: Any) -> None:
     """The figure in markers.py (DEFAULT_MAX_PENDING's comment) is measured here, encoded markers included."""
-    from otel_gitjob._internal.otlp import markers
+    from otel_gitjob._internal.push import markers
 
     sink = HttpSink()
     pipeline = make_pipeline(otlp_exporter("http", sink.endpoint, timeout=1), lifecycle)

@@ -28,7 +28,7 @@ from otlp_helpers import (
 )
 
 from otel_gitjob import Lifecycle
-from otel_gitjob._internal.otlp import StalenessMarkers
+from otel_gitjob._internal.push import StalenessMarkers
 
 
 def test_forgotten_repo_is_sent_once_flagged_then_never_again(
@@ -288,8 +288,8 @@ def test_installed_otlp_exporters_still_have_the_encode_hooks_markers_use() -> N
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    from otel_gitjob._internal.otlp.transport import GrpcTransport as _GrpcTransport
-    from otel_gitjob._internal.otlp.transport import HttpTransport as _HttpTransport
+    from otel_gitjob._internal.push.transport import GrpcTransport as _GrpcTransport
+    from otel_gitjob._internal.push.transport import HttpTransport as _HttpTransport
 
     for exporter_class, transport in ((HttpExporter, _HttpTransport), (GrpcExporter, _GrpcTransport)):
         for name in transport.needs:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from otel_gitjob._internal.listener.kind import GaugeSpec, KindSpec, ObjectState, metadata_ref
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec, ObjectState, metadata_ref
 
 __all__ = [
     "GAUGES",

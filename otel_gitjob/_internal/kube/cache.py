@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from otel_gitjob._internal.listener._types import RepoKey, RepoRef
-from otel_gitjob._internal.listener.actions import Action, decide_actions, diff_relist
-from otel_gitjob._internal.listener.events import DELETED
-from otel_gitjob._internal.listener.kind import ObjectState as RepoState
+from otel_gitjob._internal.kube._types import RepoKey, RepoRef
+from otel_gitjob._internal.kube.actions import Action, decide_actions, diff_relist
+from otel_gitjob._internal.kube.events import DELETED
+from otel_gitjob._internal.kube.kind import ObjectState as RepoState
 
 __all__ = ["RepoCache"]
 

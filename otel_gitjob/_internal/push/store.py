@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_gitjob._internal._sdk import FinalPoint
-    from otel_gitjob._internal.registry import ObjectKey
+    from otel_gitjob._internal.core._sdk import FinalPoint
+    from otel_gitjob._internal.core.registry import ObjectKey
 
 __all__ = ["Item", "MarkerStore", "SeriesKey"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, DropAggregation, View
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.expiry import ExpiryProcessor
-from otel_gitjob._internal.registry import SeriesRegistry
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.registry import SeriesRegistry
 
 __all__ = ["LifecycleAggregation", "lifecycle_views", "uses_registry"]
 

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from kubernetes import client as k8s_client
 from opentelemetry import metrics
 
-from otel_gitjob._internal.listener._types import Sink
-from otel_gitjob._internal.listener.config import load_configuration
-from otel_gitjob._internal.listener.kind import KindSpec
-from otel_gitjob._internal.listener.listener import ResourceListener
-from otel_gitjob._internal.listener.settings import ListenerSettings
-from otel_gitjob._internal.listener.state import GITREPO, HELMOP
+from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP
+from otel_gitjob._internal.kube._types import Sink
+from otel_gitjob._internal.kube.config import load_configuration
+from otel_gitjob._internal.kube.kind import KindSpec
+from otel_gitjob._internal.kube.listener import ResourceListener
+from otel_gitjob._internal.kube.settings import ListenerSettings
 
 __all__ = ["load_configuration", "run_sidecar"]
 

@@ -69,10 +69,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.badinput import DropRecorder
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.identity import REASON_BAD_REPO, valid_identity_value
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.drops import DropRecorder
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.identity import REASON_BAD_REPO, valid_identity_value
 
 __all__ = ["DEFAULT_KIND", "Identity", "ObjectKey", "SeriesRegistry"]
 

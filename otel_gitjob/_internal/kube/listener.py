@@ -58,26 +58,25 @@ from kubernetes.watch.watch import iter_resp_lines
 from opentelemetry import metrics
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-from otel_gitjob._internal.badinput import DropRecorder
-from otel_gitjob._internal.listener._types import RepoKey, Sink
-from otel_gitjob._internal.listener.backoff import Backoff
-from otel_gitjob._internal.listener.cache import RepoCache
-from otel_gitjob._internal.listener.config import load_configuration
-from otel_gitjob._internal.listener.events import (
+from otel_gitjob._internal.core.drops import DropRecorder
+from otel_gitjob._internal.kube._types import RepoKey, Sink
+from otel_gitjob._internal.kube.backoff import Backoff
+from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.config import load_configuration
+from otel_gitjob._internal.kube.events import (
     BOOKMARK,
     DELETED,
     MalformedEventError,
     WatchErrorEvent,
     parse_event_line,
 )
-from otel_gitjob._internal.listener.gauges import register_status_gauges
-from otel_gitjob._internal.listener.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
-from otel_gitjob._internal.listener.lifecycle_calls import KindCalls
-from otel_gitjob._internal.listener.settings import ListenerSettings
-from otel_gitjob._internal.listener.state import GITREPO
-from otel_gitjob._internal.listener.workqueue import WorkQueue
+from otel_gitjob._internal.kube.gauges import register_status_gauges
+from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
+from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
+from otel_gitjob._internal.kube.settings import ListenerSettings
+from otel_gitjob._internal.kube.workqueue import WorkQueue
 
-__all__ = ["GitRepoListener", "ResourceListener", "describe_failure", "loses_position"]
+__all__ = ["ResourceListener", "describe_failure", "loses_position"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +196,7 @@ class ResourceListener:
     def __init__(
         self,
         lifecycle: Sink,
-        kind: KindSpec = GITREPO,
+        kind: KindSpec,
         *,
         configuration: k8s_client.Configuration | None = None,
         api: k8s_client.CustomObjectsApi | None = None,
@@ -585,16 +584,6 @@ class ResourceListener:
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise _Stopped()
-
-
-class GitRepoListener(ResourceListener):
-    """A :class:`ResourceListener` for Fleet's GitRepos (``otel_gitjob.fleet.GITREPO``).
-
-    Takes the same keyword arguments as :class:`ResourceListener`.
-    """
-
-    def __init__(self, sink: Sink, **kwargs: Any) -> None:
-        super().__init__(sink, GITREPO, **kwargs)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -30,7 +30,7 @@ encoded, and only here. One job per module:
 * :mod:`.markers`: :class:`StalenessMarkers`, which ties them together.
 """
 
-from otel_gitjob._internal.otlp.encoding import NO_RECORDED_VALUE
-from otel_gitjob._internal.otlp.markers import StalenessMarkers, staleness_markers_for
+from otel_gitjob._internal.push.encoding import NO_RECORDED_VALUE
+from otel_gitjob._internal.push.markers import StalenessMarkers, staleness_markers_for
 
 __all__ = ["NO_RECORDED_VALUE", "StalenessMarkers", "staleness_markers_for"]

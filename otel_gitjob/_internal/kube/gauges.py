@@ -17,9 +17,9 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 
-from otel_gitjob._internal.listener._types import RepoKey
-from otel_gitjob._internal.listener.cache import RepoCache
-from otel_gitjob._internal.listener.kind import GaugeSpec
+from otel_gitjob._internal.kube._types import RepoKey
+from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.kind import GaugeSpec
 
 __all__ = ["register_status_gauges"]
 

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 
-from otel_gitjob._internal.badinput import safe_detail
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
-from otel_gitjob._internal.lifecycle import Lifecycle
+from otel_gitjob._internal.core.drops import safe_detail
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
+from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob.version import __version__
 
 __all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]

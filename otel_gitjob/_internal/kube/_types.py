@@ -3,7 +3,7 @@
 The listener must not import the metrics core (layers never import upward), so
 it talks to it through :class:`Sink`, a structural protocol that
 ``otel_gitjob.Lifecycle`` satisfies. :class:`RepoRef` is the core's value type
-from ``otel_gitjob._internal.identity`` (a leaf module with no imports of its
+from ``otel_gitjob._internal.core.identity`` (a leaf module with no imports of its
 own); the fallback below only exists so the listener stays importable should
 that module move, and has the same fields.
 """
@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 __all__ = ["RepoKey", "RepoRef", "Sink"]
 
 try:  # pragma: no branch - which branch runs depends on the installed core
-    from otel_gitjob._internal.identity import RepoRef
+    from otel_gitjob._internal.core.identity import RepoRef
 except ImportError:  # pragma: no cover - only without the core's identity module
 
     @dataclass(frozen=True, slots=True)

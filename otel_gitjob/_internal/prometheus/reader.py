@@ -21,17 +21,17 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.metrics.view import View
 from prometheus_client import REGISTRY
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.otlp import staleness_markers_for
-from otel_gitjob._internal.serve import collect_timeout_from_env
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.prometheus.endpoint import collect_timeout_from_env
+from otel_gitjob._internal.push import staleness_markers_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from prometheus_client import CollectorRegistry
 
-    from otel_gitjob._internal.registry import SeriesRegistry
+    from otel_gitjob._internal.core.registry import SeriesRegistry
 
 __all__ = ["LifecycleExporter", "LifecyclePrometheusReader"]
 

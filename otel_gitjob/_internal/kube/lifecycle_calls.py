@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from otel_gitjob._internal.listener._types import RepoRef
+from otel_gitjob._internal.kube._types import RepoRef
 
 __all__ = ["KindCalls", "accepts_keyword", "call"]
 

@@ -11,9 +11,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from otel_gitjob._internal.listener._types import RepoKey, RepoRef
-from otel_gitjob._internal.listener.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.listener.kind import ObjectState as RepoState
+from otel_gitjob._internal.kube._types import RepoKey, RepoRef
+from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
+from otel_gitjob._internal.kube.kind import ObjectState as RepoState
 
 __all__ = ["Action", "ActionKind", "decide_actions", "diff_relist"]
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.otlp.encoding import (
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.push.encoding import (
     ShapeBook,
     ShapeKey,
     attributes_key,
@@ -26,13 +26,13 @@ from otel_gitjob._internal.otlp.encoding import (
     live_keys,
     metrics_by_shape,
 )
-from otel_gitjob._internal.otlp.flusher import IdleFlusher
-from otel_gitjob._internal.otlp.store import Item, MarkerStore, SeriesKey
-from otel_gitjob._internal.otlp.transport import Transport, transport_for
+from otel_gitjob._internal.push.flusher import IdleFlusher
+from otel_gitjob._internal.push.store import Item, MarkerStore, SeriesKey
+from otel_gitjob._internal.push.transport import Transport, transport_for
 
 if TYPE_CHECKING:
-    from otel_gitjob._internal.registry import ObjectKey, SeriesRegistry
-    from otel_gitjob._internal.selfmetrics import SelfMetrics
+    from otel_gitjob._internal.core.registry import ObjectKey, SeriesRegistry
+    from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
 __all__ = ["StalenessMarkers", "staleness_markers_for"]
 
@@ -89,7 +89,7 @@ def staleness_markers_for(
 class StalenessMarkers:
     """Sends each series the lifecycle removes one final time, flagged ``NO_RECORDED_VALUE``.
 
-    Owned by a :class:`~otel_gitjob._internal.export.LifecycleExporter` wrapping an
+    Owned by a :class:`~otel_gitjob._internal.prometheus.reader.LifecycleExporter` wrapping an
     OTLP exporter; registers itself as a removal listener of the registry.
 
     Args:

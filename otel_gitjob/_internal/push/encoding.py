@@ -37,13 +37,13 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from otel_gitjob._internal import _sdk
+from otel_gitjob._internal.core import _sdk
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from otel_gitjob._internal.otlp.store import Item
+    from otel_gitjob._internal.push.store import Item
 
 __all__ = ["NO_RECORDED_VALUE", "Shape", "ShapeBook", "attributes_key", "build_requests", "encode"]
 

@@ -3,7 +3,7 @@
 It answers like prometheus_client's ``start_http_server`` (same content
 negotiation, same headers, ``OPTIONS``, ``405``, ``/favicon.ico``, ``name[]``
 filtering), but renders the reader's collection with
-:class:`~otel_gitjob._internal.exposition.FastExposition` whenever the registry
+:class:`~otel_gitjob._internal.prometheus.renderer.FastExposition` whenever the registry
 holds nothing but that reader, and compresses at :data:`DEFAULT_GZIP_LEVEL`.
 Anything else (a registry with other collectors or ``target_info``, a reader with
 scope labels or ``target_info``, a ``name[]`` filter) is served the old way, by
@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as _text
 from prometheus_client.openmetrics import exposition as _om
 
-from otel_gitjob._internal.exposition import FastExposition, Format
+from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
 from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
 
 __all__ = [

@@ -12,10 +12,10 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
-from otel_gitjob._internal.lifecycle import Lifecycle
-from otel_gitjob._internal.serve import start_http_server
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.lifecycle import Lifecycle
+from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
+from otel_gitjob._internal.prometheus.endpoint import start_http_server
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,

@@ -48,12 +48,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.points import collection_stamp, filter_points
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.points import collection_stamp, filter_points
 
 if TYPE_CHECKING:
-    from otel_gitjob._internal.registry import ObjectKey, SeriesRegistry
+    from otel_gitjob._internal.core.registry import ObjectKey, SeriesRegistry
 
 __all__ = ["ExpiryProcessor"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from otel_gitjob._internal.identity import RepoRef
-from otel_gitjob._internal.setup import Instrumentation
+from otel_gitjob._internal.app.setup import Instrumentation
+from otel_gitjob._internal.core.identity import RepoRef
 
 __all__ = ["DemoSettings", "run_demo"]
 

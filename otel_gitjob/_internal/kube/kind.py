@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_gitjob._internal.listener._types import RepoKey, RepoRef
+from otel_gitjob._internal.kube._types import RepoKey, RepoRef
 
 __all__ = [
     "REASON_BAD_OBJECT",

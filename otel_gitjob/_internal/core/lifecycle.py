@@ -19,13 +19,13 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.metrics.view import View
 
-from otel_gitjob._internal import _sdk
-from otel_gitjob._internal.badinput import DropRecorder, safe_detail
-from otel_gitjob._internal.errors import ConfigurationError
-from otel_gitjob._internal.expiry import ExpiryProcessor
-from otel_gitjob._internal.identity import REASON_BAD_REPO, coerce_repo, kind_of
-from otel_gitjob._internal.points import collection_stamp, filter_points
-from otel_gitjob._internal.registry import (
+from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
+from otel_gitjob._internal.core.points import collection_stamp, filter_points
+from otel_gitjob._internal.core.registry import (
     DEFAULT_KIND,
     REASON_STALE_UID,
     Identity,
@@ -34,13 +34,13 @@ from otel_gitjob._internal.registry import (
     positive_seconds,
     validate_kind,
 )
-from otel_gitjob._internal.selfmetrics import SelfMetrics
-from otel_gitjob._internal.views import lifecycle_views, uses_registry
+from otel_gitjob._internal.core.selfmetrics import SelfMetrics
+from otel_gitjob._internal.core.views import lifecycle_views, uses_registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from otel_gitjob._internal.export import LifecycleExporter, LifecyclePrometheusReader
+    from otel_gitjob._internal.prometheus.reader import LifecycleExporter, LifecyclePrometheusReader
 
 __all__ = ["Lifecycle"]
 
@@ -181,13 +181,13 @@ class Lifecycle:
                 one when None.
             **options: Passed to the reader.
         """
-        from otel_gitjob._internal.export import LifecyclePrometheusReader
+        from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
 
         return LifecyclePrometheusReader(self, registry=registry, **options)
 
     def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
         """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
-        from otel_gitjob._internal.export import LifecycleExporter
+        from otel_gitjob._internal.prometheus.reader import LifecycleExporter
 
         return LifecycleExporter(self, exporter)
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from otel_gitjob._internal.listener._types import RepoKey, RepoRef, Sink
-from otel_gitjob._internal.listener.actions import Action, ActionKind
+from otel_gitjob._internal.kube._types import RepoKey, RepoRef, Sink
+from otel_gitjob._internal.kube.actions import Action, ActionKind
 
 __all__ = ["WorkQueue"]
 
