@@ -41,7 +41,8 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.identity import RepoRef
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
-from otel_gitjob._internal.prometheus.reader import LifecycleExporter, LifecyclePrometheusReader
+from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
+from otel_gitjob._internal.push.exporter import LifecycleExporter
 from otel_gitjob.version import __version__
 
 __all__ = [

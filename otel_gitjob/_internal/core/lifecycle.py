@@ -40,7 +40,8 @@ from otel_gitjob._internal.core.views import lifecycle_views, uses_registry
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from otel_gitjob._internal.prometheus.reader import LifecycleExporter, LifecyclePrometheusReader
+    from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
+    from otel_gitjob._internal.push.exporter import LifecycleExporter
 
 __all__ = ["Lifecycle"]
 
@@ -187,7 +188,7 @@ class Lifecycle:
 
     def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
         """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
-        from otel_gitjob._internal.prometheus.reader import LifecycleExporter
+        from otel_gitjob._internal.push.exporter import LifecycleExporter
 
         return LifecycleExporter(self, exporter)
 

@@ -1,51 +1,32 @@
-"""Readers and exporters that let nothing of a forgotten object leave the process.
+"""The pull path's reader: nothing of a forgotten object leaves the process through a scrape.
 
 Forgetting already evicts a series from SDK storage; what is left to guard
 is a collection taken just before a ``forget`` (or an expiry) and exported
-after it, and housekeeping that is due before a collection. Both destinations
-share that logic: the pull path (:class:`LifecyclePrometheusReader`) and the
-push path (:class:`LifecycleExporter`, for OTLP or any other exporter under a
-``PeriodicExportingMetricReader``).
+after it, and housekeeping that is due before a collection. The push path's
+counterpart is :class:`~otel_gitjob._internal.push.exporter.LifecycleExporter`.
 
-Neither ever shuts down the lifecycle it was given: one lifecycle may serve
-several providers, and its owner shuts it down.
+The reader never shuts down the lifecycle it was given: one lifecycle may
+serve several providers, and its owner shuts it down.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
-from opentelemetry.sdk.metrics.view import View
+from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client import REGISTRY
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.prometheus.endpoint import collect_timeout_from_env
-from otel_gitjob._internal.push import staleness_markers_for
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from prometheus_client import CollectorRegistry
 
-    from otel_gitjob._internal.core.registry import SeriesRegistry
-
-__all__ = ["LifecycleExporter", "LifecyclePrometheusReader"]
-
-
-class _Lifecycle(Protocol):
-    """What readers and exporters need of a :class:`~otel_gitjob.Lifecycle` (no upward import)."""
-
-    registry: SeriesRegistry
-
-    def before_collect(self) -> None: ...
-
-    def filter(self, metrics_data: MetricsData) -> MetricsData: ...
-
-    def uses(self, views: Sequence[View]) -> bool: ...
+__all__ = ["LifecyclePrometheusReader"]
 
 
 # opentelemetry-exporter-prometheus grew these options over the supported range (0.54b0 has neither).
@@ -73,7 +54,7 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
 
     def __init__(
         self,
-        lifecycle: _Lifecycle,
+        lifecycle: LifecycleHooks,
         registry: CollectorRegistry | None = None,
         *,
         disable_target_info: bool = True,
@@ -132,47 +113,3 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
             super().shutdown(timeout_millis=timeout_millis, **kwargs)
         else:
             self._target_registry.unregister(self._collector)
-
-
-class LifecycleExporter(MetricExporter):
-    """Wraps a push exporter so that forgotten and expired series are never exported.
-
-    Temporality and aggregation preferences are the wrapped exporter's, so a
-    ``PeriodicExportingMetricReader`` configures itself exactly as it would
-    for the exporter alone. OTLP exporters also send each removed series once
-    more, flagged stale (``NO_RECORDED_VALUE``).
-
-    Args:
-        lifecycle: The :class:`~otel_gitjob.Lifecycle` the MeterProvider's views report to.
-        exporter: The exporter to wrap.
-    """
-
-    def __init__(self, lifecycle: _Lifecycle, exporter: MetricExporter) -> None:
-        if not isinstance(exporter, MetricExporter):
-            raise ConfigurationError("LifecycleExporter takes a MetricExporter, got %r" % (type(exporter).__name__,))
-        temporality, aggregation = _sdk.exporter_preferences(exporter)
-        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
-        self._lifecycle = lifecycle
-        self.exporter = exporter
-        # OTLP exporters also send removed series once more, flagged stale (otlp.py); None for others.
-        self.staleness = staleness_markers_for(
-            lifecycle.registry, exporter, owner=self, self_metrics=getattr(lifecycle, "self_metrics", None)
-        )
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        self._lifecycle.before_collect()
-        metrics_data = self._lifecycle.filter(metrics_data)
-        if self.staleness is not None:
-            return self.staleness.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        return self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        if self.staleness is not None:
-            self.staleness.flush()
-        return self.exporter.force_flush(timeout_millis=timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Shut the wrapped exporter down (MeterProvider.shutdown); the lifecycle stays up."""
-        if self.staleness is not None:
-            self.staleness.close()
-        self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
