@@ -24,9 +24,19 @@ Seconds a ``/metrics`` collection may take before the SDK abandons it with ``Met
 (default 300; the SDK's own default of 10 s fails the first scrape of a 30,000-repo installation).
 """
 
+OTEL_GITJOB_DEGRADED = "OTEL_GITJOB_DEGRADED"
+"""
+.. envvar:: OTEL_GITJOB_DEGRADED
+
+Seams to run on their degraded path, which relies on no foreign internals (comma-separated: ``sdk``,
+``prometheus``, ``push``, or ``all``). Output stays correct and costs more; for an installed release that
+misbehaves in a way the start-up self-check does not catch.
+"""
+
 __all__ = [
     "OTEL_EXPORTER_PROMETHEUS_HOST",
     "OTEL_EXPORTER_PROMETHEUS_PORT",
     "OTEL_GITJOB_COLLECT_TIMEOUT",
+    "OTEL_GITJOB_DEGRADED",
     "OTEL_GITJOB_GAUGE_TTL",
 ]
