@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "watch":
         try:
-            from otel_gitjob.fleet import KINDS
+            from otel_gitjob._internal.fleet.presets import KINDS
         except ImportError:  # no [kube] extra: _prepare_watch says so, with its own exit code
             pass
         else:
@@ -320,7 +320,7 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
 
-        from otel_gitjob.listener import load_configuration, run_sidecar
+        from otel_gitjob._internal.app.sidecar import load_configuration, run_sidecar
     except ImportError as error:
         if (error.name or "").split(".")[0] != "kubernetes":
             raise

@@ -18,6 +18,7 @@ __all__ = [
     "GITREPO",
     "HELMOP",
     "HELMOP_GAUGES",
+    "KINDS",
     "GaugeSpec",
     "RepoState",
     "helmop_attributes",
@@ -118,7 +119,11 @@ HELMOP = KindSpec(
     gauges=HELMOP_GAUGES,
     labels=helmop_attributes,
 )
+
 """Fleet's HelmOp: ``fleet_helmop_*`` gauges with labels name, namespace, repo, chart, version."""
+
+KINDS: dict[str, KindSpec] = {GITREPO.plural: GITREPO, HELMOP.plural: HELMOP}
+"""The presets by plural, as ``otel-gitjob watch --kinds`` names them."""
 
 
 def repo_state(obj: Mapping[str, Any]) -> ObjectState:
