@@ -137,6 +137,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
     from otel_gitjob._internal.fleet.listener import GitRepoListener
+
     from otel_gitjob._internal.kube import ListenerSettings
 
     synced, observed, peaks = [], [], []
@@ -174,8 +175,8 @@ def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
 
 def bench_deletes(configuration: Any, repos: int, deletes: int) -> dict[str, Any]:
     import kubernetes
-
     from otel_gitjob._internal.fleet.listener import GitRepoListener
+
     from otel_gitjob._internal.kube import ListenerSettings
 
     lifecycle, provider, reader = make_stack()

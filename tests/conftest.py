@@ -21,7 +21,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def provider(
     lifecycle: Lifecycle, registry: CollectorRegistry, memory_reader: InMemoryMetricReader
 ) -> Iterator[MeterProvider]:
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader(registry), memory_reader], views=lifecycle.views()
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), memory_reader], views=lifecycle.views()
     )
     yield provider
     provider.shutdown()

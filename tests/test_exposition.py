@@ -5,9 +5,9 @@ from __future__ import annotations
 from _helpers import sample_names_for, samples
 from prometheus_client import generate_latest
 
-from otel_gitjob import RepoRef
+from otel_gitjob import ObjectRef
 
-REPO = RepoRef("fleet-local", "simple")
+REPO = ObjectRef("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))
 
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
 
@@ -54,7 +54,7 @@ class World:
         self.clock = FakeClock()
         self.lifecycle = Lifecycle(clock=self.clock)
         self.registry = CollectorRegistry()
-        self.reader: Any = self.lifecycle.prometheus_reader(self.registry)
+        self.reader: Any = LifecyclePrometheusReader(self.lifecycle, self.registry)
         self.provider = MeterProvider(
             metric_readers=[self.reader],
             views=self.lifecycle.views(),
@@ -300,12 +300,15 @@ def test_a_registry_with_other_collectors_is_served_the_old_way(world: World) ->
 def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     lifecycle = Lifecycle()
     try:
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
-        assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
+        assert LifecyclePrometheusReader(lifecycle, CollectorRegistry()).collect_timeout_millis == 300_000
+        assert (
+            LifecyclePrometheusReader(lifecycle, CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis
+            == 2500
+        )
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
+        assert LifecyclePrometheusReader(lifecycle, CollectorRegistry()).collect_timeout_millis == 45_000
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "soon")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
+        assert LifecyclePrometheusReader(lifecycle, CollectorRegistry()).collect_timeout_millis == 300_000
     finally:
         lifecycle.shutdown()
 
@@ -345,7 +348,7 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
 
     lifecycle = Lifecycle()
     registry = CollectorRegistry()
-    reader: Any = lifecycle.prometheus_reader(registry, collect_timeout=0.5)
+    reader: Any = LifecyclePrometheusReader(lifecycle, registry, collect_timeout=0.5)
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
     calls = []
     delay = [0.8]

@@ -33,8 +33,9 @@ from opentelemetry.sdk.metrics.export import (
 from prometheus_client import CollectorRegistry, generate_latest
 
 import otel_gitjob
-from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecycleExporter, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)
@@ -132,11 +133,13 @@ def test_shutting_down_one_provider_leaves_a_shared_lifecycle_forgetting_for_the
     other_registry = CollectorRegistry()
     exporter = ListExporter()
     if shut_down == "prometheus reader":
-        first_reader: Any = lifecycle.prometheus_reader(CollectorRegistry())
+        first_reader: Any = LifecyclePrometheusReader(lifecycle, CollectorRegistry())
     else:
-        first_reader = PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), math.inf)
+        first_reader = PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), math.inf)
     first = MeterProvider(metric_readers=[first_reader], views=lifecycle.views())
-    second = MeterProvider(metric_readers=[lifecycle.prometheus_reader(other_registry)], views=lifecycle.views())
+    second = MeterProvider(
+        metric_readers=[LifecyclePrometheusReader(lifecycle, other_registry)], views=lifecycle.views()
+    )
     try:
         GitJobMetrics(first, lifecycle=lifecycle).job_created(REPO)
         second_gitjob = GitJobMetrics(second, lifecycle=lifecycle)
@@ -149,7 +152,7 @@ def test_shutting_down_one_provider_leaves_a_shared_lifecycle_forgetting_for_the
         second_gitjob.job_created(REPO)  # a late write: still blocked
         for _ in range(3):
             assert all(dict(labels).get("name") != NAME for _, labels in samples(other_registry))
-        assert lifecycle.blocked_objects() == 1
+        assert hooks_of(lifecycle).registry.blocked_objects() == 1
     finally:
         second.shutdown()
         lifecycle.shutdown()
@@ -171,7 +174,7 @@ def test_shutdown_with_100000_pending_expiries_returns_at_once_and_leaves_no_thr
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()], views=lifecycle.views(cardinality_limit=200_000))
     try:
         _fill_with_pending_expiries(lifecycle, provider, 100_000)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None and expiry.sweeper_alive() and expiry.heap_size() == 100_000
         started = time.perf_counter()
         lifecycle.shutdown()
@@ -197,9 +200,9 @@ def test_shutdown_during_a_sweep_of_100000_expiries_returns_at_once_and_stops_th
 
     try:
         _fill_with_pending_expiries(lifecycle, provider, 100_000)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None
-        lifecycle.registry.add_removal_listener(slow_listener)
+        hooks_of(lifecycle).registry.add_removal_listener(slow_listener)
         clock.advance(60.0)
         expiry.wake()  # all 100,000 are due: the sweeper starts evicting them
         assert sweeping.wait(30), "the sweep never started"
@@ -310,7 +313,7 @@ def test_a_set_whose_series_expires_between_the_sdks_check_and_its_re_lookup_sur
     gauge = gitjob._duration_gauge
     (match, *others) = sdk_matches(gauge)
     table = match._attributes_aggregation
-    expire_now = [lifecycle.before_collect]
+    expire_now = [hooks_of(lifecycle).before_collect]
 
     class ExpiresAfterTheCheck(type(table)):  # type: ignore[misc]
         def __contains__(self, key: object) -> bool:
@@ -339,7 +342,7 @@ def test_sets_racing_the_sweeper_at_their_deadline_are_never_lost():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     lifecycle.transient("race_gauge", 1.0)
     gauge = provider.get_meter("hardening").create_gauge("race_gauge")
     repos = [{"namespace": "ns", "name": "r%d" % i} for i in range(20)]
@@ -347,7 +350,7 @@ def test_sets_racing_the_sweeper_at_their_deadline_are_never_lost():
     try:
         for repo in repos:
             gauge.set(0.0, repo)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
@@ -380,10 +383,10 @@ def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(e
     clock.advance(40.0)
     second.set(2.0, attributes)
     clock.advance(30.0)  # the first is past its TTL, the second is not
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {("second", key): 2.0}
     clock.advance(30.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {}
     assert _sdk.series_count(provider, include_placeholders=True) == 0
 
@@ -393,10 +396,10 @@ def test_a_transient_instrument_recorded_without_attributes_expires(expiring, cl
     lifecycle.transient("job_gauge", 60.0)
     gauge = provider.get_meter("hardening").create_gauge("job_gauge")
     gauge.set(5.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {("hardening", ()): 5.0}
     clock.advance(60.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {}
     assert _sdk.series_count(provider, include_placeholders=True) == 0
 
@@ -412,7 +415,8 @@ def test_late_writes_of_1900_deleted_repos_never_push_200_new_ones_into_overflow
     registry = CollectorRegistry()
     memory = InMemoryMetricReader()
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader(registry), memory], views=lifecycle.views(cardinality_limit=2_000)
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), memory],
+        views=lifecycle.views(cardinality_limit=2_000),
     )
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
@@ -453,7 +457,7 @@ def test_a_block_without_a_uid_is_lifted_by_the_first_write_that_carries_one(git
     assert (CREATED, LABELS) not in samples(registry)
     gitjob.job_created(body(NAME, "uid-2"))  # the recreated repo's first write
     assert samples(registry).get((CREATED, LABELS)) == 1
-    assert lifecycle.blocked_objects() == 0
+    assert hooks_of(lifecycle).registry.blocked_objects() == 0
 
 
 @pytest.mark.parametrize("recreated_by", ["observe", "a write with the new uid"])

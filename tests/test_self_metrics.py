@@ -16,7 +16,7 @@ def test_self_metrics_report_objects_series_blocks_forgets_and_expiries(gitjob, 
     lifecycle.forget(("ns", "a"))
     clock.advance(121)  # past the gauge's TTL
     got = samples(registry)
-    assert got[("otel_gitjob_sdk_degraded", (("adapter", lifecycle.sdk_check.adapter),))] == 0
+    assert got[("otel_gitjob_sdk_degraded", (("adapter", lifecycle._sdk_check.adapter),))] == 0
     assert got[("otel_gitjob_forgets_total", ())] == 1
     assert got[("otel_gitjob_blocked_objects", ())] == 1
     assert got[("otel_gitjob_expired_series_total", ())] == 1  # the scrape expired the due gauge first

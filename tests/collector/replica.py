@@ -5,7 +5,7 @@ Run as its own process by ``test_collector_scale_out.py``::
     python replica.py --kube URL --shard ID --otlp URL --instance ID [--interval-ms N]
 
 It is what a sharded GitJob controller with otel-gitjob does: a ``Lifecycle``,
-a ``MeterProvider`` exporting through ``lifecycle.wrap_exporter(OTLPMetricExporter())``
+a ``MeterProvider`` exporting through ``LifecycleExporter(lifecycle, OTLPMetricExporter())``
 with ``service.instance.id`` naming the replica, a ``GitRepoListener`` on its
 shard (``fleet.cattle.io/shard-ref``) that forgets deleted repos, and a
 reconcile loop recording on every repo of its shard. It prints ``ready`` once
@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
 from otel_gitjob.listener import GitRepoListener, ListenerSettings
 
 
@@ -43,7 +43,7 @@ def main() -> int:
 
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=args.otlp)), export_interval_millis=args.interval_ms
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=args.otlp)), export_interval_millis=args.interval_ms
     )
     provider = MeterProvider(
         metric_readers=[reader],

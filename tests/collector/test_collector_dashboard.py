@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from prometheus_server import SCRAPE_INTERVAL
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
 from otel_gitjob.listener import GitRepoListener, ListenerSettings
 
 RATE_INTERVAL = "%ds" % int(4 * SCRAPE_INTERVAL)  # Grafana's $__rate_interval: at least four scrape intervals
@@ -41,7 +41,7 @@ def test_every_dashboard_query_returns_data_through_the_collector(start_collecto
     prometheus = start_prometheus(["127.0.0.1:%d" % collector.prometheus_port])
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=500
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=500
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(), resource=resource("replica-0"))
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=30)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 from kube_emulator import Emulator
+from otel_gitjob._internal.fleet.listener import GitRepoListener
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
-from otel_gitjob._internal.fleet.listener import GitRepoListener
 from otel_gitjob._internal.kube import ListenerSettings
 
 GAUGE_TTL = 4.0

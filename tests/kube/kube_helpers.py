@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
 
 import otel_gitjob
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob.fleet import GITREPO
 from otel_gitjob.listener import ListenerSettings, ResourceListener
 
@@ -139,7 +140,11 @@ class WatchedGitRepos:
 
     def tracked(self) -> set[str]:
         """Names of this namespace's GitRepos the lifecycle still tracks (what ``forget`` removes)."""
-        return {ref[1] for _, ref in self.lifecycle.registry.objects_of_kind("GitRepo") if ref[0] == self.namespace}
+        return {
+            ref[1]
+            for _, ref in hooks_of(self.lifecycle).registry.objects_of_kind("GitRepo")
+            if ref[0] == self.namespace
+        }
 
     def sees(self, names: set[str]) -> bool:
         """Whether the series and the lifecycle's objects are exactly ``names`` once the queue is applied."""

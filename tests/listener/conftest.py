@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, _wait_for, parse_selector  # noqa: F401
 from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
+from sinks import RecordingSink
 
 
 @pytest.fixture()
@@ -32,43 +31,6 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
 def wait_for() -> Callable[..., Any]:
     """``wait_for(condition, timeout=5)``: poll until truthy, fail the test on timeout."""
     return _wait_for
-
-
-class RecordingSink:
-    """A sink that records calls, for unit-level listener tests.
-
-    It stands in for ``otel_gitjob.Lifecycle`` where a test asserts on which
-    calls the listener makes; the end-to-end test uses the real Lifecycle.
-    ``delay`` makes every call slow (a slow consumer).
-    """
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.delay = delay
-        self._lock = threading.Lock()
-
-    def forget(self, ref: Any) -> int:
-        self._record("forget", ref)
-        return 1
-
-    def observe(self, ref: Any) -> None:
-        self._record("observe", ref)
-
-    def _record(self, kind: str, ref: Any) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        with self._lock:
-            self.calls.append((kind, ref))
-
-    def names(self, kind: str) -> list[str]:
-        """Names passed to ``kind`` calls, in call order."""
-        with self._lock:
-            return [ref.name for k, ref in self.calls if k == kind]
-
-    def refs(self, kind: str) -> list[Any]:
-        """Refs passed to ``kind`` calls, in call order."""
-        with self._lock:
-            return [ref for k, ref in self.calls if k == kind]
 
 
 @pytest.fixture()

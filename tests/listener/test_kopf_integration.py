@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_gitjob
 import otel_gitjob.kopf
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob.fleet import GITREPO
 
 
@@ -104,7 +105,7 @@ def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, s
         wait_for(lambda: kopfed.cache.get(("fleet-local", "a")) is None, timeout=20)
         wait_for(lambda: not {name for _, name in series(reader)} & {"a"}, timeout=5)
         assert {name for _, name in series(reader)} == {"b"}
-        assert lifecycle.blocked_objects() == 1
+        assert hooks_of(lifecycle).registry.blocked_objects() == 1
     finally:
         operator.close()
     assert operator.error is None, operator.error

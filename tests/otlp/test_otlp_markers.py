@@ -27,7 +27,8 @@ from otlp_helpers import (
     record_everything,
 )
 
-from otel_gitjob import Lifecycle
+from otel_gitjob import Lifecycle, LifecycleExporter
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob._internal.push import StalenessMarkers
 
 
@@ -261,9 +262,9 @@ def test_delta_series_idle_before_the_forget_is_marked_too(
 def test_other_exporters_get_no_markers() -> None:
     lifecycle = Lifecycle()
     try:
-        wrapped = lifecycle.wrap_exporter(ConsoleMetricExporter())
+        wrapped = LifecycleExporter(lifecycle, ConsoleMetricExporter())
         assert wrapped.staleness is None
-        assert lifecycle.registry.removal_listeners() == 0
+        assert hooks_of(lifecycle).registry.removal_listeners() == 0
     finally:
         lifecycle.shutdown()
 
@@ -276,10 +277,10 @@ def test_shutdown_stops_listening_and_restores_the_exporter(
     patched = "_translate_data"
     pipeline = make_pipeline(exporter, lifecycle)
     assert (patched in vars(exporter)) == (sink.protocol == "grpc")
-    assert lifecycle.registry.removal_listeners() == 1
+    assert hooks_of(lifecycle).registry.removal_listeners() == 1
     pipeline.provider.shutdown()
     assert patched not in vars(exporter)
-    assert lifecycle.registry.removal_listeners() == 0
+    assert hooks_of(lifecycle).registry.removal_listeners() == 0
 
 
 def test_installed_otlp_exporters_still_have_the_encode_hooks_markers_use() -> None:
@@ -303,6 +304,6 @@ def test_exporter_without_the_hooks_still_filters_but_sends_no_markers(
 
     monkeypatch.delattr(OTLPMetricExporter, "_export_batch")
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
-        wrapped = lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint))
+        wrapped = LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=http_sink.endpoint))
     assert wrapped.staleness is None
     assert "no staleness markers are sent" in caplog.text

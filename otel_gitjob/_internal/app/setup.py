@@ -12,10 +12,12 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
+from otel_gitjob._internal.app.deprecated import Lifecycle
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.prometheus.endpoint import start_http_server
+from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
+from otel_gitjob._internal.push.exporter import LifecycleExporter
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -120,12 +122,12 @@ def setup(
             ) from None
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
-    reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
+    reader = LifecyclePrometheusReader(lifecycle, registry, collect_timeout=collect_timeout)
     provider = MeterProvider(
         metric_readers=[
             reader,
             *(
-                PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), export_interval_millis)
+                PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), export_interval_millis)
                 for exporter in exporters
             ),
         ],

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from kubernetes import client as k8s_client
 from opentelemetry import metrics
 
+from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP
 from otel_gitjob._internal.kube._types import Sink
 from otel_gitjob._internal.kube.config import load_configuration
@@ -60,7 +61,7 @@ def run_sidecar(
         settings or ListenerSettings(), namespace=namespace or None, shard_id=shard_id or None, all_shards=all_shards
     )
     if not kinds:
-        raise ValueError("no kinds to watch")
+        raise ConfigurationError("no kinds to watch: pass kinds=(GITREPO, ...) (otel_gitjob.fleet)")
     if stop is None:
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():

@@ -1,9 +1,11 @@
-"""The ``Lifecycle`` façade: composes the registry, the expiry processor, the views and the exporters.
+"""The ``Lifecycle`` façade: composes the registry, the expiry processor and the views.
 
-It sits on top of the package's layers (``registry`` ← ``expiry`` ← ``views``;
-``export``, ``otlp``) and adds nothing of its own but the object references a
-controller holds (bodies, models, tuples) and ownership: whoever creates a
-Lifecycle shuts it down; readers and exporters never do.
+It sits on top of the core (``registry`` ← ``expiry`` ← ``views``) and adds
+nothing of its own but the object references a controller holds (bodies,
+models, tuples) and ownership: whoever creates a Lifecycle shuts it down;
+readers and exporters never do. What readers, exporters and instruments need
+of it (:class:`~.hooks.LifecycleHooks`) they reach through :func:`hooks_of`,
+off its public surface.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.metrics.view import View
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
@@ -37,13 +40,7 @@ from otel_gitjob._internal.core.registry import (
 from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 from otel_gitjob._internal.core.views import lifecycle_views, uses_registry
 
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-    from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
-    from otel_gitjob._internal.push.exporter import LifecycleExporter
-
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "hooks_of"]
 
 _logger = logging.getLogger("otel_gitjob")
 
@@ -61,10 +58,10 @@ class Lifecycle:
 
     One Lifecycle serves one or more MeterProviders and every reader on them.
     Pass :meth:`views` to each MeterProvider so that new series are indexed as
-    they are created, and use :meth:`prometheus_reader` /
-    :class:`~otel_gitjob.LifecyclePrometheusReader` or :meth:`wrap_exporter` /
-    :class:`~otel_gitjob.LifecycleExporter` so that nothing of a forgotten
-    object leaves the process. You own it: call :meth:`shutdown` (or use it as
+    they are created, and read it through
+    :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) or export through
+    :class:`~otel_gitjob.LifecycleExporter` (push) so that nothing of a
+    forgotten object leaves the process. You own it: call :meth:`shutdown` (or use it as
     a context manager) when you are done; shutting a MeterProvider down never
     shuts down the Lifecycle it used.
 
@@ -99,49 +96,57 @@ class Lifecycle:
         if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 0:
             raise ConfigurationError("max_blocks must be an int >= 0, got %r" % (max_blocks,))
         block_seconds = positive_seconds("block_seconds", block_seconds)
-        self.sdk_check = _sdk.self_check()
-        if not self.sdk_check.ok and not _warned_degraded.is_set():
+        self._sdk_check = _sdk.self_check()
+        if not self._sdk_check.ok and not _warned_degraded.is_set():
             _warned_degraded.set()
             _logger.warning(
-                DEGRADED_WARNING, _sdk.SDK_VERSION, "; ".join(self.sdk_check.problems), _sdk.KNOWN_GOOD_RELEASES
+                DEGRADED_WARNING, _sdk.SDK_VERSION, "; ".join(self._sdk_check.problems), _sdk.KNOWN_GOOD_RELEASES
             )
         self._clock = clock
-        self.drops = DropRecorder(clock=clock)
-        self.registry = SeriesRegistry(
+        self._drops = DropRecorder(clock=clock)
+        self._registry = SeriesRegistry(
             identity_keys,
             default_kind=default_kind,
             max_blocks=max_blocks,
             block_seconds=block_seconds,
             clock=clock,
-            drops=self.drops,
-            evicts=self.sdk_check.ok,
+            drops=self._drops,
+            evicts=self._sdk_check.ok,
         )
         self._expiry: ExpiryProcessor | None = None
         self._expiry_lock = threading.Lock()
         self._shut_down = False
-        self.forgets_total = 0
-        self.self_metrics = SelfMetrics()
+        self._forgets_total = 0
+        self._self_metrics = SelfMetrics()
+        self._hooks = _Hooks(self)
         self._add_self_metric_sources()
 
     # -- properties -------------------------------------------------------------------------------------------
 
     @property
     def identity_keys(self) -> tuple[str, ...]:
-        return self.registry.identity_keys
+        """The attribute keys that identify an object."""
+        return self._registry.identity_keys
 
     @property
     def default_kind(self) -> str:
-        return self.registry.default_kind
+        """The kind of series whose instrument declared none."""
+        return self._registry.default_kind
 
     @property
     def degraded(self) -> bool:
         """True when the installed SDK failed the eviction self-check (see docs/compatibility.md)."""
-        return not self.registry.evicts
+        return not self._registry.evicts
 
     @property
-    def expiry(self) -> ExpiryProcessor | None:
-        """The expiry processor, once an instrument was declared transient."""
-        return self._expiry
+    def drops(self) -> DropRecorder:
+        """The dropped measurements and objects, counted by reason (``drops.counts()``)."""
+        return self._drops
+
+    @property
+    def self_metrics(self) -> SelfMetrics:
+        """The sources of the ``otel_gitjob_*`` self-metrics; the listener adds its own."""
+        return self._self_metrics
 
     # -- wiring -----------------------------------------------------------------------------------------------
 
@@ -172,25 +177,7 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit, exemplars)
-
-    def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
-        """A :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) for this lifecycle.
-
-        Args:
-            registry: The prometheus_client registry to register with; the global
-                one when None.
-            **options: Passed to the reader.
-        """
-        from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
-
-        return LifecyclePrometheusReader(self, registry=registry, **options)
-
-    def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
-        """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
-        from otel_gitjob._internal.push.exporter import LifecycleExporter
-
-        return LifecycleExporter(self, exporter)
+        return lifecycle_views(self._registry, self._current_expiry, user_views, cardinality_limit, exemplars)
 
     def transient(self, instrument_name: str, ttl_seconds: float) -> None:
         """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
@@ -205,11 +192,7 @@ class Lifecycle:
         Forgetting an object of another kind with the same identity never touches
         them. Instruments declared nowhere belong to the default kind.
         """
-        self.registry.declare_kind(kind, instrument_names)
-
-    def uses(self, views: Sequence[View]) -> bool:
-        """Whether a MeterProvider built with ``views`` routes new series through this lifecycle."""
-        return uses_registry(views, self.registry)
+        self._registry.declare_kind(kind, instrument_names)
 
     # -- the operations ---------------------------------------------------------------------------------------
 
@@ -217,7 +200,7 @@ class Lifecycle:
         """Remove every series of an object, now and from every reader. Never raises.
 
         Args:
-            obj: A :class:`~otel_gitjob.RepoRef`, a ``(namespace, name)`` tuple, an
+            obj: A :class:`~otel_gitjob.ObjectRef`, a ``(namespace, name)`` tuple, an
                 object or mapping with ``metadata`` (a body, a model, a watch event),
                 or a mapping of the identity keys.
             kind: The object's Kubernetes kind; by default the object's own
@@ -230,14 +213,14 @@ class Lifecycle:
             key, uid = self._object_of(obj, kind, "forget")
             if key is None:
                 return 0
-            removed = self.registry.forget(key, uid)
+            removed = self._registry.forget(key, uid)
             expiry = self._expiry
             if expiry is not None:
                 expiry.discard_object(key)
-            self.forgets_total += 1
+            self._forgets_total += 1
             return removed
         except Exception as error:  # recording-side calls never raise into the controller
-            self.drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget failed", exc_info=True)
             return 0
 
@@ -251,9 +234,9 @@ class Lifecycle:
         try:
             key, uid = self._object_of(obj, kind, "observe")
             if key is not None:
-                self.registry.lift(key, uid)
+                self._registry.lift(key, uid)
         except Exception as error:
-            self.drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: observe failed", exc_info=True)
 
     def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
@@ -277,15 +260,15 @@ class Lifecycle:
                 key, _uid = self._object_of(obj, kind, "retain")
                 if key is not None:
                     keep.add(key)
-            stale = [obj for obj in self.registry.objects_of_kind(kind) if obj not in keep]
+            stale = [obj for obj in self._registry.objects_of_kind(kind) if obj not in keep]
             for obj in stale:
-                self.registry.forget(obj, None)
+                self._registry.forget(obj, None)
                 if self._expiry is not None:
                     self._expiry.discard_object(obj)
-            self.forgets_total += len(stale)
+            self._forgets_total += len(stale)
             return len(stale)
         except Exception as error:
-            self.drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: retain failed", exc_info=True)
             return 0
 
@@ -306,28 +289,15 @@ class Lifecycle:
             How many series were removed.
         """
         try:
-            identity = self.registry.identity_of(attributes)
+            identity = self._registry.identity_of(attributes)
             if identity is None:
                 return 0
             obj = (validate_kind(kind) if kind is not None else self.default_kind, identity)
-            return self.registry.forget_series(obj, instrument_name.lower(), attributes)
+            return self._registry.forget_series(obj, instrument_name.lower(), attributes)
         except Exception as error:
-            self.drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
             return 0
-
-    def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
-        """Whether a write for an object carrying ``uid`` may be recorded (the typed recording paths).
-
-        Lifts the block of an object recreated under a new uid; refuses, and
-        counts, a late write of an incarnation that was forgotten.
-        """
-        if uid is None:
-            return True
-        if self.registry.admit((kind, identity), uid):
-            return True
-        self.drops.drop(REASON_STALE_UID, "%s %s" % (kind, "/".join(identity)))
-        return False
 
     def shutdown(self) -> None:
         """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
@@ -341,7 +311,7 @@ class Lifecycle:
         expiry = self._expiry
         if expiry is not None:
             expiry.shutdown()
-        self.registry.clear()
+        self._registry.clear()
 
     def __enter__(self) -> Lifecycle:
         return self
@@ -351,24 +321,97 @@ class Lifecycle:
     ) -> None:
         self.shutdown()
 
-    # -- what readers and exporters call ----------------------------------------------------------------------
+    # -- self-metrics ---------------------------------------------------------------------------------------------
+
+    def register_self_metrics(self, meter: Meter) -> None:
+        """Export the package's own ``otel_gitjob_*`` metrics on ``meter`` (see :mod:`selfmetrics`).
+
+        Their series carry no identity attributes, so the lifecycle never manages them.
+        """
+        self._drops.register(meter)
+        self._self_metrics.register(meter)
+
+    def _add_self_metric_sources(self) -> None:
+        add = self._self_metrics.add
+        registry = self._registry
+        check = self._sdk_check
+        add("otel_gitjob_sdk_degraded", lambda: [(0.0 if check.ok else 1.0, {"adapter": check.adapter or "none"})])
+
+        def by_kind(counts: dict[str, int]) -> list[tuple[float, dict[str, str]]]:
+            # The default kind is always reported, so that "no objects" reads 0, not absent.
+            return [(n, {"kind": kind}) for kind, n in {registry.default_kind: 0, **counts}.items()]
+
+        add("otel_gitjob_objects", lambda: by_kind(registry.objects_by_kind()))
+        add("otel_gitjob_series", lambda: by_kind(registry.series_by_kind()))
+        add("otel_gitjob_blocked_objects", lambda: [(registry.blocked_objects(), {})])
+        add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
+        add("otel_gitjob_forgets", lambda: [(self._forgets_total, {})])
+        add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
+        add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _current_expiry(self) -> ExpiryProcessor | None:
+        return self._expiry
+
+    def _expiry_processor(self) -> ExpiryProcessor:
+        with self._expiry_lock:
+            if self._expiry is None:
+                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
+            return self._expiry
+
+    def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
+        """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
+        if kind is not None:
+            kind = validate_kind(kind)
+        keys = self._registry.identity_keys
+        if isinstance(obj, Mapping) and "metadata" not in obj and "object" not in obj:
+            # A mapping of the identity keys ({"namespace": ..., "name": ...}, kopf's meta).
+            identity = self._registry.identity_of(obj)
+            if identity is not None:
+                uid = obj.get("uid")
+                return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
+                    uid, str
+                ) and uid else None
+        ref, reason = coerce_repo(obj)
+        if ref is None:
+            self._drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
+            return None, None
+        kind = kind or kind_of(obj) or self.default_kind
+        if len(keys) == 2:
+            return (kind, (ref.namespace, ref.name)), ref.uid
+        if len(keys) == 1:
+            return (kind, (ref.name,)), ref.uid
+        self._drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
+        return None, None
+
+
+class _Hooks:
+    """The lifecycle as readers, exporters and instruments see it (:class:`~.hooks.LifecycleHooks`)."""
+
+    __slots__ = ("_lifecycle", "registry", "self_metrics")
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+        self.registry = lifecycle._registry
+        self.self_metrics = lifecycle._self_metrics
+
+    @property
+    def expiry(self) -> ExpiryProcessor | None:
+        """The expiry processor, once an instrument was declared transient (for tests and benchmarks)."""
+        return self._lifecycle._expiry
 
     def before_collect(self) -> None:
-        """Housekeeping due before a collection: expiry, placeholders, old blocks."""
-        expiry = self._expiry
+        expiry = self._lifecycle._expiry
         if expiry is not None:
             expiry.expire_due()
         self.registry.housekeeping()
 
     def filter(self, metrics_data: MetricsData) -> MetricsData:
-        """Drop data points of objects forgotten, and series expired, after this collection was taken.
-
-        Series removed before a collection are already gone from the SDK storage;
-        only a removal racing the collection leaves points to drop, so a
-        collection stamped after the latest removal passes untouched (in
-        degraded mode every collection is filtered).
-        """
-        expiry = self._expiry
+        # Series removed before a collection are already gone from the SDK storage; only a removal racing
+        # the collection leaves points to drop, so a collection stamped after the latest removal passes
+        # untouched (in degraded mode every collection is filtered).
+        expiry = self._lifecycle._expiry
         if expiry is not None:
             metrics_data = expiry.filter_expired(metrics_data)
         registry = self.registry
@@ -381,74 +424,29 @@ class Lifecycle:
             lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
         )
 
-    # -- introspection (tests, benchmarks, self-metrics) -------------------------------------------------------
+    def uses(self, views: Sequence[View]) -> bool:
+        return uses_registry(views, self.registry)
 
-    def tracked_objects(self) -> int:
-        """Objects with at least one indexed series."""
-        return self.registry.tracked_objects()
+    def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
+        # Lifts the block of an object recreated under a new uid; refuses, and counts, a late write of an
+        # incarnation that was forgotten.
+        if uid is None:
+            return True
+        if self.registry.admit((kind, identity), uid):
+            return True
+        self._lifecycle._drops.drop(REASON_STALE_UID, "%s %s" % (kind, "/".join(identity)))
+        return False
 
-    def blocked_objects(self) -> int:
-        """Forgotten objects whose late writes are still dropped."""
-        return self.registry.blocked_objects()
 
-    def register_self_metrics(self, meter: Meter) -> None:
-        """Export the package's own ``otel_gitjob_*`` metrics on ``meter`` (see :mod:`selfmetrics`).
+def hooks_of(lifecycle: Any) -> LifecycleHooks:
+    """What readers, exporters and instruments need of ``lifecycle``.
 
-        Their series carry no identity attributes, so the lifecycle never manages them.
-        """
-        self.drops.register(meter)
-        self.self_metrics.register(meter)
-
-    def _add_self_metric_sources(self) -> None:
-        add = self.self_metrics.add
-        registry = self.registry
-        check = self.sdk_check
-        add("otel_gitjob_sdk_degraded", lambda: [(0.0 if check.ok else 1.0, {"adapter": check.adapter or "none"})])
-
-        def by_kind(counts: dict[str, int]) -> list[tuple[float, dict[str, str]]]:
-            # The default kind is always reported, so that "no objects" reads 0, not absent.
-            return [(n, {"kind": kind}) for kind, n in {registry.default_kind: 0, **counts}.items()]
-
-        add("otel_gitjob_objects", lambda: by_kind(registry.objects_by_kind()))
-        add("otel_gitjob_series", lambda: by_kind(registry.series_by_kind()))
-        add("otel_gitjob_blocked_objects", lambda: [(registry.blocked_objects(), {})])
-        add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
-        add("otel_gitjob_forgets", lambda: [(self.forgets_total, {})])
-        add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
-        add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
-
-    # -- internals ----------------------------------------------------------------------------------------------
-
-    def _current_expiry(self) -> ExpiryProcessor | None:
-        return self._expiry
-
-    def _expiry_processor(self) -> ExpiryProcessor:
-        with self._expiry_lock:
-            if self._expiry is None:
-                self._expiry = ExpiryProcessor(self.registry, clock=self._clock)
-            return self._expiry
-
-    def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
-        """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
-        if kind is not None:
-            kind = validate_kind(kind)
-        keys = self.registry.identity_keys
-        if isinstance(obj, Mapping) and "metadata" not in obj and "object" not in obj:
-            # A mapping of the identity keys ({"namespace": ..., "name": ...}, kopf's meta).
-            identity = self.registry.identity_of(obj)
-            if identity is not None:
-                uid = obj.get("uid")
-                return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
-                    uid, str
-                ) and uid else None
-        ref, reason = coerce_repo(obj)
-        if ref is None:
-            self.drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
-            return None, None
-        kind = kind or kind_of(obj) or self.default_kind
-        if len(keys) == 2:
-            return (kind, (ref.namespace, ref.name)), ref.uid
-        if len(keys) == 1:
-            return (kind, (ref.name,)), ref.uid
-        self.drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
-        return None, None
+    Raises:
+        ConfigurationError: ``lifecycle`` is not an ``otel_gitjob.Lifecycle``.
+    """
+    if not isinstance(lifecycle, Lifecycle):
+        raise ConfigurationError(
+            "expected an otel_gitjob.Lifecycle, got %r: create one with otel_gitjob.Lifecycle() and pass it"
+            % (type(lifecycle).__name__,)
+        )
+    return lifecycle._hooks

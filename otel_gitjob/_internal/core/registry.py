@@ -46,7 +46,7 @@ taken while a lock below it is held):
 9. Leaves, held for a few operations and never while another lock is taken:
    ``DropRecorder._lock``, ``SelfMetrics._lock`` (released before a source
    runs), ``Lifecycle._expiry_lock``, ``_sdk._check_lock`` (the self-check, on a
-   private provider), ``listener.cache.RepoCache._lock``,
+   private provider), ``listener.cache.ObjectCache._lock``,
    ``listener.workqueue.WorkQueue._lock`` (the worker calls the lifecycle after
    releasing it), ``listener.ResourceListener._response_lock``,
    ``otlp.flusher``'s condition, ``serve.MetricsEndpoint._flight`` (released

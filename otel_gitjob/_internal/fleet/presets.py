@@ -20,15 +20,12 @@ __all__ = [
     "HELMOP_GAUGES",
     "KINDS",
     "GaugeSpec",
-    "RepoState",
     "helmop_attributes",
     "repo_attributes",
     "repo_state",
     "sanitize_repo_url",
 ]
 
-RepoState = ObjectState
-"""The cached view of one GitRepo (the generic :class:`~.kind.ObjectState`)."""
 
 _STATUS_FIELDS = (
     ("desired_ready_clusters", ("desiredReadyClusters",), "Number of clusters the %s's bundles should be ready on."),

@@ -17,8 +17,8 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 
-from otel_gitjob._internal.kube._types import RepoKey
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube._types import ObjectKey
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.kind import GaugeSpec
 
 __all__ = ["register_status_gauges"]
@@ -31,10 +31,10 @@ Retire = Callable[[str, Mapping[str, Any]], Any]
 class _Callback:
     """One gauge's callback: observations from the cache, with re-keying of changed label sets."""
 
-    def __init__(self, cache: RepoCache, index: int, name: str, retire: Retire | None) -> None:
+    def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None) -> None:
         self._cache, self._index, self._name, self._retire = cache, index, name, retire
         self._lock = threading.Lock()  # two readers may collect at once
-        self._last: dict[RepoKey, Mapping[str, str]] = {}
+        self._last: dict[ObjectKey, Mapping[str, str]] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
         states = self._cache.snapshot()  # a copy taken under the cache lock
@@ -59,7 +59,7 @@ class _Callback:
 
 
 def register_status_gauges(
-    meter: Meter, cache: RepoCache, gauges: tuple[GaugeSpec, ...], retire: Retire | None = None
+    meter: Meter, cache: ObjectCache, gauges: tuple[GaugeSpec, ...], retire: Retire | None = None
 ) -> list[ObservableGauge]:
     """Create one observable gauge per :class:`~.kind.GaugeSpec`.
 

@@ -59,9 +59,11 @@ from opentelemetry import metrics
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
 from otel_gitjob._internal.core.drops import DropRecorder
-from otel_gitjob._internal.kube._types import RepoKey, Sink
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.selfmetrics import Source
+from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.backoff import Backoff
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.events import (
     BOOKMARK,
@@ -80,7 +82,7 @@ __all__ = ["ResourceListener", "describe_failure", "loses_position"]
 
 logger = logging.getLogger(__name__)
 
-_RETAIN_KEY: RepoKey = ("", "\x00retain")
+_RETAIN_KEY: ObjectKey = ("", "\x00retain")
 """Work-queue key of the relist's ``retain`` call (no object has an empty namespace and this name)."""
 
 
@@ -206,14 +208,15 @@ class ResourceListener:
         drops: DropRecorder | None = None,
     ) -> None:
         if not isinstance(kind, KindSpec):
-            raise TypeError("kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % kind)
+            raise ConfigurationError(
+                "kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % (kind,)
+            )
         self.kind = kind
         self.settings = settings or ListenerSettings()
         self._api = api or k8s_client.CustomObjectsApi(k8s_client.ApiClient(_without_retries(configuration)))
         self._calls = KindCalls(lifecycle, kind.kind)
-        recorder = drops if drops is not None else getattr(lifecycle, "drops", None)
-        self.drops: DropRecorder = recorder if isinstance(recorder, DropRecorder) else DropRecorder()
-        self._cache = RepoCache()
+        self.drops: DropRecorder = drops if drops is not None else lifecycle.drops
+        self._cache = ObjectCache()
         self._work = WorkQueue(self._calls)
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -253,7 +256,7 @@ class ResourceListener:
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def cache(self) -> RepoCache:
+    def cache(self) -> ObjectCache:
         """The watch cache (read-only use)."""
         return self._cache
 
@@ -304,13 +307,11 @@ class ResourceListener:
             self._threads = []
         return stopped
 
-    def _add_self_metric_sources(self, lifecycle: Any) -> None:
+    def _add_self_metric_sources(self, lifecycle: Sink) -> None:
         """Report watch restarts, relists and the work queue in the lifecycle's ``otel_gitjob_*`` self-metrics."""
-        self_metrics = getattr(lifecycle, "self_metrics", None)
-        if self_metrics is None:  # another sink than otel_gitjob.Lifecycle
-            return
+        self_metrics = lifecycle.self_metrics
         kind = {"kind": self.kind.kind}
-        sources = [
+        sources: list[tuple[str, Source]] = [
             (
                 "otel_gitjob_watch_restarts",
                 lambda: [
@@ -431,8 +432,8 @@ class ResourceListener:
         logger.debug("%s relist: %d objects, resourceVersion %s", self.kind.kind, len(listed), resource_version)
         return resource_version
 
-    def _list_all(self) -> tuple[dict[RepoKey, ObjectState], str | None]:
-        listed: dict[RepoKey, ObjectState] = {}
+    def _list_all(self) -> tuple[dict[ObjectKey, ObjectState], str | None]:
+        listed: dict[ObjectKey, ObjectState] = {}
         resource_version: str | None = None
         token: str | None = None
         while True:

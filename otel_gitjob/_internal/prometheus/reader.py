@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.hooks import LifecycleHooks
+from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
 from otel_gitjob._internal.prometheus.endpoint import collect_timeout_from_env
 
 if TYPE_CHECKING:
@@ -48,13 +48,13 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         **options: Passed on to ``PrometheusMetricReader``.
 
     Raises:
-        ConfigurationError: When a MeterProvider takes this reader but was built
-            without ``lifecycle.views()``.
+        ConfigurationError: When ``lifecycle`` is not a Lifecycle, or a
+            MeterProvider takes this reader but was built without ``lifecycle.views()``.
     """
 
     def __init__(
         self,
-        lifecycle: LifecycleHooks,
+        lifecycle: Lifecycle,
         registry: CollectorRegistry | None = None,
         *,
         disable_target_info: bool = True,
@@ -62,7 +62,7 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         collect_timeout: float | None = None,
         **options: Any,
     ) -> None:
-        self._lifecycle = lifecycle
+        self._lifecycle = hooks_of(lifecycle)
         self.collect_timeout_millis = 1000 * (
             collect_timeout if collect_timeout is not None else collect_timeout_from_env()
         )

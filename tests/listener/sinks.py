@@ -1,0 +1,79 @@
+"""Test stand-ins for the lifecycle as the listener sees it (the ``Sink`` protocol)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from otel_gitjob._internal.core.drops import DropRecorder
+from otel_gitjob._internal.core.selfmetrics import SelfMetrics
+
+
+class SinkBase:
+    """The listener's whole :class:`~otel_gitjob._internal.kube._types.Sink`, doing nothing.
+
+    Test sinks override what they record; the rest of the protocol is here so that every test sink
+    satisfies it (the listener calls all of it).
+    """
+
+    def __init__(self) -> None:
+        self.drops = DropRecorder()
+        self.self_metrics = SelfMetrics()
+        self.other_calls: list[tuple[Any, ...]] = []
+
+    def forget(self, obj: Any, *, kind: str | None = None) -> int:
+        return 0
+
+    def observe(self, obj: Any, *, kind: str | None = None) -> None:
+        pass
+
+    def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
+        self.other_calls.append(("retain", sorted(ref.name for ref in live), kind))
+        return 0
+
+    def forget_series(self, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None) -> int:
+        self.other_calls.append(("forget_series", instrument_name, dict(attributes), kind))
+        return 1
+
+    def declare_kind(self, kind: str, *instrument_names: str) -> None:
+        self.other_calls.append(("declare_kind", kind, instrument_names))
+
+
+class RecordingSink(SinkBase):
+    """A sink that records calls, for unit-level listener tests.
+
+    It stands in for ``otel_gitjob.Lifecycle`` where a test asserts on which
+    calls the listener makes; the end-to-end test uses the real Lifecycle.
+    ``delay`` makes every call slow (a slow consumer).
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any]] = []
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def forget(self, ref: Any, *, kind: str | None = None) -> int:
+        self._record("forget", ref)
+        return 1
+
+    def observe(self, ref: Any, *, kind: str | None = None) -> None:
+        self._record("observe", ref)
+
+    def _record(self, kind: str, ref: Any) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.calls.append((kind, ref))
+
+    def names(self, kind: str) -> list[str]:
+        """Names passed to ``kind`` calls, in call order."""
+        with self._lock:
+            return [ref.name for k, ref in self.calls if k == kind]
+
+    def refs(self, kind: str) -> list[Any]:
+        """Refs passed to ``kind`` calls, in call order."""
+        with self._lock:
+            return [ref for k, ref in self.calls if k == kind]
