@@ -4,19 +4,26 @@ Also the suite's guard against hanging: a session fixture fails the run loudly w
 process or a non-daemon thread outlives the session (a leftover non-daemon thread would keep
 pytest alive after its summary, forever), kills the leftover processes by PID, and
 ``pytest_unconfigure`` ends the interpreter if such a thread still runs.
+
+Every test runs under the lock-order check (``OTEL_GITJOB_LOCK_CHECK=1``, set before the package is
+imported, and inherited by the processes tests start): an inversion fails the test that caused it, even
+when a never-raise path swallowed the error.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Iterator
 
-import pytest
-from _helpers import FakeClock
+os.environ["OTEL_GITJOB_LOCK_CHECK"] = "1"
+
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from _helpers import FakeClock  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
@@ -60,6 +67,19 @@ def provider(
 @pytest.fixture
 def gitjob(provider: MeterProvider, lifecycle: Lifecycle) -> GitJobMetrics:
     return GitJobMetrics(provider, lifecycle=lifecycle)
+
+
+@pytest.fixture(autouse=True)
+def lock_order_holds() -> Iterator[None]:
+    """No lock of ours was taken out of order (core/locks.RANKS) during the test."""
+    from otel_gitjob._internal.core import locks
+
+    assert locks.CHECK, "the package was imported before tests/conftest.py set OTEL_GITJOB_LOCK_CHECK"
+    seen = len(locks.violations)
+    yield
+    inversions = locks.violations[seen:]
+    del locks.violations[seen:]
+    assert not inversions, "lock order violated: %s" % "; ".join(inversions)
 
 
 @pytest.fixture(autouse=True)

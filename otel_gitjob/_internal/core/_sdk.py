@@ -53,7 +53,6 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -66,6 +65,8 @@ from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader  # noqa: E402
 from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, View  # noqa: E402
 from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
+
+from otel_gitjob._internal.core.locks import ranked_lock  # noqa: E402
 
 # Private SDK modules: an unknown release may move them, which must degrade, never break the controller.
 _IMPORT_PROBLEMS: list[str] = []
@@ -513,7 +514,7 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
         self._entry = entry
         self._match: Any = None
         # Makes "not evicted yet, so aggregate here" atomic against evict()'s decide-and-retire.
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("sdk.touching")
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         # Move the deadline first: an expiry that decides after this sees it and keeps the series.
@@ -747,7 +748,7 @@ def _run_self_check() -> list[str]:
     return problems
 
 
-_check_lock = threading.Lock()
+_check_lock = ranked_lock("sdk.self_check")
 _check_result: SelfCheck | None = None
 
 

@@ -27,6 +27,7 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
 from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
     DEFAULT_KIND,
@@ -114,7 +115,7 @@ class Lifecycle:
             evicts=self._sdk_check.ok,
         )
         self._expiry: ExpiryProcessor | None = None
-        self._expiry_lock = threading.Lock()
+        self._expiry_lock = ranked_lock("lifecycle.expiry")
         self._shut_down = False
         self._forgets_total = 0
         self._self_metrics = SelfMetrics()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.actions import Action, decide_actions, diff_relist
 from otel_gitjob._internal.kube.events import DELETED
@@ -23,7 +23,7 @@ class ObjectCache:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("kube.cache")
         self._repos: dict[ObjectKey, ObjectState] = {}
 
     def apply_event(self, event_type: str, state: ObjectState) -> list[Action]:

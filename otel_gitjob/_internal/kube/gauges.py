@@ -11,12 +11,12 @@ exactly one series per gauge and object instead of one per label set ever seen.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.kube._types import ObjectKey
 from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.kind import GaugeSpec
@@ -33,7 +33,7 @@ class _Callback:
 
     def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None) -> None:
         self._cache, self._index, self._name, self._retire = cache, index, name, retire
-        self._lock = threading.Lock()  # two readers may collect at once
+        self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
         self._last: dict[ObjectKey, Mapping[str, str]] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:

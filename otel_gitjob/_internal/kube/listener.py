@@ -60,6 +60,7 @@ from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.locks import join, ranked_lock
 from otel_gitjob._internal.core.selfmetrics import Source
 from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.backoff import Backoff
@@ -220,7 +221,7 @@ class ResourceListener:
         self._work = WorkQueue(self._calls)
         self._stop = threading.Event()
         self._synced = threading.Event()
-        self._response_lock = threading.Lock()
+        self._response_lock = ranked_lock("kube.response")
         self._response: Any = None
         self._threads: list[threading.Thread] = []
         self._position: str | None = None
@@ -299,9 +300,9 @@ class ResourceListener:
         if not self._threads:
             return True
         sink_thread, watch_thread = self._threads
-        watch_thread.join(timeout)
+        join(watch_thread, timeout)
         self._work.stop()
-        sink_thread.join(timeout)
+        join(sink_thread, timeout)
         stopped = not (watch_thread.is_alive() or sink_thread.is_alive())
         if stopped:
             self._threads = []

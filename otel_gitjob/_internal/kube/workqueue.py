@@ -12,12 +12,12 @@ from __future__ import annotations
 import enum
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.actions import Action, ActionKind
 
@@ -60,7 +60,7 @@ class WorkQueue:
 
     def __init__(self, sink: RefSink) -> None:
         self._sink = sink
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("kube.workqueue")
         self._pending: dict[ObjectKey, _Pending] = {}
         self._queue: queue.Queue[ObjectKey | Literal[_Stop.STOP]] = queue.Queue()
 

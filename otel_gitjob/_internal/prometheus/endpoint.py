@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as _text
 from prometheus_client.openmetrics import exposition as _om
 
+from otel_gitjob._internal.core.locks import ranked_condition
 from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
 from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
 
@@ -108,7 +109,7 @@ class MetricsEndpoint:
         collector = getattr(reader, "_collector", None)
         self._fast = FastExposition(collector) if collector is not None else None
         # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
-        self._flight = threading.Condition()
+        self._flight = ranked_condition("endpoint.flight")
         self._collecting = False
         self._generation = 0
         self._waiting = 0

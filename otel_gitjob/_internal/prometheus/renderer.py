@@ -30,7 +30,6 @@ exporter's family object, so the output stays byte-identical in every case.
 from __future__ import annotations
 
 import inspect
-import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
@@ -44,6 +43,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.utils import floatToGoString
 from prometheus_client.validation import _is_valid_legacy_metric_name
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
@@ -165,7 +166,7 @@ class FastExposition:
         self._intern: dict[str, str] = {}
         self._intern_rebuilt_at = 0
         self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
         """Whether the collector's options are ones this renderer reproduces.
