@@ -28,6 +28,9 @@ RANKS: dict[str, int] = {
     "registry.op": 30,
     # OTLP staleness sends, under the SDK's export lock; takes only the marker store and leaves.
     "markers.send": 40,
+    # The idle flusher's condition: poked by the removal listener (under registry.op); asks the marker
+    # store what is pending while holding it.
+    "push.flusher": 50,
     # A transient series' write against eviction (under the SDK's view-match lock).
     "sdk.touching": 60,
     # The expiry heap (the view hook takes it under the SDK's view-match lock); the pending markers
@@ -44,7 +47,6 @@ RANKS: dict[str, int] = {
     "kube.cache": 90,
     "kube.workqueue": 90,
     "kube.response": 90,
-    "push.flusher": 90,
     "endpoint.flight": 90,
     "renderer": 90,
 }
