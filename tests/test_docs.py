@@ -68,7 +68,7 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference_from_doc
     )
     assert result.returncode == 0, result.stderr[-4000:]
     api = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (site / "api" / "index.html").read_text())).split())
-    assert "otel_gitjob.listener.GitRepoListener" in api
+    assert "otel_gitjob.listener.ResourceListener" in api
     # mkdocstrings rendered the docstrings themselves, not just the names.
     for documented in (otel_gitjob.Lifecycle, otel_gitjob.GitJobMetrics, otel_gitjob.Lifecycle.forget):
         first_line = documented.__doc__.strip().splitlines()[0].replace("``", "").replace(":class:", "")

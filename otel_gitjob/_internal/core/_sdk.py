@@ -635,6 +635,33 @@ class AttachHook:
         """Called once the reader belongs to a MeterProvider; may raise ConfigurationError."""
 
 
+class AggregationHook(Aggregation):
+    """Base for a view aggregation that sees each new series: its :meth:`create` is the SDK's private hook.
+
+    Aliased, not called through, so that the SDK frame :func:`calling_match` looks for stays where it is.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._create_aggregation = cls.create  # type: ignore[method-assign]
+
+    def create(self, instrument: Any, attributes: Any, reservoir_factory: Any, start_time_unix_nano: int) -> Any:
+        """The aggregation of one new series (``attributes`` None: the SDK's per-match type template)."""
+        raise NotImplementedError
+
+    def _create_aggregation(
+        self, instrument: Any, attributes: Any, reservoir_factory: Any, start_time_unix_nano: int
+    ) -> Any:  # replaced by each subclass's create (see __init_subclass__)
+        return self.create(instrument, attributes, reservoir_factory, start_time_unix_nano)
+
+
+def create_aggregation(
+    aggregation: Aggregation, instrument: Any, attributes: Any, reservoir_factory: Any, start_time_unix_nano: int
+) -> Any:
+    """What ``aggregation`` (a view's own, or the SDK default) makes for one new series."""
+    return aggregation._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+
+
 def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Aggregation]]:
     """The temporality and aggregation a MetricExporter asks its reader for (no public getter)."""
     return dict(getattr(exporter, "_preferred_temporality", None) or {}), dict(

@@ -21,7 +21,7 @@ from otel_gitjob._internal.core.registry import SeriesRegistry
 __all__ = ["LifecycleAggregation", "lifecycle_views", "uses_registry"]
 
 
-class LifecycleAggregation(Aggregation):
+class LifecycleAggregation(_sdk.AggregationHook):
     """Wraps a view's aggregation so that each new series passes the lifecycle first.
 
     Args:
@@ -40,7 +40,7 @@ class LifecycleAggregation(Aggregation):
         self._expiry = expiry
         self._inner = inner if inner is not None else DefaultAggregation()
 
-    def _create_aggregation(
+    def create(
         self,
         instrument: Any,
         attributes: Any,
@@ -56,7 +56,9 @@ class LifecycleAggregation(Aggregation):
             placeholder = registry.on_new_series(instrument, attributes, key, match)
             if placeholder is not None:
                 return placeholder
-        aggregation = self._inner._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        aggregation = _sdk.create_aggregation(
+            self._inner, instrument, attributes, reservoir_factory, start_time_unix_nano
+        )
         expiry = self._expiry()
         if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
             return expiry.wrap(instrument, attributes, aggregation, key)
