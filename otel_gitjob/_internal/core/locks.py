@@ -17,38 +17,31 @@ from typing import Any
 
 __all__ = ["RANKS", "LockOrderError", "join", "ranked_condition", "ranked_lock", "violations"]
 
-RANKS: dict[str, int] = {
-    # Outermost: the self-check builds and collects a private MeterProvider under it (SDK locks and ours).
+RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/locks.md
     "sdk.self_check": 10,
-    # Under the SDK's collect lock (observable callbacks): a status gauge's callback, which may evict an
-    # old label set (registry.op) under it.
     "gauges.callback": 20,
-    # The operations that evict or lift: forget, observe, retain, forget_series, expiry slices,
-    # pre-collection housekeeping (the push path: under the SDK's export lock).
     "registry.op": 30,
-    # OTLP staleness sends, under the SDK's export lock; takes only the marker store and leaves.
     "markers.send": 40,
-    # The idle flusher's condition: poked by the removal listener (under registry.op); asks the marker
-    # store what is pending while holding it.
     "push.flusher": 50,
-    # A transient series' write against eviction (under the SDK's view-match lock).
     "sdk.touching": 60,
-    # The expiry heap (the view hook takes it under the SDK's view-match lock); the pending markers
-    # (the removal listener takes it under registry.op).
     "expiry": 70,
     "markers.store": 70,
-    # The registry's index, blocks and retired uids.
     "registry.state": 80,
     # Leaves: no lock is taken while one of them is held.
-    "drops": 90,
-    "selfmetrics": 90,
-    "degraded": 90,
-    "lifecycle.expiry": 90,
-    "kube.cache": 90,
-    "kube.workqueue": 90,
-    "kube.response": 90,
-    "endpoint.flight": 90,
-    "renderer": 90,
+    **dict.fromkeys(
+        (
+            "drops",
+            "selfmetrics",
+            "degraded",
+            "lifecycle.expiry",
+            "kube.cache",
+            "kube.workqueue",
+            "kube.response",
+            "endpoint.flight",
+            "renderer",
+        ),
+        90,
+    ),
 }
 
 CHECK = os.environ.get("OTEL_GITJOB_LOCK_CHECK", "") == "1"
