@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.identity import ObjectRef
@@ -52,3 +52,10 @@ class Sink(Protocol):
     def declare_kind(self, kind: str, *instrument_names: str) -> None:
         """Scope instruments (the kind's status gauges) to objects of ``kind``."""
         ...
+
+
+if TYPE_CHECKING:  # the production sink satisfies the protocol (checked by mypy)
+    from otel_gitjob._internal.core.lifecycle import Lifecycle
+
+    def _lifecycle_is_a_sink(lifecycle: Lifecycle) -> Sink:
+        return lifecycle
