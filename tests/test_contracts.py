@@ -182,7 +182,7 @@ def layer_violations(sources: dict[str, tuple[str, bool]], top: str = "otel_gitj
             if RANK[other] >= RANK[room]:
                 problems.append("%s:%d: %s imports %s (%s)" % (module, line, room, imported, other))
     problems.extend("import circle: " + " -> ".join(cycle) for cycle in cycles(graph))
-    return problems
+    return sorted(set(problems))
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

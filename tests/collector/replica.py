@@ -6,7 +6,7 @@ Run as its own process by ``test_collector_scale_out.py``::
 
 It is what a sharded GitJob controller with otel-gitjob does: a ``Lifecycle``,
 a ``MeterProvider`` exporting through ``LifecycleExporter(lifecycle, OTLPMetricExporter())``
-with ``service.instance.id`` naming the replica, a ``GitRepoListener`` on its
+with ``service.instance.id`` naming the replica, a GitRepo ``ResourceListener`` on its
 shard (``fleet.cattle.io/shard-ref``) that forgets deleted repos, and a
 reconcile loop recording on every repo of its shard. It prints ``ready`` once
 the first list is in, and stops cleanly on SIGTERM.
@@ -26,7 +26,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 
 def main() -> int:
@@ -51,8 +52,9 @@ def main() -> int:
         resource=Resource.create({"service.name": "gitjob", "service.instance.id": args.instance}),
     )
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         lifecycle,
+        GITREPO,
         configuration=kubernetes.client.Configuration(host=args.kube),
         settings=ListenerSettings(shard_id=args.shard, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=provider,

@@ -26,7 +26,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from prometheus_server import SCRAPE_INTERVAL
 
 from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 RATE_INTERVAL = "%ds" % int(4 * SCRAPE_INTERVAL)  # Grafana's $__rate_interval: at least four scrape intervals
 
@@ -45,8 +46,9 @@ def test_every_dashboard_query_returns_data_through_the_collector(start_collecto
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(), resource=resource("replica-0"))
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=30)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         lifecycle,
+        GITREPO,
         configuration=kubernetes.client.Configuration(host="http://127.0.0.1:%d" % emulator.port),
         settings=ListenerSettings(all_shards=True, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=provider,

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 from kube_emulator import Emulator
-from otel_gitjob._internal.fleet.listener import GitRepoListener
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
+from otel_gitjob._internal.fleet.presets import GITREPO
 from otel_gitjob._internal.kube import ListenerSettings
+from otel_gitjob._internal.kube.listener import ResourceListener
 
 GAUGE_TTL = 4.0
 
@@ -22,7 +23,7 @@ class Stack:
 
     emulator: Emulator
     instrumentation: otel_gitjob.Instrumentation
-    listener: GitRepoListener
+    listener: ResourceListener
     prometheus: PrometheusServer
 
     @property
@@ -36,8 +37,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     mode = getattr(request, "param", OPERATOR)
     emulator = Emulator()
     instrumentation = otel_gitjob.setup(port=0, gauge_ttl=GAUGE_TTL)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         instrumentation.lifecycle,
+        GITREPO,
         configuration=emulator.configuration,
         settings=ListenerSettings(all_shards=True, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=instrumentation.meter_provider,
