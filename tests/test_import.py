@@ -100,3 +100,23 @@ def test_the_deprecated_gitrepo_listener_is_a_resource_listener_of_gitrepos():
     with otel_gitjob.Lifecycle() as lifecycle:
         listener = factory(lifecycle, status_gauges=False, api=object())
         assert isinstance(listener, listener_module.ResourceListener) and listener.kind is GITREPO
+
+
+def test_refused_configurations_raise_configuration_error():
+    import dataclasses
+
+    import pytest
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    with pytest.raises(otel_gitjob.ConfigurationError, match="otel_gitjob.Lifecycle"):
+        otel_gitjob.LifecyclePrometheusReader(object())  # type: ignore[arg-type]
+    with pytest.raises(otel_gitjob.ConfigurationError, match="otel_gitjob.Lifecycle"):
+        otel_gitjob.LifecycleExporter(object(), ConsoleMetricExporter())  # type: ignore[arg-type]
+    listener = pytest.importorskip("otel_gitjob.listener")
+    from otel_gitjob.fleet import GITREPO
+
+    with pytest.raises(otel_gitjob.ConfigurationError, match="KindSpec.plural"):
+        dataclasses.replace(GITREPO, plural="")
+    with otel_gitjob.Lifecycle() as lifecycle:
+        with pytest.raises(otel_gitjob.ConfigurationError, match="must be a KindSpec"):
+            listener.ResourceListener(lifecycle, "gitrepos", api=object())  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from otel_gitjob import ConfigurationError
 from otel_gitjob._internal.fleet.presets import GAUGES, GITREPO, HELMOP, repo_attributes, repo_state, sanitize_repo_url
 from otel_gitjob._internal.kube import (
     Action,
@@ -294,7 +295,7 @@ def test_shard_selectors_follow_fleet() -> None:
     assert shard_selector(None) == "!fleet.cattle.io/shard-ref"
     assert shard_selector("") == "!fleet.cattle.io/shard-ref"
     assert shard_selector(None, all_shards=True) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="not both"):
         shard_selector("s", all_shards=True)
 
 
@@ -314,7 +315,7 @@ def test_settings_validate_at_construction() -> None:
         {"backoff_jitter": 1.0},
         {"inactivity_timeout": 0},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigurationError):
             ListenerSettings(**bad)
 
 
