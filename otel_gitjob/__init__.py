@@ -36,10 +36,11 @@ Or wire it into your own MeterProvider:
     gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
 """
 
-from otel_gitjob._internal.app.deprecated import Lifecycle, aliases
+from otel_gitjob._internal.app.deprecated import aliases
 from otel_gitjob._internal.app.setup import Instrumentation, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.identity import ObjectRef
+from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
 from otel_gitjob._internal.push.exporter import LifecycleExporter

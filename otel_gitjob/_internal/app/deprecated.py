@@ -19,26 +19,30 @@ from otel_gitjob._internal.core import lifecycle as core
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
 from otel_gitjob._internal.push.exporter import LifecycleExporter
 
-__all__ = ["Lifecycle", "aliases"]
+__all__ = ["aliases"]
 
 
 def _warn(old: str, new: str) -> None:
     warnings.warn("%s is deprecated and goes in the next release; use %s" % (old, new), DeprecationWarning, 3)
 
 
-class Lifecycle(core.Lifecycle):
-    __doc__ = core.Lifecycle.__doc__
-    __module__ = "otel_gitjob"
+def _prometheus_reader(
+    self: core.Lifecycle, registry: CollectorRegistry | None = None, **options: Any
+) -> LifecyclePrometheusReader:
+    """Deprecated: ``LifecyclePrometheusReader(lifecycle, registry, ...)``."""
+    _warn("Lifecycle.prometheus_reader()", "otel_gitjob.LifecyclePrometheusReader(lifecycle, registry)")
+    return LifecyclePrometheusReader(self, registry, **options)
 
-    def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
-        """Deprecated: ``LifecyclePrometheusReader(lifecycle, registry, ...)``."""
-        _warn("Lifecycle.prometheus_reader()", "otel_gitjob.LifecyclePrometheusReader(lifecycle, registry)")
-        return LifecyclePrometheusReader(self, registry, **options)
 
-    def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
-        """Deprecated: ``LifecycleExporter(lifecycle, exporter)``."""
-        _warn("Lifecycle.wrap_exporter()", "otel_gitjob.LifecycleExporter(lifecycle, exporter)")
-        return LifecycleExporter(self, exporter)
+def _wrap_exporter(self: core.Lifecycle, exporter: MetricExporter) -> LifecycleExporter:
+    """Deprecated: ``LifecycleExporter(lifecycle, exporter)``."""
+    _warn("Lifecycle.wrap_exporter()", "otel_gitjob.LifecycleExporter(lifecycle, exporter)")
+    return LifecycleExporter(self, exporter)
+
+
+# Put on the class from up here: the core must not import the reader and the exporter it would build.
+setattr(core.Lifecycle, "prometheus_reader", _prometheus_reader)  # noqa: B010
+setattr(core.Lifecycle, "wrap_exporter", _wrap_exporter)  # noqa: B010
 
 
 def _gitrepo_listener() -> Any:

@@ -12,8 +12,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
-from otel_gitjob._internal.app.deprecated import Lifecycle
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.prometheus.endpoint import start_http_server
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
