@@ -213,6 +213,11 @@ class KindSpec:
         return tuple(gauge.name for gauge in self.gauges)
 
     @property
+    def sample_gauge_names(self) -> tuple[str, ...]:
+        """The multi-series gauges' instrument names (``GaugeSpec.samples``)."""
+        return tuple(gauge.name for gauge in self.gauges if gauge.samples is not None)
+
+    @property
     def instrument_names(self) -> tuple[str, ...]:
         """Every instrument scoped to this kind: the status gauges and :attr:`instruments`."""
         return self.gauge_names + tuple(name for name in self.instruments if name not in self.gauge_names)

@@ -69,7 +69,9 @@ def instrument(
     work = WorkQueue(calls)  # drained by each handler: kopf runs handlers off its watch loop already
     result = KopfInstrumentation(kind=kind, cache=RepoCache())
     owners = SeriesOwners()
-    calls.declare(kind.instrument_names if status_gauges else kind.instruments, owners.owner)
+    calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+    if status_gauges:  # the series of multi-series gauges name their object through the owners
+        calls.declare(kind.sample_gauge_names, owners.owner)
     if status_gauges and kind.gauges:
         provider = meter_provider or metrics.get_meter_provider()
         result.gauges = register_status_gauges(

@@ -242,7 +242,9 @@ class ResourceListener:
         """The kind's status gauges (empty with ``status_gauges=False``)."""
         owners = SeriesOwners()
         try:
-            self._calls.declare(kind.instrument_names if status_gauges else kind.instruments, owners.owner)
+            self._calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+            if status_gauges:  # the series of multi-series gauges name their object through the owners
+                self._calls.declare(kind.sample_gauge_names, owners.owner)
         except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
             logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
         if status_gauges and kind.gauges:
