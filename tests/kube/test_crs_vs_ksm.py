@@ -5,9 +5,11 @@ objects; their expositions are parsed and compared family by family (names, labe
 values, values, HELP and TYPE; ordering and number formatting aside). kube-state-metrics is
 built from its Go module by ``./scripts/kube-state-metrics`` (``KSM_BIN`` names another build).
 
-Two differences are by design and left out of the comparison: kube-state-metrics writes HELP and
-TYPE for a family that has no series while any object of the kind exists (we write none), and
-``otel-gitjob`` adds its own ``otel_gitjob_*`` self-metrics and ``target_info``.
+Left out of the comparison, by design: kube-state-metrics writes HELP and TYPE for a family that
+has no series while any object of the kind exists (we write none); the OpenTelemetry exposition
+writes ``label=""`` for each label key of a family that a series lacks, which Prometheus reads as
+no label (so empty values are dropped on both sides); ``otel-gitjob`` adds its own
+``otel_gitjob_*`` self-metrics and ``target_info``.
 """
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ def families(exposition: str, names: set[str]) -> Families:
     for family in text_string_to_metric_families(exposition):
         if family.name not in names or not family.samples:
             continue
-        samples = {tuple(sorted(sample.labels.items())): sample.value for sample in family.samples}
+        # An empty label value is no label to Prometheus; the OpenTelemetry exposition writes one for
+        # every label key of the family that a series lacks.
+        samples = {
+            tuple(sorted((k, v) for k, v in sample.labels.items() if v != "")): sample.value
+            for sample in family.samples
+        }
         found[family.name] = (family.documentation, family.type, samples)
     return found
 
