@@ -13,6 +13,7 @@ from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rv_emulator import WIDGETS
+from test_listener_watch import ERROR_410
 
 import otel_gitjob
 from otel_gitjob.listener import kinds_from_crs_config
@@ -87,3 +88,23 @@ def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_l
     assert lifecycle.registry.blocked_objects() == 1
     assert set(series(reader)) == {("kube_customresource_version_info", "b"), ("kube_customresource_phase", "b")}
     assert lifecycle.drops.counts() == {}
+
+
+def test_a_crs_object_deleted_unseen_is_forgotten_after_the_relist(emulator, make_listener, wait_for):
+    (kind,) = kinds_from_crs_config(CONFIG)
+    lifecycle = otel_gitjob.Lifecycle()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    emulator.create_object(WIDGETS, widget("a"))
+    emulator.create_object(WIDGETS, widget("b"))
+    listener = make_listener(lifecycle, kind=kind, meter_provider=provider)
+    assert listener.wait_synced(5) and listener.wait_idle(5)
+    emulator.wait_watching_resource(WIDGETS)
+    series(reader)  # the collection that creates (and indexes) the series
+    assert lifecycle.registry.objects_by_kind() == {"Widget": 2}
+    emulator.delete_unseen("b", "team", WIDGETS)  # its DELETED event was compacted away
+    emulator._await(emulator.kmock._buses[WIDGETS].put(ERROR_410))
+    wait_for(lambda: listener.relists == 2 and listener.wait_idle(5))
+    wait_for(lambda: lifecycle.registry.objects_by_kind() == {"Widget": 1})
+    assert {widget_name for _metric, widget_name in series(reader)} == {"a"}
+    assert lifecycle.registry.series_by_kind() == {"Widget": 3}
