@@ -117,8 +117,9 @@ def test_instrument_serves_a_crs_kind_and_forgets_its_series_with_the_object(emu
 
     lifecycle, provider, _gitjob, reader = stack
     (kind,) = kinds_from_crs_config(
-        "spec: {resources: [{groupVersionKind: {group: example.com, kind: Widget, version: v1}, metrics: [{name: size, "
-        "help: Widget size, each: {type: Info, info: {labelsFromPath: {size: [spec, size], widget: [metadata, name]}}}}]}]}"
+        "spec: {resources: [{groupVersionKind: {group: example.com, kind: Widget, version: v1}, metrics: [{"
+        "name: size, help: Widget size, each: {type: Info, info: {labelsFromPath: "
+        "{size: [spec, size], widget: [metadata, name]}}}}]}]}"
     )
     registry = kopf.OperatorRegistry()
     kopfed = otel_gitjob.kopf.instrument(lifecycle, kind, meter_provider=provider, registry=registry)
