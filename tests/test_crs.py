@@ -268,3 +268,20 @@ def test_parse_rfc3339() -> None:
 def test_foo_fixture_is_unchanged() -> None:
     # The expectations above are for this object: a change to it must be deliberate.
     assert FOO["status"]["uptime"] == 43.21 and FOO["spec"]["refs"][0] == "my_other_foo"
+
+
+def test_gvk_labels_override_the_resources_common_labels_and_the_metrics_override_them() -> None:
+    config = """
+spec:
+  resources:
+    - groupVersionKind: {group: g, version: v1, kind: K}
+      commonLabels: {customresource_group: mine, customresource_kind: mine}
+      metrics:
+        - name: m
+          help: h
+          commonLabels: {customresource_kind: metric}
+          each: {type: Gauge, gauge: {path: [v]}}
+"""
+    (kind,) = kinds_from_crs_config(config)
+    ((labels, _value),) = kind.gauges[0].samples({"v": 1}, print)  # type: ignore[misc]
+    assert labels == {"customresource_group": "g", "customresource_version": "v1", "customresource_kind": "metric"}

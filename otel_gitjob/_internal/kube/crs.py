@@ -658,13 +658,14 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str |
         at = "%s (%s)" % (at, name)
         each = _Reader(generator.data.get("each"), generator.at("each"), _EACH)
         kind_name, each_metric = _compile_each(each, "%s.each" % at)
-        full = "_".join(part for part in (prefix, name) if part)
+        full = "%s_%s" % (prefix, name) if prefix else name
         if not _METRIC_NAME.match(full):
             raise ConfigurationError(
                 "%s: metric name %r is not a Prometheus and OpenTelemetry name ([a-zA-Z][a-zA-Z0-9_]*)" % (at, full)
             )
-        common = {**resource_common, **generator.string_map("commonLabels")}
-        common.update({"customresource_group": group, "customresource_version": version, "customresource_kind": kind})
+        # KSM sets the GVK labels over the resource's commonLabels, then merges the metric's over them.
+        gvk_labels = {"customresource_group": group, "customresource_version": version, "customresource_kind": kind}
+        common = {**resource_common, **gvk_labels, **generator.string_map("commonLabels")}
         for label in common:
             _check_label(label, "%s.commonLabels" % at)
         paths = {**resource_paths, **generator.paths("labelsFromPath")}
