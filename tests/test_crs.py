@@ -285,3 +285,8 @@ spec:
     (kind,) = kinds_from_crs_config(config)
     ((labels, _value),) = kind.gauges[0].samples({"v": 1}, print)  # type: ignore[misc]
     assert labels == {"customresource_group": "g", "customresource_version": "v1", "customresource_kind": "metric"}
+
+
+def test_only_the_first_yaml_document_is_read_as_by_ksm() -> None:
+    (kind,) = kinds_from_crs_config(CONFIGS["info"][0] + "\n---\nnot: [a config\n")
+    assert kind.kind == "Foo"

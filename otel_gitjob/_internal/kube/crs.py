@@ -539,7 +539,8 @@ def load_crs_config(config: str | bytes | Mapping[str, Any]) -> Mapping[str, Any
     import yaml  # the kubernetes client's dependency: present wherever a listener runs
 
     try:
-        data = yaml.load(config, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str, list, dict
+        # The first document only, as KSM's decoder reads it.
+        data = next(yaml.load_all(config, Loader=yaml.BaseLoader), None)  # noqa: S506 - str, list and dict only
     except yaml.YAMLError as exc:
         raise ConfigurationError("failed to parse Custom Resource State metrics: %s" % exc) from exc
     if not isinstance(data, Mapping):
