@@ -125,9 +125,9 @@ class TimingSink:
     def forget_series(self, instrument_name: str, attributes: Any, *, kind: str | None = None) -> int:
         return int(self.inner.forget_series(instrument_name, attributes, kind=kind)) if self.inner is not None else 0
 
-    def declare_kind(self, kind: str, *instrument_names: str) -> None:
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
         if self.inner is not None:
-            self.inner.declare_kind(kind, *instrument_names)
+            self.inner.declare_kind(kind, *instrument_names, owner=owner)
 
 
 def make_stack() -> tuple[Any, Any, Any]:

@@ -86,8 +86,8 @@ class TimingSink:
     def forget_series(self, instrument_name: str, attributes: Any, *, kind: str | None = None) -> int:
         return int(self.lifecycle.forget_series(instrument_name, attributes, kind=kind))
 
-    def declare_kind(self, kind: str, *instrument_names: str) -> None:
-        self.lifecycle.declare_kind(kind, *instrument_names)
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
+        self.lifecycle.declare_kind(kind, *instrument_names, owner=owner)
 
     @property
     def drops(self) -> Any:

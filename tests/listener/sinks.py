@@ -37,7 +37,7 @@ class SinkBase:
         self.other_calls.append(("forget_series", instrument_name, dict(attributes), kind))
         return 1
 
-    def declare_kind(self, kind: str, *instrument_names: str) -> None:
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
         self.other_calls.append(("declare_kind", kind, instrument_names))
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.identity import ObjectRef
+from otel_gitjob._internal.core.registry import Owner
 from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
 __all__ = ["ObjectKey", "ObjectRef", "Sink"]
@@ -49,8 +50,9 @@ class Sink(Protocol):
         """Remove one series of a live object (a status gauge whose labels changed)."""
         ...
 
-    def declare_kind(self, kind: str, *instrument_names: str) -> None:
-        """Scope instruments (the kind's status gauges) to objects of ``kind``."""
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Owner | None = None) -> None:
+        """Scope instruments (the kind's status gauges) to objects of ``kind``; ``owner`` names the object of a
+        series that does not carry the identity keys (``owner(instrument_name, attributes)``)."""
         ...
 
 

@@ -14,7 +14,7 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.kube._types import Sink
 from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.kube.gauges import register_status_gauges
+from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
 from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
 from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob._internal.kube.workqueue import WorkQueue
@@ -71,11 +71,14 @@ def instrument(
     calls = KindCalls(lifecycle, kind.kind)
     work = WorkQueue(calls)  # drained by each handler: kopf runs handlers off its watch loop already
     result = KopfInstrumentation(kind=kind, cache=ObjectCache())
+    owners = SeriesOwners()
     calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+    if status_gauges:  # the series of multi-series gauges name their object through the owners
+        calls.declare(kind.sample_gauge_names, owners.owner)
     if status_gauges and kind.gauges:
         provider = meter_provider or metrics.get_meter_provider()
         result.gauges = register_status_gauges(
-            provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire
+            provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire, owners
         )
     resource = dict(group=kind.group, version=kind.version, plural=kind.plural, registry=registry)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from otel_gitjob._internal.core.registry import Owner
 from otel_gitjob._internal.kube._types import ObjectRef, Sink
 
 __all__ = ["KindCalls"]
@@ -44,11 +45,17 @@ class KindCalls:
         """Declare one object of this kind alive."""
         self.sink.observe(ref, kind=self.kind)
 
-    def declare(self, instrument_names: Iterable[str]) -> None:
-        """Scope instruments (the status gauges) to this kind."""
+    def declare(self, instrument_names: Iterable[str], owner: Owner | None = None) -> None:
+        """Scope instruments (the status gauges) to this kind.
+
+        Args:
+            instrument_names: The instruments.
+            owner: ``owner(instrument_name, attributes)`` for series without
+                the identity labels (multi-series gauges).
+        """
         names = tuple(instrument_names)
         if names:
-            self.sink.declare_kind(self.kind, *names)
+            self.sink.declare_kind(self.kind, *names, owner=owner)
 
     def retain(self, live: Iterable[ObjectRef]) -> int:
         """Forget every tracked object of this kind not in ``live``; returns how many were forgotten."""
