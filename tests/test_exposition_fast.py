@@ -21,19 +21,22 @@ from hypothesis import strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
-from prometheus_client.openmetrics import exposition as om
 
 from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
 
 FORMATS = [
     Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default
-    Format(openmetrics=False, escaping=om.ALLOWUTF8),  # text 1.0.0
     Format(openmetrics=True),  # OpenMetrics 1.0.0
-    Format(openmetrics=True, escaping=om.ALLOWUTF8),  # what Prometheus 3 asks for first
-    Format(openmetrics=True, escaping=om.DOTS),  # label names rewritten: rendered by prometheus_client
 ]
+if _seam.CLIENT_SHAPE == "escaping":  # prometheus-client 0.23 and later negotiate name escaping
+    FORMATS += [
+        Format(openmetrics=False, escaping=_seam.ALLOWUTF8),  # text 1.0.0
+        Format(openmetrics=True, escaping=_seam.ALLOWUTF8),  # what Prometheus 3 asks for first
+        Format(openmetrics=True, escaping=_seam.DOTS),  # label names rewritten: rendered by prometheus_client
+    ]
 
 # Label values with what the formats must escape (backslash, quote, newline) and non-ASCII text; no lone
 # surrogates, which neither path can encode.

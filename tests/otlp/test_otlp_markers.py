@@ -137,7 +137,7 @@ def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
     pipeline.gitjob.job_created(REPO_B)
     pipeline.flush()
     lifecycle.forget(REPO_A)
-    sink.fail_next = 2  # 500 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
+    sink.fail_next = 2  # 400 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
     pipeline.provider.force_flush(10_000)
     assert pipeline.exporter.staleness.pending() == 1
     pipeline.flush()

@@ -438,6 +438,9 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
         finally:
             transport.uninstall()
             exporter.shutdown()
+            channel = getattr(exporter, "_channel", None)
+            if channel is not None:  # before the server goes: no GOAWAY logged by gRPC's core
+                channel.close()
     finally:
         server.stop(None).wait(5)
         pool.shutdown(wait=True)
