@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from _helpers import FakeClock
@@ -60,6 +60,40 @@ def provider(
 @pytest.fixture
 def gitjob(provider: MeterProvider, lifecycle: Lifecycle) -> GitJobMetrics:
     return GitJobMetrics(provider, lifecycle=lifecycle)
+
+
+@pytest.fixture
+def degraded_seam(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``degraded_seam("prometheus", ...)`` forces those seams onto their degraded path for this test.
+
+    Sets ``OTEL_GITJOB_DEGRADED`` (read by each seam at every use) and gives the test a fresh record of
+    which seams run degraded, so no warning or state leaks between tests.
+    """
+    from otel_gitjob._internal.core import degraded
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.delenv(degraded.FORCE_ENV, raising=False)
+
+    def force(*seams: str) -> None:
+        monkeypatch.setenv(degraded.FORCE_ENV, ",".join(seams))
+
+    return force
+
+
+@pytest.fixture(params=["healthy", "degraded"])
+def prometheus_seam(request: pytest.FixtureRequest, degraded_seam: Callable[..., None]) -> str:
+    """Runs a test twice: with the prometheus seam as the installed release allows, and forced degraded."""
+    if request.param == "degraded":
+        degraded_seam("prometheus")
+    return str(request.param)
+
+
+@pytest.fixture(params=["healthy", "degraded"])
+def push_seam(request: pytest.FixtureRequest, degraded_seam: Callable[..., None]) -> str:
+    """Runs a test twice: with the push (OTLP exporter) seam as the installed release allows, and forced degraded."""
+    if request.param == "degraded":
+        degraded_seam("push")
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ TLS, headers, compression and timeout. One adapter per shape of the exporters:
 
 * OTLP/HTTP 1.45 and later: ``_export_batch(request)`` sends one request,
   checking the exporter's ``max_request_size`` and retrying.
-* OTLP/HTTP 1.44: ``_export_with_retries(request, deadline, points)``.
-* OTLP/HTTP 1.33 - 1.43: ``_export(bytes[, timeout])`` posts once and returns
+* OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``.
+* OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once and returns
   the response; a failed send stays pending and goes again with the next
   export (the exporter's own retries are inside ``export()``, not there).
 * OTLP/gRPC (every supported release): ``_export(data)`` encodes with
@@ -133,33 +133,31 @@ class HttpTransport(_Http):
 
 
 class HttpRetriesTransport(_Http):
-    """OTLP/HTTP 1.44: ``_export_with_retries(request, deadline, points)`` sends with the exporter's retries."""
+    """OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``, with the exporter's retries."""
 
     name = "http-export-with-retries"
 
     @classmethod
     def fits(cls, exporter_class: type) -> bool:
-        return _params(getattr(exporter_class, "_export_with_retries", None))[:3] == [
-            "export_request",
-            "deadline_sec",
-            "num_items",
-        ]
+        return _params(getattr(exporter_class, "_export_with_retries", None))[:2] == ["export_request", "deadline_sec"]
 
     def send(self, request: Any) -> MetricExportResult:
         if self._shut_down():
             return MetricExportResult.FAILURE
+        deadline = time.time() + float(getattr(self.exporter, "_timeout", 10) or 10)
+        if "num_items" not in _params(self.exporter._export_with_retries):  # 1.41
+            return self.exporter._export_with_retries(request, deadline)  # type: ignore[no-any-return]
         points = sum(
             len(getattr(metric, metric.WhichOneof("data")).data_points)
             for resource_metrics in request.resource_metrics
             for scope_metrics in resource_metrics.scope_metrics
             for metric in scope_metrics.metrics
         )
-        deadline = time.time() + float(getattr(self.exporter, "_timeout", 10) or 10)
         return self.exporter._export_with_retries(request, deadline, points)  # type: ignore[no-any-return]
 
 
 class HttpPostTransport(_Http):
-    """OTLP/HTTP 1.33 - 1.43: ``_export(bytes[, timeout])`` posts once (compression, TLS, headers).
+    """OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once (compression, TLS, headers).
 
     No retry here: a failed send keeps its items pending for the next export or idle flush.
     """
