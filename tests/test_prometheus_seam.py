@@ -22,7 +22,7 @@ from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import degraded
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint
-from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED
+from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, self_check
 
 needs_fast_path = pytest.mark.skipif(
     not EXPORTER_SUPPORTED, reason="this opentelemetry-exporter-prometheus is served the old way"
@@ -77,7 +77,9 @@ def test_the_client_adapter_is_the_one_for_the_installed_prometheus_client() -> 
 
 
 def test_the_self_check_passes_on_the_installed_releases(fresh_check: None) -> None:
-    assert _seam.fast_path_ok() is EXPORTER_SUPPORTED
+    if EXPORTER_SUPPORTED:
+        assert self_check() is None
+    assert _seam.fast_path_ok(self_check) is EXPORTER_SUPPORTED
     assert degraded.seam_states() == {"prometheus": None}
 
 

@@ -288,8 +288,11 @@ def reset_check() -> None:
         _check_result.clear()
 
 
-def fast_path_ok() -> bool:
+def fast_path_ok(check: Callable[[], str | None]) -> bool:
     """Whether the fast renderer may serve ``/metrics``: its shape is present and its self-check passed.
+
+    Args:
+        check: The renderer's self-check: None when its output is identical, else what differed.
 
     Runs the check once per process. False when forced degraded, when the
     exporter's shape is the older one (its own path is this shape's adapter)
@@ -300,7 +303,7 @@ def fast_path_ok() -> bool:
         return False
     with _check_lock:
         if not _check_result:
-            _check_result.append(_run_check())
+            _check_result.append(_run_check(check))
         reason = _check_result[0]
     if reason is None:
         degraded.mark_checked(SEAM)
@@ -312,7 +315,7 @@ def fast_path_ok() -> bool:
     return False
 
 
-def _run_check() -> str | None:
+def _run_check(check: Callable[[], str | None]) -> str | None:
     if EXPORTER_SHAPE != "fast":
         version = _exporter_version()
         minor = re.match(r"0\.(\d+)", version)
@@ -320,49 +323,7 @@ def _run_check() -> str | None:
             return ""
         return "opentelemetry-exporter-prometheus %s has none of the collector shapes known here" % _exporter_version()
     try:
-        return _render_both_ways()
+        return check()
     except Exception as exc:  # any failure means: not proven identical
         _logger.debug("otel-gitjob: the /metrics self-check raised", exc_info=True)
         return "the /metrics self-check raised %s: %s" % (type(exc).__name__, exc)
-
-
-def _render_both_ways() -> str | None:
-    """Render a known collection with the fast renderer and with prometheus_client; the first difference."""
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from prometheus_client import CollectorRegistry
-
-    from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
-
-    registry = CollectorRegistry(auto_describe=False)
-    reader = PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry)
-    memory = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader, memory])
-    try:
-        meter = provider.get_meter("otel-gitjob-self-check")
-        counter = meter.create_counter("check_runs", unit="s", description='runs "counted"\\ here')
-        gauge = meter.create_up_down_counter("check_depth", description="depth")
-        histogram = meter.create_histogram("check_duration", unit="s", description="durations")
-        odd: dict[str, Any] = {"name": 'a"b\\c\nd', "namespace": "é名🙂", "other": 3}
-        plain: dict[str, Any] = {"name": "plain", "namespace": "ns"}
-        for attributes in (plain, odd):
-            counter.add(3, attributes)
-            gauge.add(-2.5, attributes)
-            histogram.record(0.25, attributes)
-            histogram.record(1e9, attributes)
-        counter.add(1)
-        formats = [Format(openmetrics=False), Format(openmetrics=True)]
-        if CLIENT_SHAPE == "escaping":
-            formats += [Format(openmetrics=False, escaping=ALLOWUTF8), Format(openmetrics=True, escaping=ALLOWUTF8)]
-        fast = FastExposition(reader._collector)
-        for _ in range(2):  # the second scrape renders from the label cache
-            data = memory.get_metrics_data()
-            for fmt in formats:
-                want = fmt.encode(registry)
-                got = fast.render(data, fmt)
-                if got != want:
-                    return "the fast /metrics renderer differs from prometheus_client in %r" % (fmt,)
-        return None
-    finally:
-        provider.shutdown()

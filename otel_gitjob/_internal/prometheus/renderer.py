@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
     from prometheus_client.metrics_core import Metric as PromFamily
 
-__all__ = ["FastExposition", "Format"]
+__all__ = ["FastExposition", "Format", "self_check"]
 
 # floatToGoString of a small whole number is "<n>.0"; bucket counts and most counter values are
 # small whole numbers, so a table lookup replaces a Python call per line.
@@ -152,7 +152,7 @@ class FastExposition:
         release whose collector has another shape, or with the prometheus seam
         degraded (its self-check failed, or forced), serve the old way.
         """
-        return _seam.collector_is_plain(self._collector) and _seam.fast_path_ok()
+        return _seam.fast_path_ok(self_check) and _seam.collector_is_plain(self._collector)
 
     def cached_series(self, *, own: bool = True) -> int:
         """Number of cached label strings (for tests and the memory benchmark).
@@ -444,3 +444,46 @@ class FastExposition:
         plain = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
         plain = "{%s}" % plain if plain else ""
         return (attributes, point_keys, intern.setdefault(plain, plain), intern.setdefault(pre, pre), post)
+
+
+def self_check() -> str | None:
+    """Render a known collection with the fast renderer and with prometheus_client; the first difference."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    reader = PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader, memory])
+    try:
+        meter = provider.get_meter("otel-gitjob-self-check")
+        counter = meter.create_counter("check_runs", unit="s", description='runs "counted"\\ here')
+        gauge = meter.create_up_down_counter("check_depth", description="depth")
+        histogram = meter.create_histogram("check_duration", unit="s", description="durations")
+        odd: dict[str, Any] = {"name": 'a"b\\c\nd', "namespace": "é名🙂", "other": 3}
+        plain: dict[str, Any] = {"name": "plain", "namespace": "ns"}
+        for attributes in (plain, odd):
+            counter.add(3, attributes)
+            gauge.add(-2.5, attributes)
+            histogram.record(0.25, attributes)
+            histogram.record(1e9, attributes)
+        counter.add(1)
+        formats = [Format(openmetrics=False), Format(openmetrics=True)]
+        if _seam.CLIENT_SHAPE == "escaping":
+            formats += [
+                Format(openmetrics=False, escaping=_seam.ALLOWUTF8),
+                Format(openmetrics=True, escaping=_seam.ALLOWUTF8),
+            ]
+        fast = FastExposition(_seam.collector_of(reader))
+        for _ in range(2):  # the second scrape renders from the label cache
+            data = memory.get_metrics_data()
+            for fmt in formats:
+                want = fmt.encode(registry)
+                got = fast.render(data, fmt)
+                if got != want:
+                    return "the fast /metrics renderer differs from prometheus_client in %r" % (fmt,)
+        return None
+    finally:
+        provider.shutdown()
