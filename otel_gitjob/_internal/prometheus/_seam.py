@@ -56,7 +56,7 @@ __all__ = [
     "check_value",
     "collector_of",
     "collector_is_plain",
-    "deliver",
+    "FilteringReader",
     "encode",
     "fast_path_ok",
     "format_of",
@@ -260,9 +260,18 @@ def take_latest(collector: Any) -> MetricsData | None:
     return latest  # type: ignore[no-any-return]
 
 
-def deliver(reader: Any, metrics_data: MetricsData, timeout_millis: float, kwargs: dict[str, Any]) -> None:
-    """Hand a (filtered) collection to the exporter's reader, as the SDK would have."""
-    _exporter.PrometheusMetricReader._receive_metrics(reader, metrics_data, timeout_millis=timeout_millis, **kwargs)
+class FilteringReader(_exporter.PrometheusMetricReader):  # type: ignore[misc]
+    """A ``PrometheusMetricReader`` whose collections pass :meth:`filter_collection` before the exporter queues them."""
+
+    def filter_collection(self, metrics_data: MetricsData) -> MetricsData:
+        """What of a collection may be served (all of it here; subclasses filter)."""
+        return metrics_data
+
+    # The SDK hands every collection to a reader through this method (the one every reader implements).
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        if metrics_data is None:
+            return
+        super()._receive_metrics(self.filter_collection(metrics_data), timeout_millis=timeout_millis, **kwargs)
 
 
 def unregister(reader: Any, registry: Any) -> None:

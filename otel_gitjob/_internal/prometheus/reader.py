@@ -34,7 +34,7 @@ __all__ = ["LifecyclePrometheusReader"]
 _READER_OPTIONS = set(inspect.signature(PrometheusMetricReader.__init__).parameters)
 
 
-class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # type: ignore[misc]
+class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type: ignore[misc]
     """A ``PrometheusMetricReader`` that consults the lifecycle before and after each collection.
 
     Defaults differ from the SDK's so the output is Fleet's: no
@@ -99,10 +99,9 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         self._lifecycle.before_collect()
         super().collect(timeout_millis=self.collect_timeout_millis if timeout_millis is None else timeout_millis)
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is None:
-            return
-        _seam.deliver(self, self._lifecycle.filter(metrics_data), timeout_millis, kwargs)
+    def filter_collection(self, metrics_data: MetricsData) -> MetricsData:
+        """Leave out what the lifecycle forgot or expired (every collection, before the exporter sees it)."""
+        return self._lifecycle.filter(metrics_data)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Unregister from the Prometheus registry (MeterProvider.shutdown); the lifecycle stays up. Idempotent."""
