@@ -18,18 +18,18 @@ LABELS = (("name", "simple"), ("namespace", "fleet-local"))
 
 
 @pytest.fixture(autouse=True)
-def scrape_through_the_endpoint(prometheus_seam: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test runs twice, its scrapes served by the ``/metrics`` endpoint: healthy, then with the seam degraded.
+def scrape_through_the_endpoint(degraded_seam: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs healthy and with each seam forced degraded, its scrapes served by the ``/metrics`` endpoint.
 
-    Healthy: the fast renderer (the exporter's own path on exporters before 0.66). Degraded:
-    prometheus_client's own rendering of the registry, through public API only.
+    The prometheus seam healthy: the fast renderer (the exporter's own path on exporters before 0.66).
+    Degraded: prometheus_client's own rendering of the registry, through public API only.
     """
 
     def scrape(registry: Any) -> bytes:
         # The reader behind the registry's collector (test-only reach into the exporter's collector).
         readers = [c._callback.__self__ for c in registry._collector_to_names if getattr(c, "_callback", None)]
         endpoint = MetricsEndpoint(registry, readers[0])
-        assert endpoint.fast_path() is (prometheus_seam == "healthy" and EXPORTER_SUPPORTED)
+        assert endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
         return endpoint.bake(None, None, {})[2]
 
     monkeypatch.setattr(_helpers, "generate_latest", scrape)

@@ -243,7 +243,7 @@ def test_label_strings_are_shared_between_families(world: World) -> None:
 
 
 @needs_fast_path
-def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World, prometheus_seam: str) -> None:
+def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World, degraded_seam: str | None) -> None:
     from prometheus_client import start_http_server as old_server
 
     notes = world.provider.get_meter("user").create_counter("user_notes")
@@ -256,7 +256,7 @@ def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: Wo
     old, old_thread = old_server(0, "127.0.0.1", world.registry)
     try:
         # Degraded, the endpoint serves prometheus_client's own rendering: the same bytes, more slowly.
-        assert fast.endpoint.fast_path() is (prometheus_seam == "healthy" and EXPORTER_SUPPORTED)
+        assert fast.endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
         accepts = [
             None,
             "text/plain;version=1.0.0;escaping=allow-utf-8",
@@ -405,7 +405,7 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
         lifecycle.shutdown()
 
 
-def test_older_exporters_serve_the_exporters_own_way(prometheus_seam: str) -> None:
+def test_older_exporters_serve_the_exporters_own_way(degraded_seam: str | None) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     import otel_gitjob
@@ -415,7 +415,7 @@ def test_older_exporters_serve_the_exporters_own_way(prometheus_seam: str) -> No
         instrumentation.gitjob.job_created(("fleet-local", "simple"))
         instrumentation.gitjob.job_succeeded(("fleet-local", "simple"), 3.0)
         endpoint = instrumentation._server.endpoint
-        assert endpoint.fast_path() is (EXPORTER_SUPPORTED and prometheus_seam == "healthy")
+        assert endpoint.fast_path() is (EXPORTER_SUPPORTED and degraded_seam != "prometheus")
         url = "http://%s:%d/metrics" % instrumentation.address
         with urllib.request.urlopen(url, timeout=30) as response:
             body = response.read().decode()

@@ -7,7 +7,7 @@ forgotten or expired series, no old label set, no write made while an object was
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
@@ -34,7 +34,14 @@ def _client_version() -> tuple[int, ...]:
 
 
 @pytest.fixture
-def fresh_check(degraded_seam: Callable[..., None]) -> Iterator[None]:
+def fresh_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh process-wide record of seam states, nothing forced."""
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.delenv(degraded.FORCE_ENV, raising=False)
+
+
+@pytest.fixture
+def fresh_check(fresh_record: None) -> Iterator[None]:
     """The self-check runs again in this test, and once more (unpatched) in the next one."""
     _seam.reset_check()
     yield
@@ -84,11 +91,11 @@ def test_the_self_check_passes_on_the_installed_releases(fresh_check: None) -> N
 
 
 def test_forcing_the_seam_degraded_serves_prometheus_clients_own_bytes(
-    scraped: Scraped, degraded_seam: Callable[..., None]
+    scraped: Scraped, fresh_record: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scraped.gitjob.job_created(("fleet-local", "a"))
     assert scraped.endpoint.fast_path() is EXPORTER_SUPPORTED
-    degraded_seam("prometheus")
+    monkeypatch.setenv(degraded.FORCE_ENV, "prometheus")
     assert not scraped.endpoint.fast_path()
     assert "forced" in (degraded.seam_states()["prometheus"] or "")
     assert scraped.scrape() == generate_latest(scraped.registry)
@@ -132,7 +139,7 @@ def test_an_exporter_whose_unit_mapping_changed_fails_the_check(
 
 
 def test_degraded_scrapes_never_show_forgotten_expired_or_relabelled_series(
-    scraped: Scraped, prometheus_seam: str
+    scraped: Scraped, degraded_seam: str | None
 ) -> None:
     gitjob, lifecycle = scraped.gitjob, scraped.lifecycle
     for i in range(5):
@@ -151,7 +158,7 @@ def test_degraded_scrapes_never_show_forgotten_expired_or_relabelled_series(
     gitjob.job_succeeded(("fleet-local", "repo-2"), 7.0)  # set again: visible for another TTL
 
     body = scraped.scrape()
-    assert scraped.endpoint.fast_path() is (prometheus_seam == "healthy" and EXPORTER_SUPPORTED)
+    assert scraped.endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
     assert b'name="repo-1"' not in body
     assert b'branch="old"' not in body and b'branch="new"' in body
     gauges = [line for line in body.splitlines() if line.startswith(b"fleet_gitjob_duration_seconds_gauge{")]

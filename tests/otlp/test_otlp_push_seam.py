@@ -4,8 +4,8 @@ Forgotten and expired series never leave the process, writes made while an
 object is forgotten stay dropped, and under delta temporality what was
 recorded before a forget still goes out (as a final delta through the public
 ``export()``). Staleness markers need the OTLP point flag, which SDK data
-cannot carry: they are counted as dropped. The same scenario runs with the
-seam healthy, where the markers do arrive.
+cannot carry: they are counted as dropped. The same scenario runs healthy and
+with each other seam forced degraded, where the markers do arrive.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ GAUGE = "fleet_gitjob_duration_seconds_gauge"
 def test_forgotten_and_expired_series_never_leave_the_process_healthy_or_degraded(
     sink: Sink,
     temporality: str,
-    push_seam: str,
+    degraded_seam: str | None,
     clock: FakeClock,
     lifecycle: Lifecycle,
     make_pipeline: Any,
@@ -65,7 +65,7 @@ def test_forgotten_and_expired_series_never_leave_the_process_healthy_or_degrade
     assert [p.request for p in gauge_b] == [0]  # expired: never exported again
 
     stale = [p for p in points if p.stale]
-    if push_seam == "healthy":
+    if degraded_seam != "push":
         # repo-a's seven series and repo-b's expired gauge.
         assert len(stale) == 8 and {(p.metric, p.attributes) for p in stale} >= {(CREATED, ATTRS_A), (GAUGE, ATTRS_B)}
         assert staleness.dropped_total == 0
@@ -73,4 +73,4 @@ def test_forgotten_and_expired_series_never_leave_the_process_healthy_or_degrade
         assert stale == []
         # Every marker the healthy path sends (the same eight) is counted as dropped.
         assert staleness.dropped_total == 8 and staleness.pending() == 0
-    assert degraded.seam_states()["push"] == (None if push_seam == "healthy" else "forced by OTEL_GITJOB_DEGRADED")
+    assert degraded.seam_states()["push"] == (None if degraded_seam != "push" else "forced by OTEL_GITJOB_DEGRADED")

@@ -287,7 +287,7 @@ def move_collector(reader: Any, source: Any, target: Any) -> None:
 
 # -- the behavioural self-check -------------------------------------------------------------------------------
 
-_check_lock = threading.Lock()  # leaf: guards _check_result; the check itself runs under it, once
+_check_lock = threading.Lock()  # leaf: guards _check_result; nothing is called under it
 _check_result: list[str | None] = []  # [] not run yet; [None] fast path verified; [reason] degraded
 
 
@@ -311,9 +311,16 @@ def fast_path_ok(check: Callable[[], str | None]) -> bool:
         degraded.mark_degraded(SEAM, "forced by %s" % degraded.FORCE_ENV)
         return False
     with _check_lock:
-        if not _check_result:
-            _check_result.append(_run_check(check))
-        reason = _check_result[0]
+        known = list(_check_result)
+    if not known:
+        # Run outside the lock (it collects from a MeterProvider of its own); two first scrapes at once
+        # may both run it, and the first result stands.
+        result = _run_check(check)
+        with _check_lock:
+            if not _check_result:
+                _check_result.append(result)
+            known = list(_check_result)
+    reason = known[0]
     if reason is None:
         degraded.mark_checked(SEAM)
         return True
