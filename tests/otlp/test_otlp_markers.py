@@ -321,3 +321,39 @@ def test_exporter_whose_internals_fit_no_adapter_runs_degraded_with_one_warning(
     assert len([r for r in caplog.records if "push seam runs degraded" in r.getMessage()]) == 1
     assert len([r for r in caplog.records if "staleness markers are not sent" in r.getMessage()]) == 1
     wrapped.shutdown()
+
+
+def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
+    http_sink: Sink, lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A release where the private method the adapter calls still exists, with the same parameters, but
+    # sends nothing: only the behavioural check (a receiver on loopback) can tell.
+    import functools
+    import types
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
+    _seam.reset_checks()
+    adapter = next(a for a in _seam._HTTP_ADAPTERS if a.fits(OTLPMetricExporter))
+    method, result = {
+        "http-export-batch": ("_export_batch", MetricExportResult.SUCCESS),
+        "http-export-with-retries": ("_export_with_retries", MetricExportResult.SUCCESS),
+        "http-export-bytes": ("_export", types.SimpleNamespace(ok=True, status_code=200)),
+    }[adapter.name]
+    original = getattr(OTLPMetricExporter, method)
+
+    @functools.wraps(original)
+    def sends_nothing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return result
+
+    monkeypatch.setattr(OTLPMetricExporter, method, sends_nothing)
+    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
+    _seam.reset_checks()
+    assert isinstance(transport, _seam.PublicTransport)
+    assert "failed its self-check" in (degraded.seam_states()["push"] or "")

@@ -357,7 +357,10 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
             """Log nothing."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="otel-gitjob-push-check", daemon=True)
+    # A short poll: shutdown() waits up to one poll interval.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="otel-gitjob-push-check", daemon=True
+    )
     thread.start()
     try:
         exporter = cls(
