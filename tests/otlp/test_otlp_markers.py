@@ -357,3 +357,32 @@ def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
     _seam.reset_checks()
     assert isinstance(transport, _seam.PublicTransport)
     assert "failed its self-check" in (degraded.seam_states()["push"] or "")
+
+
+def test_a_grpc_exporter_that_no_longer_sends_what_translate_data_returns_fails_the_self_check(
+    lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
+    _seam.reset_checks()
+    original = OTLPMetricExporter._export
+
+    @functools.wraps(original)
+    def encodes_itself(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        self._client.Export(request=ExportMetricsServiceRequest(), metadata=None, timeout=5)
+        return MetricExportResult.SUCCESS
+
+    monkeypatch.setattr(OTLPMetricExporter, "_export", encodes_itself)
+    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
+    _seam.reset_checks()
+    assert isinstance(transport, _seam.PublicTransport)
+    assert "failed its self-check" in (degraded.seam_states()["push"] or "")

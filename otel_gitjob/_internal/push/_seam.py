@@ -19,9 +19,10 @@ TLS, headers, compression and timeout. One adapter per shape of the exporters:
   exporter's own for anything else.
 
 Before the first marker of an exporter class is sent, :func:`transport_for`
-checks its adapter by behaviour: a known request is sent through a throwaway
-exporter of that class to a receiver on loopback, which must get exactly that
-request (and, for gRPC, the exporter's own live data unchanged). When no
+checks its adapter by behaviour with a throwaway exporter of that class: over
+HTTP a known request must reach a receiver on loopback exactly; over gRPC the
+exporter's client (a recorder) must be handed exactly that request, and the
+exporter's own live data unchanged. When no
 adapter fits or the check fails, the seam runs *degraded* (one WARNING,
 ``otel_gitjob_degraded{seam="push"} 1``): :class:`PublicTransport` uses the
 exporter's public ``export()`` only. Final deltas (data recorded before a
@@ -323,7 +324,7 @@ def _checked(
         return _checks.setdefault(cls, result)
 
 
-# -- the behavioural self-checks: a known request through a throwaway exporter to a receiver on loopback -------
+# -- the behavioural self-checks: a known request through a throwaway exporter of the class ---------------------
 
 
 def _probe_request(marker: str) -> Any:
@@ -341,6 +342,7 @@ def _probe_request(marker: str) -> Any:
 def _check_http(cls: type, adapter: type[Transport]) -> str | None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    import requests
     from opentelemetry.exporter.otlp.proto.http import Compression
 
     received: list[bytes] = []
@@ -363,10 +365,13 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
     )
     thread.start()
     try:
+        session = requests.Session()
+        session.trust_env = False  # straight to loopback, whatever proxy the environment names
         exporter = cls(
             endpoint="http://127.0.0.1:%d/v1/metrics" % server.server_address[1],
             timeout=5,
             compression=Compression.NoCompression,
+            session=session,
         )
         try:
             request = _probe_request("otel_gitjob_push_self_check")
@@ -385,10 +390,8 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
 
 
 def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    # The exporter's stub is replaced by a recorder: what is checked is the exporter's own send step
+    # (_export calling _translate_data, then Export), with no channel, network or proxy involved.
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
     from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics
     from opentelemetry.sdk.resources import Resource
@@ -396,18 +399,14 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
 
     received: list[Any] = []
 
-    class Servicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
-        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
+    class Recorder:
+        def Export(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (gRPC's naming)
             received.append(request)
             return ExportMetricsServiceResponse()
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-gitjob-push-check")
-    server = grpc.server(pool)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    exporter = cls(endpoint="127.0.0.1:9", insecure=True, timeout=5)
     try:
-        exporter = cls(endpoint="127.0.0.1:%d" % port, insecure=True, timeout=5)
+        exporter._client = Recorder()
         transport = adapter(exporter)
         transport.install()
         try:
@@ -438,17 +437,15 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
             live_result = exporter.export(live)
         finally:
             transport.uninstall()
-            exporter.shutdown()
-            channel = getattr(exporter, "_channel", None)
-            if channel is not None:  # before the server goes: no GOAWAY logged by gRPC's core
-                channel.close()
     finally:
-        server.stop(None).wait(5)
-        pool.shutdown(wait=True)
+        exporter.shutdown()
+        channel = getattr(exporter, "_channel", None)
+        if channel is not None:
+            channel.close()
     if result is not MetricExportResult.SUCCESS or live_result is not MetricExportResult.SUCCESS:
         return "sending returned %s, a live export %s" % (result, live_result)
     if len(received) != 2 or received[0] != request:
-        return "the receiver did not get exactly the request sent"
+        return "the exporter did not hand its client exactly the request sent"
     names = [m.name for rm in received[1].resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
     if names != ["otel_gitjob_push_self_check_live"]:
         return "the exporter's own data no longer went through unchanged"
