@@ -51,17 +51,18 @@ __all__ = [
     "EXPORTER_SHAPE",
     "SEAM",
     "UNDERSCORES",
+    "FilteringReader",
     "SilentHandler",
     "best_family",
     "check_value",
-    "collector_of",
     "collector_is_plain",
-    "FilteringReader",
+    "collector_of",
     "encode",
     "fast_path_ok",
     "format_of",
     "label_name_kept",
     "map_unit",
+    "move_collector",
     "registry_serves_only",
     "reset_check",
     "resolve_metric_name",
@@ -69,6 +70,7 @@ __all__ = [
     "sanitize_attribute",
     "take_latest",
     "translate_metric",
+    "unregister",
 ]
 
 SEAM = "prometheus"
