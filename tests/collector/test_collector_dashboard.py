@@ -1,6 +1,6 @@
 """The Grafana dashboard's queries through the Collector path, as ``tests/e2e/test_dashboard.py`` runs them direct.
 
-GitRepo listener + GitJob metrics → OTLP (``lifecycle.wrap_exporter``, exporting
+GitRepo listener + GitJob metrics → OTLP (``LifecycleExporter``, exporting
 every 500 ms) → the Collector with ``collector/otelcol-prometheus.yaml`` →
 Prometheus scraping its ``prometheus`` exporter with the Prometheus Operator's
 relabelling. Every PromQL expression of ``examples/grafana/fleet-gitjob.json``

@@ -39,6 +39,8 @@ RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/lock
             "kube.response",
             "endpoint.flight",
             "renderer",
+            "prometheus.self_check",
+            "push.self_check",
         ),
         90,
     ),
