@@ -25,6 +25,10 @@ histogram, label or metric names that the negotiated escaping would rewrite,
 several OTel metrics folded into one Prometheus family, non-string label values
 that could change in place) is rendered by prometheus_client itself from the
 exporter's family object, so the output stays byte-identical in every case.
+
+Either way a series UTF-8 cannot encode is left out (its cache entry says so)
+and a label value is cut to :data:`~.sanitize.MAX_LABEL_VALUE` characters,
+both counted (:mod:`.sanitize`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.utils import floatToGoString
 from prometheus_client.validation import _is_valid_legacy_metric_name
+
+from otel_gitjob._internal.prometheus.sanitize import REASON_UNENCODABLE, ScrapeCounts, cap, clean_families, encodable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
@@ -154,10 +160,12 @@ class FastExposition:
 
     Args:
         collector: The reader's ``_CustomCollector`` (for its name, prefix and label-value rules).
+        counts: Where series left out and label values cut are counted.
     """
 
-    def __init__(self, collector: _CustomCollector) -> None:
+    def __init__(self, collector: _CustomCollector, counts: ScrapeCounts | None = None) -> None:
         self._collector = collector
+        self._counts = counts if counts is not None else ScrapeCounts()
         self._families: dict[str, _Family] = {}
         self._headers: dict[tuple[Any, ...], str] = {}
         # One string object per distinct label string across families (the ten status gauges of a
@@ -210,7 +218,20 @@ class FastExposition:
                 self._rebuild_intern()
             if fmt.openmetrics:
                 out.append("# EOF\n")
-            return "".join(out).encode("utf-8")
+            text = "".join(out)
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
+                return self._encode_families(out)
+
+    def _encode_families(self, out: list[str]) -> bytes:
+        parts = []
+        for family_text in out:
+            if encodable(family_text):
+                parts.append(family_text.encode("utf-8"))
+            else:
+                self._counts.dropped(REASON_UNENCODABLE, max(1, family_text.count("\n") - 2))
+        return b"".join(parts)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -269,7 +290,8 @@ class FastExposition:
         for family in self._families.values():
             for entry in family.entries.values():
                 for text in entry[2:]:
-                    intern[text] = text
+                    if text is not None:
+                        intern[text] = text
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
@@ -279,7 +301,7 @@ class FastExposition:
             self._collector._translate_metric(
                 metric=metric, scope_attrs={}, resource_attrs={}, metric_family_id_metric_family=families
             )
-        text = fmt.encode(_One(families.values())).decode("utf-8")
+        text = fmt.encode(_One(clean_families(families.values(), self._counts))).decode("utf-8")
         if fmt.openmetrics and text.endswith("# EOF\n"):
             text = text[: -len("# EOF\n")]
         out.append(text)
@@ -405,14 +427,20 @@ class FastExposition:
             sample = sample_names[0]
             assert sample is not None
             small = _SMALL_INTS
+            dropped = 0
             for point in points:
                 entry = entries[id(point.attributes)]
+                if entry[2] is None:  # a label value UTF-8 cannot encode
+                    dropped += 1
+                    continue
                 value = point.value
                 if type(value) is int and 0 <= value < _SMALL:
                     text = small[value]
                 else:
                     text = floatToGoString(value)
                 lines.append("%s%s %s\n" % (sample, entry[2], text))
+            if dropped:
+                self._counts.dropped(REASON_UNENCODABLE, dropped)
         out.append("".join(lines))
         return True
 
@@ -428,8 +456,12 @@ class FastExposition:
         bounds_key: Any = None
         le_parts: list[str] = []
         with_totals = True
+        dropped = 0
         for point in points:
             _, _, plain, pre, post = entries[id(point.attributes)]
+            if plain is None:  # a label value UTF-8 cannot encode
+                dropped += 1
+                continue
             bounds = point.explicit_bounds
             # Each point carries its own copy of the bounds; equal ones render alike.
             if bounds is not bounds_key and bounds != bounds_key:
@@ -453,6 +485,8 @@ class FastExposition:
                     % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
                 lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
+        if dropped:
+            self._counts.dropped(REASON_UNENCODABLE, dropped)
 
     def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
         point_keys, raw = self._point_keys(attributes)
@@ -465,7 +499,14 @@ class FastExposition:
                 # A list (or anything mutable) could change in place while its series lives; the cached
                 # string would go stale. Such values are not valid OTel attributes from our code anyway.
                 return None
-            values[label] = _escape_value(check(value))
+            text = check(value)
+            if not encodable(text) or not encodable(label):
+                # Cached as left out: the series is skipped (and counted) at every scrape while it lives.
+                return (attributes, point_keys, None, None, None) if histogram else (attributes, point_keys, None)
+            text, cut = cap(text)
+            if cut:
+                self._counts.truncated()
+            values[label] = _escape_value(text)
         intern = self._intern
         if not histogram:
             text = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
