@@ -60,6 +60,33 @@ class Instrumentation:
     address: tuple[str, int] | None
     _server: Any = None
     health: HealthChecks = field(default_factory=HealthChecks)
+    _reader: Any = None
+
+    def serve(self, *, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Start ``/metrics``, ``/healthz`` and ``/readyz`` now, after ``setup(serve=False)``.
+
+        For frameworks with a start-up hook (kopf's ``@kopf.on.startup()``): build the instruments at
+        import, bind the port only when the operator starts.
+
+        Args:
+            host: Listen address; ``OTEL_EXPORTER_PROMETHEUS_HOST`` or 127.0.0.1.
+            port: Listen port; ``OTEL_EXPORTER_PROMETHEUS_PORT`` or 9464 (0 picks a free port).
+
+        Returns:
+            ``(host, port)`` the endpoint listens on (also :attr:`address` from now on).
+
+        Raises:
+            ConfigurationError: When it serves already, or the address cannot be bound.
+        """
+        if self._server is not None:
+            raise ConfigurationError("this instrumentation serves /metrics already, on %s:%s" % tuple(self.address or ()))
+        host, port = _listen_address(host, port)
+        server = _serve(host, port, self.registry, self._reader, self.health)
+        address = (host, server.server_address[1])
+        # Frozen for users; these two fields describe the one server this method starts.
+        object.__setattr__(self, "_server", server)
+        object.__setattr__(self, "address", address)
+        return address
 
     def shutdown(self) -> None:
         """Stop the endpoint, the MeterProvider and the lifecycle."""
@@ -104,20 +131,7 @@ def setup(
         collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
-    host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
-    if port is None:
-        raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, str(DEFAULT_PORT))
-        try:
-            port = int(raw_port)
-        except ValueError:
-            raise ConfigurationError(
-                "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
-            ) from None
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigurationError(
-            "the /metrics port must be 0-65535 (0 picks a free one), got %r; set %s or pass port="
-            % (port, OTEL_EXPORTER_PROMETHEUS_PORT)
-        )
+    host, port = _listen_address(host, port)
     if gauge_ttl is None:
         raw_ttl = os.environ.get(OTEL_GITJOB_GAUGE_TTL)
         try:
@@ -154,20 +168,44 @@ def setup(
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
         if serve:
-            try:
-                server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader, health=health)
-            except OSError as error:
-                raise ConfigurationError(
-                    "cannot serve /metrics on %s:%s (%s); set %s or pass port="
-                    % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
-                ) from error
+            server = _serve(host, port, registry, reader, health)
             address = (host, server.server_address[1])
     except BaseException:
         # A mistake found after the provider started (a bad prefix or TTL, a busy port) leaves nothing running.
         provider.shutdown()
         lifecycle.shutdown()
         raise
-    return Instrumentation(gitjob, lifecycle, provider, registry, address, server, health)
+    return Instrumentation(gitjob, lifecycle, provider, registry, address, server, health, reader)
+
+
+def _listen_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """The arguments, else the environment variables, else the defaults; a bad port is a ConfigurationError."""
+    host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
+    if port is None:
+        raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, str(DEFAULT_PORT))
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise ConfigurationError(
+                "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
+            ) from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(
+            "the /metrics port must be 0-65535 (0 picks a free one), got %r; set %s or pass port="
+            % (port, OTEL_EXPORTER_PROMETHEUS_PORT)
+        )
+    return host, port
+
+
+def _serve(host: str, port: int, registry: CollectorRegistry, reader: Any, health: HealthChecks) -> Any:
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader, health=health)
+    except OSError as error:
+        raise ConfigurationError(
+            "cannot serve /metrics on %s:%s (%s); set %s or pass port="
+            % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
+        ) from error
+    return server
 
 
 def _sweeper_health(lifecycle: Lifecycle) -> tuple[bool, str]:
