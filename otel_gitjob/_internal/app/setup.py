@@ -79,7 +79,7 @@ class Instrumentation:
             ConfigurationError: When it serves already, or the address cannot be bound.
         """
         if self._server is not None:
-            raise ConfigurationError("this instrumentation serves /metrics already, on %s:%s" % tuple(self.address or ()))
+            raise ConfigurationError("this instrumentation serves /metrics already, on %s" % (self.address,))
         host, port = _listen_address(host, port)
         server = _serve(host, port, self.registry, self._reader, self.health)
         address = (host, server.server_address[1])
