@@ -21,7 +21,7 @@ def test_objects_of_a_kind_whose_crd_was_removed_while_the_watch_was_down_are_fo
     emulator.create("b")
     listener = synced(make_listener(sink, missing_kind_retry=0.25))
     assert sorted(sink.names("observe")) == ["a", "b"]
-    assert listener.health()[0]
+    wait_for(lambda: listener.health()[0])  # the watch open
     # The CRD is deleted while the watch is down: every list and watch answers 404 until it is back.
     gone = emulator.status_error(404, "NotFound", "the server could not find the requested resource")
     reactions = [emulator.react(action, gone, times=1_000) for action in (kmock.action.LIST, kmock.action.WATCH)]
