@@ -81,7 +81,12 @@ def run_sidecar(
         settings.namespace or "all namespaces",
         settings.label_selector or "(all shards)",
     )
-    names = ["listener-%s" % listener.kind.plural for listener in listeners]
+    names: list[str] = []
+    for listener in listeners:  # two kinds of one plural (other groups) get distinct check names
+        name = base = "listener-%s" % listener.kind.plural
+        while name in names:
+            name = "%s-%d" % (base, len(names))
+        names.append(name)
     for name, listener in zip(names, listeners, strict=True):
         listener.start()
         if health is not None:
