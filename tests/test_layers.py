@@ -11,7 +11,9 @@ INTERNAL = Path(__file__).parent.parent / "otel_gitjob" / "_internal"
 # modules sit above the whole core.
 LAYERS: list[set[str]] = [
     {"prometheus.health", "prometheus.sanitize", "prometheus.server"},
-    {"core.errors", "core.identity", "core.points", "core.selfmetrics", "prometheus.renderer"},
+    {"core.errors", "core.identity", "core.points", "core.selfmetrics", "core.degraded"},
+    {"prometheus._seam"},
+    {"prometheus.renderer"},
     {"core.drops", "core._sdk", "prometheus.endpoint"},
     {"core.registry"},
     {"core.expiry"},
