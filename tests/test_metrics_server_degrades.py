@@ -130,6 +130,8 @@ def test_readyz_and_healthz_follow_the_registered_checks(served: Any) -> None:
 def test_a_scrape_that_starts_after_forget_never_shows_the_object(served: Any) -> None:
     served.gitjob.job_created(("ns", "doomed"))
     endpoint = served._server.endpoint
+    if not endpoint.fast_path():  # OTEL_GITJOB_DEGRADED=prometheus: every scrape collects on its own
+        pytest.skip("/metrics is served the old way here: no collection is shared")
     original = endpoint._collect
     filtered = threading.Event()
     release = threading.Event()
