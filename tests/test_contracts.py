@@ -170,8 +170,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # -- foreign privates ---------------------------------------------------------------------------------------
 
 
+# namedtuple's documented API is underscored so as not to clash with field names.
+NAMEDTUPLE_API = frozenset({"_asdict", "_field_defaults", "_fields", "_make", "_replace"})
+
+
 def is_private(name: str) -> bool:
-    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__")) and name not in NAMEDTUPLE_API
 
 
 def seam_of(foreign: str) -> str | None:

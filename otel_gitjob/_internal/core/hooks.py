@@ -8,6 +8,7 @@ from typing import Protocol
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.metrics.view import View
 
+from otel_gitjob._internal.core.expiry import ExpiryProcessor
 from otel_gitjob._internal.core.registry import Identity, SeriesRegistry
 from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
@@ -22,6 +23,11 @@ class LifecycleHooks(Protocol):
 
     registry: SeriesRegistry
     self_metrics: SelfMetrics
+
+    @property
+    def expiry(self) -> ExpiryProcessor | None:
+        """The expiry processor, once an instrument was declared transient."""
+        ...
 
     def before_collect(self) -> None:
         """Housekeeping due before a collection: expiry, placeholders, old blocks."""

@@ -408,7 +408,7 @@ class _Hooks:
 
     @property
     def expiry(self) -> ExpiryProcessor | None:
-        """The expiry processor, once an instrument was declared transient (for tests and benchmarks)."""
+        """The expiry processor, once an instrument was declared transient."""
         return self._lifecycle._expiry
 
     def before_collect(self) -> None:
