@@ -27,6 +27,7 @@ RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/lock
     "expiry": 70,
     "markers.store": 70,
     "registry.state": 80,
+    "renderer": 85,
     # Leaves: no lock is taken while one of them is held.
     **dict.fromkeys(
         (
@@ -38,7 +39,6 @@ RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/lock
             "kube.workqueue",
             "kube.response",
             "endpoint.flight",
-            "renderer",
             "prometheus.self_check",
             "push.self_check",
             "scrape.counts",

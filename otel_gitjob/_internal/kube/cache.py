@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from otel_gitjob._internal.core.locks import ranked_lock
-from otel_gitjob._internal.kube._types import ObjectKey
+from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.actions import Action, decide_actions, diff_relist
 from otel_gitjob._internal.kube.events import DELETED
 from otel_gitjob._internal.kube.kind import ObjectState
@@ -52,6 +52,11 @@ class ObjectCache:
         """The state of one repo, if cached."""
         with self._lock:
             return self._repos.get(key)
+
+    def refs(self) -> list[ObjectRef]:
+        """The identities of every cached object (the live set after a relist)."""
+        with self._lock:
+            return [state.ref for state in self._repos.values()]
 
     def __len__(self) -> int:
         with self._lock:
