@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,3 +71,21 @@ def hammer(threads: list[threading.Thread], stop: threading.Event, seconds: floa
             thread.join()
     finally:
         sys.setswitchinterval(interval)
+
+
+class ListExporter(MetricExporter):
+    """A real MetricExporter that keeps what it was given (the OTLP exporters need a Collector)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass

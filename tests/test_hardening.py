@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from _helpers import FakeClock, points_of, samples
+from _helpers import FakeClock, ListExporter, points_of, samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.context import get_current
@@ -25,9 +25,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from prometheus_client import CollectorRegistry, generate_latest
@@ -41,24 +38,6 @@ REPO = (NS, NAME)
 LABELS = (("name", NAME), ("namespace", NS))
 CREATED = "fleet_gitjobs_created_success_total"
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
-
-
-class ListExporter(MetricExporter):
-    """A real MetricExporter that keeps what it was given (the OTLP exporters need a Collector)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.exports: list[MetricsData] = []
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        self.exports.append(metrics_data)
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
 
 
 def body(name: str, uid: str, namespace: str = NS) -> dict[str, Any]:

@@ -63,7 +63,12 @@ _logger = logging.getLogger("otel_gitjob")
 
 # Public SDK API: stable across every release we support.
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader  # noqa: E402
+from opentelemetry.sdk.metrics.export import (  # noqa: E402
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricReader,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, View  # noqa: E402
 from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
@@ -102,6 +107,10 @@ try:
     )
 except Exception:  # pragma: no cover - only on an SDK that moved its internals
     _DELTA_AGGREGATIONS = ()
+try:
+    from opentelemetry.sdk.metrics._internal.aggregation import _LastValueAggregation
+except Exception:  # pragma: no cover - only on an SDK that moved its internals
+    _LastValueAggregation = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "ADAPTER",
@@ -502,18 +511,29 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
     elsewhere. When expiry evicts it while a writer still holds it, the write
     is handed back to the view match, which creates the series again: a set
     that arrives after the decision to expire survives.
+
+    A transient gauge stays in every cumulative collection until it expires.
+    opentelemetry-sdk releases before 1.45.0 clear a synchronous gauge's value
+    at each collection (so a second scrape saw nothing); the last value set is
+    kept here and reported when the SDK's aggregation has none, which is what
+    later releases do for cumulative readers.
     """
 
-    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock")
+    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock", "_last", "_attributes")
 
-    def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any) -> None:
-        # Not calling super().__init__: this object holds no data of its own.
+    def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any, attributes: Any = None) -> None:
+        # Not calling super().__init__: this object holds no data of its own but the last gauge value.
         self._inner = inner
         self._touch = touch
         self._entry = entry
         self._match: Any = None
         # Makes "not evicted yet, so aggregate here" atomic against evict()'s decide-and-retire.
         self._lock = threading.Lock()
+        self._last: Any = None
+        # Only a last-value (gauge) series needs its value kept across collections.
+        self._attributes = (
+            attributes if _LastValueAggregation is not None and isinstance(inner, _LastValueAggregation) else None
+        )
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         # Move the deadline first: an expiry that decides after this sees it and keeps the series.
@@ -522,6 +542,8 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
             match = self._match
             if match is None:
                 self._inner.aggregate(measurement, should_sample_exemplar)
+                if self._attributes is not None:
+                    self._last = measurement.value
                 return
         # Evicted after the writer found us: record into the match afresh (a new series).
         match.consume_measurement(measurement, should_sample_exemplar)
@@ -536,7 +558,22 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
         self._match = match
 
     def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
-        return self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+        point = self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+        if point is not None or self._attributes is None:
+            return point
+        if collection_aggregation_temporality is not AggregationTemporality.CUMULATIVE:
+            return None  # a delta reader sees a gauge when it was set since the last export, as the SDK says
+        with self._lock:
+            value = self._last
+        if value is None:
+            return None
+        return NumberDataPoint(
+            attributes=self._attributes,
+            exemplars=[],
+            start_time_unix_nano=None,  # type: ignore[arg-type]  # a gauge point has none, as the SDK's
+            time_unix_nano=collection_start_nano,
+            value=value,
+        )
 
 
 # -- views and readers ---------------------------------------------------------------------------------------------
