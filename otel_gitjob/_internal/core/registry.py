@@ -63,6 +63,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -118,8 +119,11 @@ class SeriesRegistry:
         block_seconds: How long a forgotten object's late writes are dropped.
         clock: Monotonic clock in seconds.
         drops: Where dropped writes are counted.
-        evicts: False when the SDK seam's self-check failed: nothing is evicted
-            from SDK storage, and the export filters alone hide removed series.
+        evicts: False when the SDK seam runs degraded (its self-check failed, or
+            ``OTEL_GITJOB_DEGRADED`` forces it): nothing is evicted from SDK storage;
+            each managed or transient series stands there behind a :class:`_sdk.Gate`,
+            which removal empties, and the export filters hide what a collection
+            took while a removal was under way.
     """
 
     def __init__(
@@ -159,6 +163,9 @@ class SeriesRegistry:
         self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
         self._on_raced = self._count_raced
+        # Degraded mode only: the gates standing in the SDK's storages (one per reader), by series. Weak: the SDK
+        # drops a delta reader's table at each collection (1.45.2 and later), and its gates with it.
+        self._gates: dict[SeriesRef, weakref.WeakSet[_sdk.Gate]] = {}
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -250,6 +257,66 @@ class SeriesRegistry:
             block.placeholders.append((instrument, key, placeholder))
             self._pending_placeholders.add(obj)
         return placeholder
+
+    def gate(
+        self,
+        instrument: Any,
+        attributes: Mapping[str, Any],
+        key: Hashable | None,
+        build: Callable[[int], Any],
+        start_time_unix_nano: int,
+        transient: bool,
+    ) -> Any:
+        """Degraded mode: what the SDK stores for a new series; a gate when the lifecycle manages it.
+
+        Runs under the SDK's view-match lock, after :meth:`on_new_series`.
+
+        Args:
+            instrument: The SDK instrument.
+            attributes: The attribute set.
+            key: The series key, if known.
+            build: Builds the real aggregation, given its start time.
+            start_time_unix_nano: The start time the SDK gave.
+            transient: The instrument is transient (expiry empties its gates).
+        """
+        obj = self.object_of(instrument.name, attributes)
+        if obj is None and not transient:
+            return build(start_time_unix_nano)  # nothing will ever remove it: the SDK's own
+        ref = (instrument, key if key is not None else _sdk.series_key(attributes))
+        with self._state_lock:
+            gates = self._gates.get(ref)
+            if gates is None:
+                gates = self._gates[ref] = weakref.WeakSet()
+            # One gate per series counts the writes its block drops, however many readers there are.
+            counts = obj is not None and not gates
+            blocks = self._blocks
+
+            def blocked() -> bool:
+                return obj in blocks
+
+            def rebuild(start: int) -> Any:
+                if obj is not None:
+                    with self._state_lock:
+                        self._index.setdefault(obj, {}).setdefault(ref, attributes)
+                return build(start)
+
+            gate = _sdk.Gate(
+                rebuild,
+                start_time_unix_nano,
+                blocked if obj is not None else None,
+                self._late_write_counter(obj) if counts and obj is not None else None,
+            )
+            gates.add(gate)
+        return gate
+
+    def _empty_gates(self, ref: SeriesRef, unless: Callable[[Any], bool] | None = None) -> bool:
+        """Degraded mode: empty every gate of a series (all readers); returns whether one held data."""
+        with self._state_lock:
+            gates = list(self._gates.get(ref, ()))
+        emptied = False
+        for gate in gates:
+            emptied = gate.empty(unless) or emptied
+        return emptied
 
     # -- the operations -------------------------------------------------------------------------------------
 
@@ -368,17 +435,19 @@ class SeriesRegistry:
                 unindexed = [self._unindex_locked(obj, (instrument, key)) for obj, instrument, key, _ in series]
             for i, (_obj, instrument, key, _attributes) in enumerate(series):
                 kept = False
+                check = None
+                if unless is not None:
+
+                    def check(found: Any, i: int = i) -> bool:
+                        nonlocal kept
+                        keep = unless(i, found)
+                        kept = kept or keep  # kept by any reader: still indexed
+                        return keep
+
                 if self.evicts:
-                    check = None
-                    if unless is not None:
-
-                        def check(found: Any, i: int = i) -> bool:
-                            nonlocal kept
-                            keep = unless(i, found)
-                            kept = kept or keep  # kept by any reader: still indexed
-                            return keep
-
                     _sdk.evict(instrument, key, on_raced=self._on_raced, unless=check)
+                else:
+                    self._empty_gates((instrument, key), check)
                 if not kept:
                     evicted.append(i)
             if len(evicted) != len(series):
@@ -458,6 +527,7 @@ class SeriesRegistry:
             self._retired_uids.clear()
             self._hidden.clear()
             self._pending_placeholders.clear()
+            self._gates.clear()
 
     # -- introspection ---------------------------------------------------------------------------------------
 
@@ -500,7 +570,11 @@ class SeriesRegistry:
         finals: list[_sdk.FinalPoint] = []
         on_final = finals.append if self._listeners else None
         for (instrument, key), attributes in series:
-            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
+            if not self.evicts:
+                self._empty_gates((instrument, key))
+                removed += 1
+                gone.append((instrument, attributes))
+            elif _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
                 removed += 1
                 gone.append((instrument, attributes))
         self._notify(obj, gone, finals)
