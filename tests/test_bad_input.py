@@ -11,6 +11,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 
 @pytest.mark.parametrize(
     ("repo", "reason"),

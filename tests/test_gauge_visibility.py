@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 REPO = ("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))

@@ -33,6 +33,9 @@ import otel_gitjob
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)
 LABELS = (("name", NAME), ("namespace", NS))
@@ -145,6 +148,7 @@ def _fill_with_pending_expiries(lifecycle: Lifecycle, provider: MeterProvider, s
     return gauge
 
 
+@pytest.mark.seam_internals("sdk")
 def test_shutdown_with_100000_pending_expiries_returns_at_once_and_leaves_no_thread():
     lifecycle = Lifecycle()
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()], views=lifecycle.views(cardinality_limit=200_000))
@@ -163,6 +167,7 @@ def test_shutdown_with_100000_pending_expiries_returns_at_once_and_leaves_no_thr
         provider.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_shutdown_during_a_sweep_of_100000_expiries_returns_at_once_and_stops_the_sweep():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
@@ -197,6 +202,7 @@ def test_shutdown_during_a_sweep_of_100000_expiries_returns_at_once_and_stops_th
 # -- 3. a write racing its own expiry, or the observe() that lifts a block --------------------------------------
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_set_between_the_decision_to_expire_and_the_eviction_survives(
     gitjob, lifecycle, clock, registry, monkeypatch
 ):
@@ -223,6 +229,7 @@ def test_a_set_between_the_decision_to_expire_and_the_eviction_survives(
     assert stored(gitjob._duration_gauge) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_set_through_an_aggregation_found_before_its_expiry_lands_in_a_new_series(
     gitjob, lifecycle, clock, registry, monkeypatch
 ):
@@ -251,6 +258,7 @@ def test_a_set_through_an_aggregation_found_before_its_expiry_lands_in_a_new_ser
     assert stored(gauge) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_write_through_a_placeholder_found_before_observe_lands_in_the_live_series(
     gitjob, lifecycle, registry, monkeypatch
 ):
@@ -348,6 +356,7 @@ def test_sets_racing_the_sweeper_at_their_deadline_are_never_lost():
 # -- 4. and 5. expiry entries --------------------------------------------------------------------------------------
 
 
+@pytest.mark.seam_internals("sdk")
 def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(expiring, clock):
     lifecycle, provider, reader = expiring
     lifecycle.transient("job_gauge", 60.0)
@@ -367,6 +376,7 @@ def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(e
     assert _sdk.series_count(provider, include_placeholders=True) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_transient_instrument_recorded_without_attributes_expires(expiring, clock):
     lifecycle, provider, reader = expiring
     lifecycle.transient("job_gauge", 60.0)
@@ -386,6 +396,7 @@ def test_a_transient_instrument_recorded_without_attributes_expires(expiring, cl
 @pytest.mark.skipif(
     not _sdk.supports_cardinality_limit(), reason="this opentelemetry-sdk release has no cardinality limit"
 )
+@pytest.mark.seam_internals("sdk")
 def test_late_writes_of_1900_deleted_repos_never_push_200_new_ones_into_overflow(clock):
     lifecycle = Lifecycle(clock=clock)
     registry = CollectorRegistry()

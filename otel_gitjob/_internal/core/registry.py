@@ -33,7 +33,10 @@ taken while a lock below it is held):
    sends, under the export lock, and takes 7. only.
 5. The SDK's per-view-match lock, held by the SDK while it creates a series
    (and so while it calls our view hook) and by :func:`_sdk.evict` while it
-   deletes from the match's table.
+   deletes from the match's table. ``_sdk.Gate._lock`` (degraded mode only)
+   ranks just below it: taken by a writer and a collection under 5., by an
+   emptying under 3.; under it the aggregation the gate holds (6.), the expiry
+   processor (7., a rebuilt transient series) and 8. (re-indexing it).
 6. ``_sdk.TouchingAggregation._lock``: a transient series' write against
    evict's decide-and-retire (taken by evict under 5., by a writer alone); the
    SDK aggregation's own lock is taken under it.
@@ -150,8 +153,6 @@ class SeriesRegistry:
         self._index: dict[ObjectKey, dict[SeriesRef, Mapping[str, Any]]] = {}
         self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
         self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
-        # Degraded mode only: objects whose series stay in SDK storage but must not be exported.
-        self._hidden: set[ObjectKey] = set()
         self._pending_placeholders: set[ObjectKey] = set()
         # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
@@ -239,7 +240,9 @@ class SeriesRegistry:
             return None
         if key is None:
             key = _sdk.series_key(attributes)
-        if self.evicts and not all(valid_identity_value(value) for value in obj[1]):
+        if not all(valid_identity_value(value) for value in obj[1]):
+            if not self.evicts:
+                return None  # degraded: gate() gives it a gate that drops every write
             placeholder = _sdk.Placeholder(attributes, self._bad_identity_counter(), match)
             with self._state_lock:
                 self._rejected.append((instrument, key, placeholder))
@@ -282,6 +285,8 @@ class SeriesRegistry:
         obj = self.object_of(instrument.name, attributes)
         if obj is None and not transient:
             return build(start_time_unix_nano)  # nothing will ever remove it: the SDK's own
+        if obj is not None and not all(valid_identity_value(value) for value in obj[1]):
+            return _sdk.Gate(build, start_time_unix_nano, _always, self._bad_identity_counter())
         ref = (instrument, key if key is not None else _sdk.series_key(attributes))
         with self._state_lock:
             gates = self._gates.get(ref)
@@ -333,8 +338,6 @@ class SeriesRegistry:
                 self._blocks[obj] = block
                 evicted_blocks = self._trim_blocks_locked(now)
                 series = self._index.pop(obj, {})
-                if not self.evicts:
-                    self._hidden.add(obj)
             removed = self._evict(obj, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
@@ -352,7 +355,6 @@ class SeriesRegistry:
         with self._op_lock:
             with self._state_lock:
                 block = self._blocks.pop(obj, None)
-                self._hidden.discard(obj)
                 if block is not None and block.uid is not None and block.uid != uid:
                     self._retire_uid_locked(obj, block.uid)
             if block is not None:
@@ -385,7 +387,7 @@ class SeriesRegistry:
 
     def hidden(self, obj: ObjectKey) -> bool:
         """Whether ``obj``'s series must be kept out of exports (forgotten, not yet alive again)."""
-        return obj in self._blocks or obj in self._hidden
+        return obj in self._blocks
 
     def removed_since(self, stamp_ns: int | None) -> bool:
         """Whether a collection stamped ``stamp_ns`` may hold a series removed since (then it is filtered)."""
@@ -525,7 +527,6 @@ class SeriesRegistry:
             self._index.clear()
             self._blocks.clear()
             self._retired_uids.clear()
-            self._hidden.clear()
             self._pending_placeholders.clear()
             self._gates.clear()
 
@@ -646,6 +647,10 @@ class SeriesRegistry:
             if oldest.placeholders:
                 trimmed.append(oldest)
         return trimmed
+
+
+def _always() -> bool:
+    return True
 
 
 def _describe(obj: ObjectKey) -> str:
