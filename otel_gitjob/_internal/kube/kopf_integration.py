@@ -71,7 +71,11 @@ def instrument(
     calls.declare(kind.instrument_names if status_gauges else kind.instruments)
     if status_gauges and kind.gauges:
         check = getattr(lifecycle, "provider_for", None)  # a Lifecycle refuses a provider it cannot index
-        provider = check(meter_provider, "otel_gitjob.kopf.instrument") if check else meter_provider or metrics.get_meter_provider()
+        provider = (
+            check(meter_provider, "otel_gitjob.kopf.instrument")
+            if check
+            else meter_provider or metrics.get_meter_provider()
+        )
         result.gauges = register_status_gauges(
             provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire
         )
