@@ -134,3 +134,27 @@ def test_the_degraded_seam_is_reported_once_and_on_the_self_metric(broken_sdk, c
     finally:
         first.shutdown()
         second.shutdown()
+
+
+def test_a_set_between_the_decision_to_expire_and_the_emptying_survives(setup, clock):
+    lifecycle, provider, registry = setup
+    gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=120.0)
+    labels = (("name", "raced"), ("namespace", "ns"))
+    gitjob.job_succeeded(("ns", "raced"), 1.0)
+    clock.advance(120.0)  # due: the next collection decides to expire it
+    real = lifecycle.registry._empty_gates
+    raced: list[bool] = []
+
+    def set_then_empty(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            gitjob.job_succeeded(("ns", "raced"), 7.0)  # another thread's set, between the decision and the emptying
+        return real(*args, **kwargs)
+
+    lifecycle.registry._empty_gates = set_then_empty  # type: ignore[method-assign]
+    assert samples(registry).get((GAUGE, labels)) == 7.0
+    assert raced
+    clock.advance(119.0)
+    assert samples(registry).get((GAUGE, labels)) == 7.0  # it lives a TTL from the racing set
+    clock.advance(1.0)
+    assert (GAUGE, labels) not in samples(registry)
