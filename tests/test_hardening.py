@@ -285,6 +285,7 @@ def test_a_write_through_a_placeholder_found_before_observe_lands_in_the_live_se
     assert samples(registry).get((CREATED, LABELS)) == 2
 
 
+@pytest.mark.seam_internals("sdk")
 @pytest.mark.skipif(
     _sdk.ADAPTER is None or not _sdk.ADAPTER.guard_relookup,
     reason="this opentelemetry-sdk release does not look a series up again after its lock",
