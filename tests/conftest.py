@@ -29,7 +29,7 @@ from otel_gitjob._internal.core import degraded
 # seam below, forced degraded through OTEL_GITJOB_DEGRADED. A seam's helper adds its name here once its degraded
 # path exists. A test that checks a seam's own machinery (the SDK storage being freed, an eviction hook) and so
 # cannot hold on that seam's degraded path says so with ``@pytest.mark.seam_internals("sdk", ...)``.
-DEGRADED_SEAMS: tuple[str, ...] = ("sdk",)
+DEGRADED_SEAMS: tuple[str, ...] = ("sdk", "prometheus", "push")
 
 
 @pytest.fixture
