@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _helpers import FakeClock
+from support import FakeClock
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import kmock
 import kubernetes
 from kmock import KubernetesEmulator, KubernetesError, Server
+from support import wait_until
 
 GROUP, VERSION, PLURAL = "fleet.cattle.io", "v1alpha1", "gitrepos"
 GITREPOS = kmock.resource(GROUP, VERSION, PLURAL)
@@ -92,17 +92,6 @@ class FleetEmulator(KubernetesEmulator):
             elif key in visible:  # left the selector: the API server says DELETED
                 visible.discard(key)
                 yield {"type": "DELETED", "object": obj}
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        time.sleep(interval)
 
 
 class Reaction:
@@ -239,7 +228,7 @@ class Emulator:
         between a watch's request and its subscription, so tests that change
         objects right after a listener started wait for this first.
         """
-        _wait_for(lambda: self.watchers() >= count, timeout)
+        wait_until(lambda: self.watchers() >= count, timeout)
 
     def send_to_watches(self, event: dict[str, Any]) -> None:
         """Write one event line to every live (fallback-served) watch stream."""

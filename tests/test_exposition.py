@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _helpers import sample_names_for, samples
 from prometheus_client import generate_latest
+from support import sample_names_for, samples
 
 from otel_gitjob import RepoRef
 

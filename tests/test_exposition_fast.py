@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om
+from support import FakeClock
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _helpers import hammer, points_of, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -27,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from prometheus_client import CollectorRegistry, generate_latest
+from support import hammer, points_of, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk

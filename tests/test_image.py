@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from kube_emulator import Emulator
+from support import free_port
 
 from otel_gitjob import __version__
 
@@ -211,11 +212,3 @@ def sidecar_pid(session: int) -> int:
         ):
             return int(entry)
     raise AssertionError("no otel-gitjob watch process in session %d" % session)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from support import free_port
 
 SCRAPE_INTERVAL = 1.0
 
@@ -56,12 +57,6 @@ def find_prometheus() -> str:
             "the end-to-end tests need Debian's prometheus: apt-get install prometheus, or set PROMETHEUS_BIN"
         )
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusServer:

@@ -40,9 +40,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube_helpers import WatchedGitRepos, gitrepo_watcher, wait_until
+from kube_helpers import WatchedGitRepos, gitrepo_watcher
 from kubernetes import client as k8s_client
 from real_apiserver import GROUP, VERSION, KubeApiServer
+from support import wait_until
 
 SPEC = {"repo": "https://example.test/bookmarks.git", "branch": "main"}
 STATUS = {"readyClusters": 1, "desiredReadyClusters": 1}

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, _wait_for, parse_selector  # noqa: F401
+from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, parse_selector  # noqa: F401
 from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
+from support import wait_until
 
 
 @pytest.fixture()
@@ -30,8 +31,8 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
 
 @pytest.fixture()
 def wait_for() -> Callable[..., Any]:
-    """``wait_for(condition, timeout=5)``: poll until truthy, fail the test on timeout."""
-    return _wait_for
+    """``wait_for(condition, timeout=10)``: ``support.wait_until``, as a fixture."""
+    return wait_until
 
 
 class RecordingSink:

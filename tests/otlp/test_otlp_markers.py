@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from _helpers import FakeClock
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 from otlp_helpers import (
     ATTRS_A,
@@ -26,6 +25,7 @@ from otlp_helpers import (
     otlp_exporter,
     record_everything,
 )
+from support import FakeClock
 
 from otel_gitjob import Lifecycle
 from otel_gitjob._internal.push import StalenessMarkers
