@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import GAUGE_TTL, Stack
+from e2e_stack import GAUGE_TTL, Stack
 from prometheus_server import SCRAPE_INTERVAL, values
 
 GITJOB_METRICS = {
