@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,7 @@ class Reaction:
     def __init__(self, times: int) -> None:
         self.left = times
         self.served = 0
+        self.served_at: list[float] = []  # time.monotonic() of each request it answered
 
     def cancel(self) -> None:
         """Serve normally from the next request on."""
@@ -261,6 +263,7 @@ class Emulator:
                 return NotImplemented  # kmock: skip this reaction from now on
             reaction.left -= 1
             reaction.served += 1
+            reaction.served_at.append(time.monotonic())
             return payload(request) if callable(payload) else payload
 
         self.call(lambda: self.kmock[action, GITREPOS] << respond)

@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
-from support import FakeClock, samples
+from support import FakeClock, samples, wait_until
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
@@ -151,9 +151,7 @@ def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle,
     assert lifecycle.expiry.sweeper_alive()
     clock.advance(120)
     lifecycle.expiry.wake()  # the real sweeper would wake at the deadline by itself
-    deadline = time.monotonic() + 5
-    while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry")
     assert lifecycle.expiry.expired_total == 1
 
 
@@ -170,9 +168,7 @@ def test_sweeper_wakes_at_a_real_deadline():
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
         gitjob.job_succeeded(REPO, 1.0)
-        deadline = time.monotonic() + 5
-        while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry at the real deadline")
         assert lifecycle.expiry.expired_total == 1
     finally:
         provider.shutdown()

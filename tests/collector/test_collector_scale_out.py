@@ -126,9 +126,9 @@ def test_two_shards_through_one_collector(emulator, start_collector, start_prome
         shard_b.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         shard_b.wait(5)
-        time.sleep(1.5)  # let the last export before the kill reach Prometheus
+        prometheus.wait_scrapes(2)  # the last export before the kill has reached Prometheus
         frozen_value = float(prometheus.query('%s{name="b-1"}' % COUNTER)[0]["value"][1])
-        time.sleep(2.0)  # two more scrapes: the ghost series is still there, its value frozen
+        prometheus.wait_scrapes(2)  # two more scrapes: the ghost series is still there, its value frozen
         assert float(prometheus.query('%s{name="b-1"}' % COUNTER)[0]["value"][1]) == frozen_value
         assert prometheus.query('up{job="otel-gitjob"} == 1'), "the Collector is up: `up` cannot tell"
         wait_until(

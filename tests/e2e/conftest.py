@@ -10,8 +10,7 @@ from kube_emulator import Emulator
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
-from otel_gitjob._internal.fleet.listener import GitRepoListener
-from otel_gitjob._internal.kube import ListenerSettings
+from otel_gitjob.listener import GitRepoListener, ListenerSettings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from kube_emulator import Emulator
 from prometheus_server import PrometheusServer
 
 import otel_gitjob
-from otel_gitjob._internal.fleet.listener import GitRepoListener
+from otel_gitjob.listener import GitRepoListener
 
 GAUGE_TTL = 4.0
 

@@ -97,8 +97,8 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
     """
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from otel_gitjob._internal.kube import ListenerSettings, ResourceListener
     from otel_gitjob.fleet import GITREPO
+    from otel_gitjob.listener import ListenerSettings, ResourceListener
 
     listeners: list[Any] = []
 

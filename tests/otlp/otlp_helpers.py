@@ -109,9 +109,12 @@ class Sink:
         self.fail_next = 0  # answer this many requests with an error
         self.release = threading.Event()  # cleared: requests hang until set
         self.release.set()
+        self.hanging = threading.Event()  # set once a request hangs on ``release``
 
     def record(self, request: ExportMetricsServiceRequest) -> bool:
         """Store the request; False when it is to be answered with an error."""
+        if not self.release.is_set():
+            self.hanging.set()
         self.release.wait(10)
         with self.cond:
             if self.fail_next > 0:

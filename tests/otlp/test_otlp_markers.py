@@ -198,7 +198,7 @@ def test_forget_does_not_wait_for_a_hanging_collector(sink: Sink, lifecycle: Lif
     exporting = threading.Thread(target=pipeline.provider.force_flush, args=(10_000,), name="stuck-export")
     exporting.start()
     try:
-        time.sleep(0.2)
+        assert sink.hanging.wait(10), "the export never reached the collector"
         started = time.perf_counter()
         assert lifecycle.forget(REPO_A) == 1
         pipeline.gitjob.job_created(REPO_B)  # the recording path neither
