@@ -31,7 +31,7 @@ from collector_helpers import PROMETHEUS_CONFIG
 from kube_emulator import Emulator
 from support import stop_process, wait_until
 
-from otel_gitjob._internal.kube.settings import SHARD_LABEL
+SHARD_LABEL = "fleet.cattle.io/shard-ref"  # Fleet's own label, what a sharded controller selects on
 
 REPLICA = Path(__file__).resolve().parent / "replica.py"
 EXPIRATION = 10.0
