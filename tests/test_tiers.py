@@ -6,6 +6,7 @@ The skip check runs pytest in a child process with a PATH and caches that hold n
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def _run_without_components(tmp_path: Path, ci: bool) -> subprocess.CompletedPro
         "OTEL_GITJOB_CACHE": str(tmp_path / "cache" / "otel-gitjob"),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if "PYTHONPATH" in os.environ:  # a checkout imported without installing it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if ci:
         env["CI"] = "true"
     # As root, the image tier still misses buildah and debootstrap: the empty PATH hides them.
