@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from support import FakeClock
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
@@ -308,8 +308,13 @@ def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.Mo
         assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
         assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
-        monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "soon")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
+        for junk in ("soon", "1e-9", "0", "-5", "nan"):
+            monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", junk)
+            with pytest.raises(ConfigurationError, match="OTEL_GITJOB_COLLECT_TIMEOUT must be a number"):
+                lifecycle.prometheus_reader(CollectorRegistry())
+        monkeypatch.delenv("OTEL_GITJOB_COLLECT_TIMEOUT")
+        with pytest.raises(ConfigurationError, match="at least 0.5"):
+            lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=1e-9)
     finally:
         lifecycle.shutdown()
 

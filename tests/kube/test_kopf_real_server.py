@@ -193,7 +193,7 @@ def test_kopf_example_forgets_deleted_objects_from_the_deleted_event(kube_apiser
             # A HelmOp under the same name as the doomed GitRepo: deleting the GitRepo must not touch it.
             server.create("helmops", namespace, "doomed", helm_spec, HELM_STATUS)
             for name in ("doomed", "kept"):
-                set_commit(server, "gitrepos", namespace, name, "c0ffee")  # what the example's on.field handler sees
+                set_commit(server, "gitrepos", namespace, name, "c0ffee")  # what the example's event handler counts
 
             def recorded() -> dict[SAMPLE, float]:
                 found = samples(operator.metrics(), namespace)
@@ -233,6 +233,9 @@ def test_kopf_example_forgets_deleted_objects_from_the_deleted_event(kube_apiser
             for plural, name in (("gitrepos", "doomed"), ("gitrepos", "kept"), ("helmops", "chart")):
                 body = get(server, plural, namespace, name)
                 assert body is not None and not body["metadata"].get("finalizers"), body
+                # Nor any of kopf's annotations (diff-base, progress): the example never writes to Fleet's objects.
+                annotations = body["metadata"].get("annotations") or {}
+                assert not [key for key in annotations if "kopf.zalando.org" in key], annotations
 
             _, seconds = delete_and_time(server, operator, namespace, {"doomed": "gitrepos", "chart": "helmops"})
             assert get(server, "gitrepos", namespace, "doomed") is None  # nothing held it

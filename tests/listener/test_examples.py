@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from rv_emulator import HELMOPS, WIDGETS
+from rv_emulator import GITREPOS, HELMOPS, WIDGETS
 from support import free_port, metrics_url, named_points, scrape
 
 import otel_gitjob
@@ -83,10 +83,22 @@ def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator,
     with example_process(command, env, expect_exit_0=False):
         repo = 'fleet_gitrepo_ready_clusters{branch="main",name="a",namespace="fleet-local"'
         helm = 'fleet_helmop_ready_clusters{chart="c",name="h",namespace="fleet-local"'
+        wait_for(lambda: repo in scrape(url, missing_ok=True) and helm in scrape(url, missing_ok=True), timeout=30)
+        # A new commit counts a job, and the operator writes nothing to Fleet's objects: the one PATCH of a
+        # GitRepo or HelmOp the emulator receives is this test's own.
+        emulator.patch("a", {"status": {"commit": "c0ffee"}})
         wait_for(
-            lambda: repo in scrape(url, missing_ok=True) and helm in scrape(url, missing_ok=True),
-            timeout=30,
+            lambda: (
+                'fleet_gitjobs_created_success_total{name="a",namespace="fleet-local"} 1.0'
+                in scrape(url, missing_ok=True)
+            )
         )
+        writes = [
+            (r.method, r.resource, r.name)
+            for r in emulator.call(lambda: list(emulator.kmock))
+            if r.method in ("PATCH", "PUT", "POST") and r.resource in (GITREPOS, HELMOPS) and r.name
+        ]
+        assert writes == [("PATCH", GITREPOS, "a")], writes
         emulator.delete("a")
         wait_for(lambda: 'name="a"' not in scrape(url, missing_ok=True), timeout=20)
         assert helm in scrape(url, missing_ok=True)
