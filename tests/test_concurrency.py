@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from _helpers import hammer, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import hammer, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk

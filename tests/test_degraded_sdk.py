@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from _helpers import FakeClock, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
+from support import FakeClock, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk, degraded

@@ -13,10 +13,10 @@ import math
 from collections.abc import Iterator
 
 import pytest
-from _helpers import FakeClock, ListExporter, points_of, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
 from prometheus_client import CollectorRegistry
+from support import FakeClock, ListExporter, points_of, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 
