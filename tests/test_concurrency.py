@@ -7,14 +7,18 @@ import os
 import threading
 import time
 
-from _helpers import hammer, samples
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import hammer, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.lifecycle import hooks_of
+
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
 
 ROUNDS = 300
 
@@ -118,6 +122,7 @@ class _SlowReleaseLock:
 HAMMER_SECONDS = float(os.environ.get("OTEL_GITJOB_HAMMER_SECONDS", "2"))
 
 
+@pytest.mark.seam_internals("sdk")
 def test_first_writes_racing_forgets_never_raise_and_lose_nothing_that_lives():
     """8 threads make first writes on new repos while 2 threads forget a share of them.
 

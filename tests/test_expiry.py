@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from _helpers import FakeClock, samples
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import FakeClock, samples, wait_until
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.lifecycle import hooks_of
+
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
 
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 REPO = ("fleet-local", "simple")
@@ -86,6 +92,7 @@ def test_any_instrument_can_be_declared_transient_with_its_own_ttl(provider, lif
     assert not [key for key in samples(registry) if key[0] == "build_queue_depth"]
 
 
+@pytest.mark.seam_internals("sdk")
 def test_expiry_frees_the_sdk_storage(gitjob, provider, clock, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     before = _sdk.series_count(provider)
@@ -149,9 +156,7 @@ def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle,
     assert hooks_of(lifecycle).expiry.sweeper_alive()
     clock.advance(120)
     hooks_of(lifecycle).expiry.wake()  # the real sweeper would wake at the deadline by itself
-    deadline = time.monotonic() + 5
-    while hooks_of(lifecycle).expiry.expired_total == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: hooks_of(lifecycle).expiry.expired_total, what="the sweeper's expiry")
     assert hooks_of(lifecycle).expiry.expired_total == 1
 
 
@@ -168,9 +173,7 @@ def test_sweeper_wakes_at_a_real_deadline():
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
         gitjob.job_succeeded(REPO, 1.0)
-        deadline = time.monotonic() + 5
-        while hooks_of(lifecycle).expiry.expired_total == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: hooks_of(lifecycle).expiry.expired_total, what="the sweeper's expiry at the real deadline")
         assert hooks_of(lifecycle).expiry.expired_total == 1
     finally:
         provider.shutdown()
@@ -209,6 +212,7 @@ def test_transient_with_a_bad_ttl_raises(lifecycle, ttl):
         lifecycle.transient("x", ttl)
 
 
+@pytest.mark.seam_internals("sdk")
 def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
@@ -302,6 +306,7 @@ def test_a_collection_during_a_sweep_on_another_thread_never_shows_what_it_expir
     assert seen == [None]
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_series_written_again_while_its_expiry_evicts_it_is_still_forgotten_with_its_object(
     gitjob, lifecycle, provider, clock, registry, monkeypatch
 ):
@@ -328,6 +333,7 @@ def test_a_series_written_again_while_its_expiry_evicts_it_is_still_forgotten_wi
     assert gauge_value(registry) is None
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
     gitjob, lifecycle, provider, clock, registry
 ):
@@ -363,3 +369,63 @@ def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
     clock.advance(1)
     assert expired_by_now(lifecycle, before, 1) == 1
     assert _sdk.series_count(provider, instrument=GAUGE) == 0
+
+
+def scoped_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
+    """{(scope name, sorted attributes): value} of one metric in a collection of ``reader``."""
+    found = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in getattr(data, "resource_metrics", None) or ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        found[(scope_metrics.scope.name, tuple(sorted(point.attributes.items())))] = point.value
+    return found
+
+
+@pytest.fixture
+def expiring(clock: FakeClock) -> Iterator[tuple[Lifecycle, MeterProvider, InMemoryMetricReader]]:
+    """A lifecycle on a hand-moved clock and a provider with an in-memory reader only."""
+    lifecycle = Lifecycle(clock=clock)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    try:
+        yield lifecycle, provider, reader
+    finally:
+        provider.shutdown()
+        lifecycle.shutdown()
+
+
+@pytest.mark.seam_internals("sdk")
+def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(expiring, clock):
+    lifecycle, provider, reader = expiring
+    lifecycle.transient("job_gauge", 60.0)
+    first = provider.get_meter("first").create_gauge("job_gauge")
+    second = provider.get_meter("second").create_gauge("job_gauge")
+    attributes = {"namespace": "ns", "name": "a"}
+    key = tuple(sorted(attributes.items()))
+    first.set(1.0, attributes)
+    clock.advance(40.0)
+    second.set(2.0, attributes)
+    clock.advance(30.0)  # the first is past its TTL, the second is not
+    hooks_of(lifecycle).before_collect()
+    assert scoped_points(reader, "job_gauge") == {("second", key): 2.0}
+    clock.advance(30.0)
+    hooks_of(lifecycle).before_collect()
+    assert scoped_points(reader, "job_gauge") == {}
+    assert _sdk.series_count(provider, include_placeholders=True) == 0
+
+
+@pytest.mark.seam_internals("sdk")
+def test_a_transient_instrument_recorded_without_attributes_expires(expiring, clock):
+    lifecycle, provider, reader = expiring
+    lifecycle.transient("job_gauge", 60.0)
+    gauge = provider.get_meter("hardening").create_gauge("job_gauge")
+    gauge.set(5.0)
+    hooks_of(lifecycle).before_collect()
+    assert scoped_points(reader, "job_gauge") == {("hardening", ()): 5.0}
+    clock.advance(60.0)
+    hooks_of(lifecycle).before_collect()
+    assert scoped_points(reader, "job_gauge") == {}
+    assert _sdk.series_count(provider, include_placeholders=True) == 0

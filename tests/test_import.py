@@ -52,6 +52,7 @@ LIFECYCLE_SURFACE = {
     "forget_series",
     "identity_keys",
     "observe",
+    "provider_for",  # GitJobMetrics and the listeners check a MeterProvider routes through the lifecycle
     "register_self_metrics",
     "retain",
     "self_metrics",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from _helpers import sample_names_for, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, generate_latest
+from support import sample_names_for, samples
 
 from otel_gitjob import (
     ConfigurationError,
@@ -19,6 +19,9 @@ from otel_gitjob import (
 )
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.lifecycle import hooks_of
+
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
 
 A = ObjectRef("team-a", "repo-a", uid="uid-1")
 B = ObjectRef("team-b", "repo-b")
@@ -86,6 +89,7 @@ def test_forget_of_an_unknown_repo_returns_zero(lifecycle, gitjob):
     assert lifecycle.forget(("nowhere", "nothing")) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_forget_frees_the_sdk_storage_of_every_reader(gitjob, provider, lifecycle):
     baseline = _sdk.series_count(provider)
     record_everything(gitjob, A)
@@ -97,6 +101,7 @@ def test_forget_frees_the_sdk_storage_of_every_reader(gitjob, provider, lifecycl
     assert hooks_of(lifecycle).registry.tracked_objects() == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_five_thousand_repos_churned_never_overflow_and_the_last_keeps_its_labels(lifecycle, registry):
     provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
@@ -163,6 +168,7 @@ def test_write_without_uid_does_not_lift_the_block(gitjob, lifecycle, registry):
     assert sample_names_for(registry, name="repo-a") == set()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_placeholders_of_blocked_writes_are_evicted_at_the_next_collection(gitjob, provider, lifecycle, registry):
     def placeholders() -> int:
         return _sdk.series_count(provider, include_placeholders=True) - _sdk.series_count(provider)
@@ -208,6 +214,7 @@ def test_blocks_expire_after_block_seconds(clock, registry):
         provider.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_forget_cost_is_an_index_lookup_not_a_scan(gitjob, lifecycle, monkeypatch):
     for i in range(200):
         gitjob.job_created(("ns", "r%d" % i))
@@ -357,6 +364,7 @@ def test_exemplars_are_off_by_default_and_come_back_on_request(exemplars):
         lifecycle.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_collection_during_a_forget_never_shows_the_series_it_has_not_reached_yet(
     gitjob, lifecycle, registry, monkeypatch
 ):

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from e2e_stack import GAUGE_TTL, Stack
 from kube_emulator import Emulator
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
-from otel_gitjob._internal.fleet.presets import GITREPO
-from otel_gitjob._internal.kube import ListenerSettings
-from otel_gitjob._internal.kube.listener import ResourceListener
-
-GAUGE_TTL = 4.0
-
-
-@dataclass
-class Stack:
-    """The whole chain of one test."""
-
-    emulator: Emulator
-    instrumentation: otel_gitjob.Instrumentation
-    listener: ResourceListener
-    prometheus: PrometheusServer
-
-    @property
-    def gitjob(self) -> otel_gitjob.GitJobMetrics:
-        return self.instrumentation.gitjob
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kube_helpers import REPO, wait_until
+from kube_helpers import REPO
 from prometheus_client.parser import text_string_to_metric_families
-from real_apiserver import KubeApiServer, free_port, terminate
+from real_apiserver import KubeApiServer
+from support import free_port, stop_process, wait_until
 
 EXAMPLE = REPO / "examples" / "kopf_operator.py"
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"  # kopf's default (settings.persistence.finalizer)
@@ -88,7 +89,7 @@ def kopf_operator(server: KubeApiServer, *args: str, finalizer: bool = False) ->
     try:
         yield operator
     finally:
-        terminate(process, timeout=20)
+        stop_process(process, 20)
         reader.join(timeout=5)
     assert "Traceback" not in operator.output, operator.output[-4000:]
     # kopf logs a failed handler, patch or event post as an error or a warning; a clean run has none.

@@ -12,8 +12,9 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from kube_helpers import gitrepo_watcher, wait_until
+from kube_helpers import gitrepo_watcher
 from real_apiserver import KubeApiServer
+from support import wait_until
 
 CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gitrepos.fleet.cattle.io"
 NAMESPACE = "vanishing-crd"

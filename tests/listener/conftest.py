@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, _wait_for, parse_selector  # noqa: F401
+from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, parse_selector  # noqa: F401
 from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
 from sinks import RecordingSink
+from support import wait_until
 
 
 @pytest.fixture()
@@ -29,8 +30,8 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
 
 @pytest.fixture()
 def wait_for() -> Callable[..., Any]:
-    """``wait_for(condition, timeout=5)``: poll until truthy, fail the test on timeout."""
-    return _wait_for
+    """``wait_for(condition, timeout=10)``: ``support.wait_until``, as a fixture."""
+    return wait_until
 
 
 @pytest.fixture()
@@ -59,8 +60,8 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
     """
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from otel_gitjob._internal.kube import ListenerSettings, ResourceListener
     from otel_gitjob.fleet import GITREPO
+    from otel_gitjob.listener import ListenerSettings, ResourceListener
 
     listeners: list[Any] = []
 
@@ -73,7 +74,8 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
             kind,
             configuration=emulator.configuration,
             settings=settings,
-            meter_provider=meter_provider or MeterProvider(),
+            # A real Lifecycle refuses a provider without its views; the recording sink has none.
+            meter_provider=meter_provider or MeterProvider(views=sink.views() if hasattr(sink, "views") else ()),
         )
         listener.test_emulator = emulator  # for the tests' synced() helper
         listeners.append(listener)

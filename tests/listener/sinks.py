@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,13 +45,14 @@ class RecordingSink(SinkBase):
 
     It stands in for ``otel_gitjob.Lifecycle`` where a test asserts on which
     calls the listener makes; the end-to-end test uses the real Lifecycle.
-    ``delay`` makes every call slow (a slow consumer).
+    Clearing ``gate`` holds every call until it is set again (a stuck consumer).
     """
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, Any]] = []
-        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
         self._lock = threading.Lock()
 
     def forget(self, ref: Any, *, kind: str | None = None) -> int:
@@ -63,8 +63,7 @@ class RecordingSink(SinkBase):
         self._record("observe", ref)
 
     def _record(self, kind: str, ref: Any) -> None:
-        if self.delay:
-            time.sleep(self.delay)
+        assert self.gate.wait(30), "the test never opened the sink's gate"
         with self._lock:
             self.calls.append((kind, ref))
 

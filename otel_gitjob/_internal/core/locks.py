@@ -23,6 +23,7 @@ RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/lock
     "registry.op": 30,
     "markers.send": 40,
     "push.flusher": 50,
+    "sdk.gate": 55,
     "sdk.touching": 60,
     "expiry": 70,
     "markers.store": 70,
