@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,9 @@ from otel_gitjob.environment_variables import (
     OTEL_GITJOB_GAUGE_TTL,
 )
 
-__all__ = ["Instrumentation", "setup"]
+__all__ = ["Instrumentation", "setup", "with_instance_id"]
+
+SERVICE_INSTANCE_ID = "service.instance.id"
 
 # Deleted repos are evicted, so the SDK's per-instrument limit only has to fit the live ones; its
 # default of 2,000 is below the repo count of large Fleet installations.
@@ -62,6 +66,31 @@ class Instrumentation:
         self.lifecycle.shutdown()
 
 
+def with_instance_id(resource: Resource) -> Resource:
+    """``resource``, with this process's random ``service.instance.id`` (a UUID) unless it has one.
+
+    A Collector tells the series of two exporting processes apart by their resource only: two shards
+    with the same resource would overwrite each other's points of the same object. Recent SDK releases
+    set such an id themselves (one per process), older ones none; this gives every supported release the
+    same behaviour. A deployment sets a stable one (the pod's name) in ``OTEL_RESOURCE_ATTRIBUTES``.
+    """
+    if resource.attributes.get(SERVICE_INSTANCE_ID):
+        return resource
+    return resource.merge(Resource({SERVICE_INSTANCE_ID: _process_instance_id()}))
+
+
+_instance_id: tuple[int, str] | None = None  # (pid, id): a forked child draws its own
+_instance_id_lock = threading.Lock()
+
+
+def _process_instance_id() -> str:
+    global _instance_id
+    with _instance_id_lock:
+        if _instance_id is None or _instance_id[0] != os.getpid():
+            _instance_id = (os.getpid(), str(uuid.uuid4()))
+        return _instance_id[1]
+
+
 def setup(
     *,
     serve: bool = True,
@@ -85,7 +114,9 @@ def setup(
         port: Listen port; ``OTEL_EXPORTER_PROMETHEUS_PORT`` or 9464 (0 picks a free port).
         registry: The prometheus_client registry; a new one when None, so that
             two setups in one process never collide.
-        resource: The MeterProvider's resource.
+        resource: The MeterProvider's resource; ``Resource.create()`` (which reads ``OTEL_SERVICE_NAME`` and
+            ``OTEL_RESOURCE_ATTRIBUTES``) when None. Without a ``service.instance.id`` it gets a random one
+            (one UUID per process), so that two processes exporting to one Collector never share a series.
         exporters: Push exporters (e.g. ``OTLPMetricExporter()``), each wrapped by the lifecycle and
             run by its own ``PeriodicExportingMetricReader``.
         export_interval_millis: Their export interval; ``OTEL_METRIC_EXPORT_INTERVAL`` or 60 s when None.
@@ -130,7 +161,7 @@ def setup(
             ),
         ],
         views=lifecycle.views(cardinality_limit=cardinality_limit),
-        resource=resource if resource is not None else Resource.create(),
+        resource=with_instance_id(resource if resource is not None else Resource.create()),
     )
     server = None
     address = None
