@@ -6,6 +6,9 @@ it from the installed distribution's ``pytest11`` entry point.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from otel_gitjob.testing import MetricsKit, watch_event
@@ -121,3 +124,13 @@ def test_kopf_handlers_fed_by_hand():
 def test_watch_event_refuses_an_unknown_type():
     with pytest.raises(ValueError, match="ADDED, MODIFIED, DELETED, BOOKMARK"):
         watch_event("REMOVED", REPO)
+
+
+def test_the_documented_examples_pass(pytester):
+    """The Python blocks of docs/testing.md, run as a user's test file."""
+    page = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+    assert len(blocks) == 2, blocks
+    pytester.makepyfile(test_documented="\n\n".join(blocks))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
