@@ -56,6 +56,12 @@ VALUE_SETS = {
     "one-namespace-one-shard": {"watch": {"namespace": "fleet-local", "shardId": "shard-b", "kinds": ["gitrepos"]}},
     "beside-fleet-metrics": {"fleetControllerMetrics": True, **EVERYTHING},
     "large": {"sizing": {"expectedObjects": 30000}, "otlp": {"enabled": True, "endpoint": "http://c:4317"}},
+    "custom-resource-state": {
+        "customResourceState": {
+            "enabled": True,
+            "config": {"spec": {"resources": [{"groupVersionKind": {"group": "a", "version": "v1", "kind": "B"}}]}},
+        }
+    },
 }
 
 
@@ -169,6 +175,54 @@ def test_the_prometheus_rule_alerts_on_what_self_metrics_recommends(tmp_path):
             assert alert["alert"].startswith("OtelGitjob") and alert["annotations"]["summary"], alert
 
 
+CRS_CONFIG = {
+    "spec": {
+        "resources": [
+            {
+                "groupVersionKind": {"group": "example.com", "version": "v1", "kind": "Policy"},
+                "metrics": [{"name": "replicas", "help": "h", "each": {"type": "Gauge", "gauge": {"path": ["x"]}}}],
+            },
+            {"groupVersionKind": {"group": "apps.example", "version": "v1", "kind": "Day"}},
+            {"groupVersionKind": {"group": "g.example", "version": "v1", "kind": "Box"}, "resourcePlural": "boxen"},
+        ]
+    }
+}
+
+
+def test_a_custom_resource_state_config_renders_a_configmap_the_flag_and_its_rbac(tmp_path):
+    values = {"watch": {"kinds": []}, "customResourceState": {"enabled": True, "config": CRS_CONFIG}}
+    documents = render(values, tmp_path)
+    kinds = by_kind(documents)
+    assert yaml.safe_load(kinds["ConfigMap"]["data"]["custom-resource-state.yaml"]) == CRS_CONFIG
+    sidecar = container(documents)
+    assert sidecar["args"] == [
+        "watch",
+        "--custom-resource-state-config-file=/etc/otel-gitjob/custom-resource-state.yaml",
+    ]
+    assert sidecar["volumeMounts"] == [
+        {"name": "custom-resource-state", "mountPath": "/etc/otel-gitjob", "readOnly": True}
+    ]
+    (volume,) = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert volume["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+    # list/watch on each kind, plural as kube-state-metrics assumes it (kubebuilder's default) unless given.
+    assert kinds["ClusterRole"]["rules"] == [
+        {"apiGroups": [group], "resources": [plural], "verbs": ["list", "watch"]}
+        for group, plural in (("example.com", "policies"), ("apps.example", "days"), ("g.example", "boxen"))
+    ]
+    # With the Fleet kinds as well, both sets of rules; a changed config rolls the pod.
+    both = render({"customResourceState": {"enabled": True, "config": CRS_CONFIG}}, tmp_path)
+    assert container(both)["args"][1] == "--kinds=gitrepos,helmops"
+    assert len(by_kind(both)["ClusterRole"]["rules"]) == 4
+    checksum = "checksum/custom-resource-state"
+    changed = {"enabled": True, "config": {"spec": {"resources": CRS_CONFIG["spec"]["resources"][:1]}}}
+    assert (
+        by_kind(both)["Deployment"]["spec"]["template"]["metadata"]["annotations"][checksum]
+        != by_kind(render({"customResourceState": changed}, tmp_path))["Deployment"]["spec"]["template"]["metadata"][
+            "annotations"
+        ][checksum]
+    )
+
+
 def test_beside_fleet_metrics_prometheus_keeps_only_the_sidecars_own(tmp_path):
     documents = render(VALUE_SETS["beside-fleet-metrics"], tmp_path)
     kinds = by_kind(documents)
@@ -183,7 +237,12 @@ def test_beside_fleet_metrics_prometheus_keeps_only_the_sidecars_own(tmp_path):
     ("values", "says"),
     [
         ({"watch": {"kinds": ["secrets"]}}, "kinds"),
-        ({"watch": {"kinds": []}}, "kinds"),
+        ({"watch": {"kinds": []}}, "watch.kinds is empty"),
+        ({"customResourceState": {"enabled": True}}, "needs customResourceState.config.spec.resources"),
+        (
+            {"customResourceState": {"enabled": True, "config": {"spec": {"resources": [{"metrics": []}]}}}},
+            "every resource needs groupVersionKind.kind",
+        ),
         ({"otlp": {"enabled": True}}, "otlp.endpoint is required"),
         ({"otlp": {"protocol": "http/json"}}, "protocol"),
         ({"sizing": {"expectedObjects": -1}}, "expectedObjects"),
@@ -335,3 +394,12 @@ def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forge
             timeout=20,
         )
     kube_apiserver.delete("gitrepos", WATCHED, "chart-kept")
+
+
+def test_the_example_manifest_is_sized_by_the_chart_formula(tmp_path):
+    """examples/k8s/deployment.yaml says it is sized for 5,000 objects: the chart's formula for 5,000."""
+    example = yaml.safe_load(EXAMPLE_DEPLOYMENT.read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert "5,000" in EXAMPLE_DEPLOYMENT.read_text()
+    rendered = container(render({"sizing": {"expectedObjects": 5000}}, tmp_path))["resources"]
+    assert example["resources"]["limits"]["memory"] == rendered["limits"]["memory"]
+    assert example["resources"]["requests"]["memory"] == rendered["requests"]["memory"]

@@ -57,3 +57,26 @@ metricRelabelings:
     action: drop
 {{- end }}
 {{- end }}
+
+{{/* The custom-resource-state config's resources as RBAC rules: [{group, plural}] (YAML list). */}}
+{{- define "otel-gitjob.customResourceRules" -}}
+{{- $rules := list }}
+{{- if .Values.customResourceState.enabled }}
+{{- range (dig "spec" "resources" (list) .Values.customResourceState.config) }}
+{{- $gvk := .groupVersionKind | default dict }}
+{{- $plural := .resourcePlural }}
+{{- if not $plural }}
+{{- $lower := lower (required "customResourceState: every resource needs groupVersionKind.kind" $gvk.kind) }}
+{{- if or (hasSuffix "s" $lower) (hasSuffix "x" $lower) (hasSuffix "z" $lower) (hasSuffix "ch" $lower) (hasSuffix "sh" $lower) }}
+{{- $plural = printf "%ses" $lower }}
+{{- else if and (hasSuffix "y" $lower) (gt (len $lower) 1) (not (has (substr (sub (len $lower) 2 | int) (sub (len $lower) 1 | int) $lower) (list "a" "e" "i" "o" "u"))) }}
+{{- $plural = printf "%sies" (trimSuffix "y" $lower) }}
+{{- else }}
+{{- $plural = printf "%ss" $lower }}
+{{- end }}
+{{- end }}
+{{- $rules = append $rules (dict "group" ($gvk.group | default "") "plural" $plural) }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
