@@ -393,6 +393,10 @@ def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forge
             lambda points: any(p.stale and p.metric == READY and p.attrs()["name"] == "chart-deleted" for p in points),
             timeout=20,
         )
+    # A clean stop (SIGTERM, as the kubelet sends it) marks the series of the objects still alive stale
+    # in its last export: the next pod exports under another service.instance.id.
+    stale = [p for p in otlp_sink.points() if p.stale and p.metric == READY and p.attrs()["name"] == "chart-kept"]
+    assert stale and {p.attrs()["namespace"] for p in stale} == {WATCHED}
     kube_apiserver.delete("gitrepos", WATCHED, "chart-kept")
 
 

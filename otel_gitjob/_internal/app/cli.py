@@ -281,6 +281,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                 stop=stop,
                 configuration=configuration,
                 kinds=args.kinds,
+                forget_on_stop=True,  # the last OTLP export then marks every series stale
             )
     finally:
         instrumentation.shutdown()
