@@ -21,6 +21,7 @@ from otel_gitjob._internal.prometheus.endpoint import start_http_server
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
+    OTEL_GITJOB_CARDINALITY_LIMIT,
     OTEL_GITJOB_GAUGE_TTL,
 )
 
@@ -102,7 +103,7 @@ def setup(
     export_interval_millis: float | None = None,
     gauge_ttl: float | None = None,
     prefix: str = "fleet",
-    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
+    cardinality_limit: int | None = None,
     collect_timeout: float | None = None,
     **lifecycle_options: Any,
 ) -> Instrumentation:
@@ -123,7 +124,8 @@ def setup(
         gauge_ttl: TTL of the transient job-duration gauge; ``OTEL_GITJOB_GAUGE_TTL`` or 120 s.
         prefix: Metric name prefix.
         cardinality_limit: Live attribute sets per instrument before the SDK folds
-            new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
+            new ones into ``otel_metric_overflow``; ``OTEL_GITJOB_CARDINALITY_LIMIT`` or 10,000 (the
+            SDK's default is 2,000). A watched object is one series per instrument of its kind.
         collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
@@ -149,6 +151,17 @@ def setup(
             raise ConfigurationError(
                 "%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)
             ) from None
+    if cardinality_limit is None:
+        raw_limit = os.environ.get(OTEL_GITJOB_CARDINALITY_LIMIT, "").strip()
+        try:
+            cardinality_limit = int(raw_limit) if raw_limit else DEFAULT_CARDINALITY_LIMIT
+        except ValueError:
+            cardinality_limit = 0  # refused below, with the variable named
+        if cardinality_limit < 1:
+            raise ConfigurationError(
+                "%s must be a whole number of series per instrument, at least 1, got %r"
+                % (OTEL_GITJOB_CARDINALITY_LIMIT, raw_limit)
+            )
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
     reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
