@@ -123,6 +123,24 @@ def test_memory_follows_the_sizing_formula(objects, tmp_path):
     assert container(render({"resources": override}, tmp_path))["resources"] == override
 
 
+@pytest.mark.parametrize(
+    ("values", "limit"),
+    [
+        ({}, 10000),
+        ({"sizing": {"expectedObjects": 30000}}, 37500),
+        ({"sizing": {"expectedObjects": 30000}, "cardinalityLimit": 50000}, 50000),
+    ],
+)
+def test_the_cardinality_limit_follows_the_expected_objects(values, limit, tmp_path):
+    """Every watched object is one series per instrument: the SDK's limit must fit them all."""
+    documents = render({**values, "prometheusRule": {"enabled": True}}, tmp_path)
+    env = {var["name"]: var.get("value") for var in container(documents)["env"]}
+    assert env["OTEL_GITJOB_CARDINALITY_LIMIT"] == str(limit)
+    (rule,) = [doc for doc in documents if doc["kind"] == "PrometheusRule"]
+    (near,) = [a for g in rule["spec"]["groups"] for a in g["rules"] if a["alert"] == "OtelGitjobNearCardinalityLimit"]
+    assert near["expr"].endswith("> %d" % (limit * 4 // 5))
+
+
 def test_one_namespace_and_one_shard_get_a_role_there(tmp_path):
     documents = render(VALUE_SETS["one-namespace-one-shard"], tmp_path)
     kinds = by_kind(documents)

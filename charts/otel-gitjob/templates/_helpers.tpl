@@ -80,3 +80,12 @@ metricRelabelings:
 {{- end }}
 {{- toYaml $rules }}
 {{- end }}
+
+{{/* The per-instrument cardinality limit: cardinalityLimit, else 1.25 x expectedObjects, at least 10,000. */}}
+{{- define "otel-gitjob.cardinalityLimit" -}}
+{{- if gt (int .Values.cardinalityLimit) 0 }}
+{{- int .Values.cardinalityLimit }}
+{{- else }}
+{{- max 10000 (div (add (mul (int .Values.sizing.expectedObjects) 5) 3) 4) }}
+{{- end }}
+{{- end }}
