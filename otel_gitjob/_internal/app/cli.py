@@ -77,6 +77,7 @@ def _epilog() -> str:
         "  %s  port of /metrics (--port; default %d, 0 picks a free port)\n"
         "  %s          TTL in seconds of the job-duration gauge (default 120)\n"
         "  KUBECONFIG                     kubeconfig of watch when --kubeconfig is not given\n"
+        "  OTEL_GITJOB_CARDINALITY_LIMIT  series per instrument (default 10000): above the objects of one kind\n"
         "  OTEL_METRICS_EXPORTER          watch: prometheus (default), otlp, or both (prometheus,otlp);\n"
         "                                 OTLP is configured by the OTEL_EXPORTER_OTLP_* variables\n"
         "\nexit codes:\n%s\n"
