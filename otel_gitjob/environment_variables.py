@@ -30,7 +30,8 @@ OTEL_GITJOB_CARDINALITY_LIMIT = "OTEL_GITJOB_CARDINALITY_LIMIT"
 
 Live series per instrument before the SDK folds new ones into ``otel_metric_overflow`` (default
 10,000). Every watched object is one series of each of its kind's instruments: set it above the
-number of objects of one kind (the Helm chart sets it from ``sizing.expectedObjects``).
+number of objects of one kind (the Helm chart sets it from ``sizing.expectedObjects``). It applies on
+the SDK releases whose views take a cardinality limit (1.45.2 and later); older ones apply none of ours.
 """
 
 OTEL_GITJOB_DEGRADED = "OTEL_GITJOB_DEGRADED"

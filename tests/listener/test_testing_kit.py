@@ -128,7 +128,7 @@ def test_watch_event_refuses_an_unknown_type():
 
 def test_the_documented_examples_pass(pytester):
     """The Python blocks of docs/testing.md, run as a user's test file."""
-    page = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
+    page = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
     assert len(blocks) == 2, blocks
     pytester.makepyfile(test_documented="\n\n".join(blocks))
