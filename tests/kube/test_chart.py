@@ -329,6 +329,20 @@ def get(url: str) -> tuple[int, str]:
 
 
 @pytest.fixture
+def gitrepos(kube_apiserver: KubeApiServer) -> Iterator[Any]:
+    """``create(namespace, name, spec, status)``; whatever the test left is deleted after it (the server is shared)."""
+    created: list[tuple[str, str]] = []
+
+    def create(namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
+        created.append((namespace, name))
+        kube_apiserver.create("gitrepos", namespace, name, spec, status=status)
+
+    yield create
+    for namespace, name in created:  # 404 for those the test deleted itself
+        kube_apiserver.request("DELETE", kube_apiserver._path("gitrepos", namespace, name))
+
+
+@pytest.fixture
 def otlp_sink() -> Iterator[Any]:
     sys.path.insert(0, str(REPO / "tests" / "otlp"))
     try:
@@ -341,7 +355,7 @@ def otlp_sink() -> Iterator[Any]:
 
 
 def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forgets(
-    kube_apiserver: KubeApiServer, otlp_sink: Any, tmp_path: Path
+    kube_apiserver: KubeApiServer, otlp_sink: Any, gitrepos: Any, tmp_path: Path
 ) -> None:
     values = {
         **EVERYTHING,
@@ -371,8 +385,8 @@ def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forge
     assert kube_apiserver.request("GET", kube_apiserver._path("gitrepos", "fleet-local", "x"), token=token)[0] == 403
 
     spec = {"repo": "https://github.com/rancher/fleet-examples", "branch": "main", "paths": ["simple"]}
-    kube_apiserver.create("gitrepos", WATCHED, "chart-kept", spec, status={"readyClusters": 2})
-    kube_apiserver.create("gitrepos", WATCHED, "chart-deleted", spec, status={"readyClusters": 1})
+    gitrepos(WATCHED, "chart-kept", spec, {"readyClusters": 2})
+    gitrepos(WATCHED, "chart-deleted", spec, {"readyClusters": 1})
     pod = {
         "metadata.name": "%s-otel-gitjob-6b7c9d-x2x4q" % RELEASE,
         "metadata.uid": str(uuid.uuid4()),
@@ -425,3 +439,61 @@ def test_the_example_manifest_is_sized_by_the_chart_formula(tmp_path):
     rendered = container(render({"sizing": {"expectedObjects": 5000}}, tmp_path))["resources"]
     assert example["resources"]["limits"]["memory"] == rendered["limits"]["memory"]
     assert example["resources"]["requests"]["memory"] == rendered["requests"]["memory"]
+
+
+CRS_OVER_GITREPOS = {
+    "spec": {
+        "resources": [
+            {
+                "groupVersionKind": {"group": "fleet.cattle.io", "version": "v1alpha1", "kind": "GitRepo"},
+                "labelsFromPath": {"name": ["metadata", "name"], "namespace": ["metadata", "namespace"]},
+                "metrics": [
+                    {
+                        "name": "ready_clusters",
+                        "help": "Ready clusters of a GitRepo, from the custom-resource-state config",
+                        "each": {"type": "Gauge", "gauge": {"path": ["status", "readyClusters"]}},
+                    }
+                ],
+            }
+        ]
+    }
+}
+CRS_METRIC = "kube_customresource_ready_clusters"
+
+
+def test_the_charts_custom_resource_state_config_is_served_and_forgotten(
+    kube_apiserver: KubeApiServer, gitrepos: Any, tmp_path: Path
+):
+    """The ConfigMap, the flag and the RBAC the chart renders for a custom-resource-state config, end to end."""
+    namespace, watched = "otel-gitjob-chart-crs", "fleet-chart-crs"
+    values = {"watch": {"kinds": []}, "customResourceState": {"enabled": True, "config": CRS_OVER_GITREPOS}}
+    documents = render(values, tmp_path, release="chart-crs", namespace=namespace)
+    kube_apiserver.ensure_namespace(namespace)
+    applied = {document["kind"]: server_side_apply(kube_apiserver, document) for document in documents}
+    # The pod would mount the ConfigMap: here its key goes to the path the flag names, as the kubelet would.
+    config_dir = tmp_path / "etc-otel-gitjob"
+    config_dir.mkdir()
+    for key, text in applied["ConfigMap"]["data"].items():
+        (config_dir / key).write_text(text)
+    (mount,) = container(documents)["volumeMounts"]
+    documents = yaml.safe_load(yaml.safe_dump(documents).replace(mount["mountPath"], str(config_dir)))
+    token = kube_apiserver.service_account_token(namespace, applied["ServiceAccount"]["metadata"]["name"])
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "crs.kubeconfig", token)
+    gitrepos(watched, "crs-repo", {"repo": "https://example.test/x"}, {"readyClusters": 4})
+    pod = {
+        "metadata.name": "chart-crs-otel-gitjob-1-a",
+        "metadata.uid": str(uuid.uuid4()),
+        "metadata.namespace": namespace,
+    }
+    with sidecar_from(documents, kubeconfig, pod) as sidecar:
+        metrics = sidecar["base"] + "/metrics"
+
+        def ours() -> dict[str, float]:  # the server is shared: other tests' GitRepos are watched too
+            found = series(get(metrics)[1], CRS_METRIC)
+            return {
+                dict(labels)["name"]: value for labels, value in found.items() if dict(labels)["namespace"] == watched
+            }
+
+        assert wait_until(ours, what="the custom-resource-state series") == {"crs-repo": 4.0}
+        kube_apiserver.delete("gitrepos", watched, "crs-repo")
+        wait_until(lambda: not ours(), what="the deleted object's series to go")
