@@ -497,3 +497,12 @@ def test_the_charts_custom_resource_state_config_is_served_and_forgotten(
         assert wait_until(ours, what="the custom-resource-state series") == {"crs-repo": 4.0}
         kube_apiserver.delete("gitrepos", watched, "crs-repo")
         wait_until(lambda: not ours(), what="the deleted object's series to go")
+
+
+def test_the_charts_app_version_is_the_packages():
+    """The default image tag is the appVersion: it must name the release the chart ships with."""
+    from otel_gitjob.version import __version__
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+    assert chart["apiVersion"] == "v2" and chart["name"] == "otel-gitjob"
