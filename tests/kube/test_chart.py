@@ -36,8 +36,9 @@ from helm_chart import (
     render,
     server_side_apply,
 )
-from kube_helpers import names_of, series, wait_until
+from kube_helpers import names_of
 from real_apiserver import KubeApiServer, free_port
+from support import series, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DEPLOYMENT = REPO / "examples" / "k8s" / "deployment.yaml"
@@ -304,7 +305,7 @@ def sidecar_from(documents: list[dict[str, Any]], kubeconfig: str, pod: dict[str
     reader.start()
     running = {"base": "http://127.0.0.1:%d" % port, "lines": lines, "spec": spec}
     try:
-        wait_until(lambda: "serving /metrics" in "".join(lines), what="the sidecar to serve: %s" % lines)
+        wait_until(lambda: "serving /metrics" in "".join(lines), timeout=30, what="the sidecar to serve: %s" % lines)
         yield running
     finally:
         if process.poll() is None:
@@ -396,12 +397,14 @@ def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forge
         base = sidecar["base"]
         metrics = base + "/metrics"
         both = {(WATCHED, "chart-kept"), (WATCHED, "chart-deleted")}
-        wait_until(lambda: both <= names_of(get(metrics)[1], READY), what="both repos' series")
+        wait_until(lambda: both <= names_of(get(metrics)[1], READY), timeout=30, what="both repos' series")
         # The probes' own paths, from the rendered Deployment: answered, and without a collection
         # (a health answer carries no series).
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             path = sidecar["spec"][probe]["httpGet"]["path"]
-            status, body = wait_until(lambda p=path: (lambda r: r if r[0] == 200 else None)(get(base + p)), what=path)
+            status, body = wait_until(
+                lambda p=path: (lambda r: r if r[0] == 200 else None)(get(base + p)), timeout=30, what=path
+            )
             assert "fleet_gitrepo" not in body and "otel_gitjob_" not in body, (probe, path, body[:300])
 
         # OTLP: under the pod's name as service.instance.id, with the pod's uid.
@@ -417,7 +420,7 @@ def test_the_rendered_manifests_apply_and_the_sidecar_from_them_serves_and_forge
         assert {r.get("service.name") for r in resources} == {"otel-gitjob"}
 
         kube_apiserver.delete("gitrepos", WATCHED, "chart-deleted")
-        wait_until(lambda: "chart-deleted" not in get(metrics)[1], what="the deleted repo's series to go")
+        wait_until(lambda: "chart-deleted" not in get(metrics)[1], timeout=30, what="the deleted repo's series to go")
         assert names_of(get(metrics)[1], READY) >= {(WATCHED, "chart-kept")}
         assert series(get(metrics)[1], READY)
         # ... and a staleness marker for it over OTLP.
@@ -494,9 +497,9 @@ def test_the_charts_custom_resource_state_config_is_served_and_forgotten(
                 dict(labels)["name"]: value for labels, value in found.items() if dict(labels)["namespace"] == watched
             }
 
-        assert wait_until(ours, what="the custom-resource-state series") == {"crs-repo": 4.0}
+        assert wait_until(ours, timeout=30, what="the custom-resource-state series") == {"crs-repo": 4.0}
         kube_apiserver.delete("gitrepos", watched, "crs-repo")
-        wait_until(lambda: not ours(), what="the deleted object's series to go")
+        wait_until(lambda: not ours(), timeout=30, what="the deleted object's series to go")
 
 
 def test_the_charts_app_version_is_the_packages():

@@ -18,6 +18,7 @@ from otel_gitjob._internal.kube.kind import KindSpec
 from otel_gitjob._internal.kube.lifecycle_calls import call
 from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings
+from otel_gitjob._internal.prometheus.health import HealthChecks
 
 __all__ = ["load_configuration", "run_sidecar"]
 
@@ -37,6 +38,7 @@ def run_sidecar(
     configuration: k8s_client.Configuration | None = None,
     kinds: Sequence[KindSpec] = (GITREPO, HELMOP),
     forget_on_stop: bool = False,
+    health: HealthChecks | None = None,
 ) -> int:
     """Watch the kinds until SIGTERM/SIGINT (or ``stop``, or Ctrl-C), then stop cleanly.
 
@@ -58,6 +60,8 @@ def run_sidecar(
             the last OTLP export, when the MeterProvider shuts down, then carries a staleness marker
             for each of their series instead of leaving them to the Collector's ``metric_expiration``
             (the next process usually exports under another ``service.instance.id``).
+        health: Where each listener registers its checks (``Instrumentation.health``): ``/readyz`` says
+            ready once every kind was listed and its watch is open, ``/healthz`` while their threads run.
 
     Returns:
         The process exit code: 0 after a clean stop, 1 if a thread would not stop.
@@ -83,12 +87,23 @@ def run_sidecar(
         settings.namespace or "all namespaces",
         settings.label_selector or "(all shards)",
     )
-    for listener in listeners:
+    names: list[str] = []
+    for listener in listeners:  # two kinds of one plural (other groups) get distinct check names
+        name = base = "listener-%s" % listener.kind.plural
+        while name in names:
+            name = "%s-%d" % (base, len(names))
+        names.append(name)
+    for name, listener in zip(names, listeners, strict=True):
         listener.start()
+        if health is not None:
+            health.add(name, live=listener.liveness, ready=listener.health)
     try:
         stop.wait()
     finally:  # also on KeyboardInterrupt
         logger.info("stopping the listeners")
+        if health is not None:
+            for name in names:
+                health.remove(name)
         stopped = [listener.stop() for listener in listeners]
         if forget_on_stop and all(stopped):
             for listener in listeners:
