@@ -56,7 +56,24 @@ class LifecycleAggregation(Aggregation):
             placeholder = registry.on_new_series(instrument, attributes, key, match)
             if placeholder is not None:
                 return placeholder
-        aggregation = self._inner._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        if attributes is not None and not registry.evicts:
+            # Degraded: nothing touches the SDK's storage; a gate stands in for eviction.
+            expiry = self._expiry()
+            return registry.gate(
+                instrument,
+                attributes,
+                key,
+                lambda start: self._series(instrument, attributes, reservoir_factory, start, key),
+                start_time_unix_nano,
+                transient=expiry is not None and instrument.name in expiry.ttls,
+            )
+        return self._series(instrument, attributes, reservoir_factory, start_time_unix_nano, key)
+
+    def _series(
+        self, instrument: Any, attributes: Any, reservoir_factory: Callable[..., Any], start: int, key: Any
+    ) -> Any:
+        """The aggregation of one series (or the type template): the inner one, tracked when transient."""
+        aggregation = self._inner._create_aggregation(instrument, attributes, reservoir_factory, start)
         expiry = self._expiry()
         if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
             return expiry.wrap(instrument, attributes, aggregation, key)

@@ -260,7 +260,10 @@ class ResourceListener:
         except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
             logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
         if status_gauges and kind.gauges:
-            provider = meter_provider or metrics.get_meter_provider()
+            check = getattr(lifecycle, "provider_for", None)  # a Lifecycle refuses a provider it cannot index
+            provider = (
+                check(meter_provider, "ResourceListener") if check else meter_provider or metrics.get_meter_provider()
+            )
             self.gauges = register_status_gauges(
                 provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire, owners
             )
