@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.prometheus.endpoint import start_http_server
 from otel_gitjob._internal.prometheus.health import HealthChecks
@@ -118,7 +118,7 @@ def with_instance_id(resource: Resource) -> Resource:
 
 
 _instance_id: tuple[int, str] | None = None  # (pid, id): a forked child draws its own
-_instance_id_lock = threading.Lock()
+_instance_id_lock = ranked_lock("setup.instance_id")
 
 
 def _process_instance_id() -> str:

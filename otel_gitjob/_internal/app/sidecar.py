@@ -16,7 +16,6 @@ from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP
 from otel_gitjob._internal.kube._types import Sink
 from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.kind import KindSpec
-from otel_gitjob._internal.kube.lifecycle_calls import call
 from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings
 from otel_gitjob._internal.prometheus.health import HealthChecks
@@ -117,5 +116,5 @@ def _forget_everything(listener: ResourceListener, lifecycle: Sink) -> None:
     refs = listener.cache.refs()
     listener.cache.replace({})  # the listener is stopped: nothing else writes its cache any more
     for ref in refs:
-        call(lifecycle, "forget", listener.kind.kind, ref)
+        lifecycle.forget(ref, kind=listener.kind.kind)
     logger.info("forgot %d %s objects on stop", len(refs), listener.kind.kind)

@@ -45,6 +45,7 @@ RANKS: dict[str, int] = {  # why each lock ranks where it does: docs/design/lock
             "scrape.counts",
             "health",
             "server.held",
+            "setup.instance_id",
         ),
         90,
     ),
