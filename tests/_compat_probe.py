@@ -191,8 +191,9 @@ def fast_path() -> str:
     registry = CollectorRegistry()
     instrumentation = setup(port=0, registry=registry, gauge_ttl=60)
     try:
+        # A counter and a histogram: the gauge's visibility is a column of its own.
         instrumentation.gitjob.job_created(REPO)
-        instrumentation.gitjob.job_succeeded(REPO, 1.5)
+        instrumentation.gitjob.commit_fetched(REPO, 1.5)
         host, port = instrumentation.address or ("", 0)
         with urllib.request.urlopen("http://%s:%d/metrics" % (host, port), timeout=10) as response:
             served = response.read()
@@ -207,7 +208,7 @@ def fast_path() -> str:
 
     if body(served) != body(reference):
         return "no (served bytes differ from prometheus_client's)"
-    return "yes" if fast else "no (exporter's path, same bytes)"
+    return "yes" if fast else "no (the exporter's path; same bytes)"
 
 
 PROBES: dict[str, Callable[[], str]] = {
