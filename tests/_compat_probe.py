@@ -29,7 +29,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 
-from otel_gitjob import GitJobMetrics, Lifecycle, setup
+try:
+    from otel_gitjob import GitJobMetrics, Lifecycle, setup
+
+    IMPORT_PROBLEM = None
+except Exception as error:  # a release that breaks the import is a row of the table, not a crash of the run
+    IMPORT_PROBLEM = "%s: %s" % (type(error).__name__, error)
 
 BEHAVIOURS = {
     "eviction": "a forgotten object's series leave the SDK's storage; a write after observe() starts afresh",
@@ -233,6 +238,8 @@ def versions() -> dict[str, str]:
 
 def run() -> dict[str, str]:
     """Every behaviour's outcome; an exception is an outcome too, never a crash of the run."""
+    if IMPORT_PROBLEM is not None:
+        return dict.fromkeys(PROBES, "no (import otel_gitjob fails: %s)" % IMPORT_PROBLEM)
     results = {}
     for name, probe in PROBES.items():
         try:
