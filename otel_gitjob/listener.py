@@ -23,6 +23,10 @@ A :class:`KindSpec` describes any other kind (your own CRD). Without a
 ``configuration``, the client configuration is loaded as kubectl does
 (:func:`load_configuration`).
 
+``kinds_from_crs_config(yaml_text)`` reads a kube-state-metrics Custom Resource
+State config (``kind: CustomResourceStateMetrics``) into one ``KindSpec`` per
+resource, whose gauges expose the series kube-state-metrics would.
+
 Kept out of ``otel_gitjob`` itself so that recording needs no ``kubernetes`` client.
 """
 
@@ -35,6 +39,7 @@ from otel_gitjob._internal.kube import (
     ResourceListener,
 )
 from otel_gitjob._internal.kube.config import load_configuration
+from otel_gitjob._internal.kube.crs import kinds_from_crs_config
 
 __all__ = [
     "GaugeSpec",
@@ -42,6 +47,7 @@ __all__ = [
     "KindSpec",
     "ListenerSettings",
     "ResourceListener",
+    "kinds_from_crs_config",
     "load_configuration",
     "run_sidecar",
 ]

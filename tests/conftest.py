@@ -22,6 +22,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob._internal.core import degraded
+
+# The seams whose degraded path the export-correctness tests also run on. A test module opts in with
+# ``pytestmark = pytest.mark.usefixtures("degraded_seam")``: each of its tests then runs once healthy and once per
+# seam below, forced degraded through OTEL_GITJOB_DEGRADED. A seam's helper adds its name here once its degraded
+# path exists. A test that checks a seam's own machinery (the SDK storage being freed, an eviction hook) and so
+# cannot hold on that seam's degraded path says so with ``@pytest.mark.seam_internals("sdk", ...)``.
+DEGRADED_SEAMS: tuple[str, ...] = ("sdk", "prometheus", "push")
 
 
 @pytest.fixture
@@ -60,6 +68,41 @@ def provider(
 @pytest.fixture
 def gitjob(provider: MeterProvider, lifecycle: Lifecycle) -> GitJobMetrics:
     return GitJobMetrics(provider, lifecycle=lifecycle)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "seam_internals(*seams): the test checks these seams' own machinery; it does not run with them forced "
+        "degraded (tests/conftest.py, DEGRADED_SEAMS)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "degraded_seam" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("seam_internals")
+    internal = set(marker.args) if marker is not None else set()
+    seams = [None] + [seam for seam in DEGRADED_SEAMS if seam not in internal]
+    metafunc.parametrize(
+        "degraded_seam", seams, indirect=True, ids=["degraded-%s" % s if s else "healthy" for s in seams]
+    )
+
+
+@pytest.fixture
+def degraded_seam(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The seam forced degraded for this run of the test (None: every seam as its self-check found it).
+
+    Requested before the test's other fixtures (by ``usefixtures``), so that every Lifecycle the test builds
+    sees the setting; the process-wide record of seam states is fresh for each run.
+    """
+    seam: str | None = getattr(request, "param", None)
+    monkeypatch.setattr(degraded, "_checked", {})
+    if seam is None:
+        monkeypatch.delenv(degraded.FORCE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(degraded.FORCE_ENV, seam)
+    return seam
 
 
 @pytest.fixture(autouse=True)

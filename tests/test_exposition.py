@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import _helpers
+import pytest
 from _helpers import sample_names_for, samples
 from prometheus_client import generate_latest
 
 from otel_gitjob import RepoRef
+from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint
+from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED
 
 REPO = RepoRef("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))
+
+
+@pytest.fixture(autouse=True)
+def scrape_through_the_endpoint(degraded_seam: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs healthy and with each seam forced degraded, its scrapes served by the ``/metrics`` endpoint.
+
+    The prometheus seam healthy: the fast renderer (the exporter's own path on exporters before 0.66).
+    Degraded: prometheus_client's own rendering of the registry, through public API only.
+    """
+
+    def scrape(registry: Any) -> bytes:
+        # The reader behind the registry's collector (test-only reach into the exporter's collector).
+        readers = [c._callback.__self__ for c in registry._collector_to_names if getattr(c, "_callback", None)]
+        endpoint = MetricsEndpoint(registry, readers[0])
+        assert endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
+        return endpoint.bake(None, None, {})[2]
+
+    monkeypatch.setattr(_helpers, "generate_latest", scrape)
 
 
 def test_healthy_repo_exports_the_five_non_failure_metrics_and_no_failure_series(gitjob, registry):

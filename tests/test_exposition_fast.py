@@ -21,19 +21,22 @@ from hypothesis import strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
-from prometheus_client.openmetrics import exposition as om
 
 from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
 
 FORMATS = [
     Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default
-    Format(openmetrics=False, escaping=om.ALLOWUTF8),  # text 1.0.0
     Format(openmetrics=True),  # OpenMetrics 1.0.0
-    Format(openmetrics=True, escaping=om.ALLOWUTF8),  # what Prometheus 3 asks for first
-    Format(openmetrics=True, escaping=om.DOTS),  # label names rewritten: rendered by prometheus_client
 ]
+if _seam.CLIENT_SHAPE == "escaping":  # prometheus-client 0.23 and later negotiate name escaping
+    FORMATS += [
+        Format(openmetrics=False, escaping=_seam.ALLOWUTF8),  # text 1.0.0
+        Format(openmetrics=True, escaping=_seam.ALLOWUTF8),  # what Prometheus 3 asks for first
+        Format(openmetrics=True, escaping=_seam.DOTS),  # label names rewritten: rendered by prometheus_client
+    ]
 
 # Label values with what the formats must escape (backslash, quote, newline) and non-ASCII text; no lone
 # surrogates, which neither path can encode.
@@ -240,7 +243,7 @@ def test_label_strings_are_shared_between_families(world: World) -> None:
 
 
 @needs_fast_path
-def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World) -> None:
+def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: World, degraded_seam: str | None) -> None:
     from prometheus_client import start_http_server as old_server
 
     notes = world.provider.get_meter("user").create_counter("user_notes")
@@ -252,7 +255,8 @@ def test_endpoint_serves_the_same_bytes_as_prometheus_client_over_http(world: Wo
     fast, fast_thread = start_http_server(0, "127.0.0.1", world.registry, reader=world.reader, gzip_level=6)
     old, old_thread = old_server(0, "127.0.0.1", world.registry)
     try:
-        assert fast.endpoint.fast_path()
+        # Degraded, the endpoint serves prometheus_client's own rendering: the same bytes, more slowly.
+        assert fast.endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
         accepts = [
             None,
             "text/plain;version=1.0.0;escaping=allow-utf-8",
@@ -401,7 +405,7 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
         lifecycle.shutdown()
 
 
-def test_older_exporters_serve_the_exporters_own_way() -> None:
+def test_older_exporters_serve_the_exporters_own_way(degraded_seam: str | None) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     import otel_gitjob
@@ -411,7 +415,7 @@ def test_older_exporters_serve_the_exporters_own_way() -> None:
         instrumentation.gitjob.job_created(("fleet-local", "simple"))
         instrumentation.gitjob.job_succeeded(("fleet-local", "simple"), 3.0)
         endpoint = instrumentation._server.endpoint
-        assert endpoint.fast_path() is EXPORTER_SUPPORTED
+        assert endpoint.fast_path() is (EXPORTER_SUPPORTED and degraded_seam != "prometheus")
         url = "http://%s:%d/metrics" % instrumentation.address
         with urllib.request.urlopen(url, timeout=30) as response:
             body = response.read().decode()

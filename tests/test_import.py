@@ -36,6 +36,7 @@ def test_listener_public_names_are_pinned():
         "KindSpec",
         "ListenerSettings",
         "ResourceListener",
+        "kinds_from_crs_config",
         "load_configuration",
         "run_sidecar",
     ]

@@ -108,3 +108,40 @@ def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, s
     finally:
         operator.close()
     assert operator.error is None, operator.error
+
+
+def test_instrument_serves_a_crs_kind_and_forgets_its_series_with_the_object(emulator, stack, wait_for):
+    from rv_emulator import WIDGETS
+
+    from otel_gitjob.listener import kinds_from_crs_config
+
+    lifecycle, provider, _gitjob, reader = stack
+    (kind,) = kinds_from_crs_config(
+        "spec: {resources: [{groupVersionKind: {group: example.com, kind: Widget, version: v1}, metrics: [{"
+        "name: size, help: Widget size, each: {type: Info, info: {labelsFromPath: "
+        "{size: [spec, size], widget: [metadata, name]}}}}]}]}"
+    )
+    registry = kopf.OperatorRegistry()
+    kopfed = otel_gitjob.kopf.instrument(lifecycle, kind, meter_provider=provider, registry=registry)
+    for name in ("a", "b"):
+        emulator.create_object(
+            WIDGETS, {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name, "namespace": "shop"},
+                      "spec": {"size": "large"}},
+        )  # fmt: skip
+    operator = Operator(registry, emulator.port)
+
+    def widgets() -> set[str]:
+        points = [dict(attributes) for name, attributes in points_of(reader.get_metrics_data())]
+        return {str(a["widget"]) for a in points if "widget" in a}
+
+    try:
+        wait_for(lambda: len(kopfed.cache) == 2, timeout=20)
+        assert widgets() == {"a", "b"}
+        assert lifecycle.registry.objects_by_kind() == {"Widget": 2}  # indexed without a name label
+        emulator.delete_object(WIDGETS, "shop", "a")
+        wait_for(lambda: lifecycle.registry.objects_by_kind() == {"Widget": 1}, timeout=20)
+        assert widgets() == {"b"}
+        assert lifecycle.blocked_objects() == 1
+    finally:
+        operator.close()
+    assert operator.error is None, operator.error

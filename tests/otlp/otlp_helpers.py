@@ -175,7 +175,8 @@ class HttpSink(Sink):
                 request.ParseFromString(body)
                 ok = sink.record(request)
                 payload = ExportMetricsServiceResponse().SerializeToString() if ok else b"collector failure"
-                self.send_response(200 if ok else 500)
+                # 400: refused on every exporter release (before 1.39 the HTTP exporter retried a 500).
+                self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -226,6 +227,17 @@ class GrpcSink(Sink):
         self.release.set()
         self.server.stop(0).wait(5)
         self.executor.shutdown(wait=True)
+
+
+def exporter_options(protocol: str) -> set[str]:
+    """The constructor options this release of the protocol's OTLP metric exporter takes."""
+    import inspect
+
+    if protocol == "http":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    return set(inspect.signature(OTLPMetricExporter.__init__).parameters)
 
 
 def otlp_exporter(protocol: str, endpoint: str, **options: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import View
-from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, HttpSink, Sink, otlp_exporter
+from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, HttpSink, Sink, exporter_options, otlp_exporter
 
 from otel_gitjob import Lifecycle
 
@@ -25,6 +25,8 @@ def test_markers_never_delay_or_drop_live_data(sink: Sink, lifecycle: Lifecycle,
     options: dict[str, Any] = {"max_export_batch_size": 40}
     if sink.protocol == "http":
         options["max_request_size"] = 20_000
+    # Older exporter releases take neither limit: markers then go in requests within the default limits.
+    options = {name: value for name, value in options.items() if name in exporter_options(sink.protocol)}
     pipeline = make_pipeline(otlp_exporter(sink.protocol, sink.endpoint, **options), lifecycle)
     repos = [("fleet-local", "r-%d" % i) for i in range(300)]
     for repo in repos:
@@ -42,13 +44,10 @@ def test_markers_never_delay_or_drop_live_data(sink: Sink, lifecycle: Lifecycle,
     with sink.cond:
         requests = list(sink.requests)
     for request in requests:
-        assert (
-            sum(
-                len(m.sum.data_points) for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-            )
-            <= 40
-        )
-        assert request.ByteSize() <= 20_000
+        assert sum(
+            len(m.sum.data_points) for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        ) <= options.get("max_export_batch_size", math.inf)
+        assert request.ByteSize() <= options.get("max_request_size", 4 * 1024 * 1024)
     # Live data is never held back behind markers: repo-b's first export precedes every marker.
     first_b = min(p.request for p in points if p.attributes == ATTRS_B)
     assert first_b < min(p.request for p in points if p.stale)

@@ -137,7 +137,7 @@ def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
     pipeline.gitjob.job_created(REPO_B)
     pipeline.flush()
     lifecycle.forget(REPO_A)
-    sink.fail_next = 2  # 500 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
+    sink.fail_next = 2  # 400 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
     pipeline.provider.force_flush(10_000)
     assert pipeline.exporter.staleness.pending() == 1
     pipeline.flush()
@@ -282,27 +282,107 @@ def test_shutdown_stops_listening_and_restores_the_exporter(
     assert lifecycle.registry.removal_listeners() == 0
 
 
-def test_installed_otlp_exporters_still_have_the_encode_hooks_markers_use() -> None:
-    # otlp.py patches these per exporter instance; an exporter release that renames them must fail here
-    # (at run time it would log a warning and send no markers).
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+def test_installed_otlp_exporters_pass_the_push_seams_self_check(
+    sink: Sink, lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The adapter for this exporter release must be found and must deliver a request to a real receiver;
+    # a release that renames what the adapters use fails here (at run time it would run degraded).
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
 
-    from otel_gitjob._internal.push.transport import GrpcTransport as _GrpcTransport
-    from otel_gitjob._internal.push.transport import HttpTransport as _HttpTransport
+    monkeypatch.setattr(degraded, "_checked", {})
+    _seam.reset_checks()
+    exporter = otlp_exporter(sink.protocol, sink.endpoint)
+    transport, _ = _seam.transport_for(exporter)
+    assert transport is not None and transport.sends_requests, transport
+    assert degraded.seam_states() == {"push": None}
+    exporter.shutdown()
 
-    for exporter_class, transport in ((HttpExporter, _HttpTransport), (GrpcExporter, _GrpcTransport)):
-        for name in transport.needs:
-            assert callable(getattr(exporter_class, name, None)), "%s.%s" % (exporter_class.__name__, name)
 
-
-def test_exporter_without_the_hooks_still_filters_but_sends_no_markers(
+def test_exporter_whose_internals_fit_no_adapter_runs_degraded_with_one_warning(
     http_sink: Sink, lifecycle: Lifecycle, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    monkeypatch.delattr(OTLPMetricExporter, "_export_batch")
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
+    _seam.reset_checks()
+    for name in ("_export_batch", "_export_with_retries", "_export"):
+        monkeypatch.delattr(OTLPMetricExporter, name, raising=False)
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         wrapped = lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint))
-    assert wrapped.staleness is None
-    assert "no staleness markers are sent" in caplog.text
+        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint)).shutdown()
+    _seam.reset_checks()
+    assert wrapped.staleness is not None and not wrapped.staleness._transport.sends_requests
+    assert "push" in degraded.degraded_seams()
+    assert len([r for r in caplog.records if "push seam runs degraded" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "staleness markers are not sent" in r.getMessage()]) == 1
+    wrapped.shutdown()
+
+
+def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
+    http_sink: Sink, lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A release where the private method the adapter calls still exists, with the same parameters, but
+    # sends nothing: only the behavioural check (a receiver on loopback) can tell.
+    import functools
+    import types
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
+    _seam.reset_checks()
+    adapter = next(a for a in _seam._HTTP_ADAPTERS if a.fits(OTLPMetricExporter))
+    method, result = {
+        "http-export-batch": ("_export_batch", MetricExportResult.SUCCESS),
+        "http-export-with-retries": ("_export_with_retries", MetricExportResult.SUCCESS),
+        "http-export-bytes": ("_export", types.SimpleNamespace(ok=True, status_code=200)),
+    }[adapter.name]
+    original = getattr(OTLPMetricExporter, method)
+
+    @functools.wraps(original)
+    def sends_nothing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return result
+
+    monkeypatch.setattr(OTLPMetricExporter, method, sends_nothing)
+    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
+    _seam.reset_checks()
+    assert isinstance(transport, _seam.PublicTransport)
+    assert "failed its self-check" in (degraded.seam_states()["push"] or "")
+
+
+def test_a_grpc_exporter_that_no_longer_sends_what_translate_data_returns_fails_the_self_check(
+    lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    from otel_gitjob._internal.core import degraded
+    from otel_gitjob._internal.push import _seam
+
+    monkeypatch.setattr(degraded, "_checked", {})
+    monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
+    _seam.reset_checks()
+    original = OTLPMetricExporter._export
+
+    @functools.wraps(original)
+    def encodes_itself(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        self._client.Export(request=ExportMetricsServiceRequest(), metadata=None, timeout=5)
+        return MetricExportResult.SUCCESS
+
+    monkeypatch.setattr(OTLPMetricExporter, "_export", encodes_itself)
+    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
+    _seam.reset_checks()
+    assert isinstance(transport, _seam.PublicTransport)
+    assert "failed its self-check" in (degraded.seam_states()["push"] or "")

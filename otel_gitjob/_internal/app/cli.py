@@ -149,7 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     watch.add_argument(
-        "--kinds", default="gitrepos,helmops", help="comma-separated kinds to watch (default: gitrepos,helmops)"
+        "--kinds",
+        default=None,
+        help="comma-separated kinds to watch (default: gitrepos,helmops; none with a custom resource state config)",
+    )
+    watch.add_argument(
+        "--custom-resource-state-config-file",
+        default=None,
+        metavar="FILE",
+        help="also serve the metrics of a kube-state-metrics Custom Resource State config (YAML file)",
+    )
+    watch.add_argument(
+        "--custom-resource-state-config",
+        default=None,
+        metavar="YAML",
+        help="the same config inline; wins over the file, as in kube-state-metrics",
     )
     watch.add_argument(
         "--kubeconfig",
@@ -192,9 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:  # no [kube] extra: _prepare_watch says so, with its own exit code
             pass
         else:
-            wanted = [name.strip() for name in args.kinds.split(",") if name.strip()]
+            crs = args.custom_resource_state_config is not None or args.custom_resource_state_config_file is not None
+            kinds = args.kinds if args.kinds is not None else ("" if crs else "gitrepos,helmops")
+            wanted = [name.strip() for name in kinds.split(",") if name.strip()]
             unknown = [name for name in wanted if name not in KINDS]
-            if unknown or not wanted:
+            if unknown or not (wanted or crs):
                 parser.error(
                     "--kinds: unknown kind %s; choose from %s" % (", ".join(unknown) or "(none)", ",".join(KINDS))
                 )
@@ -240,10 +256,31 @@ def _printer(stop: threading.Event) -> Any:
     return say
 
 
+def _custom_resource_kinds(args: argparse.Namespace) -> list[Any]:
+    """The kinds of ``--custom-resource-state-config`` (inline wins) or ``--custom-resource-state-config-file``."""
+    text = args.custom_resource_state_config
+    if text is None and args.custom_resource_state_config_file is not None:
+        path = args.custom_resource_state_config_file
+        try:
+            with open(path, encoding="utf-8") as config:
+                text = config.read()
+        except OSError as error:
+            raise _Exit(
+                EXIT_CONFIGURATION,
+                "unable to open Custom Resource State Metrics file %s: %s" % (path, error.strerror or error),
+            ) from error
+    if text is None:
+        return []
+    from otel_gitjob.listener import kinds_from_crs_config
+
+    return kinds_from_crs_config(text)  # a ConfigurationError ends in one line, exit 3
+
+
 def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     say = _printer(stop)
     if args.command == "watch":
         watch = _prepare_watch(args)
+        args.kinds = [*args.kinds, *_custom_resource_kinds(args)]
         if stop.is_set():
             return EXIT_OK
         instrumentation = _setup(args, gauge_ttl=None)

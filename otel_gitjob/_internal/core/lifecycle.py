@@ -199,13 +199,22 @@ class Lifecycle:
         """
         self._expiry_processor().declare(instrument_name, ttl_seconds)
 
-    def declare_kind(self, kind: str, *instrument_names: str) -> None:
+    def declare_kind(
+        self, kind: str, *instrument_names: str, owner: Callable[[str, Mapping[str, Any]], Any] | None = None
+    ) -> None:
         """Declare that the series of these instruments belong to objects of ``kind``.
 
         Forgetting an object of another kind with the same identity never touches
         them. Instruments declared nowhere belong to the default kind.
+
+        Args:
+            kind: The Kubernetes kind.
+            *instrument_names: The instruments.
+            owner: For series that do not carry the identity keys:
+                ``owner(instrument_name, attributes)`` returns a mapping of the
+                identity keys naming the series' object, or None.
         """
-        self.registry.declare_kind(kind, instrument_names)
+        self.registry.declare_kind(kind, instrument_names, owner)
 
     def uses(self, views: Sequence[View]) -> bool:
         """Whether a MeterProvider built with ``views`` routes new series through this lifecycle."""
@@ -306,7 +315,7 @@ class Lifecycle:
             How many series were removed.
         """
         try:
-            identity = self.registry.identity_of(attributes)
+            identity = self.registry.identity_for(instrument_name.lower(), attributes)
             if identity is None:
                 return 0
             obj = (validate_kind(kind) if kind is not None else self.default_kind, identity)

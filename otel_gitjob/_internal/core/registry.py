@@ -82,6 +82,8 @@ Identity = tuple[str, ...]
 ObjectKey = tuple[str, Identity]  # (Kubernetes kind, identity values)
 SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
 # (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
+# owner(instrument_name, attributes) -> a mapping of the identity keys, or None.
+Owner = Callable[[str, Mapping[str, Any]], "Mapping[str, Any] | None"]
 RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]], list[_sdk.FinalPoint]], None]
 
 DEFAULT_KIND = "GitRepo"
@@ -143,6 +145,7 @@ class SeriesRegistry:
         self._op_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._kinds: dict[str, str] = {}  # instrument name (lower-case) -> kind
+        self._owners: dict[str, Owner] = {}  # instrument name (lower-case) -> owner lookup
         self._index: dict[ObjectKey, dict[SeriesRef, Mapping[str, Any]]] = {}
         self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
         self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
@@ -162,14 +165,24 @@ class SeriesRegistry:
 
     # -- configuration --------------------------------------------------------------------------------------
 
-    def declare_kind(self, kind: str, instrument_names: Iterable[str]) -> None:
-        """Series of these instruments belong to objects of ``kind`` (others: the default kind)."""
+    def declare_kind(self, kind: str, instrument_names: Iterable[str], owner: Owner | None = None) -> None:
+        """Series of these instruments belong to objects of ``kind`` (others: the default kind).
+
+        Args:
+            kind: The Kubernetes kind.
+            instrument_names: The instruments.
+            owner: ``owner(instrument_name, attributes)`` names the object of a
+                series by a mapping of the identity keys, for instruments whose
+                series do not carry them (None: not known, the series is not managed).
+        """
         kind = validate_kind(kind)
         for name in instrument_names:
             if not isinstance(name, str) or not name:
                 raise ConfigurationError("declare_kind() needs instrument names, got %r" % (name,))
             # The SDK stores instrument names lower-cased.
             self._kinds[name.lower()] = kind
+            if owner is not None:
+                self._owners[name.lower()] = owner
 
     def kind_of_instrument(self, instrument_name: str) -> str:
         return self._kinds.get(instrument_name, self.default_kind)
@@ -206,8 +219,18 @@ class SeriesRegistry:
             values.append(value)
         return tuple(values)
 
+    def identity_for(self, instrument_name: str, attributes: Mapping[str, Any] | None) -> Identity | None:
+        """The identity of a series of ``instrument_name``: its declared owner's, else its attributes'."""
+        owner = self._owners.get(instrument_name) if self._owners else None
+        if owner is None or not attributes:
+            return self.identity_of(attributes)
+        try:
+            return self.identity_of(owner(instrument_name, attributes))
+        except Exception:  # an owner lookup must not break series creation or an export
+            return None
+
     def object_of(self, instrument_name: str, attributes: Mapping[str, Any] | None) -> ObjectKey | None:
-        identity = self.identity_of(attributes)
+        identity = self.identity_for(instrument_name, attributes)
         if identity is None:
             return None
         return (self._kinds.get(instrument_name, self.default_kind), identity)

@@ -14,7 +14,7 @@ would otherwise sit in memory twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "GaugeSpec",
     "KindSpec",
     "ObjectState",
+    "Sample",
     "metadata_labels",
     "metadata_ref",
 ]
@@ -34,6 +35,12 @@ REASON_BAD_STATUS_VALUE = "bad_status_value"
 """Drop reason: a status field that is not a finite, non-negative number (``1e400``, NaN, ``"3"``, -1)."""
 REASON_BAD_OBJECT = "bad_object"
 """Drop reason: an object without a usable identity, or whose projection raised."""
+
+Sample = tuple[Mapping[str, str], float]
+"""One series of a multi-series gauge: its labels and its value."""
+
+SampleFunction = Callable[[Mapping[str, Any], Callable[[str], None]], Sequence[Sample]]
+"""``samples(obj, dropped)``: an object's series of one gauge; ``dropped(detail)`` reports each value skipped."""
 
 _MAX_VALUE = 2**53
 """Larger integers lose precision as floats and overflow int64 exporters: no Fleet count comes near it."""
@@ -49,11 +56,24 @@ class GaugeSpec:
         path: Keys leading from the object to the number (``("status", "readyClusters")``).
             A missing field reads as 0 (Fleet's collector exports Go's zero value);
             a present field that is not a finite, non-negative number is dropped.
+        samples: Instead of ``path``: a function giving an object's series of
+            this gauge, each with its own labels (the kind's ``labels`` do not
+            apply), as ``samples(obj, dropped)``; ``dropped(detail)`` counts a
+            value it skipped. A kube-state-metrics Custom Resource State family
+            is one (``kinds_from_crs_config``). If it raises, the object has no
+            series of this gauge (counted); its other gauges are kept. The
+            lifecycle forgets these series with their object, whatever their
+            labels.
     """
 
     name: str
     description: str
-    path: tuple[str, ...]
+    path: tuple[str, ...] = ()
+    samples: SampleFunction | None = None
+
+    def __post_init__(self) -> None:
+        if (self.samples is None) == (not self.path):
+            raise ValueError("GaugeSpec %s needs either a path or samples (one of them)" % self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +84,13 @@ class ObjectState:
         ref: Identity (namespace, name, uid).
         attributes: The status gauges' labels.
         values: One value per gauge of the kind, in order; ``None`` where the
-            field was dropped as bad (the gauge then has no point for it).
+            field was dropped as bad (the gauge then has no point for it); for
+            a gauge with ``samples``, the tuple of its series.
     """
 
     ref: RepoRef
     attributes: Mapping[str, str]
-    values: tuple[int | float | None, ...]
+    values: tuple[int | float | tuple[Sample, ...] | None, ...]
 
     @property
     def key(self) -> RepoKey:
@@ -192,6 +213,11 @@ class KindSpec:
         return tuple(gauge.name for gauge in self.gauges)
 
     @property
+    def sample_gauge_names(self) -> tuple[str, ...]:
+        """The multi-series gauges' instrument names (``GaugeSpec.samples``)."""
+        return tuple(gauge.name for gauge in self.gauges if gauge.samples is not None)
+
+    @property
     def instrument_names(self) -> tuple[str, ...]:
         """Every instrument scoped to this kind: the status gauges and :attr:`instruments`."""
         return self.gauge_names + tuple(name for name in self.instruments if name not in self.gauge_names)
@@ -217,8 +243,11 @@ class KindSpec:
             raise ValueError(
                 "%s %s/%s: labels projection failed: %r" % (self.kind, ref.namespace, ref.name, exc)
             ) from exc
-        values: list[int | float | None] = []
+        values: list[int | float | tuple[Sample, ...] | None] = []
         for gauge in self.gauges:
+            if gauge.samples is not None:
+                values.append(self._samples(gauge, obj, ref, bad_value))
+                continue
             value, ok = _value_at(obj, gauge.path)
             if not ok and bad_value is not None:
                 bad_value(
@@ -227,3 +256,23 @@ class KindSpec:
                 )
             values.append(value)
         return ObjectState(ref, attributes, tuple(values))
+
+    def _samples(
+        self,
+        gauge: GaugeSpec,
+        obj: Mapping[str, Any],
+        ref: RepoRef,
+        bad_value: Callable[[str, str], None] | None,
+    ) -> tuple[Sample, ...] | None:
+        """One multi-series gauge of an object; ``None`` (counted) when its function raised."""
+
+        def dropped(detail: str) -> None:
+            if bad_value is not None:
+                bad_value(REASON_BAD_STATUS_VALUE, "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, detail))
+
+        try:
+            assert gauge.samples is not None
+            return tuple((dict(labels), float(value)) for labels, value in gauge.samples(obj, dropped))
+        except Exception as exc:  # one bad object never stops the kind
+            dropped("%s: %r" % (gauge.name, exc))
+            return None

@@ -12,7 +12,7 @@ from opentelemetry import metrics
 
 from otel_gitjob._internal.kube.cache import RepoCache
 from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.kube.gauges import register_status_gauges
+from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
 from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
 from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob._internal.kube.workqueue import WorkQueue
@@ -68,11 +68,14 @@ def instrument(
     drops = getattr(lifecycle, "drops", None)
     work = WorkQueue(calls)  # drained by each handler: kopf runs handlers off its watch loop already
     result = KopfInstrumentation(kind=kind, cache=RepoCache())
+    owners = SeriesOwners()
     calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+    if status_gauges:  # the series of multi-series gauges name their object through the owners
+        calls.declare(kind.sample_gauge_names, owners.owner)
     if status_gauges and kind.gauges:
         provider = meter_provider or metrics.get_meter_provider()
         result.gauges = register_status_gauges(
-            provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire
+            provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire, owners
         )
     resource = dict(group=kind.group, version=kind.version, plural=kind.plural, registry=registry)
 

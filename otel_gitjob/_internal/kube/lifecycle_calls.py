@@ -93,11 +93,21 @@ class KindCalls:
         """Declare one object of this kind alive."""
         self._call("observe", ref)
 
-    def declare(self, instrument_names: Iterable[str]) -> None:
-        """Scope instruments (the status gauges) to this kind, when the lifecycle can."""
+    def declare(self, instrument_names: Iterable[str], owner: Any = None) -> None:
+        """Scope instruments (the status gauges) to this kind, when the lifecycle can.
+
+        Args:
+            instrument_names: The instruments.
+            owner: ``owner(instrument_name, attributes)`` for series without
+                the identity labels (multi-series gauges), when the lifecycle takes one.
+        """
         names = tuple(instrument_names)
         declare_kind = getattr(self.sink, "declare_kind", None)
-        if names and declare_kind is not None:
+        if not names or declare_kind is None:
+            return
+        if owner is not None and accepts_keyword(declare_kind, "owner"):
+            declare_kind(self.kind, *names, owner=owner)
+        else:
             declare_kind(self.kind, *names)
 
     def retain(self, live: Iterable[RepoRef]) -> int:

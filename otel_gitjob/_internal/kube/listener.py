@@ -70,7 +70,7 @@ from otel_gitjob._internal.kube.events import (
     WatchErrorEvent,
     parse_event_line,
 )
-from otel_gitjob._internal.kube.gauges import register_status_gauges
+from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
 from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
 from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob._internal.kube.settings import ListenerSettings
@@ -240,14 +240,17 @@ class ResourceListener:
         self._add_self_metric_sources(lifecycle)
         self.gauges: list[metrics.ObservableGauge] = []
         """The kind's status gauges (empty with ``status_gauges=False``)."""
+        owners = SeriesOwners()
         try:
             self._calls.declare(kind.instrument_names if status_gauges else kind.instruments)
+            if status_gauges:  # the series of multi-series gauges name their object through the owners
+                self._calls.declare(kind.sample_gauge_names, owners.owner)
         except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
             logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
         if status_gauges and kind.gauges:
             provider = meter_provider or metrics.get_meter_provider()
             self.gauges = register_status_gauges(
-                provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire
+                provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire, owners
             )
 
     # ------------------------------------------------------------------ lifecycle

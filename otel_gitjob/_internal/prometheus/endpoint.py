@@ -12,7 +12,6 @@ prometheus_client from the registry.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import logging
 import os
@@ -24,8 +23,8 @@ from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as _text
-from prometheus_client.openmetrics import exposition as _om
 
+from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
 from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
 
@@ -78,16 +77,11 @@ def collect_timeout_from_env() -> float:
 
 def _format_of(encoder: Callable[..., bytes]) -> Format | None:
     """The :class:`Format` prometheus_client's ``choose_encoder`` picked, or None for one we do not know."""
-    if encoder is _text.generate_latest:
-        return Format(openmetrics=False)
-    if isinstance(encoder, functools.partial) and not encoder.args:
-        keywords = encoder.keywords
-        escaping = keywords.get("escaping", _om.UNDERSCORES)
-        if encoder.func is _text.generate_latest and set(keywords) <= {"escaping"}:
-            return Format(openmetrics=False, escaping=escaping)
-        if encoder.func is _om.generate_latest and set(keywords) <= {"escaping", "version"}:
-            return Format(openmetrics=True, escaping=escaping, version=keywords.get("version", "1.0.0"))
-    return None
+    negotiated = _seam.format_of(encoder)
+    if negotiated is None:
+        return None
+    openmetrics, escaping, version = negotiated
+    return Format(openmetrics=openmetrics, escaping=escaping, version=version)
 
 
 class MetricsEndpoint:
@@ -105,7 +99,7 @@ class MetricsEndpoint:
         self.registry = registry
         self.reader = reader
         self.gzip_level = gzip_level
-        collector = getattr(reader, "_collector", None)
+        collector = _seam.collector_of(reader)
         self._fast = FastExposition(collector) if collector is not None else None
         # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
         self._flight = threading.Condition()
@@ -118,13 +112,7 @@ class MetricsEndpoint:
         """Whether a scrape of the whole registry can be rendered from the reader's collection."""
         if self._fast is None or not self._fast.supported():
             return False
-        try:
-            with self.registry._lock:
-                collectors = list(self.registry._collector_to_names)
-                target_info = self.registry._target_info
-        except AttributeError:  # not a prometheus_client CollectorRegistry we know
-            return False
-        return collectors == [self.reader._collector] and not target_info
+        return _seam.registry_serves_only(self.registry, _seam.collector_of(self.reader))
 
     def cached_series(self, *, own: bool = True) -> int:
         """Label strings the fast path holds (0 when it is not used); ``own=False`` leaves out the self-metrics."""
@@ -171,17 +159,11 @@ class MetricsEndpoint:
         return data, error
 
     def _collect(self) -> Any:
-        collector = self.reader._collector
         # The reader's own collect: lifecycle housekeeping, the SDK's collection (with the reader's deadline),
-        # the lifecycle's filter; it queues the result on the collector.
+        # the lifecycle's filter; it queues the result on the collector. Collections queued by other callers
+        # (MeterProvider.force_flush collects every reader) are older than this one: only the newest is rendered.
         self.reader.collect()
-        datas = collector._metrics_datas
-        latest = None
-        # Collections queued by other callers (MeterProvider.force_flush collects every reader) are older
-        # than this one; the old path would print their families twice.
-        while datas:
-            latest = datas.popleft()
-        return latest
+        return _seam.take_latest(_seam.collector_of(self.reader))
 
     def bake(
         self, accept: str | None, accept_encoding: str | None, params: dict[str, list[str]]
@@ -248,8 +230,8 @@ def start_http_server(
     class _Server(_text.ThreadingWSGIServer):
         """A copy of the threading server class so the address family is set per instance."""
 
-    _Server.address_family, addr = _text._get_best_family(addr, port)
-    httpd = make_server(addr, port, endpoint.wsgi_app, _Server, handler_class=_text._SilentHandler)
+    _Server.address_family, addr = _seam.best_family(addr, port)
+    httpd = make_server(addr, port, endpoint.wsgi_app, _Server, handler_class=_seam.SilentHandler)
     httpd.endpoint = endpoint  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, name="otel-gitjob-metrics", daemon=True)
     thread.start()

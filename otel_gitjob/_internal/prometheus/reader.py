@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.hooks import LifecycleHooks
+from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import collect_timeout_from_env
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ __all__ = ["LifecyclePrometheusReader"]
 _READER_OPTIONS = set(inspect.signature(PrometheusMetricReader.__init__).parameters)
 
 
-class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # type: ignore[misc]
+class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type: ignore[misc]
     """A ``PrometheusMetricReader`` that consults the lifecycle before and after each collection.
 
     Defaults differ from the SDK's so the output is Fleet's: no
@@ -82,8 +83,7 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         self._registered = True
         if "registry" not in _READER_OPTIONS and target is not REGISTRY:
             # Older exporters always register with the global registry: move the collector.
-            REGISTRY.unregister(self._collector)
-            target.register(self._collector)
+            _seam.move_collector(self, REGISTRY, target)
 
     def _on_attach(self) -> None:
         views = _sdk.views_of_reader(self)
@@ -99,10 +99,9 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         self._lifecycle.before_collect()
         super().collect(timeout_millis=self.collect_timeout_millis if timeout_millis is None else timeout_millis)
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is None:
-            return
-        super()._receive_metrics(self._lifecycle.filter(metrics_data), timeout_millis=timeout_millis, **kwargs)
+    def filter_collection(self, metrics_data: MetricsData) -> MetricsData:
+        """Leave out what the lifecycle forgot or expired (every collection, before the exporter sees it)."""
+        return self._lifecycle.filter(metrics_data)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Unregister from the Prometheus registry (MeterProvider.shutdown); the lifecycle stays up. Idempotent."""
@@ -112,4 +111,4 @@ class LifecyclePrometheusReader(_sdk.AttachHook, PrometheusMetricReader):  # typ
         if "registry" in _READER_OPTIONS:
             super().shutdown(timeout_millis=timeout_millis, **kwargs)
         else:
-            self._target_registry.unregister(self._collector)
+            _seam.unregister(self, self._target_registry)

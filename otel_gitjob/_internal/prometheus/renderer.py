@@ -29,27 +29,25 @@ exporter's family object, so the output stays byte-identical in every case.
 
 from __future__ import annotations
 
-import inspect
+import functools
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.exporter.prometheus import _CustomCollector
-from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, MetricsData, Sum
-from prometheus_client import exposition as _text
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.utils import floatToGoString
-from prometheus_client.validation import _is_valid_legacy_metric_name
+
+from otel_gitjob._internal.prometheus import _seam
+from otel_gitjob._internal.prometheus._seam import map_unit, sanitize_attribute
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
     from prometheus_client.metrics_core import Metric as PromFamily
 
-__all__ = ["FastExposition", "Format"]
+__all__ = ["FastExposition", "Format", "self_check"]
 
 # floatToGoString of a small whole number is "<n>.0"; bucket counts and most counter values are
 # small whole numbers, so a table lookup replaces a Python call per line.
@@ -71,7 +69,7 @@ class Format:
 
     __slots__ = ("escaping", "openmetrics", "version")
 
-    def __init__(self, openmetrics: bool = False, escaping: str = _om.UNDERSCORES, version: str = "1.0.0") -> None:
+    def __init__(self, openmetrics: bool = False, escaping: str = _seam.UNDERSCORES, version: str = "1.0.0") -> None:
         self.openmetrics = openmetrics
         self.escaping = escaping
         self.version = version
@@ -81,9 +79,7 @@ class Format:
 
     def encode(self, registry: Any) -> bytes:
         """Render ``registry`` the old way (prometheus_client) in this format."""
-        if self.openmetrics:
-            return bytes(_om.generate_latest(registry, escaping=self.escaping, version=self.version))
-        return _text.generate_latest(registry, escaping=self.escaping)
+        return _seam.encode(registry, self.openmetrics, self.escaping, self.version)
 
     def __repr__(self) -> str:
         return "Format(openmetrics=%r, escaping=%r, version=%r)" % (self.openmetrics, self.escaping, self.version)
@@ -125,38 +121,19 @@ class _Family:
         self.keys: tuple[str, ...] | None = None
 
 
-def _exporter_supported() -> bool:
-    """Whether the installed exporter's ``_CustomCollector`` has the shape this renderer reproduces.
-
-    The renderer re-implements the exporter's translation and borrows its
-    private collector (its options and ``_translate_metric`` for fallbacks);
-    opentelemetry-exporter-prometheus 0.66b0 and later have that shape. Older
-    releases (0.54b0 - 0.65b0, paired with opentelemetry-sdk 1.33 - 1.44) name
-    these differently, so there the exporter's own path serves ``/metrics``.
-    """
-    try:
-        translate = inspect.signature(_CustomCollector._translate_metric).parameters
-        init = inspect.signature(_CustomCollector.__init__).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return {"metric", "scope_attrs", "resource_attrs", "metric_family_id_metric_family"} <= set(translate) and {
-        "disable_target_info",
-        "scope_info_enabled",
-        "resource_attribute_filter",
-    } <= set(init)
-
-
-EXPORTER_SUPPORTED = _exporter_supported()
+# opentelemetry-exporter-prometheus 0.66b0 and later have the collector this renderer reproduces; on older
+# releases (paired with opentelemetry-sdk 1.33 - 1.44) the exporter's own path serves /metrics.
+EXPORTER_SUPPORTED = _seam.EXPORTER_SHAPE == "fast"
 
 
 class FastExposition:
     """Renders a ``PrometheusMetricReader``'s collection without prometheus_client's sample objects.
 
     Args:
-        collector: The reader's ``_CustomCollector`` (for its name, prefix and label-value rules).
+        collector: The reader's prometheus_client collector (for its name, prefix and label-value rules).
     """
 
-    def __init__(self, collector: _CustomCollector) -> None:
+    def __init__(self, collector: Any) -> None:
         self._collector = collector
         self._families: dict[str, _Family] = {}
         self._headers: dict[tuple[Any, ...], str] = {}
@@ -171,13 +148,11 @@ class FastExposition:
         """Whether the collector's options are ones this renderer reproduces.
 
         ``target_info``, scope labels and resource-attribute labels are off in
-        otel-gitjob's reader by default; with any of them on, or with an exporter
-        release whose collector has another shape, serve the old way.
+        otel-gitjob's reader by default; with any of them on, with an exporter
+        release whose collector has another shape, or with the prometheus seam
+        degraded (its self-check failed, or forced), serve the old way.
         """
-        if not EXPORTER_SUPPORTED:
-            return False
-        c = self._collector
-        return bool(c._disable_target_info) and not c._scope_info_enabled and c._resource_attribute_filter is None
+        return _seam.fast_path_ok(self_check) and _seam.collector_is_plain(self._collector)
 
     def cached_series(self, *, own: bool = True) -> int:
         """Number of cached label strings (for tests and the memory benchmark).
@@ -235,7 +210,7 @@ class FastExposition:
                     else:
                         # The exporter logs and skips it; let it do both.
                         kind = type(None)
-                    name = collector._resolve_metric_name(metric.name)
+                    name = _seam.resolve_metric_name(collector, metric.name)
                     description = metric.description or ""
                     unit = map_unit(metric.unit or "")
                     family_id = "|".join(("|".join((name, description, unit)), kind.__name__))
@@ -276,9 +251,7 @@ class FastExposition:
     def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[str]) -> None:
         families: dict[str, PromFamily] = {}
         for metric, *_ in members:
-            self._collector._translate_metric(
-                metric=metric, scope_attrs={}, resource_attrs={}, metric_family_id_metric_family=families
-            )
+            _seam.translate_metric(self._collector, metric, families)
         text = fmt.encode(_One(families.values())).decode("utf-8")
         if fmt.openmetrics and text.endswith("# EOF\n"):
             text = text[: -len("# EOF\n")]
@@ -299,13 +272,7 @@ class FastExposition:
 
     def _sample_name(self, name: str, fmt: Format) -> str | None:
         """The sample name as the format writes it, or None when it would be quoted (render the old way)."""
-        if fmt.openmetrics:
-            if fmt.escaping == _om.ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
-                return None
-            return str(_om._escape(name, fmt.escaping, _om._is_legacy_labelname_rune))
-        if fmt.escaping == _om.ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
-            return None
-        return str(_om.escape_metric_name(name, fmt.escaping))
+        return _seam.sample_name(name, fmt.openmetrics, fmt.escaping)
 
     def _point_keys(self, attributes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
         labels = {sanitize_attribute(key): value for key, value in attributes.items()}
@@ -370,9 +337,8 @@ class FastExposition:
         label_names = (*keys, "le") if histogram else keys
         if histogram and "le" in keys:
             return False
-        escape_label_name = _om.escape_label_name
         escaping = fmt.escaping
-        if any(escape_label_name(k, escaping) != k for k in label_names):
+        if not all(_seam.label_name_kept(k, escaping) for k in label_names):
             return False
         if histogram:
             suffixes: tuple[str, ...] = ("_bucket", "_count", "_sum")
@@ -456,7 +422,8 @@ class FastExposition:
 
     def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
         point_keys, raw = self._point_keys(attributes)
-        check = self._collector._check_value
+        collector = self._collector
+        check = functools.partial(_seam.check_value, collector)
         values: dict[str, str] = {}
         for label, value in raw.items():
             if not isinstance(value, (str, int, float, bool, tuple)) or (
@@ -477,3 +444,46 @@ class FastExposition:
         plain = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
         plain = "{%s}" % plain if plain else ""
         return (attributes, point_keys, intern.setdefault(plain, plain), intern.setdefault(pre, pre), post)
+
+
+def self_check() -> str | None:
+    """Render a known collection with the fast renderer and with prometheus_client; the first difference."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    reader = PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader, memory])
+    try:
+        meter = provider.get_meter("otel-gitjob-self-check")
+        counter = meter.create_counter("check_runs", unit="s", description='runs "counted"\\ here')
+        gauge = meter.create_up_down_counter("check_depth", description="depth")
+        histogram = meter.create_histogram("check_duration", unit="s", description="durations")
+        odd: dict[str, Any] = {"name": 'a"b\\c\nd', "namespace": "é名🙂", "other": 3}
+        plain: dict[str, Any] = {"name": "plain", "namespace": "ns"}
+        for attributes in (plain, odd):
+            counter.add(3, attributes)
+            gauge.add(-2.5, attributes)
+            histogram.record(0.25, attributes)
+            histogram.record(1e9, attributes)
+        counter.add(1)
+        formats = [Format(openmetrics=False), Format(openmetrics=True)]
+        if _seam.CLIENT_SHAPE == "escaping":
+            formats += [
+                Format(openmetrics=False, escaping=_seam.ALLOWUTF8),
+                Format(openmetrics=True, escaping=_seam.ALLOWUTF8),
+            ]
+        fast = FastExposition(_seam.collector_of(reader))
+        for _ in range(2):  # the second scrape renders from the label cache
+            data = memory.get_metrics_data()
+            for fmt in formats:
+                want = fmt.encode(registry)
+                got = fast.render(data, fmt)
+                if got != want:
+                    return "the fast /metrics renderer differs from prometheus_client in %r" % (fmt,)
+        return None
+    finally:
+        provider.shutdown()

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from otel_gitjob._internal.push.store import Item
 
-__all__ = ["NO_RECORDED_VALUE", "Shape", "ShapeBook", "attributes_key", "build_requests", "encode"]
+__all__ = ["NO_RECORDED_VALUE", "Shape", "ShapeBook", "attributes_key", "build_requests", "encode", "final_deltas"]
 
 NO_RECORDED_VALUE = 1
 """``DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK`` of the OTLP metrics proto."""
@@ -235,35 +235,8 @@ def encode(items: list[Item], shapes: ShapeBook) -> None:
     # Imported here: the OTLP packages are optional, and only their users get here.
     from opentelemetry.exporter.otlp.proto.common import metrics_encoder
 
-    grouped: dict[tuple[Any, Any], list[tuple[Item, Metric]]] = {}
-    for item in items:
-        if item.encoded is not None:
-            continue
-        if item.is_final:
-            shapes.learn_final(item)
-        shape = shapes.shapes.get(item.key[:2])
-        if shape is None:
-            continue
-        if item.is_final:
-            data = _final_data(shape, item)
-        else:
-            data = _marker_data(shape, cast("Mapping[str, Any]", item.attributes), item.time_unix_nano)
-        metric = Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
-        grouped.setdefault((shape.resource, shape.scope), []).append((item, metric))
-    for (resource, scope), pairs in grouped.items():
-        data = MetricsData(
-            resource_metrics=[
-                ResourceMetrics(
-                    resource=resource,
-                    scope_metrics=[
-                        ScopeMetrics(
-                            scope=scope, metrics=[metric for _, metric in pairs], schema_url=scope.schema_url or ""
-                        )
-                    ],
-                    schema_url=resource.schema_url or "",
-                )
-            ]
-        )
+    for (resource, scope), pairs in _grouped(items, shapes).items():
+        data = _metrics_data(resource, scope, [metric for _, metric in pairs])
         request = metrics_encoder.encode_metrics(data)
         resource_metrics = request.resource_metrics[0]
         scope_metrics = resource_metrics.scope_metrics[0]
@@ -283,6 +256,56 @@ def encode(items: list[Item], shapes: ShapeBook) -> None:
             # The key identifies the series from now on: release what the encoding holds.
             item.attributes = None
             item.final = None
+
+
+def final_deltas(items: list[Item], shapes: ShapeBook) -> tuple[MetricsData | None, list[Item]]:
+    """The final deltas among ``items`` as SDK data, for an exporter's public ``export()``, and those items.
+
+    The degraded push path sends these (they carry what was recorded before a
+    forget); markers need the OTLP point flag, which SDK data cannot carry.
+    """
+    finals = [item for item in items if item.is_final]
+    grouped = _grouped(finals, shapes)
+    if not grouped:
+        return None, []
+    resource_metrics = [
+        _metrics_data(resource, scope, [metric for _, metric in pairs]).resource_metrics[0]
+        for (resource, scope), pairs in grouped.items()
+    ]
+    carried = [item for pairs in grouped.values() for item, _ in pairs]
+    return MetricsData(resource_metrics=resource_metrics), carried
+
+
+def _grouped(items: list[Item], shapes: ShapeBook) -> dict[tuple[Any, Any], list[tuple[Item, Metric]]]:
+    """Items not encoded yet as SDK metrics, by (resource, scope); those of streams never exported are left out."""
+    grouped: dict[tuple[Any, Any], list[tuple[Item, Metric]]] = {}
+    for item in items:
+        if item.encoded is not None:
+            continue
+        if item.is_final:
+            shapes.learn_final(item)
+        shape = shapes.shapes.get(item.key[:2])
+        if shape is None:
+            continue
+        if item.is_final:
+            data = _final_data(shape, item)
+        else:
+            data = _marker_data(shape, cast("Mapping[str, Any]", item.attributes), item.time_unix_nano)
+        metric = Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
+        grouped.setdefault((shape.resource, shape.scope), []).append((item, metric))
+    return grouped
+
+
+def _metrics_data(resource: Any, scope: Any, metrics: list[Metric]) -> MetricsData:
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=resource,
+                scope_metrics=[ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")],
+                schema_url=resource.schema_url or "",
+            )
+        ]
+    )
 
 
 def _flag(metric: Any) -> None:

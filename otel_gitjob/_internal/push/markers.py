@@ -17,18 +17,19 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.push._seam import Transport, transport_for
 from otel_gitjob._internal.push.encoding import (
     ShapeBook,
     ShapeKey,
     attributes_key,
     build_requests,
     encode,
+    final_deltas,
     live_keys,
     metrics_by_shape,
 )
 from otel_gitjob._internal.push.flusher import IdleFlusher
 from otel_gitjob._internal.push.store import Item, MarkerStore, SeriesKey
-from otel_gitjob._internal.push.transport import Transport, transport_for
 
 if TYPE_CHECKING:
     from otel_gitjob._internal.core.registry import ObjectKey, SeriesRegistry
@@ -71,19 +72,10 @@ def staleness_markers_for(
             deltas are taken from that reader's storage only.
         self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
     """
-    transport_class, class_name = transport_for(exporter)
-    if transport_class is None:
+    transport, _ = transport_for(exporter)
+    if transport is None:
         return None
-    missing = [name for name in transport_class.needs if not hasattr(exporter, name)]
-    if missing:
-        _logger.warning(
-            "otel-gitjob: %s has no %s; forgotten series are still not exported, but no staleness "
-            "markers are sent (the Collector drops them at its metric_expiration)",
-            class_name,
-            ", ".join(missing),
-        )
-        return None
-    return StalenessMarkers(registry, exporter, transport_class(exporter), owner=owner, self_metrics=self_metrics)
+    return StalenessMarkers(registry, exporter, transport, owner=owner, self_metrics=self_metrics)
 
 
 class StalenessMarkers:
@@ -277,6 +269,8 @@ class StalenessMarkers:
         if not items:
             return True
         send, settled = self._select(items, by_shape)
+        if not self._transport.sends_requests:
+            return self._send_public(send, settled)
         encode(send, self._shapes)
         unneeded = [item for item in send if item.encoded is None]  # never exported here: nothing to delete
         if unneeded:
@@ -297,6 +291,29 @@ class StalenessMarkers:
                 _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
                 return False
             self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
+        return True
+
+    def _send_public(self, send: list[Item], settled: list[Item]) -> bool:
+        """The degraded path: final deltas through the exporter's public ``export()``; markers are dropped, counted."""
+        data, finals = final_deltas(send, self._shapes)
+        carried = {id(item) for item in finals}
+        markers = [item for item in send if not item.is_final]
+        # Final deltas of streams never exported here need no sending, as on the healthy path.
+        settled.extend(item for item in send if item.is_final and id(item) not in carried)
+        self.store.settle(settled)
+        if markers:
+            self.store.drop(markers)
+        if data is None:
+            return True
+        try:
+            result = self._transport.export(data)
+        except Exception:
+            _logger.exception("otel-gitjob: sending %d final deltas failed", len(finals))
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            _logger.info("otel-gitjob: a send failed; %d final deltas stay pending", len(finals))
+            return False
+        self.store.settle(finals)
         return True
 
     def _select(self, items: list[Item], by_shape: Mapping[ShapeKey, list[Any]]) -> tuple[list[Item], list[Item]]:

@@ -215,6 +215,12 @@ class MarkerStore:
             self._settle_locked(items)
             self.sent_total += sent
 
+    def drop(self, items: list[Item]) -> None:
+        """Remove items that cannot be sent at all (counted as dropped)."""
+        with self._lock:
+            self._settle_locked(items)
+            self.dropped_total += len(items)
+
     def _settle_locked(self, items: Iterable[Item]) -> None:
         pending = self._pending
         for item in items:
