@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "kube")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "kube")]
 
 import bench_listener  # noqa: E402  (bench/ is on sys.path: this script's folder)
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402

@@ -15,6 +15,15 @@ operator restarts, at the price that deleting any GitRepo waits until the
 operator is up, and uninstalling the operator means removing its finalizer
 from every object.
 
+It never writes to the objects it watches (they are Fleet's): only kopf *event*
+handlers observe them, and those store nothing on the object. A change-detecting
+handler (``@kopf.on.field``, ``on.update``, ``on.create``...) would make kopf
+patch its diff-base and progress annotations onto every GitRepo, which needs
+``patch`` rights on another controller's objects. The commit seen last per
+object is kept in memory instead; after a restart, the commits already there
+are not counted again. The server binds its port in kopf's startup handler,
+not when the module is imported.
+
 Run: ``kopf run --standalone --all-namespaces examples/kopf_operator.py``
 (/metrics on 127.0.0.1:9464; ``OTEL_EXPORTER_PROMETHEUS_PORT`` moves it).
 With the finalizer, prefer ``--namespace NS``: every object the operator
@@ -24,6 +33,7 @@ sees gets it.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import kopf
@@ -32,7 +42,8 @@ import otel_gitjob
 import otel_gitjob.kopf
 from otel_gitjob.fleet import GITREPO, HELMOP
 
-instrumentation = otel_gitjob.setup()  # Lifecycle + MeterProvider + /metrics
+# Lifecycle + MeterProvider now (the kopf handlers below need them); /metrics when the operator starts.
+instrumentation = otel_gitjob.setup(serve=False)
 lifecycle, gitjob = instrumentation.lifecycle, instrumentation.gitjob
 FINALIZER = os.environ.get("KOPF_EXAMPLE_FINALIZER", "").lower() in ("1", "true", "yes")
 
@@ -40,13 +51,31 @@ for kind in (GITREPO, HELMOP):  # DELETED → forget, ADDED → observe, status 
     otel_gitjob.kopf.instrument(lifecycle, kind, meter_provider=instrumentation.meter_provider, finalizer=FINALIZER)
 
 
-# on.field, not on.update: a GitRepo is created without status.commit, so kopf
-# stores no diff base then and sees the first commit as a *creation*, which an
-# update handler never gets; on.field runs on every change of the field, the
-# first commit included (and adds no finalizer).
-@kopf.on.field("fleet.cattle.io", "v1alpha1", "gitrepos", field="status.commit")
-def commit_changed(body: Any, **_: Any) -> None:
-    gitjob.job_created(body)  # your reconcile records its real measurements here
+@kopf.on.startup()
+def serve_metrics(logger: Any, **_: Any) -> None:
+    host, port = instrumentation.serve()  # OTEL_EXPORTER_PROMETHEUS_HOST / _PORT, or 127.0.0.1:9464
+    logger.info("serving /metrics on http://%s:%d/metrics", host, port)
+
+
+_commits: dict[str, str] = {}  # uid -> the status.commit seen last
+_commits_lock = threading.Lock()
+
+
+@kopf.on.event("fleet.cattle.io", "v1alpha1", "gitrepos")
+def commit_changed(type: str | None, body: Any, **_: Any) -> None:  # noqa: A002 - kopf's keyword
+    """Count a job when a GitRepo's ``status.commit`` changes; an event handler, so kopf writes nothing back."""
+    uid = body.get("metadata", {}).get("uid") or ""
+    commit = (body.get("status") or {}).get("commit")
+    with _commits_lock:
+        if type == "DELETED":
+            _commits.pop(uid, None)
+            return
+        previous = _commits.get(uid)
+        if commit:
+            _commits[uid] = commit
+    # type None: the listing at start-up, which shows commits that were already there before this process.
+    if commit and commit != previous and type is not None:
+        gitjob.job_created(body)  # your reconcile records its real measurements here
 
 
 @kopf.on.cleanup()

@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _helpers import FakeClock
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import FakeClock
+from tiers import tier_of
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import degraded
@@ -181,3 +182,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(3)
+
+
+# -- tiers (tests/tiers.py) -------------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item.path).marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A tier whose component is missing: skipped with one line (the same place and reason for all its tests).
+
+    Runs before any fixture, so that a session fixture of the tier never tries to start what is missing.
+    Under ``CI=true`` the tier fails instead: CI installs every component.
+    """
+    tier = tier_of(item.path)
+    missing = tier.missing()
+    if missing:
+        reason = "%s tier needs %s" % (tier.marker, "; and ".join(missing))
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)

@@ -21,6 +21,7 @@ from typing import Any
 import kmock
 import kubernetes
 from kmock import KubernetesEmulator, KubernetesError, Server
+from support import wait_until
 
 GROUP, VERSION, PLURAL = "fleet.cattle.io", "v1alpha1", "gitrepos"
 GITREPOS = kmock.resource(GROUP, VERSION, PLURAL)
@@ -94,23 +95,13 @@ class FleetEmulator(KubernetesEmulator):
                 yield {"type": "DELETED", "object": obj}
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        time.sleep(interval)
-
-
 class Reaction:
     """A fault injected with :meth:`Emulator.react`."""
 
     def __init__(self, times: int) -> None:
         self.left = times
         self.served = 0
+        self.served_at: list[float] = []  # time.monotonic() of each request it answered
 
     def cancel(self) -> None:
         """Serve normally from the next request on."""
@@ -239,7 +230,7 @@ class Emulator:
         between a watch's request and its subscription, so tests that change
         objects right after a listener started wait for this first.
         """
-        _wait_for(lambda: self.watchers() >= count, timeout)
+        wait_until(lambda: self.watchers() >= count, timeout)
 
     def send_to_watches(self, event: dict[str, Any]) -> None:
         """Write one event line to every live (fallback-served) watch stream."""
@@ -272,6 +263,7 @@ class Emulator:
                 return NotImplemented  # kmock: skip this reaction from now on
             reaction.left -= 1
             reaction.served += 1
+            reaction.served_at.append(time.monotonic())
             return payload(request) if callable(payload) else payload
 
         self.call(lambda: self.kmock[action, GITREPOS] << respond)

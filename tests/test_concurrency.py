@@ -7,10 +7,10 @@ import os
 import threading
 import time
 
-from _helpers import hammer, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import hammer, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk

@@ -9,17 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
+from support import metrics_url, scrape
 
 import otel_gitjob
 from otel_gitjob import ConfigurationError
-
-
-def scrape(host: str, port: int) -> str:
-    with urllib.request.urlopen("http://%s:%d/metrics" % (host, port), timeout=5) as response:
-        return response.read().decode()
 
 
 def test_setup_serves_fleet_metrics_over_http_and_forgets_on_delete():
@@ -27,12 +22,13 @@ def test_setup_serves_fleet_metrics_over_http_and_forgets_on_delete():
     try:
         host, port = instrumentation.address
         assert host == "127.0.0.1"
+        url = metrics_url(port, host)
         instrumentation.gitjob.job_created(("fleet-local", "simple"))
-        assert 'fleet_gitjobs_created_success_total{name="simple",namespace="fleet-local"} 1.0' in scrape(host, port)
+        assert 'fleet_gitjobs_created_success_total{name="simple",namespace="fleet-local"} 1.0' in scrape(url)
 
         assert instrumentation.lifecycle.forget(("fleet-local", "simple")) == 1
 
-        assert "simple" not in scrape(host, port)
+        assert "simple" not in scrape(url)
     finally:
         instrumentation.shutdown()
 
@@ -42,9 +38,10 @@ def test_setup_honours_the_sdk_prometheus_environment_variables(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "0")
     instrumentation = otel_gitjob.setup()
     try:
-        assert instrumentation.address[0] == "127.0.0.2"
+        host, port = instrumentation.address
+        assert host == "127.0.0.2"
         instrumentation.gitjob.job_creation_failed(("ns", "r"))
-        assert 'fleet_gitjobs_created_failure_total{name="r",namespace="ns"} 1.0' in scrape(*instrumentation.address)
+        assert 'fleet_gitjobs_created_failure_total{name="r",namespace="ns"} 1.0' in scrape(metrics_url(port, host))
     finally:
         instrumentation.shutdown()
 
@@ -113,7 +110,7 @@ def test_demo_command_serves_series_that_appear_and_vanish_and_exits_130_on_ctrl
         assert output.wait_for(lambda lines: any(" deleted: " in line for line in lines)), output.lines
         match = re.search(r"http://([\d.]+):(\d+)/metrics", "".join(output.lines))
         assert match, output.lines
-        text = scrape(match.group(1), int(match.group(2)))
+        text = scrape(metrics_url(int(match.group(2)), match.group(1)))
         assert "fleet_gitjobs_created_success_total" in text or "fleet_gitrepo_fetch" in text
         deleted = [line for line in output.lines if " deleted: " in line]
         assert deleted and re.search(r"\d+ series removed", deleted[0])

@@ -7,6 +7,7 @@ does; promtool is Debian's, installed with prometheus by ``scripts/test``.
 from __future__ import annotations
 
 import html
+import importlib
 import os
 import pathlib
 import re
@@ -69,6 +70,8 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference_from_doc
     assert result.returncode == 0, result.stderr[-4000:]
     api = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (site / "api" / "index.html").read_text())).split())
     assert "otel_gitjob.listener.GitRepoListener" in api
+    # Sphinx roles in the docstrings render as code, never raw (docs/_griffe_roles.py).
+    assert not re.findall(r":(?:class|func|meth|attr|data|mod|exc|obj):", api)
     # mkdocstrings rendered the docstrings themselves, not just the names.
     for documented in (otel_gitjob.Lifecycle, otel_gitjob.GitJobMetrics, otel_gitjob.Lifecycle.forget):
         first_line = documented.__doc__.strip().splitlines()[0].replace("``", "").replace(":class:", "")
@@ -103,3 +106,27 @@ def test_the_documented_promtool_warning_is_the_only_one(gitjob, registry):
     assert lines == ["fleet_gitjob_duration_seconds_gauge metric name should not include type 'gauge'"]
     documented = (ROOT / "docs" / "fleet-metrics.md").read_text()
     assert "fleet_gitjob_duration_seconds_gauge: metric name should not include type 'gauge'" in documented
+
+
+def faces() -> list[str]:
+    """The public modules: every module of the package outside ``_internal`` that declares ``__all__``."""
+    names = ["otel_gitjob"] + [
+        "otel_gitjob." + path.stem for path in sorted((ROOT / "otel_gitjob").glob("*.py")) if path.stem != "__init__"
+    ]
+    return [name for name in names if hasattr(importlib.import_module(name), "__all__")]
+
+
+def test_the_api_page_documents_every_public_name_of_every_face():
+    page = (ROOT / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^::: (\S+)", page, re.M)) | set(re.findall(r"`([\w.]+)`", page))
+    # A module documented with a ``members`` list documents those members.
+    for module, members in re.findall(r"^::: (\S+)\n(?:    .*\n)*?      members:\n((?:        - \S+\n)+)", page, re.M):
+        documented |= {"%s.%s" % (module, member) for member in re.findall(r"- (\S+)", members)}
+    assert {"otel_gitjob", "otel_gitjob.listener", "otel_gitjob.fleet", "otel_gitjob.kopf"} <= set(faces())
+    missing = [
+        "%s.%s" % (face, name)
+        for face in faces()
+        for name in importlib.import_module(face).__all__
+        if "%s.%s" % (face, name) not in documented
+    ]
+    assert not missing, "docs/api.md does not document: %s" % ", ".join(missing)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from _helpers import FakeClock, samples
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
+from support import FakeClock, samples, wait_until
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
@@ -148,9 +151,7 @@ def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle,
     assert lifecycle.expiry.sweeper_alive()
     clock.advance(120)
     lifecycle.expiry.wake()  # the real sweeper would wake at the deadline by itself
-    deadline = time.monotonic() + 5
-    while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry")
     assert lifecycle.expiry.expired_total == 1
 
 
@@ -167,9 +168,7 @@ def test_sweeper_wakes_at_a_real_deadline():
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
         gitjob.job_succeeded(REPO, 1.0)
-        deadline = time.monotonic() + 5
-        while lifecycle.expiry.expired_total == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry at the real deadline")
         assert lifecycle.expiry.expired_total == 1
     finally:
         provider.shutdown()
@@ -362,3 +361,61 @@ def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
     clock.advance(1)
     assert expired_by_now(lifecycle, before, 1) == 1
     assert _sdk.series_count(provider, instrument=GAUGE) == 0
+
+
+def scoped_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
+    """{(scope name, sorted attributes): value} of one metric in a collection of ``reader``."""
+    found = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in getattr(data, "resource_metrics", None) or ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        found[(scope_metrics.scope.name, tuple(sorted(point.attributes.items())))] = point.value
+    return found
+
+
+@pytest.fixture
+def expiring(clock: FakeClock) -> Iterator[tuple[Lifecycle, MeterProvider, InMemoryMetricReader]]:
+    """A lifecycle on a hand-moved clock and a provider with an in-memory reader only."""
+    lifecycle = Lifecycle(clock=clock)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
+    try:
+        yield lifecycle, provider, reader
+    finally:
+        provider.shutdown()
+        lifecycle.shutdown()
+
+
+def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(expiring, clock):
+    lifecycle, provider, reader = expiring
+    lifecycle.transient("job_gauge", 60.0)
+    first = provider.get_meter("first").create_gauge("job_gauge")
+    second = provider.get_meter("second").create_gauge("job_gauge")
+    attributes = {"namespace": "ns", "name": "a"}
+    key = tuple(sorted(attributes.items()))
+    first.set(1.0, attributes)
+    clock.advance(40.0)
+    second.set(2.0, attributes)
+    clock.advance(30.0)  # the first is past its TTL, the second is not
+    lifecycle.before_collect()
+    assert scoped_points(reader, "job_gauge") == {("second", key): 2.0}
+    clock.advance(30.0)
+    lifecycle.before_collect()
+    assert scoped_points(reader, "job_gauge") == {}
+    assert _sdk.series_count(provider, include_placeholders=True) == 0
+
+
+def test_a_transient_instrument_recorded_without_attributes_expires(expiring, clock):
+    lifecycle, provider, reader = expiring
+    lifecycle.transient("job_gauge", 60.0)
+    gauge = provider.get_meter("hardening").create_gauge("job_gauge")
+    gauge.set(5.0)
+    lifecycle.before_collect()
+    assert scoped_points(reader, "job_gauge") == {("hardening", ()): 5.0}
+    clock.advance(60.0)
+    lifecycle.before_collect()
+    assert scoped_points(reader, "job_gauge") == {}
+    assert _sdk.series_count(provider, include_placeholders=True) == 0

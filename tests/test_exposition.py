@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import _helpers
 import pytest
-from _helpers import sample_names_for, samples
+import support
 from prometheus_client import generate_latest
+from support import sample_names_for, samples
 
 from otel_gitjob import RepoRef
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint
@@ -32,7 +32,7 @@ def scrape_through_the_endpoint(degraded_seam: str | None, monkeypatch: pytest.M
         assert endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
         return endpoint.bake(None, None, {})[2]
 
-    monkeypatch.setattr(_helpers, "generate_latest", scrape)
+    monkeypatch.setattr(support, "generate_latest", scrape)
 
 
 def test_healthy_repo_exports_the_five_non_failure_metrics_and_no_failure_series(gitjob, registry):

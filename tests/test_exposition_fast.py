@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _helpers import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
+from support import FakeClock
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
@@ -308,8 +308,13 @@ def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.Mo
         assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
         assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
-        monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "soon")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
+        for junk in ("soon", "1e-9", "0", "-5", "nan"):
+            monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", junk)
+            with pytest.raises(ConfigurationError, match="OTEL_GITJOB_COLLECT_TIMEOUT must be a number"):
+                lifecycle.prometheus_reader(CollectorRegistry())
+        monkeypatch.delenv("OTEL_GITJOB_COLLECT_TIMEOUT")
+        with pytest.raises(ConfigurationError, match="at least 0.5"):
+            lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=1e-9)
     finally:
         lifecycle.shutdown()
 
@@ -353,9 +358,11 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
     calls = []
     delay = [0.8]
+    collecting = threading.Event()
 
     def slow(options: CallbackOptions) -> list[Observation]:
         calls.append(time.monotonic())
+        collecting.set()
         time.sleep(delay[0])
         return [Observation(len(calls), {"namespace": "ns", "name": "a"})]
 
@@ -375,7 +382,7 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
         # Longer than the deadline: the collection fails, and the scrape that waited for it fails alike.
         threads = [threading.Thread(target=scrape, args=(Format(),)) for _ in range(2)]
         threads[0].start()
-        time.sleep(0.3)
+        assert collecting.wait(10)  # the second scrape comes while the first one's collection runs
         threads[1].start()
         for thread in threads:
             thread.join(timeout=30)
@@ -386,11 +393,12 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
         delay[0] = 0.3
         results.clear()
         calls.clear()
+        collecting.clear()
         reader.collect_timeout_millis = 30_000
         formats = [Format(), Format(openmetrics=True), Format()]
         threads = [threading.Thread(target=scrape, args=(fmt,)) for fmt in formats]
         threads[0].start()
-        time.sleep(0.1)
+        assert collecting.wait(10)
         for thread in threads[1:]:
             thread.start()
         for thread in threads:

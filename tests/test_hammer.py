@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _helpers import hammer, points_of, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -27,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from prometheus_client import CollectorRegistry, generate_latest
+from support import hammer, points_of, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
@@ -135,7 +135,7 @@ def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_ma
             got = samples(registry)
             # Before opentelemetry-sdk 1.45.0 a synchronous gauge's value is cleared by every collection (even
             # cumulative), so a concurrent scrape takes it: visibility is only checkable from 1.45.0 on. The
-            # race itself is checked on every release by tests/test_hardening.py's hand-interleaved tests.
+            # race itself is checked on every release by tests/test_expiry_races.py's hand-interleaved tests.
             if GAUGE_KEEPS_ITS_VALUE and time.monotonic() < before + TTL:  # no collection past a deadline
                 for repo, value in batch.items():
                     counters["gauge_checks"] += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _helpers import samples
+from support import samples
 
 from otel_gitjob import ConfigurationError, Lifecycle
 

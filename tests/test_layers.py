@@ -10,6 +10,7 @@ INTERNAL = Path(__file__).parent.parent / "otel_gitjob" / "_internal"
 # Lower layers first; a module may import (at run time) only modules of earlier rows. Listener
 # modules sit above the whole core.
 LAYERS: list[set[str]] = [
+    {"prometheus.health", "prometheus.sanitize", "prometheus.server"},
     {"core.errors", "core.identity", "core.points", "core.selfmetrics", "core.degraded"},
     {"prometheus._seam"},
     {"prometheus.renderer"},

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from _helpers import sample_names_for, samples
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, generate_latest
+from support import sample_names_for, samples
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, RepoRef
 from otel_gitjob._internal.core import _sdk

@@ -13,10 +13,10 @@ from typing import Any
 
 import opentelemetry.exporter.prometheus as exporter_module
 import pytest
-from _helpers import FakeClock
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import exposition as prometheus_exposition
+from support import FakeClock
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import degraded

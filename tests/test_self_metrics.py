@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from _helpers import samples
+from support import samples
 
 from otel_gitjob import GitJobMetrics
 from otel_gitjob._internal.core.selfmetrics import SELF_METRICS

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from opentelemetry.sdk.metrics import Counter, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.parser import text_string_to_metric_families
+from support import free_port, stop_process
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 
@@ -64,24 +64,6 @@ def otelcol_binary() -> str:
     if result.returncode != 0 or not lines:
         raise RuntimeError("scripts/otelcol failed (exit %d)" % result.returncode)
     return lines[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM a process we started (by its pid), SIGKILL it if it does not exit in ``timeout``."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 class Collector:
@@ -184,18 +166,6 @@ class Collector:
         stop_process(self.process)
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> float:
-    """Poll ``condition`` until truthy; returns the seconds it took. Fails the test on timeout."""
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise AssertionError("not within %.1f s: %s" % (timeout, what or condition))
-        time.sleep(interval)
 
 
 @dataclass

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from e2e_stack import GAUGE_TTL, Stack
 from kube_emulator import Emulator
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
-from otel_gitjob._internal.fleet.listener import GitRepoListener
-from otel_gitjob._internal.kube import ListenerSettings
-
-GAUGE_TTL = 4.0
-
-
-@dataclass
-class Stack:
-    """The whole chain of one test."""
-
-    emulator: Emulator
-    instrumentation: otel_gitjob.Instrumentation
-    listener: GitRepoListener
-    prometheus: PrometheusServer
-
-    @property
-    def gitjob(self) -> otel_gitjob.GitJobMetrics:
-        return self.instrumentation.gitjob
+from otel_gitjob.listener import GitRepoListener, ListenerSettings
 
 
 @pytest.fixture

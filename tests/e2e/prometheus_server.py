@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from support import free_port
 
 SCRAPE_INTERVAL = 1.0
 
@@ -56,12 +57,6 @@ def find_prometheus() -> str:
             "the end-to-end tests need Debian's prometheus: apt-get install prometheus, or set PROMETHEUS_BIN"
         )
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusServer:
@@ -159,6 +154,20 @@ class PrometheusServer:
     def wait_scraping(self, timeout: float = 30.0) -> None:
         """Wait for the first successful scrape (Prometheus applies new targets up to 5 s late)."""
         self.wait_for('up{job="otel-gitjob"} == 1', bool, timeout=timeout)
+
+    def scrapes(self) -> float:
+        """How many scrapes of its targets Prometheus has stored (the samples of ``up``)."""
+        result = self.query('sum(count_over_time(up{job="otel-gitjob"}[1d]))')
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def wait_scrapes(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until Prometheus has stored ``count`` more scrapes: what it shows now has been scraped since."""
+        wanted = self.scrapes() + count
+        deadline = time.monotonic() + timeout
+        while self.scrapes() < wanted:
+            if time.monotonic() > deadline:
+                raise AssertionError("Prometheus did not scrape %d times in %.0f s" % (count, timeout))
+            time.sleep(0.2)
 
     def scrape_health(self) -> list[dict[str, Any]]:
         return self.api("targets")["activeTargets"]

@@ -15,7 +15,6 @@ import math
 import random
 import re
 import threading
-import time
 from typing import Any
 
 import _dashboard
@@ -98,7 +97,7 @@ def test_every_dashboard_query_returns_data_for_a_live_repo_and_nothing_for_a_de
     try:
         # Fleet's own dashboards exist for the Operator's relabelling only.
         queries = panel_expressions() + (fleets_own_queries() if stack.prometheus.mode == OPERATOR else [])
-        time.sleep(6 * SCRAPE_INTERVAL)
+        stack.prometheus.wait_scrapes(6)
         for name in ("live", "doomed"):
             for expr in queries:
                 query = substitute(expr, "fleet-local", name)
@@ -137,7 +136,7 @@ def test_the_self_metric_panels_show_the_package_at_work(stack):
     stack.emulator.create("watched", status=STATUS)
     controller = Controller(stack, ["watched"])
     try:
-        time.sleep(6 * SCRAPE_INTERVAL)
+        stack.prometheus.wait_scrapes(6)
         # Shown from the first scrape on: the state gauges (also at 0) and the listener's figures.
         always = [e for e in exprs if "dropped" not in e and "staleness" not in e]
         for expr in always:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import GAUGE_TTL, Stack
+from e2e_stack import GAUGE_TTL, Stack
 from prometheus_server import SCRAPE_INTERVAL, values
 
 GITJOB_METRICS = {
@@ -65,7 +65,7 @@ def test_failures_appear_with_the_right_counts_and_increase(stack):
 
     stack.prometheus.wait_for('fleet_gitjobs_created_failure_total{name="flaky"} == 3', bool)
     stack.prometheus.wait_for('fleet_gitrepo_fetch_latest_commit_failure_total{name="flaky"} == 2', bool)
-    time.sleep(4 * SCRAPE_INTERVAL)
+    stack.prometheus.wait_scrapes(4)
 
     def increase(metric: str) -> float:
         # Evaluated at the last sample's timestamp, so that Prometheus does not extrapolate past it.

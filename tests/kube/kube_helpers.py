@@ -9,17 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from prometheus_client.parser import text_string_to_metric_families
+from support import points_of, scrape, series, wait_until
 
 import otel_gitjob
 from otel_gitjob.fleet import GITREPO
@@ -29,36 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 RBAC_YAML = REPO / "examples" / "k8s" / "rbac.yaml"
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``condition`` every 50 ms until it is truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
-
-def series(exposition: str, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """``{sorted labels: value}`` of every sample named ``metric`` in a Prometheus text exposition."""
-    found: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == metric:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
-
-
 def names_of(exposition: str, metric: str) -> set[tuple[str, str]]:
     """``{(namespace, name)}`` of the objects that have a ``metric`` series."""
     return {(dict(labels)["namespace"], dict(labels)["name"]) for labels in series(exposition, metric)}
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return str(response.read().decode())
 
 
 @dataclass

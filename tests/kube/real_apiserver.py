@@ -14,8 +14,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s_client
+from support import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_MANIFEST = REPO / "tests" / "kube" / "gomod" / "go.mod"
@@ -69,12 +68,6 @@ def find_binaries() -> tuple[str, str]:
             "or set KUBE_APISERVER_BIN and ETCD_BIN" % ", ".join(missing)
         )
     return apiserver, etcd
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_certificates(directory: Path) -> None:
@@ -189,7 +182,7 @@ class KubeApiServer:
     def stop(self) -> None:
         """Kill kube-apiserver, then etcd, by PID; remove the temporary directory."""
         for process in (self.apiserver, self.etcd):
-            terminate(process)
+            stop_process(process, 15)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -206,7 +199,7 @@ class KubeApiServer:
             started server answers 429 for a custom resource whose storage is still initialising).
         """
         started = time.monotonic()
-        terminate(self.apiserver)
+        stop_process(self.apiserver, 15)
         self._start_apiserver(extra_args)
         for plural in KINDS:
             self._wait(lambda p=plural: self._established(p), "CRD %s" % plural, self.apiserver)  # type: ignore[misc]
@@ -463,15 +456,3 @@ class KubeApiServer:
     def _path(plural: str, namespace: str, name: str | None = None) -> str:
         path = "/apis/%s/%s/namespaces/%s/%s" % (GROUP, VERSION, namespace, plural)
         return path + "/" + name if name else path
-
-
-def terminate(process: subprocess.Popen[Any] | None, timeout: float = 15) -> None:
-    """SIGTERM by PID, SIGKILL after ``timeout`` seconds."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 from crs_examples import CONFIGS, FOO, FOO_CONDITIONS, WIDGET, widget
-from kube_helpers import REPO, scrape, wait_until, watch_sidecar
+from kube_helpers import REPO, watch_sidecar
 from prometheus_client.parser import text_string_to_metric_families
-from real_apiserver import KubeApiServer, free_port, terminate
+from real_apiserver import KubeApiServer
+from support import free_port, scrape, stop_process, wait_until
 
 from otel_gitjob.listener import kinds_from_crs_config
 
@@ -180,7 +181,7 @@ def run_both(objects: KubeApiServer, ksm: str, tmp_path: Path) -> Iterator[Any]:
     yield run
     for item in reversed(stack):
         if isinstance(item, Ksm):
-            terminate(item.process)
+            stop_process(item.process, 15)
         else:
             item.__exit__(None, None, None)
 

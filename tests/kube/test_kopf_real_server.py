@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kube_helpers import REPO, wait_until
+from kube_helpers import REPO
 from prometheus_client.parser import text_string_to_metric_families
-from real_apiserver import KubeApiServer, free_port, terminate
+from real_apiserver import KubeApiServer
+from support import free_port, stop_process, wait_until
 
 EXAMPLE = REPO / "examples" / "kopf_operator.py"
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"  # kopf's default (settings.persistence.finalizer)
@@ -88,7 +89,7 @@ def kopf_operator(server: KubeApiServer, *args: str, finalizer: bool = False) ->
     try:
         yield operator
     finally:
-        terminate(process, timeout=20)
+        stop_process(process, 20)
         reader.join(timeout=5)
     assert "Traceback" not in operator.output, operator.output[-4000:]
     # kopf logs a failed handler, patch or event post as an error or a warning; a clean run has none.
@@ -192,7 +193,7 @@ def test_kopf_example_forgets_deleted_objects_from_the_deleted_event(kube_apiser
             # A HelmOp under the same name as the doomed GitRepo: deleting the GitRepo must not touch it.
             server.create("helmops", namespace, "doomed", helm_spec, HELM_STATUS)
             for name in ("doomed", "kept"):
-                set_commit(server, "gitrepos", namespace, name, "c0ffee")  # what the example's on.field handler sees
+                set_commit(server, "gitrepos", namespace, name, "c0ffee")  # what the example's event handler counts
 
             def recorded() -> dict[SAMPLE, float]:
                 found = samples(operator.metrics(), namespace)
@@ -232,6 +233,9 @@ def test_kopf_example_forgets_deleted_objects_from_the_deleted_event(kube_apiser
             for plural, name in (("gitrepos", "doomed"), ("gitrepos", "kept"), ("helmops", "chart")):
                 body = get(server, plural, namespace, name)
                 assert body is not None and not body["metadata"].get("finalizers"), body
+                # Nor any of kopf's annotations (diff-base, progress): the example never writes to Fleet's objects.
+                annotations = body["metadata"].get("annotations") or {}
+                assert not [key for key in annotations if "kopf.zalando.org" in key], annotations
 
             _, seconds = delete_and_time(server, operator, namespace, {"doomed": "gitrepos", "chart": "helmops"})
             assert get(server, "gitrepos", namespace, "doomed") is None  # nothing held it

@@ -6,10 +6,11 @@ import copy
 
 import pytest
 import yaml
-from kube_helpers import RBAC_YAML, names_of, series, wait_until, watch_sidecar
+from kube_helpers import RBAC_YAML, names_of, watch_sidecar
 from kubernetes import utils as k8s_utils
 from prometheus_client import generate_latest
 from real_apiserver import GROUP, KINDS, VERSION, KubeApiServer
+from support import series, wait_until
 
 import otel_gitjob
 from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration

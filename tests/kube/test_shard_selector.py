@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from kube_helpers import names_of, wait_until
+from kube_helpers import names_of
 from prometheus_client import generate_latest
 from real_apiserver import KubeApiServer
+from support import wait_until
 
 import otel_gitjob
 from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube_helpers import WatchedGitRepos, gitrepo_watcher, wait_until
+from kube_helpers import WatchedGitRepos, gitrepo_watcher
 from real_apiserver import KubeApiServer
+from support import wait_until
 
 SPEC = {"repo": "https://example.test/watch.git", "branch": "main"}
 STATUS = {"readyClusters": 1, "desiredReadyClusters": 1}

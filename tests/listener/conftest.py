@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, _wait_for, parse_selector  # noqa: F401
+from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, parse_selector  # noqa: F401
 from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
+from support import wait_until
 
 
 @pytest.fixture()
@@ -30,8 +30,8 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
 
 @pytest.fixture()
 def wait_for() -> Callable[..., Any]:
-    """``wait_for(condition, timeout=5)``: poll until truthy, fail the test on timeout."""
-    return _wait_for
+    """``wait_for(condition, timeout=10)``: ``support.wait_until``, as a fixture."""
+    return wait_until
 
 
 class RecordingSink:
@@ -39,12 +39,13 @@ class RecordingSink:
 
     It stands in for ``otel_gitjob.Lifecycle`` where a test asserts on which
     calls the listener makes; the end-to-end test uses the real Lifecycle.
-    ``delay`` makes every call slow (a slow consumer).
+    Clearing ``gate`` holds every call until it is set again (a stuck consumer).
     """
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
-        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
         self._lock = threading.Lock()
 
     def forget(self, ref: Any) -> int:
@@ -55,8 +56,7 @@ class RecordingSink:
         self._record("observe", ref)
 
     def _record(self, kind: str, ref: Any) -> None:
-        if self.delay:
-            time.sleep(self.delay)
+        assert self.gate.wait(30), "the test never opened the sink's gate"
         with self._lock:
             self.calls.append((kind, ref))
 
@@ -97,8 +97,8 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
     """
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from otel_gitjob._internal.kube import ListenerSettings, ResourceListener
     from otel_gitjob.fleet import GITREPO
+    from otel_gitjob.listener import ListenerSettings, ResourceListener
 
     listeners: list[Any] = []
 

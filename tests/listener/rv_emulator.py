@@ -249,9 +249,9 @@ class ListenerEmulator(Emulator):
 
     def wait_watching_resource(self, resource: Any, count: int = 1) -> None:
         """Wait until ``count`` watch streams of ``resource`` receive live events."""
-        from kube_emulator import _wait_for
+        from support import wait_until
 
-        _wait_for(lambda: self.call(lambda: self.kmock._buses[resource].consumer_count) >= count)
+        wait_until(lambda: self.call(lambda: self.kmock._buses[resource].consumer_count) >= count)
 
     # -- resourceVersions
 

@@ -6,19 +6,17 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from rv_emulator import HELMOPS, WIDGETS
+from rv_emulator import GITREPOS, HELMOPS, WIDGETS
+from support import free_port, metrics_url, named_points, scrape
 
 import otel_gitjob
 
@@ -33,20 +31,6 @@ def kubeconfig_for(emulator: Any, path: Path) -> Path:
         "contexts: [{name: c, context: {cluster: k, user: u}}]\n" % emulator.port
     )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as response:
-            return response.read().decode()
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager
@@ -87,6 +71,7 @@ def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator,
         },
     )
     port = free_port()
+    url = metrics_url(port)
     env = dict(
         os.environ,
         KUBECONFIG=str(kubeconfig_for(emulator, tmp_path / "kubeconfig")),
@@ -98,12 +83,27 @@ def test_kopf_example_operator_serves_and_forgets_gitrepos_and_helmops(emulator,
     with example_process(command, env, expect_exit_0=False):
         repo = 'fleet_gitrepo_ready_clusters{branch="main",name="a",namespace="fleet-local"'
         helm = 'fleet_helmop_ready_clusters{chart="c",name="h",namespace="fleet-local"'
-        wait_for(lambda: repo in scrape(port) and helm in scrape(port), timeout=30)
+        wait_for(lambda: repo in scrape(url, missing_ok=True) and helm in scrape(url, missing_ok=True), timeout=30)
+        # A new commit counts a job, and the operator writes nothing to Fleet's objects: the one PATCH of a
+        # GitRepo or HelmOp the emulator receives is this test's own.
+        emulator.patch("a", {"status": {"commit": "c0ffee"}})
+        wait_for(
+            lambda: (
+                'fleet_gitjobs_created_success_total{name="a",namespace="fleet-local"} 1.0'
+                in scrape(url, missing_ok=True)
+            )
+        )
+        writes = [
+            (r.method, r.resource, r.name)
+            for r in emulator.call(lambda: list(emulator.kmock))
+            if r.method in ("PATCH", "PUT", "POST") and r.resource in (GITREPOS, HELMOPS) and r.name
+        ]
+        assert writes == [("PATCH", GITREPOS, "a")], writes
         emulator.delete("a")
-        wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
-        assert helm in scrape(port)
+        wait_for(lambda: 'name="a"' not in scrape(url, missing_ok=True), timeout=20)
+        assert helm in scrape(url, missing_ok=True)
         emulator.delete_object(HELMOPS, "fleet-local", "h")
-        wait_for(lambda: 'name="h"' not in scrape(port), timeout=20)
+        wait_for(lambda: 'name="h"' not in scrape(url, missing_ok=True), timeout=20)
 
 
 def load_widget_example() -> Any:
@@ -124,11 +124,6 @@ def widget(name: str, size: str, ready: int) -> dict[str, Any]:
     }
 
 
-def series(reader: InMemoryMetricReader) -> set[tuple[str, str, str]]:
-    points = [(name, dict(attributes)) for name, attributes in points_of(reader.get_metrics_data())]
-    return {(name, a["name"], a.get("size", "")) for name, a in points if "name" in a}
-
-
 def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emulator, make_listener, wait_for):
     example = load_widget_example()
     lifecycle = otel_gitjob.Lifecycle()
@@ -142,7 +137,7 @@ def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emu
     emulator.wait_watching_resource(WIDGETS)
     for name in ("w1", "w2"):
         example.reconcile(widget(name, "", 0), reconciles)
-    assert series(reader) == {
+    assert named_points(reader.get_metrics_data(), "name", "size") == {
         ("widget_ready_replicas", "w1", "small"),
         ("widget_ready_replicas", "w2", "large"),
         ("widget_reconciles", "w1", ""),
@@ -150,15 +145,15 @@ def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emu
     }
     emulator.patch_object(WIDGETS, "shop", "w1", {"spec": {"size": "medium"}})
     wait_for(lambda: listener.cache.get(("shop", "w1")).attributes["size"] == "medium")
-    assert {s for s in series(reader) if s[1] == "w1"} == {
+    assert {s for s in named_points(reader.get_metrics_data(), "name", "size") if s[1] == "w1"} == {
         ("widget_ready_replicas", "w1", "medium"),
         ("widget_reconciles", "w1", ""),
     }
     emulator.delete_object(WIDGETS, "shop", "w1")
     wait_for(lambda: listener.cache.get(("shop", "w1")) is None and listener.wait_idle(5))
-    assert {s[1] for s in series(reader)} == {"w2"}
+    assert {s[1] for s in named_points(reader.get_metrics_data(), "name", "size")} == {"w2"}
     example.reconcile(widget("w1", "", 0), reconciles)  # a reconcile still running when it was deleted
-    assert {s[1] for s in series(reader)} == {"w2"}
+    assert {s[1] for s in named_points(reader.get_metrics_data(), "name", "size")} == {"w2"}
     provider.shutdown()
     lifecycle.shutdown()
 
@@ -166,14 +161,15 @@ def test_widget_example_own_crd_metrics_are_cleaned_up_by_the_same_machinery(emu
 def test_widget_example_runs_as_a_process(emulator, tmp_path, wait_for):
     emulator.create_object(WIDGETS, widget("w1", "small", 3))
     port = free_port()
+    url = metrics_url(port)
     env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
     kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
     command = [sys.executable, str(EXAMPLES / "widget_controller.py"), "--kubeconfig", str(kubeconfig)]
     with example_process(command, env):
         wanted = 'widget_ready_replicas{name="w1",namespace="shop",size="small"} 3.0'
-        wait_for(lambda: wanted in scrape(port), timeout=30)
+        wait_for(lambda: wanted in scrape(url, missing_ok=True), timeout=30)
         emulator.delete_object(WIDGETS, "shop", "w1")
-        wait_for(lambda: 'name="w1"' not in scrape(port), timeout=20)
+        wait_for(lambda: 'name="w1"' not in scrape(url, missing_ok=True), timeout=20)
 
 
 def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_path, wait_for):
@@ -183,11 +179,15 @@ def test_plain_controller_example_watches_gitrepos_and_helmops(emulator, tmp_pat
         {"metadata": {"name": "h", "namespace": "fleet-local"}, "spec": {"helm": {"chart": "c"}}, "status": {}},
     )
     port = free_port()
+    url = metrics_url(port)
     env = dict(os.environ, OTEL_EXPORTER_PROMETHEUS_PORT=str(port), PYTHONUNBUFFERED="1")
     kubeconfig = kubeconfig_for(emulator, tmp_path / "kubeconfig")
     command = [sys.executable, str(EXAMPLES / "plain_controller.py"), "--kubeconfig", str(kubeconfig)]
     with example_process(command, env):
-        wait_for(lambda: 'fleet_helmop_ready_clusters{chart="c",name="h"' in scrape(port), timeout=30)
-        assert 'fleet_gitrepo_ready_clusters{branch="main",name="a"' in scrape(port)
+        wait_for(
+            lambda: 'fleet_helmop_ready_clusters{chart="c",name="h"' in scrape(url, missing_ok=True),
+            timeout=30,
+        )
+        assert 'fleet_gitrepo_ready_clusters{branch="main",name="a"' in scrape(url, missing_ok=True)
         emulator.delete("a")
-        wait_for(lambda: 'name="a"' not in scrape(port), timeout=20)
+        wait_for(lambda: 'name="a"' not in scrape(url, missing_ok=True), timeout=20)

@@ -14,7 +14,6 @@ from typing import Any
 
 import kopf
 import pytest
-from _helpers import points_of
 from kubernetes import client as k8s
 from kubernetes import watch
 from lightkube import codecs
@@ -23,6 +22,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap as LightkubeConfigMap
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support import points_of
 
 import otel_gitjob
 from otel_gitjob._internal.core.identity import RepoRef, coerce_repo, kind_of

@@ -9,18 +9,13 @@ from typing import Any
 
 import kopf
 import pytest
-from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support import named_points, points_of
 
 import otel_gitjob
 import otel_gitjob.kopf
 from otel_gitjob.fleet import GITREPO
-
-
-def series(reader: InMemoryMetricReader) -> set[tuple[str, str]]:
-    points = [(name, dict(attributes)) for name, attributes in points_of(reader.get_metrics_data())]
-    return {(name, a["name"]) for name, a in points if "name" in a}
 
 
 class Operator:
@@ -90,8 +85,8 @@ def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, s
         wait_for(lambda: len(kopfed.cache) == 2, timeout=20)
         for name in ("a", "b"):
             gitjob.job_created(("fleet-local", name))
-        assert ("fleet_gitrepo_ready_clusters", "a") in series(reader)
-        assert ("fleet_gitjobs_created_success_total", "a") in series(reader)
+        assert ("fleet_gitrepo_ready_clusters", "a") in named_points(reader.get_metrics_data(), "name")
+        assert ("fleet_gitjobs_created_success_total", "a") in named_points(reader.get_metrics_data(), "name")
         if finalizer:  # kopf put its finalizer on the objects
             wait_for(
                 lambda: "otel-gitjob.test/kopf-finalizer"
@@ -102,8 +97,8 @@ def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, s
             )  # fmt: skip
         emulator.delete("a")
         wait_for(lambda: kopfed.cache.get(("fleet-local", "a")) is None, timeout=20)
-        wait_for(lambda: not {name for _, name in series(reader)} & {"a"}, timeout=5)
-        assert {name for _, name in series(reader)} == {"b"}
+        wait_for(lambda: not {name for _, name in named_points(reader.get_metrics_data(), "name")} & {"a"}, timeout=5)
+        assert {name for _, name in named_points(reader.get_metrics_data(), "name")} == {"b"}
         assert lifecycle.blocked_objects() == 1
     finally:
         operator.close()

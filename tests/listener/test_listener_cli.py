@@ -9,14 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import kmock
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
+from support import scrape
 
 
 def announced_url(lines: list[str], deadline: float) -> str:

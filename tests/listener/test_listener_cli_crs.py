@@ -9,7 +9,8 @@ import threading
 import time
 
 from rv_emulator import WIDGETS
-from test_listener_cli import announced_url, scrape
+from support import scrape, wait_until
+from test_listener_cli import announced_url
 
 from otel_gitjob._internal.app.cli import EXIT_CONFIGURATION, main
 
@@ -62,8 +63,7 @@ def test_inline_config_wins_over_the_file_and_only_its_kinds_are_served(emulator
             'kube_customresource_from_inline{customresource_group="example.com",customresource_kind="Widget",'
             'customresource_version="v1",size="large",widget="w"} 1.0'
         )
-        while wanted not in scrape(url) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: wanted in scrape(url), timeout=max(0.0, deadline - time.monotonic()), what=wanted)
         exposition = scrape(url)
         assert wanted in exposition, exposition
         assert "from_file" not in exposition

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from _helpers import points_of
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rv_emulator import WIDGETS
+from support import points_of
 from test_listener_watch import ERROR_410
 
 import otel_gitjob

@@ -7,22 +7,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support import named_points
 
 import otel_gitjob
-
-
-def series(reader: InMemoryMetricReader) -> set[tuple[str, str, str]]:
-    """{(metric, namespace, name)} of every data point in one collection."""
-    out: set[tuple[str, str, str]] = set()
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    attributes = point.attributes or {}
-                    if "name" in attributes:
-                        out.add((metric.name, attributes.get("namespace"), attributes["name"]))
-    return out
 
 
 def names(points: set[tuple[str, str, str]], prefix: str) -> set[str]:
@@ -38,6 +25,11 @@ def metrics_stack() -> Any:
     yield lifecycle, provider, reader, gitjob
     provider.shutdown()
     lifecycle.shutdown()
+
+
+def series(reader: InMemoryMetricReader) -> set[tuple[str, ...]]:
+    """{(metric, namespace, name)} of every point of one collection that names an object."""
+    return named_points(reader.get_metrics_data(), "namespace", "name")
 
 
 def test_deleted_gitrepo_series_are_gone_from_the_next_collect(emulator, make_listener, wait_for, metrics_stack):

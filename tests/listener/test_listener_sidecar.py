@@ -7,8 +7,7 @@ import threading
 import kmock
 import pytest
 
-from otel_gitjob._internal.app.sidecar import load_configuration, run_sidecar
-from otel_gitjob._internal.kube import ListenerSettings
+from otel_gitjob.listener import ListenerSettings, load_configuration, run_sidecar
 
 
 def test_sidecar_watches_its_shard_until_stopped(emulator, sink, wait_for):

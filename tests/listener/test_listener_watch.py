@@ -291,14 +291,16 @@ def test_fault_is_recovered_and_logged_once(emulator, make_listener, sink, wait_
     )
 
 
-def test_persistent_403_does_not_spin(emulator, make_listener, sink, caplog):
-    emulator.react(kmock.action.LIST, emulator.status_error(403, "Forbidden"), times=10**6)
+def test_persistent_403_does_not_spin(emulator, make_listener, sink, caplog, wait_for):
+    forbidden = emulator.react(kmock.action.LIST, emulator.status_error(403, "Forbidden"), times=10**6)
     listener = make_listener(sink, backoff_base=0.05, backoff_cap=0.2)
-    time.sleep(1.0)
+    wait_for(lambda: forbidden.served >= 6)
     listener.stop()
-    lists = len(emulator.requests(kmock.action.LIST))
-    # Delays 0.05, 0.1, 0.2, 0.2, ...: at most 7 requests fit in a second; a spin would make hundreds.
-    assert 3 <= lists <= 8, lists
+    lists = forbidden.served
+    # Each retry waits its backoff: 0.05, 0.1, 0.2, 0.2, ... s less up to half of it (the jitter). A spin
+    # would send the next list at once.
+    gaps = [later - earlier for earlier, later in zip(forbidden.served_at, forbidden.served_at[1:], strict=False)]
+    assert all(gap >= 0.5 * min(0.2, 0.05 * 2**step) for step, gap in enumerate(gaps)), gaps
     # One log line per failure, each with its reason (a request in flight at stop() is not logged).
     assert lists - 1 <= len(failures(caplog)) <= lists
     assert all("HTTP 403 Forbidden" in message for message in failures(caplog))
@@ -329,12 +331,13 @@ def test_list_follows_continue_tokens(emulator, make_listener, sink):
 
 def test_slow_sink_does_not_stall_the_watch(emulator, make_listener, sink, wait_for):
     listener = synced(make_listener(sink))
-    sink.delay = 0.2  # every forget/observe now takes 200 ms
+    sink.gate.clear()  # the sink is stuck in its first call until the gate opens
     for i in range(10):
         emulator.create("r%d" % i)
-    # The cache (and so the gauges) has all ten long before the sink has seen two.
-    wait_for(lambda: len(listener.cache) == 10, timeout=1.0)
-    assert len(sink.calls) <= 2
+    # The cache (and so the gauges) gets all ten while the sink has not finished one call.
+    wait_for(lambda: len(listener.cache) == 10)
+    assert sink.calls == []
+    sink.gate.set()
     assert listener.wait_idle(10)
     assert sorted(sink.names("observe")) == ["r%d" % i for i in range(10)]
 

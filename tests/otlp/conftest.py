@@ -11,17 +11,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from otlp_helpers import (
-    GrpcSink,
-    HttpSink,
-    Pipeline,
-    Rotel,
-    Sink,
-    free_port,
-    rotel_binary,
-    stop_process,
-    wait_listening,
-)
+from otlp_helpers import GrpcSink, HttpSink, Pipeline, Rotel, Sink, rotel_binary, wait_listening
+from support import free_port, stop_process
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 

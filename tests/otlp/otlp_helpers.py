@@ -109,9 +109,12 @@ class Sink:
         self.fail_next = 0  # answer this many requests with an error
         self.release = threading.Event()  # cleared: requests hang until set
         self.release.set()
+        self.hanging = threading.Event()  # set once a request hangs on ``release``
 
     def record(self, request: ExportMetricsServiceRequest) -> bool:
         """Store the request; False when it is to be answered with an error."""
+        if not self.release.is_set():
+            self.hanging.set()
         self.release.wait(10)
         with self.cond:
             if self.fail_next > 0:
@@ -266,12 +269,6 @@ class Pipeline:
 # -- rotel, a real OTLP collector between the exporter and the sink -------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rotel_binary() -> Path:
     """The binary the ``rotel`` package ships and starts (``rotel.agent.Agent.agent_path``)."""
     from rotel.agent import Agent  # ImportError here fails the test: rotel is a test requirement
@@ -300,18 +297,6 @@ def wait_listening(port: int, process: subprocess.Popen, log_file: Path, timeout
         except OSError:
             time.sleep(0.05)
     raise AssertionError("rotel did not listen on %d: %s" % (port, read_log(log_file)))
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """Terminate a process we started, killing it if it does not exit within 5 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 def read_log(path: Path) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from otlp_helpers import free_port, read_log, rotel_binary, stop_process, wait_listening
+from otlp_helpers import read_log, rotel_binary, wait_listening
+from support import free_port, stop_process
 
 COLLECTOR = Path(__file__).resolve().parents[2] / "collector"
 SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")

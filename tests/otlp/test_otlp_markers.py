@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from _helpers import FakeClock
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 from otlp_helpers import (
     ATTRS_A,
@@ -26,6 +25,7 @@ from otlp_helpers import (
     otlp_exporter,
     record_everything,
 )
+from support import FakeClock
 
 from otel_gitjob import Lifecycle
 from otel_gitjob._internal.push import StalenessMarkers
@@ -198,7 +198,7 @@ def test_forget_does_not_wait_for_a_hanging_collector(sink: Sink, lifecycle: Lif
     exporting = threading.Thread(target=pipeline.provider.force_flush, args=(10_000,), name="stuck-export")
     exporting.start()
     try:
-        time.sleep(0.2)
+        assert sink.hanging.wait(10), "the export never reached the collector"
         started = time.perf_counter()
         assert lifecycle.forget(REPO_A) == 1
         pipeline.gitjob.job_created(REPO_B)  # the recording path neither

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from _helpers import FakeClock
 from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, Sink, otlp_exporter, record_everything
+from support import FakeClock
 
 from otel_gitjob import Lifecycle
 from otel_gitjob._internal.core import degraded

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _helpers import FakeClock
 from otlp_helpers import (
     ATTRS_A,
     ATTRS_B,
@@ -26,6 +25,7 @@ from otlp_helpers import (
     Sink,
     record_everything,
 )
+from support import FakeClock
 
 from otel_gitjob import Lifecycle
 

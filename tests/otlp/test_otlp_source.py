@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from _helpers import FakeClock
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, Sink, otlp_exporter, record_everything
+from support import FakeClock
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 

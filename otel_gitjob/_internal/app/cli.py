@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import os
 import signal
 import socket
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A simulated GitJob controller. Durations are simulated: nothing waits for a real job.",
     )
     demo.add_argument("--repos", type=int, default=5, help="live repos to aim for (default 5)")
-    demo.add_argument("--interval", type=float, default=1.0, help="seconds between events (default 1)")
+    demo.add_argument("--interval", type=_seconds, default=1.0, help="seconds between events (default 1)")
     demo.add_argument(
         "--gauge-ttl",
         type=float,
@@ -174,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     shard.add_argument("--shard-id", default=None, help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
     shard.add_argument("--all-shards", action="store_true", help="handle all GitRepos, whatever their shard")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (argparse type): ``inf`` or ``nan`` would crash later."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be a finite number of seconds, at least 0: %r" % text)
+    return value
 
 
 class _Signals:
@@ -315,6 +327,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                 stop=stop,
                 configuration=configuration,
                 kinds=args.kinds,
+                health=instrumentation.health,
             )
     finally:
         instrumentation.shutdown()
@@ -371,6 +384,10 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
         )
     try:
         configuration = load_configuration(args.kubeconfig)
+    except OSError as error:
+        raise _Exit(
+            EXIT_NO_KUBECONFIG, "cannot read the kubeconfig %s: %s" % (error.filename or "", error.strerror)
+        ) from error
     except (k8s_config.ConfigException, ConfigurationError) as error:
         if args.kubeconfig is not None:
             raise _Exit(
@@ -381,9 +398,11 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
             "no Kubernetes configuration found (not in a pod, KUBECONFIG unset, no ~/.kube/config): "
             "pass --kubeconfig PATH or run where kubectl works",
         ) from error
-    except OSError as error:
+    except Exception as error:  # the kubernetes client's loader fails with TypeError/KeyError/... on a non-kubeconfig
         raise _Exit(
-            EXIT_NO_KUBECONFIG, "cannot read the kubeconfig %s: %s" % (error.filename or "", error.strerror)
+            EXIT_NO_KUBECONFIG,
+            "cannot use the kubeconfig %s: it is not a kubeconfig (%s)"
+            % (args.kubeconfig or "(default)", _one_line(error) or type(error).__name__),
         ) from error
     # One request before serving anything: a cluster that is down is said at once, not as endless retries.
     urllib3_logger = logging.getLogger("urllib3")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -16,6 +17,7 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.prometheus.endpoint import start_http_server
+from otel_gitjob._internal.prometheus.health import HealthChecks
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -31,6 +33,9 @@ DEFAULT_CARDINALITY_LIMIT = 10_000
 # 127.0.0.1, not the SDK's "localhost": a metrics endpoint should not appear on
 # other interfaces unless asked (in a pod, set OTEL_EXPORTER_PROMETHEUS_HOST=0.0.0.0).
 DEFAULT_HOST = "127.0.0.1"
+
+# What the SDK's MeterProvider accepts in OTEL_METRICS_EXEMPLAR_FILTER.
+_EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 DEFAULT_PORT = 9464
 
 
@@ -44,6 +49,8 @@ class Instrumentation:
         meter_provider: For your own instruments: their per-repo series are managed too.
         registry: The prometheus_client registry served on ``/metrics``.
         address: ``(host, port)`` the endpoint listens on, or None when not serving.
+        health: The checks behind ``/healthz`` and ``/readyz``: add your own components' with
+            ``health.add(name, live=..., ready=...)`` (each a callable returning ``(ok, detail)``).
     """
 
     gitjob: GitJobMetrics
@@ -52,6 +59,34 @@ class Instrumentation:
     registry: CollectorRegistry
     address: tuple[str, int] | None
     _server: Any = None
+    health: HealthChecks = field(default_factory=HealthChecks)
+    _reader: Any = None
+
+    def serve(self, *, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Start ``/metrics``, ``/healthz`` and ``/readyz`` now, after ``setup(serve=False)``.
+
+        For frameworks with a start-up hook (kopf's ``@kopf.on.startup()``): build the instruments at
+        import, bind the port only when the operator starts.
+
+        Args:
+            host: Listen address; ``OTEL_EXPORTER_PROMETHEUS_HOST`` or 127.0.0.1.
+            port: Listen port; ``OTEL_EXPORTER_PROMETHEUS_PORT`` or 9464 (0 picks a free port).
+
+        Returns:
+            ``(host, port)`` the endpoint listens on (also :attr:`address` from now on).
+
+        Raises:
+            ConfigurationError: When it serves already, or the address cannot be bound.
+        """
+        if self._server is not None:
+            raise ConfigurationError("this instrumentation serves /metrics already, on %s" % (self.address,))
+        host, port = _listen_address(host, port)
+        server = _serve(host, port, self.registry, self._reader, self.health)
+        address = (host, server.server_address[1])
+        # Frozen for users; these two fields describe the one server this method starts.
+        object.__setattr__(self, "_server", server)
+        object.__setattr__(self, "address", address)
+        return address
 
     def shutdown(self) -> None:
         """Stop the endpoint, the MeterProvider and the lifecycle."""
@@ -96,20 +131,7 @@ def setup(
         collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
-    host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
-    if port is None:
-        raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, str(DEFAULT_PORT))
-        try:
-            port = int(raw_port)
-        except ValueError:
-            raise ConfigurationError(
-                "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
-            ) from None
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigurationError(
-            "the /metrics port must be 0-65535 (0 picks a free one), got %r; set %s or pass port="
-            % (port, OTEL_EXPORTER_PROMETHEUS_PORT)
-        )
+    host, port = _listen_address(host, port)
     if gauge_ttl is None:
         raw_ttl = os.environ.get(OTEL_GITJOB_GAUGE_TTL)
         try:
@@ -118,6 +140,13 @@ def setup(
             raise ConfigurationError(
                 "%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)
             ) from None
+    exemplar_filter = os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER)
+    if exemplar_filter is not None and exemplar_filter not in _EXEMPLAR_FILTERS:
+        # The SDK's MeterProvider would raise a bare ValueError for it.
+        raise ConfigurationError(
+            "%s must be one of %s, got %r"
+            % (OTEL_METRICS_EXEMPLAR_FILTER, ", ".join(_EXEMPLAR_FILTERS), exemplar_filter)
+        )
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
     reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
@@ -134,20 +163,53 @@ def setup(
     )
     server = None
     address = None
+    health = HealthChecks()
+    health.add("expiry-sweeper", live=lambda: _sweeper_health(lifecycle))
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, prefix=prefix, gauge_ttl=gauge_ttl)
         if serve:
-            try:
-                server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader)
-            except OSError as error:
-                raise ConfigurationError(
-                    "cannot serve /metrics on %s:%s (%s); set %s or pass port="
-                    % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
-                ) from error
+            server = _serve(host, port, registry, reader, health)
             address = (host, server.server_address[1])
     except BaseException:
         # A mistake found after the provider started (a bad prefix or TTL, a busy port) leaves nothing running.
         provider.shutdown()
         lifecycle.shutdown()
         raise
-    return Instrumentation(gitjob, lifecycle, provider, registry, address, server)
+    return Instrumentation(gitjob, lifecycle, provider, registry, address, server, health, reader)
+
+
+def _listen_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """The arguments, else the environment variables, else the defaults; a bad port is a ConfigurationError."""
+    host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
+    if port is None:
+        raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, str(DEFAULT_PORT))
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise ConfigurationError(
+                "%s must be a port number, got %r" % (OTEL_EXPORTER_PROMETHEUS_PORT, raw_port)
+            ) from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(
+            "the /metrics port must be 0-65535 (0 picks a free one), got %r; set %s or pass port="
+            % (port, OTEL_EXPORTER_PROMETHEUS_PORT)
+        )
+    return host, port
+
+
+def _serve(host: str, port: int, registry: CollectorRegistry, reader: Any, health: HealthChecks) -> Any:
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry, reader=reader, health=health)
+    except OSError as error:
+        raise ConfigurationError(
+            "cannot serve /metrics on %s:%s (%s); set %s or pass port="
+            % (host, port, error, OTEL_EXPORTER_PROMETHEUS_PORT)
+        ) from error
+    return server
+
+
+def _sweeper_health(lifecycle: Lifecycle) -> tuple[bool, str]:
+    expiry = lifecycle.expiry
+    if expiry is not None and expiry.sweeper_died():
+        return False, "the expiry sweeper thread has died"
+    return True, "running" if expiry is not None and expiry.sweeper_alive() else "not needed yet"

@@ -17,6 +17,7 @@ from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.kind import KindSpec
 from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings
+from otel_gitjob._internal.prometheus.health import HealthChecks
 
 __all__ = ["load_configuration", "run_sidecar"]
 
@@ -35,6 +36,7 @@ def run_sidecar(
     stop: threading.Event | None = None,
     configuration: k8s_client.Configuration | None = None,
     kinds: Sequence[KindSpec] = (GITREPO, HELMOP),
+    health: HealthChecks | None = None,
 ) -> int:
     """Watch the kinds until SIGTERM/SIGINT (or ``stop``, or Ctrl-C), then stop cleanly.
 
@@ -52,6 +54,8 @@ def run_sidecar(
         stop: Set it to stop; by default SIGTERM and SIGINT set it (main thread only).
         configuration: Use this client configuration instead of loading ``kubeconfig``.
         kinds: What to watch (default: Fleet's GitRepos and HelmOps).
+        health: Where each listener registers its checks (``Instrumentation.health``): ``/readyz`` says
+            ready once every kind was listed and its watch is open, ``/healthz`` while their threads run.
 
     Returns:
         The process exit code: 0 after a clean stop, 1 if a thread would not stop.
@@ -77,11 +81,22 @@ def run_sidecar(
         settings.namespace or "all namespaces",
         settings.label_selector or "(all shards)",
     )
-    for listener in listeners:
+    names: list[str] = []
+    for listener in listeners:  # two kinds of one plural (other groups) get distinct check names
+        name = base = "listener-%s" % listener.kind.plural
+        while name in names:
+            name = "%s-%d" % (base, len(names))
+        names.append(name)
+    for name, listener in zip(names, listeners, strict=True):
         listener.start()
+        if health is not None:
+            health.add(name, live=listener.liveness, ready=listener.health)
     try:
         stop.wait()
     finally:  # also on KeyboardInterrupt
         logger.info("stopping the listeners")
+        if health is not None:
+            for name in names:
+                health.remove(name)
         stopped = [listener.stop() for listener in listeners]
     return 0 if all(stopped) else 1

@@ -390,6 +390,11 @@ class ExpiryProcessor:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def sweeper_died(self) -> bool:
+        """Whether the sweeper thread was started and has ended without a shutdown (liveness probes)."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stopping
+
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop the sweeper for good (the lifecycle's shutdown): nothing is scheduled after it.
 

@@ -9,6 +9,7 @@ from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.metrics.view import View
 
 from otel_gitjob._internal.core.registry import SeriesRegistry
+from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
 __all__ = ["LifecycleHooks"]
 
@@ -17,6 +18,7 @@ class LifecycleHooks(Protocol):
     """What readers and exporters need of a :class:`~otel_gitjob.Lifecycle`."""
 
     registry: SeriesRegistry
+    self_metrics: SelfMetrics
 
     def before_collect(self) -> None: ...
 

@@ -95,6 +95,19 @@ SELF_METRICS: tuple[SelfMetric, ...] = (
         "s",
         "Age of the oldest object waiting in the listener's work queue.",
     ),
+    SelfMetric(
+        "otel_gitjob_scrape_series_dropped",
+        "counter",
+        "{series}",
+        "Series left out of a /metrics scrape, by reason (unencodable: a label value UTF-8 cannot encode, such "
+        "as a lone surrogate); counted per scrape. The rest of the scrape is served. Alert on any increase.",
+    ),
+    SelfMetric(
+        "otel_gitjob_label_values_truncated",
+        "counter",
+        "{value}",
+        "Label values cut to 4096 characters on /metrics (new series only on the fast path, every scrape otherwise).",
+    ),
 )
 
 _BY_NAME = {row.name: row for row in SELF_METRICS}

@@ -39,7 +39,13 @@ projection that raises, or a status field like ``1e400`` is dropped and
 counted (``otel_gitjob_dropped_measurements_total{reason}``), on the list
 and the watch path alike. A kind the API server does not serve (the list
 answers 404: the CRD is not installed, e.g. HelmOp on an older Fleet) is
-reported once and retried every ``missing_kind_retry`` seconds.
+reported once and retried every ``missing_kind_retry`` seconds; objects of it
+the cache still held (the CRD was removed) are forgotten then, as a relist
+that found none would. An event whose ``kind``/``apiVersion`` is not the
+watched kind's is dropped and counted (``reason="wrong_kind"``), never gauged.
+
+:meth:`ResourceListener.health` answers the sidecar's ``/readyz``: ready once
+the kind was listed (or the list said it is not served) and while its watch is open.
 """
 
 from __future__ import annotations
@@ -76,9 +82,12 @@ from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob._internal.kube.settings import ListenerSettings
 from otel_gitjob._internal.kube.workqueue import WorkQueue
 
-__all__ = ["ResourceListener", "describe_failure", "loses_position"]
+__all__ = ["REASON_WRONG_KIND", "ResourceListener", "describe_failure", "loses_position"]
 
 logger = logging.getLogger(__name__)
+
+REASON_WRONG_KIND = "wrong_kind"
+"""Drop reason of an object whose ``kind`` or ``apiVersion`` is not the watched kind's."""
 
 _RETAIN_KEY: RepoKey = ("", "\x00retain")
 """Work-queue key of the relist's ``retain`` call (no object has an empty namespace and this name)."""
@@ -222,6 +231,9 @@ class ResourceListener:
         self._threads: list[threading.Thread] = []
         self._position: str | None = None
         self._missing_reported = False
+        self._missing = False  # the latest list answered 404
+        self._watch_open = False
+        self._api_version = "%s/%s" % (kind.group, kind.version) if kind.group else kind.version
         self.relists = 0
         """How many lists have completed (first one included)."""
         self.watches = 0
@@ -356,6 +368,25 @@ class ResourceListener:
         """Whether any of the listener's threads still runs."""
         return any(thread.is_alive() for thread in self._threads)
 
+    def health(self) -> tuple[bool, str]:
+        """Readiness: listed once (or the list said the kind is not served) and the watch open now."""
+        if self._missing:
+            return True, "not served by the API server (list answered 404): nothing to watch"
+        if not self._synced.is_set():
+            return False, "not listed yet"
+        if not self._watch_open:
+            return False, "listed; watch not open (reconnecting)"
+        return True, "listed, watching"
+
+    def liveness(self) -> tuple[bool, str]:
+        """Liveness: both threads run (after :meth:`start`, until :meth:`stop`)."""
+        if not self._threads:
+            return False, "not started"
+        dead = [thread.name for thread in self._threads if not thread.is_alive()]
+        if dead:
+            return False, "thread ended: %s" % ", ".join(dead)
+        return True, "running"
+
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
@@ -380,6 +411,7 @@ class ResourceListener:
                 return
             except _KindMissing:
                 self._report_missing()
+                self._forget_all()
                 position, delay = None, self.settings.missing_kind_retry
             except Exception as exc:  # every failure is retried; the reason is logged once
                 if self._stop.is_set():
@@ -416,6 +448,14 @@ class ResourceListener:
         )
         self._missing_reported = True
 
+    def _forget_all(self) -> None:
+        """The kind is not served: every object of it the cache holds is gone (as a list of none would say)."""
+        first = not self._missing
+        self._missing = True
+        if first or self._cache.refs():
+            self._work.submit(self._cache.replace({}))
+            self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain([]))
+
     def _relist(self) -> str | None:
         """List every object, replace the cache, queue the diff and the retain; return the resourceVersion."""
         started = time.monotonic()
@@ -426,6 +466,7 @@ class ResourceListener:
         live = [state.ref for state in listed.values()]
         self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain(live))
         self.relists += 1
+        self._missing = False
         if self._missing_reported:
             logger.info("%s: %s is served now", self.kind.kind, self.kind.resource)
             self._missing_reported = False
@@ -453,7 +494,7 @@ class ResourceListener:
                 raise
             page = _parse_list(self._read_body(response))
             for item in page["items"]:
-                state = self._project(item) if isinstance(item, dict) else None
+                state = self._project(item) if isinstance(item, dict) and not self._foreign(item) else None
                 if state is None:
                     if not isinstance(item, dict):
                         self.drops.drop(REASON_BAD_OBJECT, "%s list item %r" % (self.kind.kind, item))
@@ -494,9 +535,14 @@ class ResourceListener:
         self._position = resource_version
         started = time.monotonic()
         self.watches += 1
-        for line in self._lines(self._call(**kwargs)):
-            self._check_stop()
-            self._handle_line(line)
+        response = self._call(**kwargs)
+        self._watch_open = True
+        try:
+            for line in self._lines(response):
+                self._check_stop()
+                self._handle_line(line)
+        finally:
+            self._watch_open = False
         self._check_stop()
         elapsed = time.monotonic() - started
         if elapsed < self.settings.watch_timeout_seconds * 0.9:
@@ -509,6 +555,8 @@ class ResourceListener:
             return
         if event.type == BOOKMARK:
             self.bookmarks += 1
+        elif self._foreign(event.object):
+            pass  # counted by _foreign; its resourceVersion still moves the position
         else:
             state = self._project(dict(event.object))
             if state is None and event.type == DELETED:
@@ -517,6 +565,21 @@ class ResourceListener:
                 self._work.submit(self._cache.apply_event(event.type, state))
         # Advance only after the event is in the cache: resuming from here must not skip it.
         self._position = event.resource_version or self._position
+
+    def _foreign(self, obj: Any) -> bool:
+        """Whether ``obj`` declares another kind or apiVersion than the watched one (dropped and counted).
+
+        An object without the fields (some clients and fakes leave them out of list items) is taken as ours.
+        """
+        kind = obj.get("kind")
+        api_version = obj.get("apiVersion")
+        if (kind is None or kind == self.kind.kind) and (api_version is None or api_version == self._api_version):
+            return False
+        self.drops.drop(
+            REASON_WRONG_KIND,
+            "%s stream: an object of kind %.60r, apiVersion %.60r" % (self.kind.kind, kind, api_version),
+        )
+        return True
 
     def _deleted_state(self, obj: Any) -> ObjectState | None:
         """A deletion must be forgotten even when the object cannot be projected: fall back to its identity."""

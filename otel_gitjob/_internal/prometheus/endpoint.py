@@ -2,12 +2,14 @@
 
 It answers like prometheus_client's ``start_http_server`` (same content
 negotiation, same headers, ``OPTIONS``, ``405``, ``/favicon.ico``, ``name[]``
-filtering), but renders the reader's collection with
+filtering), plus ``/healthz`` and ``/readyz`` (:mod:`.health`, never a collection), but renders the
+reader's collection with
 :class:`~otel_gitjob._internal.prometheus.renderer.FastExposition` whenever the registry
 holds nothing but that reader, and compresses at :data:`DEFAULT_GZIP_LEVEL`.
 Anything else (a registry with other collectors or ``target_info``, a reader with
 scope labels or ``target_info``, a ``name[]`` filter) is served the old way, by
-prometheus_client from the registry.
+prometheus_client from the registry. Either way a series that cannot be encoded is left out and
+counted, and long label values are cut (:mod:`.sanitize`); the server is :mod:`.server`'s bounded one.
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as _text
 
+from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.prometheus import _seam
+from otel_gitjob._internal.prometheus.health import HealthChecks
 from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
+from otel_gitjob._internal.prometheus.sanitize import CleanRegistry, ScrapeCounts
+from otel_gitjob._internal.prometheus.server import BoundedWSGIServer
 from otel_gitjob.environment_variables import OTEL_GITJOB_COLLECT_TIMEOUT
 
 __all__ = [
     "DEFAULT_COLLECT_TIMEOUT",
     "DEFAULT_GZIP_LEVEL",
+    "MIN_COLLECT_TIMEOUT",
     "MetricsEndpoint",
     "collect_timeout_from_env",
     "start_http_server",
@@ -55,24 +61,53 @@ DEFAULT_GZIP_LEVEL = 1
 DEFAULT_COLLECT_TIMEOUT = 300.0
 
 
+# Below this a collection of even a handful of series can miss its deadline on a busy machine, and a
+# missed deadline fails the scrape: a smaller setting is a mistake, refused at start.
+MIN_COLLECT_TIMEOUT = 0.5
+
+
+def check_collect_timeout(value: float, source: str = "collect_timeout") -> float:
+    """``value`` when it is a usable collection deadline in seconds.
+
+    Raises:
+        ConfigurationError: When it is not a number of at least :data:`MIN_COLLECT_TIMEOUT` (inf is allowed).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= MIN_COLLECT_TIMEOUT:
+        raise ConfigurationError(
+            "%s must be a number of seconds of at least %g (default %g), got %r"
+            % (source, MIN_COLLECT_TIMEOUT, DEFAULT_COLLECT_TIMEOUT, value)
+        )
+    return float(value)
+
+
 def collect_timeout_from_env() -> float:
-    """``OTEL_GITJOB_COLLECT_TIMEOUT`` in seconds, or :data:`DEFAULT_COLLECT_TIMEOUT` (unset or invalid)."""
+    """``OTEL_GITJOB_COLLECT_TIMEOUT`` in seconds, or :data:`DEFAULT_COLLECT_TIMEOUT` when unset.
+
+    Raises:
+        ConfigurationError: When it is set to anything but a number of at least :data:`MIN_COLLECT_TIMEOUT`.
+    """
     raw = os.environ.get(OTEL_GITJOB_COLLECT_TIMEOUT)
     if not raw:
         return DEFAULT_COLLECT_TIMEOUT
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value > 0:
-        return value
-    _logger.warning(
-        "otel-gitjob: %s must be a positive number of seconds, got %r; using %s",
-        OTEL_GITJOB_COLLECT_TIMEOUT,
-        raw,
-        DEFAULT_COLLECT_TIMEOUT,
-    )
-    return DEFAULT_COLLECT_TIMEOUT
+        raise ConfigurationError(
+            "%s must be a number of seconds of at least %g (default %g), got %r"
+            % (OTEL_GITJOB_COLLECT_TIMEOUT, MIN_COLLECT_TIMEOUT, DEFAULT_COLLECT_TIMEOUT, raw)
+        ) from None
+    return check_collect_timeout(value, OTEL_GITJOB_COLLECT_TIMEOUT)
+
+
+_PLAIN_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def choose_encoder(accept: str) -> tuple[Callable[..., bytes], str]:
+    """prometheus_client's content negotiation; an ``Accept`` header it cannot parse gets Prometheus text."""
+    try:
+        return _text.choose_encoder(accept)  # type: ignore[no-any-return]
+    except Exception:  # e.g. a malformed OpenMetrics version: answer in the format every scraper reads
+        return _text.generate_latest, _PLAIN_0_0_4
 
 
 def _format_of(encoder: Callable[..., bytes]) -> Format | None:
@@ -91,16 +126,25 @@ class MetricsEndpoint:
         registry: The prometheus_client registry to serve.
         reader: The ``PrometheusMetricReader`` registered in ``registry`` (None: always the old way).
         gzip_level: Compression level when the client accepts gzip.
+        health: The checks ``/healthz`` and ``/readyz`` answer from (none: both answer ok).
     """
 
     def __init__(
-        self, registry: CollectorRegistry, reader: Any = None, *, gzip_level: int = DEFAULT_GZIP_LEVEL
+        self,
+        registry: CollectorRegistry,
+        reader: Any = None,
+        *,
+        gzip_level: int = DEFAULT_GZIP_LEVEL,
+        health: HealthChecks | None = None,
     ) -> None:
         self.registry = registry
         self.reader = reader
         self.gzip_level = gzip_level
+        self.health = health if health is not None else HealthChecks()
+        counts = getattr(reader, "scrape_counts", None)
+        self.counts: ScrapeCounts = counts if isinstance(counts, ScrapeCounts) else ScrapeCounts()
         collector = _seam.collector_of(reader)
-        self._fast = FastExposition(collector) if collector is not None else None
+        self._fast = FastExposition(collector, self.counts) if collector is not None else None
         # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
         self._flight = threading.Condition()
         self._collecting = False
@@ -132,6 +176,7 @@ class MetricsEndpoint:
         A slow collection (the first one at 30,000 repos) must not be repeated by every scrape that
         queued up behind it: those scrapes take its result instead.
         """
+        shared = False
         with self._flight:
             if self._collecting:
                 generation = self._generation
@@ -140,12 +185,19 @@ class MetricsEndpoint:
                     while self._generation == generation:
                         self._flight.wait()
                     assert self._result is not None
-                    return self._result
+                    data, error = self._result
+                    shared = True
                 finally:
                     self._waiting -= 1
                     if not self._waiting:
                         self._result = None  # release the collection once every waiter has it
-            self._collecting = True
+            else:
+                self._collecting = True
+        if shared:
+            # That collection was filtered before this scrape arrived: an object forgotten in between
+            # (forget() returned before this scrape started) must not show. Outside the lock: the filter
+            # takes the registry's.
+            return (self._refilter(data) if data is not None else data), error
         data, error = None, None
         try:
             data = self._collect()
@@ -158,6 +210,10 @@ class MetricsEndpoint:
             self._flight.notify_all()
         return data, error
 
+    def _refilter(self, data: Any) -> Any:
+        refilter = getattr(self.reader, "filter_collection", None)
+        return refilter(data) if refilter is not None else data
+
     def _collect(self) -> Any:
         # The reader's own collect: lifecycle housekeeping, the SDK's collection (with the reader's deadline),
         # the lifecycle's filter; it queues the result on the collector. Collections queued by other callers
@@ -169,7 +225,7 @@ class MetricsEndpoint:
         self, accept: str | None, accept_encoding: str | None, params: dict[str, list[str]]
     ) -> tuple[str, list[tuple[str, str]], bytes]:
         """Status, headers and body for a GET, as prometheus_client's ``_bake_output`` would give."""
-        encoder, content_type = _text.choose_encoder(accept or "")
+        encoder, content_type = choose_encoder(accept or "")
         fmt = _format_of(encoder)
         if fmt is not None and "name[]" not in params and self.fast_path():
             output = self.render(fmt)
@@ -177,7 +233,7 @@ class MetricsEndpoint:
             registry: Any = self.registry
             if "name[]" in params:
                 registry = registry.restricted_registry(params["name[]"])
-            output = encoder(registry)
+            output = encoder(CleanRegistry(registry, self.counts))
         headers = [("Content-Type", content_type)]
         if _text.gzip_accepted(accept_encoding or ""):
             output = gzip.compress(output, compresslevel=self.gzip_level)
@@ -195,6 +251,11 @@ class MetricsEndpoint:
             output = f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()
         elif environ["PATH_INFO"] == "/favicon.ico":
             status, headers, output = "200 OK", [], b""
+        elif environ["PATH_INFO"] in _PROBES:
+            ok, detail = _PROBES[environ["PATH_INFO"]](self.health)
+            status = "200 OK" if ok else "503 Service Unavailable"
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            output = ("%s\n%s" % ("ok" if ok else "not ok", detail + "\n" if detail else "")).encode("utf-8", "replace")
         else:
             status, headers, output = self.bake(
                 environ.get("HTTP_ACCEPT"),
@@ -205,6 +266,12 @@ class MetricsEndpoint:
         return [output]
 
 
+_PROBES: dict[str, Callable[[HealthChecks], tuple[bool, str]]] = {
+    "/healthz": HealthChecks.live,
+    "/readyz": HealthChecks.ready,
+}
+
+
 def start_http_server(
     port: int,
     addr: str = "0.0.0.0",
@@ -212,7 +279,8 @@ def start_http_server(
     *,
     reader: Any = None,
     gzip_level: int = DEFAULT_GZIP_LEVEL,
-) -> tuple[Any, threading.Thread]:
+    health: HealthChecks | None = None,
+) -> tuple[BoundedWSGIServer, threading.Thread]:
     """Serve ``registry`` on ``addr:port`` in a daemon thread, like prometheus_client's ``start_http_server``.
 
     Args:
@@ -221,18 +289,26 @@ def start_http_server(
         registry: What to serve.
         reader: The ``PrometheusMetricReader`` registered in ``registry``, for the fast path.
         gzip_level: Compression level when the client accepts gzip.
+        health: The checks behind ``/healthz`` and ``/readyz``; the server's own threads are added to the
+            liveness checks.
 
     Returns:
-        The server (``shutdown()``, ``server_close()``, ``server_address``) and its thread.
+        The server (``shutdown()``, ``server_close()``, ``server_address``, ``endpoint``) and its accept thread.
     """
-    endpoint = MetricsEndpoint(registry if registry is not None else CollectorRegistry(), reader, gzip_level=gzip_level)
-
-    class _Server(_text.ThreadingWSGIServer):
-        """A copy of the threading server class so the address family is set per instance."""
-
-    _Server.address_family, addr = _seam.best_family(addr, port)
-    httpd = make_server(addr, port, endpoint.wsgi_app, _Server, handler_class=_seam.SilentHandler)
+    health = health if health is not None else HealthChecks()
+    endpoint = MetricsEndpoint(
+        registry if registry is not None else CollectorRegistry(), reader, gzip_level=gzip_level, health=health
+    )
+    httpd = BoundedWSGIServer(addr, port, endpoint.wsgi_app)
     httpd.endpoint = endpoint  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, name="otel-gitjob-metrics", daemon=True)
     thread.start()
+    health.add(
+        "http-server",
+        live=lambda: (
+            (True, "accepting, %d workers" % len(httpd.threads()))
+            if thread.is_alive() and httpd.workers_alive()
+            else (False, "a server thread has died")
+        ),
+    )
     return httpd, thread

@@ -22,7 +22,8 @@ from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.prometheus import _seam
-from otel_gitjob._internal.prometheus.endpoint import collect_timeout_from_env
+from otel_gitjob._internal.prometheus.endpoint import check_collect_timeout, collect_timeout_from_env
+from otel_gitjob._internal.prometheus.sanitize import ScrapeCounts
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -45,12 +46,13 @@ class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type
         registry: The prometheus_client registry (the global one when None).
         disable_target_info: Leave out ``target_info``.
         scope_info_enabled: Add ``otel_scope_*`` labels (exporter releases that support them).
-        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s).
+        collect_timeout: Seconds a scrape's collection may take (``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s;
+            at least 0.5).
         **options: Passed on to ``PrometheusMetricReader``.
 
     Raises:
         ConfigurationError: When a MeterProvider takes this reader but was built
-            without ``lifecycle.views()``.
+            without ``lifecycle.views()``, or the collect timeout is not a number of at least 0.5 s.
     """
 
     def __init__(
@@ -65,8 +67,12 @@ class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type
     ) -> None:
         self._lifecycle = lifecycle
         self.collect_timeout_millis = 1000 * (
-            collect_timeout if collect_timeout is not None else collect_timeout_from_env()
+            check_collect_timeout(collect_timeout) if collect_timeout is not None else collect_timeout_from_env()
         )
+        self.scrape_counts = ScrapeCounts()
+        """Series the ``/metrics`` endpoint left out and label values it cut (self-metrics)."""
+        lifecycle.self_metrics.add("otel_gitjob_scrape_series_dropped", self.scrape_counts.dropped_source)
+        lifecycle.self_metrics.add("otel_gitjob_label_values_truncated", self.scrape_counts.truncated_source)
         target = registry if registry is not None else REGISTRY
         if "scope_info_enabled" in _READER_OPTIONS:
             options["scope_info_enabled"] = scope_info_enabled
@@ -108,6 +114,8 @@ class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type
         if not self._registered:
             return
         self._registered = False
+        self._lifecycle.self_metrics.remove("otel_gitjob_scrape_series_dropped", self.scrape_counts.dropped_source)
+        self._lifecycle.self_metrics.remove("otel_gitjob_label_values_truncated", self.scrape_counts.truncated_source)
         if "registry" in _READER_OPTIONS:
             super().shutdown(timeout_millis=timeout_millis, **kwargs)
         else:

@@ -25,6 +25,10 @@ histogram, label or metric names that the negotiated escaping would rewrite,
 several OTel metrics folded into one Prometheus family, non-string label values
 that could change in place) is rendered by prometheus_client itself from the
 exporter's family object, so the output stays byte-identical in every case.
+
+Either way a series UTF-8 cannot encode is left out (its cache entry says so)
+and a label value is cut to :data:`~.sanitize.MAX_LABEL_VALUE` characters,
+both counted (:mod:`.sanitize`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from prometheus_client.utils import floatToGoString
 
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus._seam import map_unit, sanitize_attribute
+from otel_gitjob._internal.prometheus.sanitize import REASON_UNENCODABLE, ScrapeCounts, cap, clean_families, encodable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
@@ -131,10 +136,12 @@ class FastExposition:
 
     Args:
         collector: The reader's prometheus_client collector (for its name, prefix and label-value rules).
+        counts: Where series left out and label values cut are counted.
     """
 
-    def __init__(self, collector: Any) -> None:
+    def __init__(self, collector: Any, counts: ScrapeCounts | None = None) -> None:
         self._collector = collector
+        self._counts = counts if counts is not None else ScrapeCounts()
         self._families: dict[str, _Family] = {}
         self._headers: dict[tuple[Any, ...], str] = {}
         # One string object per distinct label string across families (the ten status gauges of a
@@ -185,7 +192,20 @@ class FastExposition:
                 self._rebuild_intern()
             if fmt.openmetrics:
                 out.append("# EOF\n")
-            return "".join(out).encode("utf-8")
+            text = "".join(out)
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
+                return self._encode_families(out)
+
+    def _encode_families(self, out: list[str]) -> bytes:
+        parts = []
+        for family_text in out:
+            if encodable(family_text):
+                parts.append(family_text.encode("utf-8"))
+            else:
+                self._counts.dropped(REASON_UNENCODABLE, max(1, family_text.count("\n") - 2))
+        return b"".join(parts)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -244,7 +264,8 @@ class FastExposition:
         for family in self._families.values():
             for entry in family.entries.values():
                 for text in entry[2:]:
-                    intern[text] = text
+                    if text is not None:
+                        intern[text] = text
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
@@ -252,7 +273,7 @@ class FastExposition:
         families: dict[str, PromFamily] = {}
         for metric, *_ in members:
             _seam.translate_metric(self._collector, metric, families)
-        text = fmt.encode(_One(families.values())).decode("utf-8")
+        text = fmt.encode(_One(clean_families(families.values(), self._counts))).decode("utf-8")
         if fmt.openmetrics and text.endswith("# EOF\n"):
             text = text[: -len("# EOF\n")]
         out.append(text)
@@ -371,14 +392,20 @@ class FastExposition:
             sample = sample_names[0]
             assert sample is not None
             small = _SMALL_INTS
+            dropped = 0
             for point in points:
                 entry = entries[id(point.attributes)]
+                if entry[2] is None:  # a label value UTF-8 cannot encode
+                    dropped += 1
+                    continue
                 value = point.value
                 if type(value) is int and 0 <= value < _SMALL:
                     text = small[value]
                 else:
                     text = floatToGoString(value)
                 lines.append("%s%s %s\n" % (sample, entry[2], text))
+            if dropped:
+                self._counts.dropped(REASON_UNENCODABLE, dropped)
         out.append("".join(lines))
         return True
 
@@ -394,8 +421,12 @@ class FastExposition:
         bounds_key: Any = None
         le_parts: list[str] = []
         with_totals = True
+        dropped = 0
         for point in points:
             _, _, plain, pre, post = entries[id(point.attributes)]
+            if plain is None:  # a label value UTF-8 cannot encode
+                dropped += 1
+                continue
             bounds = point.explicit_bounds
             # Each point carries its own copy of the bounds; equal ones render alike.
             if bounds is not bounds_key and bounds != bounds_key:
@@ -419,6 +450,8 @@ class FastExposition:
                     % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
                 lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
+        if dropped:
+            self._counts.dropped(REASON_UNENCODABLE, dropped)
 
     def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
         point_keys, raw = self._point_keys(attributes)
@@ -432,7 +465,14 @@ class FastExposition:
                 # A list (or anything mutable) could change in place while its series lives; the cached
                 # string would go stale. Such values are not valid OTel attributes from our code anyway.
                 return None
-            values[label] = _escape_value(check(value))
+            text = check(value)
+            if not encodable(text) or not encodable(label):
+                # Cached as left out: the series is skipped (and counted) at every scrape while it lives.
+                return (attributes, point_keys, None, None, None) if histogram else (attributes, point_keys, None)
+            text, cut = cap(text)
+            if cut:
+                self._counts.truncated()
+            values[label] = _escape_value(text)
         intern = self._intern
         if not histogram:
             text = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
