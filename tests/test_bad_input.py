@@ -20,6 +20,9 @@ REPO = (NS, NAME)
 LABELS = (("name", NAME), ("namespace", NS))
 CREATED = "fleet_gitjobs_created_success_total"
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 
 @pytest.mark.parametrize(
     ("repo", "reason"),

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,9 @@ from support import hammer, samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
+
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
 
 ROUNDS = 300
 
@@ -117,6 +121,7 @@ class _SlowReleaseLock:
 HAMMER_SECONDS = float(os.environ.get("OTEL_GITJOB_HAMMER_SECONDS", "2"))
 
 
+@pytest.mark.seam_internals("sdk")
 def test_first_writes_racing_forgets_never_raise_and_lose_nothing_that_lives():
     """8 threads make first writes on new repos while 2 threads forget a share of them.
 

@@ -195,3 +195,19 @@ def test_setup_fits_more_live_repos_than_the_sdk_default_limit_without_overflow(
         assert 'name="r2499"' in text
     finally:
         instrumentation.shutdown()
+
+
+def test_demo_never_reports_a_gauge_expiring_before_its_ttl():
+    # Every scrape of the demo's own registry must still show a gauge set less than its TTL ago; an SDK that
+    # clears gauges at each collection made it print "expired after 0 s".
+    process = start_command("demo", "--interval", "0.01", "--seed", "3", "--gauge-ttl", "600")
+    output = Output(process)
+    try:
+        assert output.wait_for(lambda lines: sum("succeeded in" in line for line in lines) >= 15), output.lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        kill(process)
+    lines = output.join().splitlines()
+    assert sum("succeeded in" in line for line in lines) >= 15
+    assert [line for line in lines if line.startswith("~ ")] == []

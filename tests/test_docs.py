@@ -27,6 +27,8 @@ PAGES = (
     "getting-started.md",
     "cleanup-groups.md",
     "listener.md",
+    "fleet.md",
+    "testing.md",
     "collector.md",
     "compatibility.md",
     "troubleshooting.md",

@@ -16,6 +16,9 @@ from support import FakeClock, samples, wait_until
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 REPO = ("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))
@@ -88,6 +91,7 @@ def test_any_instrument_can_be_declared_transient_with_its_own_ttl(provider, lif
     assert not [key for key in samples(registry) if key[0] == "build_queue_depth"]
 
 
+@pytest.mark.seam_internals("sdk")
 def test_expiry_frees_the_sdk_storage(gitjob, provider, clock, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     before = _sdk.series_count(provider)
@@ -207,6 +211,7 @@ def test_transient_with_a_bad_ttl_raises(lifecycle, ttl):
         lifecycle.transient("x", ttl)
 
 
+@pytest.mark.seam_internals("sdk")
 def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
@@ -300,6 +305,7 @@ def test_a_collection_during_a_sweep_on_another_thread_never_shows_what_it_expir
     assert seen == [None]
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_series_written_again_while_its_expiry_evicts_it_is_still_forgotten_with_its_object(
     gitjob, lifecycle, provider, clock, registry, monkeypatch
 ):
@@ -326,6 +332,7 @@ def test_a_series_written_again_while_its_expiry_evicts_it_is_still_forgotten_wi
     assert gauge_value(registry) is None
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
     gitjob, lifecycle, provider, clock, registry
 ):
@@ -389,6 +396,7 @@ def expiring(clock: FakeClock) -> Iterator[tuple[Lifecycle, MeterProvider, InMem
         lifecycle.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(expiring, clock):
     lifecycle, provider, reader = expiring
     lifecycle.transient("job_gauge", 60.0)
@@ -408,6 +416,7 @@ def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(e
     assert _sdk.series_count(provider, include_placeholders=True) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_transient_instrument_recorded_without_attributes_expires(expiring, clock):
     lifecycle, provider, reader = expiring
     lifecycle.transient("job_gauge", 60.0)

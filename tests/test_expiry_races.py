@@ -19,6 +19,9 @@ from support import FakeClock, samples
 from otel_gitjob import Lifecycle
 from otel_gitjob._internal.core import _sdk
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)
 LABELS = (("name", NAME), ("namespace", NS))
@@ -26,6 +29,7 @@ CREATED = "fleet_gitjobs_created_success_total"
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_set_between_the_decision_to_expire_and_the_eviction_survives(
     gitjob, lifecycle, clock, registry, monkeypatch
 ):
@@ -52,6 +56,7 @@ def test_a_set_between_the_decision_to_expire_and_the_eviction_survives(
     assert stored(gitjob._duration_gauge) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_set_through_an_aggregation_found_before_its_expiry_lands_in_a_new_series(
     gitjob, lifecycle, clock, registry, monkeypatch
 ):
@@ -80,6 +85,7 @@ def test_a_set_through_an_aggregation_found_before_its_expiry_lands_in_a_new_ser
     assert stored(gauge) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_write_through_a_placeholder_found_before_observe_lands_in_the_live_series(
     gitjob, lifecycle, registry, monkeypatch
 ):
@@ -106,6 +112,7 @@ def test_a_write_through_a_placeholder_found_before_observe_lands_in_the_live_se
     assert samples(registry).get((CREATED, LABELS)) == 2
 
 
+@pytest.mark.seam_internals("sdk")
 @pytest.mark.skipif(
     _sdk.ADAPTER is None or not _sdk.ADAPTER.guard_relookup,
     reason="this opentelemetry-sdk release does not look a series up again after its lock",

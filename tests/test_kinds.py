@@ -7,6 +7,9 @@ from support import samples
 
 from otel_gitjob import ConfigurationError, Lifecycle
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 # A HelmOp-scoped instrument of the user's. A counter, not a gauge: before opentelemetry-sdk 1.39 a
 # synchronous gauge reports a value only in the first collection after it was set, and these tests scrape
 # more than once.

@@ -11,12 +11,16 @@ from support import gitrepo, points_of, samples
 from otel_gitjob import GitJobMetrics, Lifecycle
 from otel_gitjob._internal.core import _sdk
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)
 LABELS = (("name", NAME), ("namespace", NS))
 CREATED = "fleet_gitjobs_created_success_total"
 
 
+@pytest.mark.seam_internals("sdk")
 @pytest.mark.skipif(
     not _sdk.supports_cardinality_limit(), reason="this opentelemetry-sdk release has no cardinality limit"
 )

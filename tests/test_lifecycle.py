@@ -12,6 +12,9 @@ from support import sample_names_for, samples
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, RepoRef
 from otel_gitjob._internal.core import _sdk
 
+# The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("degraded_seam")
+
 A = RepoRef("team-a", "repo-a", uid="uid-1")
 B = RepoRef("team-b", "repo-b")
 LABELS_A = (("name", "repo-a"), ("namespace", "team-a"))
@@ -78,6 +81,7 @@ def test_forget_of_an_unknown_repo_returns_zero(lifecycle, gitjob):
     assert lifecycle.forget(("nowhere", "nothing")) == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_forget_frees_the_sdk_storage_of_every_reader(gitjob, provider, lifecycle):
     baseline = _sdk.series_count(provider)
     record_everything(gitjob, A)
@@ -89,6 +93,7 @@ def test_forget_frees_the_sdk_storage_of_every_reader(gitjob, provider, lifecycl
     assert lifecycle.tracked_objects() == 0
 
 
+@pytest.mark.seam_internals("sdk")
 def test_five_thousand_repos_churned_never_overflow_and_the_last_keeps_its_labels(lifecycle, registry):
     provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
@@ -155,6 +160,7 @@ def test_write_without_uid_does_not_lift_the_block(gitjob, lifecycle, registry):
     assert sample_names_for(registry, name="repo-a") == set()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_placeholders_of_blocked_writes_are_evicted_at_the_next_collection(gitjob, provider, lifecycle, registry):
     def placeholders() -> int:
         return _sdk.series_count(provider, include_placeholders=True) - _sdk.series_count(provider)
@@ -200,6 +206,7 @@ def test_blocks_expire_after_block_seconds(clock, registry):
         provider.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_forget_cost_is_an_index_lookup_not_a_scan(gitjob, lifecycle, monkeypatch):
     for i in range(200):
         gitjob.job_created(("ns", "r%d" % i))
@@ -347,6 +354,7 @@ def test_exemplars_are_off_by_default_and_come_back_on_request(exemplars):
         lifecycle.shutdown()
 
 
+@pytest.mark.seam_internals("sdk")
 def test_a_collection_during_a_forget_never_shows_the_series_it_has_not_reached_yet(
     gitjob, lifecycle, registry, monkeypatch
 ):

@@ -26,8 +26,7 @@ from prometheus_client import CollectorRegistry
 from support import samples
 
 from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob._internal.core import _sdk
-from otel_gitjob._internal.core import lifecycle as lifecycle_module
+from otel_gitjob._internal.core import _sdk, degraded
 
 SDK = tuple(int(part) for part in importlib.metadata.version("opentelemetry-sdk").split(".")[:3])
 
@@ -172,11 +171,11 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
     monkeypatch, caplog
 ):
     monkeypatch.setattr(_sdk, "_check_result", _sdk.SelfCheck(False, None, ("_ViewInstrumentMatch is gone",)))
-    monkeypatch.setattr(lifecycle_module, "_warned_degraded", threading.Event())
+    monkeypatch.setattr(degraded, "_checked", {})
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         lifecycle = Lifecycle()
         Lifecycle().shutdown()  # a second lifecycle warns no more
-    warnings = [r for r in caplog.records if "running degraded" in r.getMessage()]
+    warnings = [r for r in caplog.records if "seam runs degraded" in r.getMessage()]
     assert len(warnings) == 1
     assert "1.33.0 through 1.45.2" in warnings[0].getMessage()
     assert lifecycle.degraded
@@ -190,7 +189,7 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
         got = samples(registry)
         created = {dict(labels)["name"] for (name, labels) in got if name == "fleet_gitjobs_created_success_total"}
         assert created == {"kept"}
-        assert got[("otel_gitjob_sdk_degraded", (("adapter", "none"),))] == 1.0
+        assert got[("otel_gitjob_degraded", (("seam", "sdk"),))] == 1.0
         stored = [
             match._attributes_aggregation
             for storage in provider._measurement_consumer._reader_storages.values()
@@ -199,13 +198,14 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
             for match in matches
         ]
         assert [len(table) for table in stored] == [2]  # nothing was evicted: the SDK was not touched
-        lifecycle.observe(("ns", "gone"))  # alive again: exported again
-        created = {
+        lifecycle.observe(("ns", "gone"))  # alive again: its old count is gone, a new write starts afresh
+        assert "gone" not in {
             dict(labels)["name"]
             for (name, labels) in samples(registry)
             if name == "fleet_gitjobs_created_success_total"
         }
-        assert created == {"gone", "kept"}
+        gitjob.job_created(("ns", "gone"))
+        assert samples(registry)[("fleet_gitjobs_created_success_total", (("name", "gone"), ("namespace", "ns")))] == 1
     finally:
         provider.shutdown()
         lifecycle.shutdown()

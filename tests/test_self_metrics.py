@@ -16,7 +16,8 @@ def test_self_metrics_report_objects_series_blocks_forgets_and_expiries(gitjob, 
     lifecycle.forget(("ns", "a"))
     clock.advance(121)  # past the gauge's TTL
     got = samples(registry)
-    assert got[("otel_gitjob_sdk_degraded", (("adapter", lifecycle.sdk_check.adapter),))] == 0
+    assert got[("otel_gitjob_degraded", (("seam", "sdk"),))] == 0
+    assert got[("otel_gitjob_unchecked_providers", ())] == 0
     assert got[("otel_gitjob_forgets_total", ())] == 1
     assert got[("otel_gitjob_blocked_objects", ())] == 1
     assert got[("otel_gitjob_expired_series_total", ())] == 1  # the scrape expired the due gauge first

@@ -143,7 +143,7 @@ def test_the_self_metric_panels_show_the_package_at_work(stack):
             assert stack.prometheus.query(substitute(expr, ".*", ".*")), expr
         objects = {r["metric"]["kind"]: float(r["value"][1]) for r in stack.prometheus.query("otel_gitjob_objects")}
         assert objects.get("GitRepo", 0) >= 1
-        assert float(stack.prometheus.query("max(otel_gitjob_sdk_degraded)")[0]["value"][1]) == 0
+        assert float(stack.prometheus.query('max(otel_gitjob_degraded{seam="sdk"})')[0]["value"][1]) == 0
     finally:
         controller.stop()
 

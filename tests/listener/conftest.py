@@ -111,7 +111,8 @@ def make_listener(emulator: Emulator) -> Iterator[Callable[..., Any]]:
             kind,
             configuration=emulator.configuration,
             settings=settings,
-            meter_provider=meter_provider or MeterProvider(),
+            # A real Lifecycle refuses a provider without its views; the recording sink has none.
+            meter_provider=meter_provider or MeterProvider(views=sink.views() if hasattr(sink, "views") else ()),
         )
         listener.test_emulator = emulator  # for the tests' synced() helper
         listeners.append(listener)

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from otel_gitjob._internal.app.exporters import exporters_from_environment
 from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob.environment_variables import (
@@ -77,6 +78,9 @@ def _epilog() -> str:
         "  %s  port of /metrics (--port; default %d, 0 picks a free port)\n"
         "  %s          TTL in seconds of the job-duration gauge (default 120)\n"
         "  KUBECONFIG                     kubeconfig of watch when --kubeconfig is not given\n"
+        "  OTEL_GITJOB_CARDINALITY_LIMIT  series per instrument (default 10000): above the objects of one kind\n"
+        "  OTEL_METRICS_EXPORTER          watch: prometheus (default), otlp, or both (prometheus,otlp);\n"
+        "                                 OTLP is configured by the OTEL_EXPORTER_OTLP_* variables\n"
         "\nexit codes:\n%s\n"
         % (
             OTEL_EXPORTER_PROMETHEUS_HOST,
@@ -327,6 +331,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                 stop=stop,
                 configuration=configuration,
                 kinds=args.kinds,
+                forget_on_stop=True,  # the last OTLP export then marks every series stale
                 health=instrumentation.health,
             )
     finally:
@@ -339,7 +344,9 @@ def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
     """``setup()`` with the CLI's host and port; its errors become one line each."""
     host = args.host if args.host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
     try:
-        return setup(host=args.host, port=args.port, gauge_ttl=gauge_ttl)
+        # watch also pushes where OTEL_METRICS_EXPORTER says (the demo serves /metrics only).
+        exporters = exporters_from_environment() if args.command == "watch" else []
+        return setup(host=args.host, port=args.port, gauge_ttl=gauge_ttl, exporters=exporters)
     except ConfigurationError as error:
         cause = error.__cause__
         port = args.port if args.port is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, DEFAULT_PORT)

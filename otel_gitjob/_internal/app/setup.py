@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +23,13 @@ from otel_gitjob._internal.prometheus.health import HealthChecks
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
+    OTEL_GITJOB_CARDINALITY_LIMIT,
     OTEL_GITJOB_GAUGE_TTL,
 )
 
-__all__ = ["Instrumentation", "setup"]
+__all__ = ["Instrumentation", "setup", "with_instance_id"]
+
+SERVICE_INSTANCE_ID = "service.instance.id"
 
 # Deleted repos are evicted, so the SDK's per-instrument limit only has to fit the live ones; its
 # default of 2,000 is below the repo count of large Fleet installations.
@@ -97,6 +102,31 @@ class Instrumentation:
         self.lifecycle.shutdown()
 
 
+def with_instance_id(resource: Resource) -> Resource:
+    """``resource``, with this process's random ``service.instance.id`` (a UUID) unless it has one.
+
+    A Collector tells the series of two exporting processes apart by their resource only: two shards
+    with the same resource would overwrite each other's points of the same object. Recent SDK releases
+    set such an id themselves (one per process), older ones none; this gives every supported release the
+    same behaviour. A deployment sets a stable one (the pod's name) in ``OTEL_RESOURCE_ATTRIBUTES``.
+    """
+    if resource.attributes.get(SERVICE_INSTANCE_ID):
+        return resource
+    return resource.merge(Resource({SERVICE_INSTANCE_ID: _process_instance_id()}))
+
+
+_instance_id: tuple[int, str] | None = None  # (pid, id): a forked child draws its own
+_instance_id_lock = threading.Lock()
+
+
+def _process_instance_id() -> str:
+    global _instance_id
+    with _instance_id_lock:
+        if _instance_id is None or _instance_id[0] != os.getpid():
+            _instance_id = (os.getpid(), str(uuid.uuid4()))
+        return _instance_id[1]
+
+
 def setup(
     *,
     serve: bool = True,
@@ -108,7 +138,7 @@ def setup(
     export_interval_millis: float | None = None,
     gauge_ttl: float | None = None,
     prefix: str = "fleet",
-    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
+    cardinality_limit: int | None = None,
     collect_timeout: float | None = None,
     **lifecycle_options: Any,
 ) -> Instrumentation:
@@ -120,14 +150,17 @@ def setup(
         port: Listen port; ``OTEL_EXPORTER_PROMETHEUS_PORT`` or 9464 (0 picks a free port).
         registry: The prometheus_client registry; a new one when None, so that
             two setups in one process never collide.
-        resource: The MeterProvider's resource.
+        resource: The MeterProvider's resource; ``Resource.create()`` (which reads ``OTEL_SERVICE_NAME`` and
+            ``OTEL_RESOURCE_ATTRIBUTES``) when None. Without a ``service.instance.id`` it gets a random one
+            (one UUID per process), so that two processes exporting to one Collector never share a series.
         exporters: Push exporters (e.g. ``OTLPMetricExporter()``), each wrapped by the lifecycle and
             run by its own ``PeriodicExportingMetricReader``.
         export_interval_millis: Their export interval; ``OTEL_METRIC_EXPORT_INTERVAL`` or 60 s when None.
         gauge_ttl: TTL of the transient job-duration gauge; ``OTEL_GITJOB_GAUGE_TTL`` or 120 s.
         prefix: Metric name prefix.
         cardinality_limit: Live attribute sets per instrument before the SDK folds
-            new ones into ``otel_metric_overflow`` (10,000; the SDK's default is 2,000).
+            new ones into ``otel_metric_overflow``; ``OTEL_GITJOB_CARDINALITY_LIMIT`` or 10,000 (the
+            SDK's default is 2,000). A watched object is one series per instrument of its kind.
         collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
@@ -140,6 +173,17 @@ def setup(
             raise ConfigurationError(
                 "%s must be a number of seconds, got %r" % (OTEL_GITJOB_GAUGE_TTL, raw_ttl)
             ) from None
+    if cardinality_limit is None:
+        raw_limit = os.environ.get(OTEL_GITJOB_CARDINALITY_LIMIT, "").strip()
+        try:
+            cardinality_limit = int(raw_limit) if raw_limit else DEFAULT_CARDINALITY_LIMIT
+        except ValueError:
+            cardinality_limit = 0  # refused below, with the variable named
+        if cardinality_limit < 1:
+            raise ConfigurationError(
+                "%s must be a whole number of series per instrument, at least 1, got %r"
+                % (OTEL_GITJOB_CARDINALITY_LIMIT, raw_limit)
+            )
     exemplar_filter = os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER)
     if exemplar_filter is not None and exemplar_filter not in _EXEMPLAR_FILTERS:
         # The SDK's MeterProvider would raise a bare ValueError for it.
@@ -159,7 +203,7 @@ def setup(
             ),
         ],
         views=lifecycle.views(cardinality_limit=cardinality_limit),
-        resource=resource if resource is not None else Resource.create(),
+        resource=with_instance_id(resource if resource is not None else Resource.create()),
     )
     server = None
     address = None

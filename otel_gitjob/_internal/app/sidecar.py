@@ -15,6 +15,7 @@ from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP
 from otel_gitjob._internal.kube._types import Sink
 from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.kind import KindSpec
+from otel_gitjob._internal.kube.lifecycle_calls import call
 from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings
 from otel_gitjob._internal.prometheus.health import HealthChecks
@@ -36,6 +37,7 @@ def run_sidecar(
     stop: threading.Event | None = None,
     configuration: k8s_client.Configuration | None = None,
     kinds: Sequence[KindSpec] = (GITREPO, HELMOP),
+    forget_on_stop: bool = False,
     health: HealthChecks | None = None,
 ) -> int:
     """Watch the kinds until SIGTERM/SIGINT (or ``stop``, or Ctrl-C), then stop cleanly.
@@ -54,6 +56,10 @@ def run_sidecar(
         stop: Set it to stop; by default SIGTERM and SIGINT set it (main thread only).
         configuration: Use this client configuration instead of loading ``kubeconfig``.
         kinds: What to watch (default: Fleet's GitRepos and HelmOps).
+        forget_on_stop: After a clean stop, forget every watched object (``otel-gitjob watch`` does):
+            the last OTLP export, when the MeterProvider shuts down, then carries a staleness marker
+            for each of their series instead of leaving them to the Collector's ``metric_expiration``
+            (the next process usually exports under another ``service.instance.id``).
         health: Where each listener registers its checks (``Instrumentation.health``): ``/readyz`` says
             ready once every kind was listed and its watch is open, ``/healthz`` while their threads run.
 
@@ -99,4 +105,16 @@ def run_sidecar(
             for name in names:
                 health.remove(name)
         stopped = [listener.stop() for listener in listeners]
+        if forget_on_stop and all(stopped):
+            for listener in listeners:
+                _forget_everything(listener, lifecycle)
     return 0 if all(stopped) else 1
+
+
+def _forget_everything(listener: ResourceListener, lifecycle: Sink) -> None:
+    """Forget every object of a stopped listener; its status gauges then observe nothing."""
+    refs = listener.cache.refs()
+    listener.cache.replace({})  # the listener is stopped: nothing else writes its cache any more
+    for ref in refs:
+        call(lifecycle, "forget", listener.kind.kind, ref)
+    logger.info("forgot %d %s objects on stop", len(refs), listener.kind.kind)

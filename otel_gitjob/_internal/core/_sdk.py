@@ -64,7 +64,12 @@ _logger = logging.getLogger("otel_gitjob")
 # Public SDK API: stable across every release we support.
 from opentelemetry.metrics import Asynchronous  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader  # noqa: E402
+from opentelemetry.sdk.metrics.export import (  # noqa: E402
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricReader,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.metrics.view import (  # noqa: E402
     Aggregation,
     DefaultAggregation,
@@ -109,6 +114,10 @@ try:
     )
 except Exception:  # pragma: no cover - only on an SDK that moved its internals
     _DELTA_AGGREGATIONS = ()
+try:
+    from opentelemetry.sdk.metrics._internal.aggregation import _LastValueAggregation
+except Exception:  # pragma: no cover - only on an SDK that moved its internals
+    _LastValueAggregation = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "ADAPTER",
@@ -123,7 +132,9 @@ __all__ = [
     "calling_match",
     "evict",
     "FinalPoint",
+    "Gate",
     "exporter_preferences",
+    "is_noop_provider",
     "install_race_guard",
     "no_exemplars_factory",
     "reader_aggregation",
@@ -133,6 +144,7 @@ __all__ = [
     "supports_cardinality_limit",
     "view_aggregation",
     "view_with_aggregation",
+    "views_of_provider",
     "views_of_reader",
 ]
 
@@ -510,18 +522,29 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
     elsewhere. When expiry evicts it while a writer still holds it, the write
     is handed back to the view match, which creates the series again: a set
     that arrives after the decision to expire survives.
+
+    A transient gauge stays in every cumulative collection until it expires.
+    opentelemetry-sdk releases before 1.45.0 clear a synchronous gauge's value
+    at each collection (so a second scrape saw nothing); the last value set is
+    kept here and reported when the SDK's aggregation has none, which is what
+    later releases do for cumulative readers.
     """
 
-    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock")
+    __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock", "_last", "_attributes")
 
-    def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any) -> None:
-        # Not calling super().__init__: this object holds no data of its own.
+    def __init__(self, inner: Any, touch: Callable[[Any, Any], None], entry: Any, attributes: Any = None) -> None:
+        # Not calling super().__init__: this object holds no data of its own but the last gauge value.
         self._inner = inner
         self._touch = touch
         self._entry = entry
         self._match: Any = None
         # Makes "not evicted yet, so aggregate here" atomic against evict()'s decide-and-retire.
         self._lock = threading.Lock()
+        self._last: Any = None
+        # Only a last-value (gauge) series needs its value kept across collections.
+        self._attributes = (
+            attributes if _LastValueAggregation is not None and isinstance(inner, _LastValueAggregation) else None
+        )
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         # Move the deadline first: an expiry that decides after this sees it and keeps the series.
@@ -530,6 +553,8 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
             match = self._match
             if match is None:
                 self._inner.aggregate(measurement, should_sample_exemplar)
+                if self._attributes is not None:
+                    self._last = measurement.value
                 return
         # Evicted after the writer found us: record into the match afresh (a new series).
         match.consume_measurement(measurement, should_sample_exemplar)
@@ -544,7 +569,87 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
         self._match = match
 
     def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
-        return self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+        point = self._inner.collect(collection_aggregation_temporality, collection_start_nano)
+        if point is not None or self._attributes is None:
+            return point
+        if collection_aggregation_temporality is not AggregationTemporality.CUMULATIVE:
+            return None  # a delta reader sees a gauge when it was set since the last export, as the SDK says
+        with self._lock:
+            value = self._last
+        if value is None:
+            return None
+        return NumberDataPoint(
+            attributes=self._attributes,
+            exemplars=[],
+            start_time_unix_nano=None,  # type: ignore[arg-type]  # a gauge point has none, as the SDK's
+            time_unix_nano=collection_start_nano,
+            value=value,
+        )
+
+
+class Gate(_Aggregation):  # type: ignore[misc]
+    """Degraded mode's stand-in for eviction: an aggregation of ours in the SDK's storage that we can empty.
+
+    When eviction cannot be trusted, a managed or transient series' aggregation
+    stays in the SDK's table for good. The view gives the SDK a gate instead,
+    which builds the real aggregation on the first admitted write. Emptying the
+    gate (a forget, a label edit, an expiry) throws the data away: the series
+    is in no collection until written again, and then starts afresh. While its
+    object is blocked a write is dropped (and counted by one gate per series).
+    Writes, collections and emptying take the gate's lock, so each sees the
+    series wholly before or wholly after an emptying. Uses no SDK internals.
+    """
+
+    __slots__ = ("_build", "_inner", "_lock", "_blocked", "_on_drop", "_start")
+
+    def __init__(
+        self,
+        build: Callable[[int], Any],
+        start_time_unix_nano: int,
+        blocked: Callable[[], bool] | None,
+        on_drop: Callable[[], None] | None,
+    ) -> None:
+        # Not calling super().__init__: the aggregation it builds holds the data.
+        self._build = build
+        self._inner: Any = None
+        self._lock = threading.Lock()
+        self._blocked = blocked
+        self._on_drop = on_drop
+        self._start: int | None = start_time_unix_nano
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        with self._lock:
+            if self._blocked is not None and self._blocked():
+                if self._on_drop is not None:
+                    self._on_drop()
+                return
+            inner = self._inner
+            if inner is None:
+                start, self._start = self._start, None
+                inner = self._inner = self._build(start if start is not None else time.time_ns())
+            inner.aggregate(measurement, should_sample_exemplar)
+
+    def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
+        with self._lock:
+            inner = self._inner
+            if inner is None:
+                return None
+            return inner.collect(collection_aggregation_temporality, collection_start_nano)
+
+    def empty(self, unless: Callable[[Any], bool] | None = None) -> bool:
+        """Throw the series' data away; returns whether there was any.
+
+        Args:
+            unless: Checked under the gate's lock with the aggregation it holds;
+                True keeps it (an expiry whose series was set again meanwhile).
+        """
+        with self._lock:
+            inner = self._inner
+            if inner is None or (unless is not None and unless(inner)):
+                return False
+            self._inner = None
+            self._start = None
+            return True
 
 
 # -- views and readers ---------------------------------------------------------------------------------------------
@@ -669,6 +774,26 @@ def views_of_reader(reader: MetricReader) -> tuple[View, ...] | None:
     if config is None:
         return None
     return tuple(config.views)
+
+
+def views_of_provider(provider: Any) -> tuple[View, ...] | None:
+    """The views an SDK MeterProvider was built with; None when ``provider`` is not one whose views can be read."""
+    if not isinstance(provider, MeterProvider):
+        return None
+    views = getattr(getattr(provider, "_sdk_config", None), "views", None)
+    return tuple(views) if views is not None else None
+
+
+def is_noop_provider(provider: Any) -> bool:
+    """Whether ``provider`` records nothing: the API's no-op provider, or the proxy the API hands out while no
+    MeterProvider is set (``opentelemetry.metrics.get_meter_provider()`` before ``set_meter_provider``)."""
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except Exception:  # pragma: no cover - an API release that moved it: such a provider is then "not inspectable"
+        return isinstance(provider, NoOpMeterProvider)
+    return isinstance(provider, (NoOpMeterProvider, _ProxyMeterProvider))
 
 
 class AttachHook:

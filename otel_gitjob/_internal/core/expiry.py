@@ -148,7 +148,7 @@ class ExpiryProcessor:
                 self._by_name.setdefault((instrument.name, key), []).append(entry)
                 if obj is not None:
                     self._by_object.setdefault(obj, set()).add(entry)
-        return _sdk.TouchingAggregation(aggregation, self._touch, entry)
+        return _sdk.TouchingAggregation(aggregation, self._touch, entry, attributes)
 
     def _touch(self, entry: _Entry, measurement: Any) -> None:
         if entry.last is measurement:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Meter, MeterProvider, get_meter_provider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.metrics.view import View
 
-from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core import _sdk, degraded
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
@@ -47,12 +47,10 @@ __all__ = ["Lifecycle"]
 
 _logger = logging.getLogger("otel_gitjob")
 
-_warned_degraded = threading.Event()
-
-DEGRADED_WARNING = (
-    "otel-gitjob: eviction does not work with opentelemetry-sdk %s (%s); running degraded: forgotten and "
-    "expired series are kept out of every export, but their memory and cardinality slots are not freed. "
-    "opentelemetry-sdk %s are known to work."
+# The reason given when the SDK seam runs degraded (logged once per process by core/degraded).
+DEGRADED_REASON = (
+    "eviction cannot be trusted with opentelemetry-sdk %s (%s): forgotten and expired series are kept out of every "
+    "export, but their memory and cardinality slots are not freed; opentelemetry-sdk %s are known to work"
 )
 
 
@@ -99,11 +97,15 @@ class Lifecycle:
         if isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 0:
             raise ConfigurationError("max_blocks must be an int >= 0, got %r" % (max_blocks,))
         block_seconds = positive_seconds("block_seconds", block_seconds)
-        self.sdk_check = _sdk.self_check()
-        if not self.sdk_check.ok and not _warned_degraded.is_set():
-            _warned_degraded.set()
-            _logger.warning(
-                DEGRADED_WARNING, _sdk.SDK_VERSION, "; ".join(self.sdk_check.problems), _sdk.KNOWN_GOOD_RELEASES
+        check = _sdk.self_check()
+        if check.ok and degraded.forced("sdk"):
+            check = _sdk.SelfCheck(False, check.adapter, ("forced by %s" % degraded.FORCE_ENV,))
+        self.sdk_check = check
+        if check.ok:
+            degraded.mark_checked("sdk")
+        else:
+            degraded.mark_degraded(
+                "sdk", DEGRADED_REASON % (_sdk.SDK_VERSION, "; ".join(check.problems), _sdk.KNOWN_GOOD_RELEASES)
             )
         self._clock = clock
         self.drops = DropRecorder(clock=clock)
@@ -120,6 +122,8 @@ class Lifecycle:
         self._expiry_lock = threading.Lock()
         self._shut_down = False
         self.forgets_total = 0
+        self.unchecked_providers = 0
+        self._warned_unchecked = False
         self.self_metrics = SelfMetrics()
         self._add_self_metric_sources()
 
@@ -135,7 +139,7 @@ class Lifecycle:
 
     @property
     def degraded(self) -> bool:
-        """True when the installed SDK failed the eviction self-check (see docs/compatibility.md)."""
+        """True when the SDK seam runs degraded: its self-check failed, or ``OTEL_GITJOB_DEGRADED`` forces it."""
         return not self.registry.evicts
 
     @property
@@ -219,6 +223,59 @@ class Lifecycle:
     def uses(self, views: Sequence[View]) -> bool:
         """Whether a MeterProvider built with ``views`` routes new series through this lifecycle."""
         return uses_registry(views, self.registry)
+
+    def provider_for(self, meter_provider: MeterProvider | None, user: str) -> MeterProvider:
+        """The MeterProvider ``user`` creates its instruments on, checked to route their series through this lifecycle.
+
+        A provider built without :meth:`views` never tells the lifecycle of a new
+        series, so :meth:`forget` would remove nothing and the series would be
+        exported for ever. Refused at once; so is a provider that records nothing
+        (the API's no-op provider, or the proxy it returns while no MeterProvider
+        is set). A provider whose views cannot be read (not an SDK MeterProvider)
+        is accepted with one WARNING and ``otel_gitjob_unchecked_providers``.
+
+        Args:
+            meter_provider: The provider given; the global one (``get_meter_provider()``) when None.
+            user: Who asks, for the error message.
+
+        Raises:
+            ConfigurationError: The provider cannot serve this lifecycle; the message says the fix.
+        """
+        provider = meter_provider if meter_provider is not None else get_meter_provider()
+        where = (
+            "the meter_provider given to %s" % user
+            if meter_provider is not None
+            else "the global MeterProvider that %s falls back to (opentelemetry.metrics.get_meter_provider(), "
+            "e.g. the one opentelemetry-instrument sets up)" % user
+        )
+        fix = (
+            "build the provider with this lifecycle's views, "
+            "MeterProvider(metric_readers=[lifecycle.prometheus_reader(), ...], views=lifecycle.views()), "
+            "and pass it as meter_provider= (or set it as the global provider before creating %s)" % user
+        )
+        if _sdk.is_noop_provider(provider):
+            raise ConfigurationError(
+                "%s records nothing (no MeterProvider is set, or it is a no-op provider): %s" % (where, fix)
+            )
+        views = _sdk.views_of_provider(provider)
+        if views is None:
+            self.unchecked_providers += 1
+            if not self._warned_unchecked:
+                self._warned_unchecked = True
+                _logger.warning(
+                    "otel-gitjob: %s is a %s, whose views cannot be checked: unless it passes lifecycle.views() "
+                    "to an SDK MeterProvider, forget() and expiry cannot reach its series "
+                    "(otel_gitjob_unchecked_providers counts such providers)",
+                    where,
+                    type(provider).__name__,
+                )
+            return provider
+        if not self.uses(views):
+            raise ConfigurationError(
+                "%s was built without this lifecycle's views, so forget() could never remove its series: %s"
+                % (where, fix)
+            )
+        return provider
 
     # -- the operations ---------------------------------------------------------------------------------------
 
@@ -411,8 +468,12 @@ class Lifecycle:
     def _add_self_metric_sources(self) -> None:
         add = self.self_metrics.add
         registry = self.registry
-        check = self.sdk_check
-        add("otel_gitjob_sdk_degraded", lambda: [(0.0 if check.ok else 1.0, {"adapter": check.adapter or "none"})])
+        add(
+            "otel_gitjob_degraded",
+            lambda: [
+                (0.0 if reason is None else 1.0, {"seam": seam}) for seam, reason in degraded.seam_states().items()
+            ],
+        )
 
         def by_kind(counts: dict[str, int]) -> list[tuple[float, dict[str, str]]]:
             # The default kind is always reported, so that "no objects" reads 0, not absent.
@@ -424,6 +485,7 @@ class Lifecycle:
         add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
         add("otel_gitjob_forgets", lambda: [(self.forgets_total, {})])
         add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
+        add("otel_gitjob_unchecked_providers", lambda: [(self.unchecked_providers, {})])
         add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
 
     # -- internals ----------------------------------------------------------------------------------------------

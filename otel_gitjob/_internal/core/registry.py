@@ -33,7 +33,10 @@ taken while a lock below it is held):
    sends, under the export lock, and takes 7. only.
 5. The SDK's per-view-match lock, held by the SDK while it creates a series
    (and so while it calls our view hook) and by :func:`_sdk.evict` while it
-   deletes from the match's table.
+   deletes from the match's table. ``_sdk.Gate._lock`` (degraded mode only)
+   ranks just below it: taken by a writer and a collection under 5., by an
+   emptying under 3.; under it the aggregation the gate holds (6.), the expiry
+   processor (7., a rebuilt transient series) and 8. (re-indexing it).
 6. ``_sdk.TouchingAggregation._lock``: a transient series' write against
    evict's decide-and-retire (taken by evict under 5., by a writer alone); the
    SDK aggregation's own lock is taken under it.
@@ -63,6 +66,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -120,8 +124,11 @@ class SeriesRegistry:
         block_seconds: How long a forgotten object's late writes are dropped.
         clock: Monotonic clock in seconds.
         drops: Where dropped writes are counted.
-        evicts: False when the SDK seam's self-check failed: nothing is evicted
-            from SDK storage, and the export filters alone hide removed series.
+        evicts: False when the SDK seam runs degraded (its self-check failed, or
+            ``OTEL_GITJOB_DEGRADED`` forces it): nothing is evicted from SDK storage;
+            each managed or transient series stands there behind a :class:`_sdk.Gate`,
+            which removal empties, and the export filters hide what a collection
+            took while a removal was under way.
     """
 
     def __init__(
@@ -149,8 +156,6 @@ class SeriesRegistry:
         self._index: dict[ObjectKey, dict[SeriesRef, Mapping[str, Any]]] = {}
         self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
         self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
-        # Degraded mode only: objects whose series stay in SDK storage but must not be exported.
-        self._hidden: set[ObjectKey] = set()
         self._pending_placeholders: set[ObjectKey] = set()
         # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
@@ -162,6 +167,9 @@ class SeriesRegistry:
         self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
         self._on_raced = self._count_raced
+        # Degraded mode only: the gates standing in the SDK's storages (one per reader), by series. Weak: the SDK
+        # drops a delta reader's table at each collection (1.45.2 and later), and its gates with it.
+        self._gates: dict[SeriesRef, weakref.WeakSet[_sdk.Gate]] = {}
 
     # -- configuration --------------------------------------------------------------------------------------
 
@@ -255,7 +263,9 @@ class SeriesRegistry:
             return None
         if key is None:
             key = _sdk.series_key(attributes)
-        if self.evicts and not all(valid_identity_value(value) for value in obj[1]):
+        if not all(valid_identity_value(value) for value in obj[1]):
+            if not self.evicts:
+                return None  # degraded: gate() gives it a gate that drops every write
             placeholder = _sdk.Placeholder(attributes, self._bad_identity_counter(), match)
             with self._state_lock:
                 self._rejected.append((instrument, key, placeholder))
@@ -274,6 +284,68 @@ class SeriesRegistry:
             self._pending_placeholders.add(obj)
         return placeholder
 
+    def gate(
+        self,
+        instrument: Any,
+        attributes: Mapping[str, Any],
+        key: Hashable | None,
+        build: Callable[[int], Any],
+        start_time_unix_nano: int,
+        transient: bool,
+    ) -> Any:
+        """Degraded mode: what the SDK stores for a new series; a gate when the lifecycle manages it.
+
+        Runs under the SDK's view-match lock, after :meth:`on_new_series`.
+
+        Args:
+            instrument: The SDK instrument.
+            attributes: The attribute set.
+            key: The series key, if known.
+            build: Builds the real aggregation, given its start time.
+            start_time_unix_nano: The start time the SDK gave.
+            transient: The instrument is transient (expiry empties its gates).
+        """
+        obj = self.object_of(instrument.name, attributes)
+        if obj is None and not transient:
+            return build(start_time_unix_nano)  # nothing will ever remove it: the SDK's own
+        if obj is not None and not all(valid_identity_value(value) for value in obj[1]):
+            return _sdk.Gate(build, start_time_unix_nano, _always, self._bad_identity_counter())
+        ref = (instrument, key if key is not None else _sdk.series_key(attributes))
+        with self._state_lock:
+            gates = self._gates.get(ref)
+            if gates is None:
+                gates = self._gates[ref] = weakref.WeakSet()
+            # One gate per series counts the writes its block drops, however many readers there are.
+            counts = obj is not None and not gates
+            blocks = self._blocks
+
+            def blocked() -> bool:
+                return obj in blocks
+
+            def rebuild(start: int) -> Any:
+                if obj is not None:
+                    with self._state_lock:
+                        self._index.setdefault(obj, {}).setdefault(ref, attributes)
+                return build(start)
+
+            gate = _sdk.Gate(
+                rebuild,
+                start_time_unix_nano,
+                blocked if obj is not None else None,
+                self._late_write_counter(obj) if counts and obj is not None else None,
+            )
+            gates.add(gate)
+        return gate
+
+    def _empty_gates(self, ref: SeriesRef, unless: Callable[[Any], bool] | None = None) -> bool:
+        """Degraded mode: empty every gate of a series (all readers); returns whether one held data."""
+        with self._state_lock:
+            gates = list(self._gates.get(ref, ()))
+        emptied = False
+        for gate in gates:
+            emptied = gate.empty(unless) or emptied
+        return emptied
+
     # -- the operations -------------------------------------------------------------------------------------
 
     def forget(self, obj: ObjectKey, uid: str | None) -> int:
@@ -289,8 +361,6 @@ class SeriesRegistry:
                 self._blocks[obj] = block
                 evicted_blocks = self._trim_blocks_locked(now)
                 series = self._index.pop(obj, {})
-                if not self.evicts:
-                    self._hidden.add(obj)
             removed = self._evict(obj, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
@@ -308,7 +378,6 @@ class SeriesRegistry:
         with self._op_lock:
             with self._state_lock:
                 block = self._blocks.pop(obj, None)
-                self._hidden.discard(obj)
                 if block is not None and block.uid is not None and block.uid != uid:
                     self._retire_uid_locked(obj, block.uid)
             if block is not None:
@@ -341,7 +410,7 @@ class SeriesRegistry:
 
     def hidden(self, obj: ObjectKey) -> bool:
         """Whether ``obj``'s series must be kept out of exports (forgotten, not yet alive again)."""
-        return obj in self._blocks or obj in self._hidden
+        return obj in self._blocks
 
     def removed_since(self, stamp_ns: int | None) -> bool:
         """Whether a collection stamped ``stamp_ns`` may hold a series removed since (then it is filtered)."""
@@ -391,17 +460,19 @@ class SeriesRegistry:
                 unindexed = [self._unindex_locked(obj, (instrument, key)) for obj, instrument, key, _ in series]
             for i, (_obj, instrument, key, _attributes) in enumerate(series):
                 kept = False
+                check = None
+                if unless is not None:
+
+                    def check(found: Any, i: int = i) -> bool:
+                        nonlocal kept
+                        keep = unless(i, found)
+                        kept = kept or keep  # kept by any reader: still indexed
+                        return keep
+
                 if self.evicts:
-                    check = None
-                    if unless is not None:
-
-                        def check(found: Any, i: int = i) -> bool:
-                            nonlocal kept
-                            keep = unless(i, found)
-                            kept = kept or keep  # kept by any reader: still indexed
-                            return keep
-
                     _sdk.evict(instrument, key, on_raced=self._on_raced, unless=check)
+                else:
+                    self._empty_gates((instrument, key), check)
                 if not kept:
                     evicted.append(i)
             if len(evicted) != len(series):
@@ -479,8 +550,8 @@ class SeriesRegistry:
             self._index.clear()
             self._blocks.clear()
             self._retired_uids.clear()
-            self._hidden.clear()
             self._pending_placeholders.clear()
+            self._gates.clear()
 
     # -- introspection ---------------------------------------------------------------------------------------
 
@@ -523,7 +594,11 @@ class SeriesRegistry:
         finals: list[_sdk.FinalPoint] = []
         on_final = finals.append if self._listeners else None
         for (instrument, key), attributes in series:
-            if not self.evicts or _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
+            if not self.evicts:
+                self._empty_gates((instrument, key))
+                removed += 1
+                gone.append((instrument, attributes))
+            elif _sdk.evict(instrument, key, on_raced=self._on_raced, on_final=on_final):
                 removed += 1
                 gone.append((instrument, attributes))
         self._notify(obj, gone, finals)
@@ -595,6 +670,10 @@ class SeriesRegistry:
             if oldest.placeholders:
                 trimmed.append(oldest)
         return trimmed
+
+
+def _always() -> bool:
+    return True
 
 
 def _describe(obj: ObjectKey) -> str:

@@ -47,11 +47,12 @@ class SelfMetric:
 
 SELF_METRICS: tuple[SelfMetric, ...] = (
     SelfMetric(
-        "otel_gitjob_sdk_degraded",
+        "otel_gitjob_degraded",
         "gauge",
         "1",
-        "1 when the installed opentelemetry-sdk failed the eviction self-check: deleted objects' memory is not "
-        "freed. Alert when 1.",
+        "1 per seam onto a foreign package's internals (sdk, prometheus, push) that runs degraded: its self-check "
+        "failed or OTEL_GITJOB_DEGRADED forces it; 0 per seam checked healthy. Output stays correct but costs more "
+        "(for sdk: deleted objects' memory is not freed). Alert when 1.",
     ),
     SelfMetric("otel_gitjob_objects", "gauge", "{object}", "Objects with at least one live series, by kind."),
     SelfMetric("otel_gitjob_series", "gauge", "{series}", "Series indexed under an object, by kind."),
@@ -65,6 +66,13 @@ SELF_METRICS: tuple[SelfMetric, ...] = (
         "s",
         "How far past its deadline the most overdue transient series is (0 when none is due). Alert when it "
         "stays above a scrape interval: the sweeper is starved.",
+    ),
+    SelfMetric(
+        "otel_gitjob_unchecked_providers",
+        "gauge",
+        "{provider}",
+        "MeterProviders instruments were created on whose views could not be checked (not an SDK MeterProvider): "
+        "forget() and expiry reach their series only if they pass lifecycle.views() on. Alert when above 0.",
     ),
     SelfMetric(
         "otel_gitjob_staleness_markers_pending",

@@ -70,7 +70,31 @@ class LifecycleAggregation(Aggregation):
                 return placeholder
             if not self._exemplars and registry.identity_of(attributes) is not None:
                 reservoir_factory = _sdk.no_exemplars_factory
-        aggregation = inner._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        if attributes is not None and not registry.evicts:
+            # Degraded: nothing touches the SDK's storage; a gate stands in for eviction.
+            expiry = self._expiry()
+            factory = reservoir_factory
+            return registry.gate(
+                instrument,
+                attributes,
+                key,
+                lambda start: self._series(inner, instrument, attributes, factory, start, key),
+                start_time_unix_nano,
+                transient=expiry is not None and instrument.name in expiry.ttls,
+            )
+        return self._series(inner, instrument, attributes, reservoir_factory, start_time_unix_nano, key)
+
+    def _series(
+        self,
+        inner: Aggregation,
+        instrument: Any,
+        attributes: Any,
+        reservoir_factory: Callable[..., Any],
+        start: int,
+        key: Any,
+    ) -> Any:
+        """The aggregation of one series (or the type template): the inner one, tracked when transient."""
+        aggregation = inner._create_aggregation(instrument, attributes, reservoir_factory, start)
         expiry = self._expiry()
         if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
             return expiry.wrap(instrument, attributes, aggregation, key)

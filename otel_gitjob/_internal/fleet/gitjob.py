@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from opentelemetry.metrics import MeterProvider, get_meter_provider
+from opentelemetry.metrics import MeterProvider
 
 from otel_gitjob._internal.core.drops import safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
@@ -138,7 +138,9 @@ class GitJobMetrics:
     logged once per kind and counted in ``otel_gitjob_dropped_measurements_total``.
 
     Args:
-        meter_provider: Where to create the instruments; the global provider when None.
+        meter_provider: Where to create the instruments; the global provider when None. It must be
+            built with ``lifecycle.views()`` (else :class:`ConfigurationError`: the lifecycle could
+            never forget its series).
         lifecycle: The registry that forgets a repo's series when it is deleted.
         prefix: Metric name prefix; Fleet's is ``fleet``.
         gauge_ttl: Seconds the job-duration gauge stays after it was last set.
@@ -184,7 +186,7 @@ class GitJobMetrics:
         self._kind = lifecycle.default_kind
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
-        provider = meter_provider if meter_provider is not None else get_meter_provider()
+        provider = lifecycle.provider_for(meter_provider, "GitJobMetrics")
         meter = provider.get_meter("otel_gitjob", __version__)
         self.names: dict[str, str] = {}
         for spec in GITJOB_INSTRUMENTS:

@@ -73,7 +73,12 @@ def instrument(
     if status_gauges:  # the series of multi-series gauges name their object through the owners
         calls.declare(kind.sample_gauge_names, owners.owner)
     if status_gauges and kind.gauges:
-        provider = meter_provider or metrics.get_meter_provider()
+        check = getattr(lifecycle, "provider_for", None)  # a Lifecycle refuses a provider it cannot index
+        provider = (
+            check(meter_provider, "otel_gitjob.kopf.instrument")
+            if check
+            else meter_provider or metrics.get_meter_provider()
+        )
         result.gauges = register_status_gauges(
             provider.get_meter("otel_gitjob.kopf"), result.cache, kind.gauges, calls.retire, owners
         )

@@ -55,7 +55,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubernetes import client as k8s_client
@@ -260,7 +260,10 @@ class ResourceListener:
         except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
             logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
         if status_gauges and kind.gauges:
-            provider = meter_provider or metrics.get_meter_provider()
+            check = getattr(lifecycle, "provider_for", None)  # a Lifecycle refuses a provider it cannot index
+            provider = (
+                check(meter_provider, "ResourceListener") if check else meter_provider or metrics.get_meter_provider()
+            )
             self.gauges = register_status_gauges(
                 provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire, owners
             )
@@ -357,6 +360,23 @@ class ResourceListener:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every action queued so far has reached the lifecycle."""
         return self._work.wait_idle(timeout)
+
+    def apply_event(self, event: Mapping[str, Any]) -> None:
+        """Apply one watch event as if it had arrived on the stream: no API server needed.
+
+        For unit tests of what a controller's metrics do on ``ADDED``/``MODIFIED``/``DELETED``
+        (``otel_gitjob.testing`` feeds events through here). The event takes the watch's own path:
+        the same parsing, projection, cache and drops. On a listener that was not started, its
+        lifecycle calls (``forget``/``observe``) have run when this returns; on a started one its
+        worker applies them (:meth:`wait_idle`).
+
+        Args:
+            event: ``{"type": "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK", "object": {...}}``, as a
+                watch stream carries it.
+        """
+        self._handle_line(json.dumps(event))
+        if not self._threads:
+            self._work.run_pending()
 
     @property
     def resource_version(self) -> str | None:
