@@ -61,6 +61,7 @@ from typing import Any
 _logger = logging.getLogger("otel_gitjob")
 
 # Public SDK API: stable across every release we support.
+from opentelemetry.metrics import Asynchronous  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
@@ -68,7 +69,13 @@ from opentelemetry.sdk.metrics.export import (  # noqa: E402
     MetricReader,
     NumberDataPoint,
 )
-from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, View  # noqa: E402
+from opentelemetry.sdk.metrics.view import (  # noqa: E402
+    Aggregation,
+    DefaultAggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
 from otel_gitjob._internal.core.locks import ranked_lock  # noqa: E402
@@ -131,6 +138,7 @@ __all__ = [
     "is_noop_provider",
     "install_race_guard",
     "no_exemplars_factory",
+    "reader_aggregation",
     "self_check",
     "series_count",
     "series_key",
@@ -653,10 +661,58 @@ def view_aggregation(view: View) -> Aggregation:
 
 
 def view_with_aggregation(view: View, aggregation: Aggregation) -> View:
-    """A copy of a user's view whose aggregation is replaced (the View has no public setter)."""
+    """A copy of a user's view whose aggregation is replaced (the View has no public setter).
+
+    The SDK refuses a histogram view for an asynchronous instrument (with a
+    warning) by the type of the view's aggregation, which the copy no longer
+    shows; the copy refuses it itself, so the instrument still gets the default.
+    """
     clone = copy.copy(view)
     clone._aggregation = aggregation
+    if isinstance(view._aggregation, _HISTOGRAM_VIEWS):
+        clone._match = _RefusingMatch(clone, view)  # type: ignore[method-assign]
     return clone
+
+
+_HISTOGRAM_VIEWS = (ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation)
+
+
+class _RefusingMatch:
+    """A copied histogram view's ``_match``: never for an asynchronous instrument, as in the SDK."""
+
+    __slots__ = ("_clone", "_view", "_warned")
+
+    def __init__(self, clone: View, view: View) -> None:
+        self._clone = clone
+        self._view = view
+        self._warned: set[str] = set()
+
+    def __call__(self, instrument: Any) -> bool:
+        if not View._match(self._clone, instrument):
+            return False
+        if not isinstance(instrument, Asynchronous):
+            return True
+        name = getattr(instrument, "name", "")
+        if name not in self._warned:
+            self._warned.add(name)
+            _logger.warning(
+                "View %s and instrument %s will produce semantic errors when matched, the view has not been applied.",
+                self._view,
+                instrument,
+            )
+        return False
+
+
+def reader_aggregation(match: Any, instrument: Any) -> Aggregation | None:
+    """The aggregation a view match's reader asks for, by instrument class (its exporter's preference).
+
+    The SDK uses it for a view without an aggregation of its own; None when the
+    match is unknown.
+    """
+    table = getattr(match, "_instrument_class_aggregation", None)
+    if not isinstance(table, Mapping):
+        return None
+    return table.get(type(instrument))
 
 
 class _NoExemplars:
@@ -700,13 +756,10 @@ class SelectiveView(View):
         aggregation: Aggregation,
         excluded: Iterable[View],
         cardinality_limit: int | None = None,
-        exemplars: bool = True,
     ) -> None:
         options: dict[str, Any] = {}
         if cardinality_limit is not None and supports_cardinality_limit():
             options["aggregation_cardinality_limit"] = cardinality_limit
-        if not exemplars:
-            options["exemplar_reservoir_factory"] = no_exemplars_factory
         super().__init__(instrument_name="*", aggregation=aggregation, **options)
         self._excluded = tuple(excluded)
 

@@ -164,16 +164,16 @@ class Lifecycle:
                 default) when None. Forgotten objects no longer count against it,
                 so it only has to fit the live ones. opentelemetry-sdk releases
                 before 1.45.2 have no limit, and ignore it.
-            exemplars: Keep the SDK's per-series exemplar reservoirs for the instruments
-                no view of yours matches. Off by default: the Prometheus text
-                format never shows exemplars, and one reservoir per series cost
-                about a tenth of the heap and of the SDK's collect time at Fleet
-                scale. Turn it on for an OTLP backend that shows exemplars.
+            exemplars: Keep the SDK's per-series exemplar reservoirs for the series of
+                managed objects that no view of yours matches (every other series
+                keeps them). Off by default: the Prometheus text format never shows
+                exemplars, and one reservoir per series cost about a tenth of the
+                heap and of the SDK's collect time at Fleet scale. Turn it on for an
+                OTLP backend that shows exemplars.
 
-        Like any view that sets an aggregation, these views take precedence over a
-        reader's ``preferred_aggregation``: instruments no view of yours matches get
-        the SDK's default aggregation. To aggregate differently (e.g. exponential
-        histograms), pass a view that says so; it is wrapped like the others.
+        As with the SDK's own default view, instruments no view of yours matches get
+        the aggregation the reader asks for (an exporter's ``preferred_aggregation``,
+        e.g. exponential histograms).
         """
         if cardinality_limit is not None and (
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1

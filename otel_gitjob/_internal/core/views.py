@@ -27,7 +27,11 @@ class LifecycleAggregation(_sdk.AggregationHook):
     Args:
         registry: The registry that indexes series and blocks forgotten objects.
         expiry: Returns the expiry processor, or None while nothing is transient.
-        inner: The aggregation that does the work (the SDK default when None).
+        inner: The aggregation that does the work. When None (or the SDK's
+            ``DefaultAggregation``), the one the reader asks for, as the SDK does for
+            a view without an aggregation: an exporter's ``preferred_aggregation``.
+        exemplars: Give the series of managed objects the SDK's exemplar reservoir;
+            when False they share a no-op one. Other series always keep the SDK's.
     """
 
     def __init__(
@@ -35,10 +39,13 @@ class LifecycleAggregation(_sdk.AggregationHook):
         registry: SeriesRegistry,
         expiry: Callable[[], ExpiryProcessor | None],
         inner: Aggregation | None = None,
+        exemplars: bool = True,
     ) -> None:
         self.registry = registry
         self._expiry = expiry
         self._inner = inner if inner is not None else DefaultAggregation()
+        self._readers_choice = isinstance(self._inner, DefaultAggregation)
+        self._exemplars = exemplars
 
     def create(
         self,
@@ -48,7 +55,12 @@ class LifecycleAggregation(_sdk.AggregationHook):
         start_time_unix_nano: int,
     ) -> Any:
         registry = self.registry
-        match, key = _sdk.calling_match() if registry.evicts else (None, None)
+        match, key = _sdk.calling_match() if registry.evicts or self._readers_choice else (None, None)
+        inner = self._inner
+        if self._readers_choice:
+            inner = _sdk.reader_aggregation(match, instrument) or inner
+        if not registry.evicts:
+            match, key = None, None
         if attributes is None:
             # Once per view match, for the SDK's type template: the match is new and ours alone.
             _sdk.install_race_guard(match, registry._on_raced)
@@ -56,24 +68,33 @@ class LifecycleAggregation(_sdk.AggregationHook):
             placeholder = registry.on_new_series(instrument, attributes, key, match)
             if placeholder is not None:
                 return placeholder
+            if not self._exemplars and registry.identity_of(attributes) is not None:
+                reservoir_factory = _sdk.no_exemplars_factory
         if attributes is not None and not registry.evicts:
             # Degraded: nothing touches the SDK's storage; a gate stands in for eviction.
             expiry = self._expiry()
+            factory = reservoir_factory
             return registry.gate(
                 instrument,
                 attributes,
                 key,
-                lambda start: self._series(instrument, attributes, reservoir_factory, start, key),
+                lambda start: self._series(inner, instrument, attributes, factory, start, key),
                 start_time_unix_nano,
                 transient=expiry is not None and instrument.name in expiry.ttls,
             )
-        return self._series(instrument, attributes, reservoir_factory, start_time_unix_nano, key)
+        return self._series(inner, instrument, attributes, reservoir_factory, start_time_unix_nano, key)
 
     def _series(
-        self, instrument: Any, attributes: Any, reservoir_factory: Callable[..., Any], start: int, key: Any
+        self,
+        inner: Aggregation,
+        instrument: Any,
+        attributes: Any,
+        reservoir_factory: Callable[..., Any],
+        start: int,
+        key: Any,
     ) -> Any:
         """The aggregation of one series (or the type template): the inner one, tracked when transient."""
-        aggregation = _sdk.create_aggregation(self._inner, instrument, attributes, reservoir_factory, start)
+        aggregation = _sdk.create_aggregation(inner, instrument, attributes, reservoir_factory, start)
         expiry = self._expiry()
         if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
             return expiry.wrap(instrument, attributes, aggregation, key)
@@ -89,8 +110,10 @@ def lifecycle_views(
 ) -> list[View]:
     """The user's views with managed aggregations, then a default view for every other instrument.
 
-    The default view gives its series no exemplar reservoir unless ``exemplars``
-    (the user's own views keep whatever they say).
+    The default view gives the series of managed objects no exemplar reservoir
+    unless ``exemplars``; every other series, and the user's own views, keep the
+    SDK's. A user's view that the SDK refuses for an instrument (a histogram on an
+    asynchronous one) is refused the same way, so the default view takes it.
     """
     wrapped: list[View] = []
     for view in user_views:
@@ -105,10 +128,9 @@ def lifecycle_views(
             wrapped.append(_sdk.view_with_aggregation(view, LifecycleAggregation(registry, expiry, inner)))
     wrapped.append(
         _sdk.SelectiveView(
-            LifecycleAggregation(registry, expiry),
-            excluded=user_views,
+            LifecycleAggregation(registry, expiry, exemplars=exemplars),
+            excluded=wrapped,
             cardinality_limit=cardinality_limit,
-            exemplars=exemplars,
         )
     )
     return wrapped
