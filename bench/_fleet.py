@@ -49,7 +49,7 @@ def gitrepo(i: int) -> dict[str, Any]:
 
 
 class _Cache:
-    """Stands in for the listener's RepoCache: states keyed by (namespace, name)."""
+    """Stands in for the listener's ObjectCache: states keyed by (namespace, name)."""
 
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], Any] = {}
@@ -59,7 +59,7 @@ class _Cache:
 
 
 def _observable_gauges(meter: Any, cache: _Cache) -> None:
-    # The listener's own callbacks (gauges.py): one Observation per cached repo; _Cache has RepoCache's snapshot().
+    # The listener's own callbacks (gauges.py): one Observation per cached repo; _Cache has ObjectCache's snapshot().
     register_status_gauges(meter, cache, GAUGES)  # type: ignore[arg-type]
 
 

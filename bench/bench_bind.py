@@ -36,7 +36,7 @@ from opentelemetry.context import get_current  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics._internal.measurement import Measurement  # noqa: E402
 
-from otel_gitjob import GitJobMetrics, Lifecycle  # noqa: E402
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
 
 
@@ -91,7 +91,7 @@ def check_correctness() -> list[str]:
     failures = []
     lc = Lifecycle()
     registry = prometheus_client.CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lc.prometheus_reader(registry)], views=lc.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lc, registry)], views=lc.views())
     gitjob = GitJobMetrics(provider, lifecycle=lc)
     try:
         attrs = {"namespace": "ns", "name": "a"}
@@ -150,7 +150,7 @@ def main() -> int:
     prom = prometheus_client.Counter("fleet_gitjobs_created_success", "x", ("name", "namespace"), registry=registry)
     lc = Lifecycle()
     provider = MeterProvider(
-        metric_readers=[lc.prometheus_reader(prometheus_client.CollectorRegistry())], views=lc.views()
+        metric_readers=[LifecyclePrometheusReader(lc, prometheus_client.CollectorRegistry())], views=lc.views()
     )
     gitjob = GitJobMetrics(provider, lifecycle=lc)
     for i in range(1000):  # 1,000 live repos on each side

@@ -39,8 +39,9 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider  # noqa:
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402  (the SDK exports its Gauge so)
 from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
-from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, RepoRef  # noqa: E402
+from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, LifecyclePrometheusReader, ObjectRef  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
@@ -66,7 +67,7 @@ class LifecycleSetup:
         self.lc = Lifecycle(**lifecycle_options)
         self.registry = prometheus_client.CollectorRegistry()
         self.provider = MeterProvider(
-            metric_readers=[self.lc.prometheus_reader(self.registry, **READER_LIMITS)],
+            metric_readers=[LifecyclePrometheusReader(self.lc, self.registry, **READER_LIMITS)],
             views=self.lc.views(),
         )
         # A TTL longer than any run: a slow machine must not see the gauge expire mid-benchmark.
@@ -241,7 +242,7 @@ def bench_recording(calls: int, rounds: int, live_repos: int) -> tuple[str, list
     bare_add = bare.instruments["created_success"].add
     lc_add = lifecycle.instruments["created_success"].add
     job_created = lifecycle.gitjob.job_created
-    ref, pair = RepoRef(ns, name), (ns, name)
+    ref, pair = ObjectRef(ns, name), (ns, name)
     loop = range(calls)
 
     def run_bare() -> None:
@@ -263,7 +264,7 @@ def bench_recording(calls: int, rounds: int, live_repos: int) -> tuple[str, list
     variants = [
         ("bare SDK `counter.add(1, attrs)`", run_bare),
         ("lifecycle provider `counter.add(1, attrs)`", run_lifecycle),
-        ("`GitJobMetrics.job_created(RepoRef(...))`", run_typed_ref),
+        ("`GitJobMetrics.job_created(ObjectRef(...))`", run_typed_ref),
         ("`GitJobMetrics.job_created((ns, name))`", run_typed_tuple),
     ]
     for _, fn in variants:  # warm up
@@ -471,7 +472,7 @@ def bench_churn(cycles: int, scrape_every: int, max_blocks: int) -> tuple[str, l
     # heap's stale entries, compacted at 1,024) happen to be; the trend and range show the shape.
     sizes = [size for _, size in samples]
     trend = statistics.linear_regression([c for c, _ in samples], sizes).slope * (cycles - half)
-    expiry_heap = setup.lc.expiry.heap_size() if setup.lc.expiry is not None else 0
+    expiry_heap = hooks_of(setup.lc).expiry.heap_size() if hooks_of(setup.lc).expiry is not None else 0
     results = [
         Goal("churn: SDK series back to baseline", final == baseline, timing=False),
         Goal("churn: heap growth over 2nd half < 1 MiB", growth < 1 << 20, timing=False),
@@ -482,9 +483,9 @@ def bench_churn(cycles: int, scrape_every: int, max_blocks: int) -> tuple[str, l
         ["max SDK attribute sets seen at a scrape", f"{peak_series:,}", "–", "–"],
         [
             "blocks (tombstones) held at the end",
-            f"{setup.lc.blocked_objects():,}",
+            f"{hooks_of(setup.lc).registry.blocked_objects():,}",
             f"≤ max_blocks = {max_blocks:,}",
-            verdict(setup.lc.blocked_objects() <= max_blocks),
+            verdict(hooks_of(setup.lc).registry.blocked_objects() <= max_blocks),
         ],
         ["traced heap after %s cycles" % f"{half:,}", "%.2f MiB" % (at_half / 2**20), "–", "–"],
         ["traced heap after %s cycles" % f"{cycles:,}", "%.2f MiB" % (at_end / 2**20), "–", "–"],

@@ -8,7 +8,7 @@ Run from the repository root::
 Timings are medians over interleaved rounds with the garbage collector off in
 timed regions; ratios compare against a baseline measured in the same run.
 Expiry is driven by an injected fake clock (``Lifecycle(clock=...)``) and
-explicit ``lc.expiry.expire_due()`` calls, so the sweeper thread never races
+explicit ``hooks_of(lc).expiry.expire_due()`` calls, so the sweeper thread never races
 the measurement. Exits 1 when a goal is missed (with ``--quick`` only
 correctness goals count; ``--no-fail`` always exits 0).
 """
@@ -44,8 +44,12 @@ from bench.bench_core import (  # noqa: E402
     timed,
     verdict,
 )
-from otel_gitjob import Lifecycle  # noqa: E402
+from otel_gitjob import (
+    Lifecycle,  # noqa: E402
+    LifecyclePrometheusReader,
+)
 from otel_gitjob._internal.core import _sdk  # noqa: E402
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 TRANSIENT = "bench_transient_gauge"
 PLAIN = "bench_plain_gauge"
@@ -69,7 +73,7 @@ class GaugeSetup:
         self.lc.transient(TRANSIENT, ttl)
         self.registry = prometheus_client.CollectorRegistry()
         self.provider = MeterProvider(
-            metric_readers=[self.lc.prometheus_reader(self.registry, cardinality_limits=LIMITS)],
+            metric_readers=[LifecyclePrometheusReader(self.lc, self.registry, cardinality_limits=LIMITS)],
             views=self.lc.views(),
         )
         meter = self.provider.get_meter("bench")
@@ -78,8 +82,8 @@ class GaugeSetup:
 
     @property
     def expiry(self) -> Any:
-        assert self.lc.expiry is not None
-        return self.lc.expiry
+        assert hooks_of(self.lc).expiry is not None
+        return hooks_of(self.lc).expiry
 
     def shutdown(self) -> None:
         self.provider.shutdown()
@@ -199,7 +203,7 @@ def bench_expire(series: int, rounds: int) -> tuple[str, list[Goal]]:
         correct &= expired == series
         correct &= setup.expiry.live_series() == 0 and setup.expiry.heap_size() == 0
         correct &= _sdk.series_count(setup.provider, include_placeholders=True) == 0
-        correct &= setup.lc.tracked_objects() == 0
+        correct &= hooks_of(setup.lc).registry.tracked_objects() == 0
         cpu_us.append((cpu1 - cpu0) / series * 1e6)
         wall_us.append((wall1 - wall0) / series * 1e6)
     setup.shutdown()

@@ -97,22 +97,37 @@ def serve_emulator(repos: int, conn: Any) -> None:
 
 
 class TimingSink:
-    """Wraps a sink; records when each ``forget`` returned."""
+    """Wraps a lifecycle (or none: the listener alone) as the listener's Sink; records when each ``forget`` returned."""
 
     def __init__(self, inner: Any) -> None:
+        from otel_gitjob._internal.core.drops import DropRecorder
+        from otel_gitjob._internal.core.selfmetrics import SelfMetrics
+
         self.inner = inner
         self.forgotten: dict[str, float] = {}
         self.observed = 0
+        self.drops = inner.drops if inner is not None else DropRecorder()
+        self.self_metrics = inner.self_metrics if inner is not None else SelfMetrics()
 
-    def forget(self, ref: Any) -> int:
-        removed = self.inner.forget(ref) if self.inner is not None else 0
+    def forget(self, ref: Any, *, kind: str | None = None) -> int:
+        removed = self.inner.forget(ref, kind=kind) if self.inner is not None else 0
         self.forgotten[ref.name] = time.perf_counter()
-        return removed
+        return int(removed)
 
-    def observe(self, ref: Any) -> None:
+    def observe(self, ref: Any, *, kind: str | None = None) -> None:
         if self.inner is not None:
-            self.inner.observe(ref)
+            self.inner.observe(ref, kind=kind)
         self.observed += 1
+
+    def retain(self, live: Any, *, kind: str | None = None) -> int:
+        return int(self.inner.retain(live, kind=kind)) if self.inner is not None else 0
+
+    def forget_series(self, instrument_name: str, attributes: Any, *, kind: str | None = None) -> int:
+        return int(self.inner.forget_series(instrument_name, attributes, kind=kind)) if self.inner is not None else 0
+
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
+        if self.inner is not None:
+            self.inner.declare_kind(kind, *instrument_names, owner=owner)
 
 
 def make_stack() -> tuple[Any, Any, Any]:
@@ -136,15 +151,20 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
-    from otel_gitjob._internal.fleet.listener import GitRepoListener
+    from otel_gitjob._internal.fleet.presets import GITREPO
     from otel_gitjob._internal.kube import ListenerSettings
+    from otel_gitjob._internal.kube.listener import ResourceListener
 
     synced, observed, peaks = [], [], []
     for run in range(runs + 1):  # the last run is under tracemalloc, for memory only
         lifecycle, provider, _ = make_stack()
         sink = TimingSink(lifecycle)
-        listener = GitRepoListener(
-            sink, configuration=configuration, settings=ListenerSettings(all_shards=True), meter_provider=provider
+        listener = ResourceListener(
+            sink,
+            GITREPO,
+            configuration=configuration,
+            settings=ListenerSettings(all_shards=True),
+            meter_provider=provider,
         )
         gc.collect()
         traced = run == runs
@@ -175,13 +195,14 @@ def bench_relist(configuration: Any, repos: int, runs: int) -> dict[str, float]:
 def bench_deletes(configuration: Any, repos: int, deletes: int) -> dict[str, Any]:
     import kubernetes
 
-    from otel_gitjob._internal.fleet.listener import GitRepoListener
+    from otel_gitjob._internal.fleet.presets import GITREPO
     from otel_gitjob._internal.kube import ListenerSettings
+    from otel_gitjob._internal.kube.listener import ResourceListener
 
     lifecycle, provider, reader = make_stack()
     sink = TimingSink(lifecycle)
-    listener = GitRepoListener(
-        sink, configuration=configuration, settings=ListenerSettings(all_shards=True), meter_provider=provider
+    listener = ResourceListener(
+        sink, GITREPO, configuration=configuration, settings=ListenerSettings(all_shards=True), meter_provider=provider
     )
     received: dict[str, float] = {}
     handle_line = listener._handle_line

@@ -71,13 +71,31 @@ class TimingSink:
         self.lifecycle = lifecycle
         self.forgotten: dict[str, float] = {}
 
-    def forget(self, ref: Any) -> int:
-        removed = self.lifecycle.forget(ref)
+    def forget(self, ref: Any, *, kind: str | None = None) -> int:
+        removed = self.lifecycle.forget(ref, kind=kind)
         self.forgotten[ref.name] = time.perf_counter()
         return removed
 
-    def observe(self, ref: Any) -> None:
-        self.lifecycle.observe(ref)
+    def observe(self, ref: Any, *, kind: str | None = None) -> None:
+        self.lifecycle.observe(ref, kind=kind)
+
+    # The rest of the listener's Sink, as the lifecycle does it.
+    def retain(self, live: Any, *, kind: str | None = None) -> int:
+        return int(self.lifecycle.retain(live, kind=kind))
+
+    def forget_series(self, instrument_name: str, attributes: Any, *, kind: str | None = None) -> int:
+        return int(self.lifecycle.forget_series(instrument_name, attributes, kind=kind))
+
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
+        self.lifecycle.declare_kind(kind, *instrument_names, owner=owner)
+
+    @property
+    def drops(self) -> Any:
+        return self.lifecycle.drops
+
+    @property
+    def self_metrics(self) -> Any:
+        return self.lifecycle.self_metrics
 
 
 def wait_for(condition: Any, timeout: float = 60.0) -> None:

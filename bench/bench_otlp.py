@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from otel_gitjob import LifecycleExporter
+
 GOAL = 1.15
 
 
@@ -117,7 +119,7 @@ def main() -> None:
 
         lifecycle = Lifecycle()
         reader = PeriodicExportingMetricReader(
-            lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=endpoint, timeout=60)),
+            LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=endpoint, timeout=60)),
             export_interval_millis=math.inf,
         )
         provider = MeterProvider(

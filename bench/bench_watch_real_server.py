@@ -70,6 +70,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from real_apiserver import GROUP, VERSION, KubeApiServer, find_binaries  # noqa: E402
 
 import otel_gitjob  # noqa: E402
+from otel_gitjob._internal.core.lifecycle import hooks_of  # noqa: E402
 from otel_gitjob.fleet import GITREPO  # noqa: E402
 from otel_gitjob.listener import ListenerSettings, ResourceListener  # noqa: E402
 
@@ -426,7 +427,7 @@ def delete_round(server: KubeApiServer, args: argparse.Namespace) -> dict[str, A
         now = time.perf_counter()
         # Only a deleted repo's removal with nothing of it left counts (not, say, the 120 s expiry of one gauge).
         if obj is not None and obj[0] == "GitRepo" and obj[1][0] == NAMESPACE and obj[1][1] in sent:
-            if obj not in lifecycle.registry.objects_of_kind("GitRepo"):
+            if obj not in hooks_of(lifecycle).registry.objects_of_kind("GitRepo"):
                 gone.setdefault(obj[1][1], now)
 
     names = ["repo-%05d" % i for i in range(args.repos)]
@@ -446,7 +447,7 @@ def delete_round(server: KubeApiServer, args: argparse.Namespace) -> dict[str, A
         missing = set(names) - series_names(reader)
         if missing:
             raise RuntimeError("%d repos have no series before the deletions" % len(missing))
-        lifecycle.registry.add_removal_listener(on_removed)
+        hooks_of(lifecycle).registry.add_removal_listener(on_removed)
 
         def delete(name: str) -> None:
             sent[name] = time.perf_counter()
@@ -475,7 +476,7 @@ def delete_round(server: KubeApiServer, args: argparse.Namespace) -> dict[str, A
             raise RuntimeError("a surviving repo lost its series")
     finally:
         connection.close()
-        lifecycle.registry.remove_removal_listener(on_removed)
+        hooks_of(lifecycle).registry.remove_removal_listener(on_removed)
         listener.stop()
         provider.shutdown()
         lifecycle.shutdown()

@@ -25,6 +25,7 @@ from prometheus_server import PrometheusServer  # noqa: E402
 import otel_gitjob  # noqa: E402
 from otel_gitjob._internal.app.demo import DemoSettings, run_demo  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 
 def rss_mib() -> float:
@@ -71,8 +72,8 @@ def main() -> int:
                     rss_mib(),
                     _sdk.series_count(instrumentation.meter_provider),
                     int(float(series[0]["value"][1])) if series else 0,
-                    instrumentation.lifecycle.tracked_objects(),
-                    instrumentation.lifecycle.blocked_objects(),
+                    hooks_of(instrumentation.lifecycle).registry.tracked_objects(),
+                    hooks_of(instrumentation.lifecycle).registry.blocked_objects(),
                     target["health"],
                     target.get("lastError", ""),
                 )

@@ -30,15 +30,16 @@ Or wire it into your own MeterProvider:
 
     lifecycle = otel_gitjob.Lifecycle()
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader()],
+        metric_readers=[otel_gitjob.LifecyclePrometheusReader(lifecycle)],
         views=lifecycle.views(),
     )
     gitjob = otel_gitjob.GitJobMetrics(provider, lifecycle=lifecycle)
 """
 
+from otel_gitjob._internal.app.deprecated import aliases
 from otel_gitjob._internal.app.setup import Instrumentation, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.identity import RepoRef
+from otel_gitjob._internal.core.identity import ObjectRef
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
@@ -54,7 +55,9 @@ __all__ = [
     "Lifecycle",
     "LifecycleExporter",
     "LifecyclePrometheusReader",
-    "RepoRef",
+    "ObjectRef",
     "__version__",
     "setup",
 ]
+
+__getattr__ = aliases(__name__)  # ObjectRef: deprecated, see _internal/app/deprecated.py

@@ -15,10 +15,7 @@ gauges (labels ``name, namespace, repo, chart, version``; ``repo`` is
 ``repo`` never carries credentials (:func:`sanitize_repo_url`).
 """
 
-from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP, sanitize_repo_url
+from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP, KINDS, sanitize_repo_url
 from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
-
-KINDS: dict[str, KindSpec] = {GITREPO.plural: GITREPO, HELMOP.plural: HELMOP}
-"""The presets by plural, as ``otel-gitjob watch --kinds`` names them."""
 
 __all__ = ["GITREPO", "HELMOP", "KINDS", "GaugeSpec", "KindSpec", "sanitize_repo_url"]

@@ -18,7 +18,6 @@ Usage
             settings=ListenerSettings(shard_id=None),  # Fleet's default shard, cluster-wide
         ).start()
 
-``GitRepoListener(lifecycle, ...)`` is ``ResourceListener(lifecycle, GITREPO, ...)``.
 A :class:`KindSpec` describes any other kind (your own CRD). Without a
 ``configuration``, the client configuration is loaded as kubectl does
 (:func:`load_configuration`).
@@ -30,8 +29,8 @@ resource, whose gauges expose the series kube-state-metrics would.
 Kept out of ``otel_gitjob`` itself so that recording needs no ``kubernetes`` client.
 """
 
+from otel_gitjob._internal.app.deprecated import aliases
 from otel_gitjob._internal.app.sidecar import run_sidecar
-from otel_gitjob._internal.fleet.listener import GitRepoListener
 from otel_gitjob._internal.kube import (
     GaugeSpec,
     KindSpec,
@@ -43,7 +42,6 @@ from otel_gitjob._internal.kube.crs import kinds_from_crs_config
 
 __all__ = [
     "GaugeSpec",
-    "GitRepoListener",
     "KindSpec",
     "ListenerSettings",
     "ResourceListener",
@@ -51,3 +49,5 @@ __all__ = [
     "load_configuration",
     "run_sidecar",
 ]
+
+__getattr__ = aliases(__name__)  # GitRepoListener: deprecated, see _internal/app/deprecated.py

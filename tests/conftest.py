@@ -4,26 +4,38 @@ Also the suite's guard against hanging: a session fixture fails the run loudly w
 process or a non-daemon thread outlives the session (a leftover non-daemon thread would keep
 pytest alive after its summary, forever), kills the leftover processes by PID, and
 ``pytest_unconfigure`` ends the interpreter if such a thread still runs.
+
+Every test runs under the lock-order check (``OTEL_GITJOB_LOCK_CHECK=1``, set before the package is
+imported, and inherited by the processes tests start): an inversion fails the test that caused it, even
+when a never-raise path swallowed the error.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Iterator
 
-import pytest
+os.environ["OTEL_GITJOB_LOCK_CHECK"] = "1"
+
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 from support import FakeClock
 from tiers import tier_of
 
-from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob._internal.core import degraded
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
+from otel_gitjob._internal.core import locks  # noqa: E402
+
+# The testing kit's pytest plugin (an entry point) may import the package before this file runs: every
+# lock created from here on checks the order; the few module-level ones made at that import do not.
+locks.CHECK = True
+from otel_gitjob._internal.core import degraded  # noqa: E402
 
 # The seams whose degraded path the export-correctness tests also run on. A test module opts in with
 # ``pytestmark = pytest.mark.usefixtures("degraded_seam")``: each of its tests then runs once healthy and once per
@@ -60,7 +72,7 @@ def provider(
     lifecycle: Lifecycle, registry: CollectorRegistry, memory_reader: InMemoryMetricReader
 ) -> Iterator[MeterProvider]:
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader(registry), memory_reader], views=lifecycle.views()
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), memory_reader], views=lifecycle.views()
     )
     yield provider
     provider.shutdown()
@@ -104,6 +116,17 @@ def degraded_seam(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     else:
         monkeypatch.setenv(degraded.FORCE_ENV, seam)
     return seam
+
+
+@pytest.fixture(autouse=True)
+def lock_order_holds() -> Iterator[None]:
+    """No lock of ours was taken out of order (core/locks.RANKS) during the test."""
+    assert locks.CHECK
+    seen = len(locks.violations)
+    yield
+    inversions = locks.violations[seen:]
+    del locks.violations[seen:]
+    assert not inversions, "lock order violated: %s" % "; ".join(inversions)
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 from support import hammer, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
@@ -25,7 +26,7 @@ ROUNDS = 300
 def test_forget_record_and_collect_from_many_threads_gives_exact_counts():
     lifecycle = Lifecycle()
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
     kept = [("kept", "k%d" % i) for i in range(20)]
     doomed = [("doomed", "d%d" % i) for i in range(20)]
@@ -86,7 +87,7 @@ def test_forget_record_and_collect_from_many_threads_gives_exact_counts():
                 got[("fleet_gitjobs_created_success_total", (("name", name), ("namespace", namespace)))] == 2 * ROUNDS
             )
         assert not [key for key in got if ("namespace", "doomed") in key[1]]
-        assert lifecycle.tracked_objects() == len(kept)
+        assert hooks_of(lifecycle).registry.tracked_objects() == len(kept)
     finally:
         provider.shutdown()
         lifecycle.shutdown()
@@ -205,7 +206,7 @@ def test_first_writes_racing_forgets_never_raise_and_lose_nothing_that_lives():
         assert overflow == []
         assert exported.pop(("?", "?")) == 1  # the unmanaged probe
         assert exported == dict.fromkeys(live, writes_per_repo)  # exact, and nothing of a forgotten repo
-        lifecycle.before_collect()  # placeholders of late writes go at the next collection
+        hooks_of(lifecycle).before_collect()  # placeholders of late writes go at the next collection
         # Storage holds the live repos (and the unmanaged probe), nothing else.
         assert _sdk.series_count(provider, include_placeholders=True) == len(live) + 1
     finally:

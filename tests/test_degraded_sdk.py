@@ -19,8 +19,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from support import FakeClock, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk, degraded
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 GAUGE = "fleet_gitjob_duration_seconds_gauge"
 CREATED = "fleet_gitjobs_created_success_total"
@@ -62,7 +63,7 @@ def setup(broken_sdk: str, clock: FakeClock) -> Iterator[tuple[Lifecycle, MeterP
     lifecycle = Lifecycle(clock=clock)
     assert lifecycle.degraded
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     yield lifecycle, provider, registry
     provider.shutdown()
     lifecycle.shutdown()
@@ -142,7 +143,7 @@ def test_a_set_between_the_decision_to_expire_and_the_emptying_survives(setup, c
     labels = (("name", "raced"), ("namespace", "ns"))
     gitjob.job_succeeded(("ns", "raced"), 1.0)
     clock.advance(120.0)  # due: the next collection decides to expire it
-    real = lifecycle.registry._empty_gates
+    real = hooks_of(lifecycle).registry._empty_gates
     raced: list[bool] = []
 
     def set_then_empty(*args, **kwargs):
@@ -151,7 +152,7 @@ def test_a_set_between_the_decision_to_expire_and_the_emptying_survives(setup, c
             gitjob.job_succeeded(("ns", "raced"), 7.0)  # another thread's set, between the decision and the emptying
         return real(*args, **kwargs)
 
-    lifecycle.registry._empty_gates = set_then_empty  # type: ignore[method-assign]
+    hooks_of(lifecycle).registry._empty_gates = set_then_empty  # type: ignore[method-assign]
     assert samples(registry).get((GAUGE, labels)) == 7.0
     assert raced
     clock.advance(119.0)

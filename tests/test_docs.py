@@ -71,7 +71,7 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference_from_doc
     )
     assert result.returncode == 0, result.stderr[-4000:]
     api = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", (site / "api" / "index.html").read_text())).split())
-    assert "otel_gitjob.listener.GitRepoListener" in api
+    assert "otel_gitjob.listener.ResourceListener" in api
     # Sphinx roles in the docstrings render as code, never raw (docs/_griffe_roles.py).
     assert not re.findall(r":(?:class|func|meth|attr|data|mod|exc|obj):", api)
     # mkdocstrings rendered the docstrings themselves, not just the names.

@@ -13,8 +13,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 from support import FakeClock, samples, wait_until
 
-from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
@@ -30,11 +31,11 @@ def expired_by_now(lifecycle: Lifecycle, before: int, expected: int) -> int:
     The real sweeper thread shares the injected clock: when it wakes after the test moved the
     clock, it may expire the series first, so wait (briefly) for the count to settle.
     """
-    lifecycle.expiry.expire_due()
+    hooks_of(lifecycle).expiry.expire_due()
     deadline = time.monotonic() + 5
-    while lifecycle.expiry.expired_total - before < expected and time.monotonic() < deadline:
+    while hooks_of(lifecycle).expiry.expired_total - before < expected and time.monotonic() < deadline:
         time.sleep(0.01)
-    return lifecycle.expiry.expired_total - before
+    return hooks_of(lifecycle).expiry.expired_total - before
 
 
 def metric_names(metrics_data) -> set[str]:
@@ -95,7 +96,7 @@ def test_any_instrument_can_be_declared_transient_with_its_own_ttl(provider, lif
 def test_expiry_frees_the_sdk_storage(gitjob, provider, clock, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     before = _sdk.series_count(provider)
-    expired_before = lifecycle.expiry.expired_total
+    expired_before = hooks_of(lifecycle).expiry.expired_total
     clock.advance(120)
     assert expired_by_now(lifecycle, expired_before, 1) == 1
     assert _sdk.series_count(provider) == before - 2  # the gauge, in both readers
@@ -106,22 +107,22 @@ def test_a_set_a_million_times_series_keeps_the_heap_at_one_entry_per_series(git
         for i in range(50):
             gitjob.job_succeeded(("ns", "r%d" % i), float(round_))
         clock.advance(1)
-        lifecycle.expiry.expire_due()
-    assert lifecycle.expiry.heap_size() == 50
-    assert lifecycle.expiry.live_series() == 50
+        hooks_of(lifecycle).expiry.expire_due()
+    assert hooks_of(lifecycle).expiry.heap_size() == 50
+    assert hooks_of(lifecycle).expiry.live_series() == 50
 
 
 def test_forgotten_repos_leave_only_stale_entries_that_are_compacted(gitjob, lifecycle, clock):
     for i in range(1500):  # below the SDK's default cardinality limit of 2000
         gitjob.job_succeeded(("ns", "r%d" % i), 1.0)
-    assert lifecycle.expiry.heap_size() == 1500
+    assert hooks_of(lifecycle).expiry.heap_size() == 1500
     for i in range(1000):
         lifecycle.forget(("ns", "r%d" % i))
-    assert lifecycle.expiry.heap_size() < 1000  # compacted once stale entries dominated
-    expired_before = lifecycle.expiry.expired_total
+    assert hooks_of(lifecycle).expiry.heap_size() < 1000  # compacted once stale entries dominated
+    expired_before = hooks_of(lifecycle).expiry.expired_total
     clock.advance(121)
     assert expired_by_now(lifecycle, expired_before, 500) == 500
-    assert lifecycle.expiry.heap_size() == 0
+    assert hooks_of(lifecycle).expiry.heap_size() == 0
 
 
 def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_repo(
@@ -143,37 +144,37 @@ def test_repo_forgotten_while_its_gauge_is_pending_cannot_cut_short_a_recreated_
 def test_expiring_a_forgotten_repos_gauge_is_a_no_op(gitjob, lifecycle, clock):
     gitjob.job_succeeded(REPO, 1.0)
     lifecycle.forget(REPO)
-    expired_before = lifecycle.expiry.expired_total
+    expired_before = hooks_of(lifecycle).expiry.expired_total
     clock.advance(121)
     assert expired_by_now(lifecycle, expired_before, 0) == 0
 
 
 def test_sweeper_starts_lazily_and_expires_without_a_scrape(provider, lifecycle, clock):
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-    assert lifecycle.expiry.sweeper_alive() is False  # the gauge is declared, nothing set yet
+    assert hooks_of(lifecycle).expiry.sweeper_alive() is False  # the gauge is declared, nothing set yet
     gitjob.job_succeeded(REPO, 1.0)
-    assert lifecycle.expiry.sweeper_alive()
+    assert hooks_of(lifecycle).expiry.sweeper_alive()
     clock.advance(120)
-    lifecycle.expiry.wake()  # the real sweeper would wake at the deadline by itself
-    wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry")
-    assert lifecycle.expiry.expired_total == 1
+    hooks_of(lifecycle).expiry.wake()  # the real sweeper would wake at the deadline by itself
+    wait_until(lambda: hooks_of(lifecycle).expiry.expired_total, what="the sweeper's expiry")
+    assert hooks_of(lifecycle).expiry.expired_total == 1
 
 
 def test_sweeper_sleeps_until_the_deadline_without_busy_wakeups(gitjob, lifecycle):
     gitjob.job_succeeded(REPO, 1.0)
     time.sleep(0.3)
-    assert lifecycle.expiry.wakeups <= 1
+    assert hooks_of(lifecycle).expiry.wakeups <= 1
 
 
 def test_sweeper_wakes_at_a_real_deadline():
     lifecycle = Lifecycle()
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=0.05)
         gitjob.job_succeeded(REPO, 1.0)
-        wait_until(lambda: lifecycle.expiry.expired_total, what="the sweeper's expiry at the real deadline")
-        assert lifecycle.expiry.expired_total == 1
+        wait_until(lambda: hooks_of(lifecycle).expiry.expired_total, what="the sweeper's expiry at the real deadline")
+        assert hooks_of(lifecycle).expiry.expired_total == 1
     finally:
         provider.shutdown()
         lifecycle.shutdown()
@@ -184,14 +185,14 @@ def test_the_owners_shutdown_stops_the_sweeper_and_many_lifecycles_leak_no_threa
     for _ in range(20):
         lifecycle = Lifecycle()
         provider = MeterProvider(
-            metric_readers=[lifecycle.prometheus_reader(CollectorRegistry())], views=lifecycle.views()
+            metric_readers=[LifecyclePrometheusReader(lifecycle, CollectorRegistry())], views=lifecycle.views()
         )
         GitJobMetrics(provider, lifecycle=lifecycle).job_succeeded(REPO, 1.0)
-        assert lifecycle.expiry.sweeper_alive()
+        assert hooks_of(lifecycle).expiry.sweeper_alive()
         provider.shutdown()
-        assert lifecycle.expiry.sweeper_alive()  # a provider never shuts down the lifecycle it used
+        assert hooks_of(lifecycle).expiry.sweeper_alive()  # a provider never shuts down the lifecycle it used
         lifecycle.shutdown()
-        assert not lifecycle.expiry.sweeper_alive()
+        assert not hooks_of(lifecycle).expiry.sweeper_alive()
     assert threading.active_count() == before
 
 
@@ -201,7 +202,7 @@ def test_wrapped_exporter_drops_a_gauge_that_expired_between_collection_and_expo
     gitjob.job_succeeded(REPO, 1.0)
     collected = memory_reader.get_metrics_data()
     clock.advance(120)
-    filtered = lifecycle.filter(collected)
+    filtered = hooks_of(lifecycle).filter(collected)
     assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
@@ -216,7 +217,7 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=1.0)
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -244,7 +245,7 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
 
     def ticker():
         clock.advance(0.01)
-        lifecycle.expiry.expire_due()
+        hooks_of(lifecycle).expiry.expire_due()
 
     def scraper():
         samples(registry)
@@ -262,12 +263,12 @@ def test_expiry_racing_forget_sets_and_scrapes_stays_consistent():
         # sweeper thread may be in the middle of a sweep of its own: the scrape must not show what it
         # has not evicted yet, and once it is stopped nothing may be left in the SDK's storage.
         clock.advance(2)
-        lifecycle.expiry.expire_due()
+        hooks_of(lifecycle).expiry.expire_due()
         assert not [key for key in samples(registry) if key[0] == GAUGE]
-        lifecycle.expiry.shutdown()
-        lifecycle.expiry.expire_due()
+        hooks_of(lifecycle).expiry.shutdown()
+        hooks_of(lifecycle).expiry.expire_due()
         assert _sdk.series_count(provider, instrument=GAUGE) == 0
-        assert lifecycle.expiry.live_series() == 0
+        assert hooks_of(lifecycle).expiry.live_series() == 0
     finally:
         provider.shutdown()
         lifecycle.shutdown()
@@ -278,7 +279,7 @@ def test_a_gauge_the_sweeper_expired_after_the_collection_is_not_exported(gitjob
     collected = memory_reader.get_metrics_data()
     clock.advance(120)
     assert expired_by_now(lifecycle, 0, 1) == 1  # a sweep between collection and export
-    filtered = lifecycle.filter(collected)
+    filtered = hooks_of(lifecycle).filter(collected)
     assert GAUGE not in metric_names(filtered) and "fleet_gitjob_duration_seconds" in metric_names(filtered)
 
 
@@ -286,20 +287,20 @@ def test_a_collection_with_nothing_due_is_exported_untouched(gitjob, lifecycle, 
     gitjob.job_succeeded(REPO, 1.0)
     collected = memory_reader.get_metrics_data()
     clock.advance(60)
-    assert lifecycle.filter(collected) is collected
+    assert hooks_of(lifecycle).filter(collected) is collected
 
 
 def test_a_collection_during_a_sweep_on_another_thread_never_shows_what_it_expires(gitjob, lifecycle, clock, registry):
     gitjob.job_succeeded(REPO, 1.0)
     seen: list[float | None] = []
-    real = lifecycle.registry.evict_series
+    real = hooks_of(lifecycle).registry.evict_series
 
     def scrape_then_evict(series, unless=None):
         # Between the sweep's decision (its entries are off the heap) and its eviction, a scrape.
         seen.append(gauge_value(registry))
         return real(series, unless)
 
-    lifecycle.registry.evict_series = scrape_then_evict  # type: ignore[method-assign]
+    hooks_of(lifecycle).registry.evict_series = scrape_then_evict  # type: ignore[method-assign]
     clock.advance(120)
     assert expired_by_now(lifecycle, 0, 1) == 1  # by this thread or the sweeper: the hook sees either
     assert seen == [None]
@@ -337,7 +338,7 @@ def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
     gitjob, lifecycle, provider, clock, registry
 ):
     gitjob.job_succeeded(REPO, 1.0)
-    real = lifecycle.registry.evict_series
+    real = hooks_of(lifecycle).registry.evict_series
     calls: list[int] = []
     evicted = threading.Event()
 
@@ -353,16 +354,16 @@ def test_a_stale_expiry_never_evicts_the_gauge_of_the_object_created_again(
         finally:
             evicted.set()
 
-    lifecycle.registry.evict_series = recreate_then_evict  # type: ignore[method-assign]
+    hooks_of(lifecycle).registry.evict_series = recreate_then_evict  # type: ignore[method-assign]
     clock.advance(120)
-    lifecycle.expiry.expire_due()
+    hooks_of(lifecycle).expiry.expire_due()
     assert evicted.wait(5)  # by this thread or the sweeper, whichever took the entry
     assert calls == [1]
     assert gauge_value(registry) == 2.0
     # It lives for its own TTL, not the old incarnation's. (Counted in storage: before SDK 1.45 a
     # synchronous gauge's value is cleared at each collection, so a second scrape would show nothing.)
     clock.advance(119)
-    before = lifecycle.expiry.expired_total
+    before = hooks_of(lifecycle).expiry.expired_total
     assert expired_by_now(lifecycle, before, 0) == 0
     assert _sdk.series_count(provider, instrument=GAUGE) == 2  # one per reader
     clock.advance(1)
@@ -408,10 +409,10 @@ def test_same_named_transient_instruments_of_two_meters_expire_each_on_its_own(e
     clock.advance(40.0)
     second.set(2.0, attributes)
     clock.advance(30.0)  # the first is past its TTL, the second is not
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {("second", key): 2.0}
     clock.advance(30.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {}
     assert _sdk.series_count(provider, include_placeholders=True) == 0
 
@@ -422,9 +423,9 @@ def test_a_transient_instrument_recorded_without_attributes_expires(expiring, cl
     lifecycle.transient("job_gauge", 60.0)
     gauge = provider.get_meter("hardening").create_gauge("job_gauge")
     gauge.set(5.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {("hardening", ()): 5.0}
     clock.advance(60.0)
-    lifecycle.before_collect()
+    hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {}
     assert _sdk.series_count(provider, include_placeholders=True) == 0

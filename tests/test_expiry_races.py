@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry
 from sdk_storage import measurement, sdk_matches, stored
 from support import FakeClock, samples
 
-from otel_gitjob import Lifecycle
+from otel_gitjob import Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
@@ -125,7 +126,7 @@ def test_a_set_whose_series_expires_between_the_sdks_check_and_its_re_lookup_sur
     gauge = gitjob._duration_gauge
     (match, *others) = sdk_matches(gauge)
     table = match._attributes_aggregation
-    expire_now = [lifecycle.before_collect]
+    expire_now = [hooks_of(lifecycle).before_collect]
 
     class ExpiresAfterTheCheck(type(table)):  # type: ignore[misc]
         def __contains__(self, key: object) -> bool:
@@ -154,7 +155,7 @@ def test_sets_racing_the_sweeper_at_their_deadline_are_never_lost():
     clock = FakeClock()
     lifecycle = Lifecycle(clock=clock)
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     lifecycle.transient("race_gauge", 1.0)
     gauge = provider.get_meter("hardening").create_gauge("race_gauge")
     repos = [{"namespace": "ns", "name": "r%d" % i} for i in range(20)]
@@ -162,7 +163,7 @@ def test_sets_racing_the_sweeper_at_their_deadline_are_never_lost():
     try:
         for repo in repos:
             gauge.set(0.0, repo)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:

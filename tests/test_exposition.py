@@ -9,11 +9,11 @@ import support
 from prometheus_client import generate_latest
 from support import sample_names_for, samples
 
-from otel_gitjob import RepoRef
+from otel_gitjob import ObjectRef
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED
 
-REPO = RepoRef("fleet-local", "simple")
+REPO = ObjectRef("fleet-local", "simple")
 LABELS = (("name", "simple"), ("namespace", "fleet-local"))
 
 

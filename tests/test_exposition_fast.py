@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from support import FakeClock
 
-from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle
+from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
@@ -57,7 +57,7 @@ class World:
         self.clock = FakeClock()
         self.lifecycle = Lifecycle(clock=self.clock)
         self.registry = CollectorRegistry()
-        self.reader: Any = self.lifecycle.prometheus_reader(self.registry)
+        self.reader: Any = LifecyclePrometheusReader(self.lifecycle, self.registry)
         self.provider = MeterProvider(
             metric_readers=[self.reader],
             views=self.lifecycle.views(),
@@ -304,17 +304,20 @@ def test_a_registry_with_other_collectors_is_served_the_old_way(world: World) ->
 def test_collect_deadline_is_the_readers_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     lifecycle = Lifecycle()
     try:
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 300_000
-        assert lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis == 2500
+        assert LifecyclePrometheusReader(lifecycle, CollectorRegistry()).collect_timeout_millis == 300_000
+        assert (
+            LifecyclePrometheusReader(lifecycle, CollectorRegistry(), collect_timeout=2.5).collect_timeout_millis
+            == 2500
+        )
         monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", "45")
-        assert lifecycle.prometheus_reader(CollectorRegistry()).collect_timeout_millis == 45_000
+        assert LifecyclePrometheusReader(lifecycle, CollectorRegistry()).collect_timeout_millis == 45_000
         for junk in ("soon", "1e-9", "0", "-5", "nan"):
             monkeypatch.setenv("OTEL_GITJOB_COLLECT_TIMEOUT", junk)
             with pytest.raises(ConfigurationError, match="OTEL_GITJOB_COLLECT_TIMEOUT must be a number"):
-                lifecycle.prometheus_reader(CollectorRegistry())
+                LifecyclePrometheusReader(lifecycle, CollectorRegistry())
         monkeypatch.delenv("OTEL_GITJOB_COLLECT_TIMEOUT")
         with pytest.raises(ConfigurationError, match="at least 0.5"):
-            lifecycle.prometheus_reader(CollectorRegistry(), collect_timeout=1e-9)
+            LifecyclePrometheusReader(lifecycle, CollectorRegistry(), collect_timeout=1e-9)
     finally:
         lifecycle.shutdown()
 
@@ -354,7 +357,7 @@ def test_scrapes_during_a_slow_collection_share_it() -> None:
 
     lifecycle = Lifecycle()
     registry = CollectorRegistry()
-    reader: Any = lifecycle.prometheus_reader(registry, collect_timeout=0.5)
+    reader: Any = LifecyclePrometheusReader(lifecycle, registry, collect_timeout=0.5)
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
     calls = []
     delay = [0.8]

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExpor
 from prometheus_client import CollectorRegistry
 from support import FakeClock, ListExporter, points_of, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter, LifecyclePrometheusReader
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
@@ -81,8 +81,10 @@ def pull_and_push(
 ) -> Iterator[tuple[MeterProvider, CollectorRegistry, PeriodicExportingMetricReader, ListExporter]]:
     registry = CollectorRegistry()
     exporter = ListExporter()
-    periodic = PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), math.inf)
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry), periodic], views=lifecycle.views())
+    periodic = PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), math.inf)
+    provider = MeterProvider(
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), periodic], views=lifecycle.views()
+    )
     yield provider, registry, periodic, exporter
     provider.shutdown()
 

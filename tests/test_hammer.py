@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import (
 from prometheus_client import CollectorRegistry, generate_latest
 from support import hammer, points_of, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
 
 # Seconds the hammer runs; the issue asks for 60 (CI runs the default).
@@ -74,9 +74,9 @@ def test_everything_at_once_loses_nothing_keeps_nothing_forgotten_and_storage_ma
     lifecycle = Lifecycle()
     registry = CollectorRegistry()
     exporter = LastExport()
-    periodic = PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), 3_600_000)
+    periodic = PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), 3_600_000)
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader(registry), periodic],
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), periodic],
         views=lifecycle.views(cardinality_limit=1_000),  # far above the live repos, far below all repos seen
     )
     readers = 2

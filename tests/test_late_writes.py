@@ -8,8 +8,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from support import gitrepo, points_of, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
@@ -29,7 +30,8 @@ def test_late_writes_of_1900_deleted_repos_never_push_200_new_ones_into_overflow
     registry = CollectorRegistry()
     memory = InMemoryMetricReader()
     provider = MeterProvider(
-        metric_readers=[lifecycle.prometheus_reader(registry), memory], views=lifecycle.views(cardinality_limit=2_000)
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry), memory],
+        views=lifecycle.views(cardinality_limit=2_000),
     )
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
@@ -67,7 +69,7 @@ def test_a_block_without_a_uid_is_lifted_by_the_first_write_that_carries_one(git
     assert (CREATED, LABELS) not in samples(registry)
     gitjob.job_created(gitrepo(NAME, "uid-2"))  # the recreated repo's first write
     assert samples(registry).get((CREATED, LABELS)) == 1
-    assert lifecycle.blocked_objects() == 0
+    assert hooks_of(lifecycle).registry.blocked_objects() == 0
 
 
 @pytest.mark.parametrize("recreated_by", ["observe", "a write with the new uid"])

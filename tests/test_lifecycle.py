@@ -9,14 +9,22 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from prometheus_client import CollectorRegistry, generate_latest
 from support import sample_names_for, samples
 
-from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, RepoRef
+from otel_gitjob import (
+    ConfigurationError,
+    GitJobMetrics,
+    Lifecycle,
+    LifecycleExporter,
+    LifecyclePrometheusReader,
+    ObjectRef,
+)
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 # The export-correctness tests run healthy and with each seam forced degraded (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("degraded_seam")
 
-A = RepoRef("team-a", "repo-a", uid="uid-1")
-B = RepoRef("team-b", "repo-b")
+A = ObjectRef("team-a", "repo-a", uid="uid-1")
+B = ObjectRef("team-b", "repo-b")
 LABELS_A = (("name", "repo-a"), ("namespace", "team-a"))
 LABELS_B = (("name", "repo-b"), ("namespace", "team-b"))
 
@@ -90,12 +98,12 @@ def test_forget_frees_the_sdk_storage_of_every_reader(gitjob, provider, lifecycl
     lifecycle.forget(A)
 
     assert _sdk.series_count(provider, include_placeholders=True) == baseline
-    assert lifecycle.tracked_objects() == 0
+    assert hooks_of(lifecycle).registry.tracked_objects() == 0
 
 
 @pytest.mark.seam_internals("sdk")
 def test_five_thousand_repos_churned_never_overflow_and_the_last_keeps_its_labels(lifecycle, registry):
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
     try:
         for i in range(5000):
@@ -112,7 +120,7 @@ def test_five_thousand_repos_churned_never_overflow_and_the_last_keeps_its_label
             samples(registry)[("fleet_gitjobs_created_success_total", (("name", "repo-4999"), ("namespace", "churn")))]
             == 1
         )
-        assert lifecycle.tracked_objects() == 1
+        assert hooks_of(lifecycle).registry.tracked_objects() == 1
     finally:
         provider.shutdown()
 
@@ -148,7 +156,7 @@ def test_write_with_a_new_uid_lifts_the_block(gitjob, lifecycle, registry):
     lifecycle.forget(A)
     gitjob.job_created(A)  # same uid: late write, dropped
 
-    gitjob.job_created(RepoRef("team-a", "repo-a", uid="uid-2"))
+    gitjob.job_created(ObjectRef("team-a", "repo-a", uid="uid-2"))
 
     assert samples(registry)[("fleet_gitjobs_created_success_total", LABELS_A)] == 1
 
@@ -178,12 +186,12 @@ def test_placeholders_of_blocked_writes_are_evicted_at_the_next_collection(gitjo
 
 def test_blocks_are_bounded_in_number_oldest_first(clock, registry):
     lifecycle = Lifecycle(clock=clock, max_blocks=3)
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
     try:
         for i in range(5):
             lifecycle.forget(("ns", "r%d" % i))
-        assert lifecycle.blocked_objects() == 3
+        assert hooks_of(lifecycle).registry.blocked_objects() == 3
         gitjob.job_created(("ns", "r0"))  # its block was the oldest: gone
         gitjob.job_created(("ns", "r4"))  # still blocked
         assert sample_names_for(registry, name="r0") and not sample_names_for(registry, name="r4")
@@ -193,13 +201,13 @@ def test_blocks_are_bounded_in_number_oldest_first(clock, registry):
 
 def test_blocks_expire_after_block_seconds(clock, registry):
     lifecycle = Lifecycle(clock=clock, block_seconds=60)
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
     try:
         lifecycle.forget(A)
         clock.advance(61)
         generate_latest(registry)  # housekeeping runs with collections
-        assert lifecycle.blocked_objects() == 0
+        assert hooks_of(lifecycle).registry.blocked_objects() == 0
         gitjob.job_created(A)
         assert samples(registry)[("fleet_gitjobs_created_success_total", LABELS_A)] == 1
     finally:
@@ -221,7 +229,9 @@ def test_forget_cost_is_an_index_lookup_not_a_scan(gitjob, lifecycle, monkeypatc
 
 def test_users_views_are_kept_and_managed_without_duplicate_streams(lifecycle, registry):
     custom = View(instrument_name="my_latency", aggregation=ExplicitBucketHistogramAggregation((0.5, 1.0)))
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views(custom))
+    provider = MeterProvider(
+        metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views(custom)
+    )
     try:
         latency = provider.get_meter("mine").create_histogram("my_latency")
         latency.record(0.7, {"namespace": "ns", "name": "r"})
@@ -255,7 +265,7 @@ def test_custom_identity_keys_manage_other_crds(clock):
 
 def test_a_provider_without_the_lifecycle_views_is_refused_when_it_takes_the_reader(lifecycle):
     registry = CollectorRegistry()
-    reader = lifecycle.prometheus_reader(registry)
+    reader = LifecyclePrometheusReader(lifecycle, registry)
     with pytest.raises(ConfigurationError, match="views=lifecycle.views"):
         MeterProvider(metric_readers=[reader])
     reader.shutdown()
@@ -264,7 +274,7 @@ def test_a_provider_without_the_lifecycle_views_is_refused_when_it_takes_the_rea
 
 def test_a_provider_with_another_lifecycles_views_is_refused(lifecycle):
     other = Lifecycle()
-    reader = lifecycle.prometheus_reader(CollectorRegistry())
+    reader = LifecyclePrometheusReader(lifecycle, CollectorRegistry())
     try:
         with pytest.raises(ConfigurationError, match="without the lifecycle's views"):
             MeterProvider(metric_readers=[reader], views=other.views())
@@ -301,7 +311,7 @@ def test_wrapped_exporter_never_exports_a_repo_forgotten_between_collection_and_
             exported.append(metrics_data)
             return MetricExportResult.SUCCESS
 
-    wrapped = lifecycle.wrap_exporter(Capture())
+    wrapped = LifecycleExporter(lifecycle, Capture())
     reader = PeriodicExportingMetricReader(wrapped, export_interval_millis=float("inf"))
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
     try:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import exposition as prometheus_exposition
 from support import FakeClock
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import degraded
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint
@@ -55,7 +55,7 @@ class Scraped:
         self.clock = FakeClock()
         self.lifecycle = Lifecycle(clock=self.clock)
         self.registry = CollectorRegistry()
-        self.reader: Any = self.lifecycle.prometheus_reader(self.registry)
+        self.reader: Any = LifecyclePrometheusReader(self.lifecycle, self.registry)
         self.provider = MeterProvider(metric_readers=[self.reader], views=self.lifecycle.views())
         self.gitjob = GitJobMetrics(self.provider, lifecycle=self.lifecycle, gauge_ttl=60.0)
         self.endpoint = MetricsEndpoint(self.registry, self.reader)

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 from support import samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk, degraded
 
 SDK = tuple(int(part) for part in importlib.metadata.version("opentelemetry-sdk").split(".")[:3])
@@ -180,7 +180,7 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
     assert "1.33.0 through 1.45.2" in warnings[0].getMessage()
     assert lifecycle.degraded
     registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+    provider = MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle, registry)], views=lifecycle.views())
     try:
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=1.0)
         gitjob.job_created(("ns", "gone"))

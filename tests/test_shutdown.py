@@ -13,8 +13,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExpor
 from prometheus_client import CollectorRegistry
 from support import FakeClock, ListExporter, samples
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter, LifecyclePrometheusReader
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 NS, NAME = "fleet-local", "repo-a"
 REPO = (NS, NAME)
@@ -28,11 +29,13 @@ def test_shutting_down_one_provider_leaves_a_shared_lifecycle_forgetting_for_the
     other_registry = CollectorRegistry()
     exporter = ListExporter()
     if shut_down == "prometheus reader":
-        first_reader: Any = lifecycle.prometheus_reader(CollectorRegistry())
+        first_reader: Any = LifecyclePrometheusReader(lifecycle, CollectorRegistry())
     else:
-        first_reader = PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), math.inf)
+        first_reader = PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), math.inf)
     first = MeterProvider(metric_readers=[first_reader], views=lifecycle.views())
-    second = MeterProvider(metric_readers=[lifecycle.prometheus_reader(other_registry)], views=lifecycle.views())
+    second = MeterProvider(
+        metric_readers=[LifecyclePrometheusReader(lifecycle, other_registry)], views=lifecycle.views()
+    )
     try:
         GitJobMetrics(first, lifecycle=lifecycle).job_created(REPO)
         second_gitjob = GitJobMetrics(second, lifecycle=lifecycle)
@@ -45,7 +48,7 @@ def test_shutting_down_one_provider_leaves_a_shared_lifecycle_forgetting_for_the
         second_gitjob.job_created(REPO)  # a late write: still blocked
         for _ in range(3):
             assert all(dict(labels).get("name") != NAME for _, labels in samples(other_registry))
-        assert lifecycle.blocked_objects() == 1
+        assert hooks_of(lifecycle).registry.blocked_objects() == 1
     finally:
         second.shutdown()
         lifecycle.shutdown()
@@ -64,7 +67,7 @@ def test_shutdown_with_100000_pending_expiries_returns_at_once_and_leaves_no_thr
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()], views=lifecycle.views(cardinality_limit=200_000))
     try:
         _fill_with_pending_expiries(lifecycle, provider, 100_000)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None and expiry.sweeper_alive() and expiry.heap_size() == 100_000
         started = time.perf_counter()
         lifecycle.shutdown()
@@ -91,9 +94,9 @@ def test_shutdown_during_a_sweep_of_100000_expiries_returns_at_once_and_stops_th
 
     try:
         _fill_with_pending_expiries(lifecycle, provider, 100_000)
-        expiry = lifecycle.expiry
+        expiry = hooks_of(lifecycle).expiry
         assert expiry is not None
-        lifecycle.registry.add_removal_listener(slow_listener)
+        hooks_of(lifecycle).registry.add_removal_listener(slow_listener)
         clock.advance(60.0)
         expiry.wake()  # all 100,000 are due: the sweeper starts evicting them
         assert sweeping.wait(30), "the sweep never started"

@@ -30,7 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client.parser import text_string_to_metric_families
 from support import free_port, stop_process
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = ROOT / "collector"
@@ -207,14 +207,14 @@ def resource(instance: str) -> Resource:
 
 
 def lifecycle_pipeline(endpoint: str, instance: str, *, gauge_ttl: float = 120.0) -> Pipeline:
-    """otel-gitjob's documented OTLP setup: ``lifecycle.wrap_exporter(OTLPMetricExporter(...))``.
+    """otel-gitjob's documented OTLP setup: ``LifecycleExporter(lifecycle, OTLPMetricExporter(...))``.
 
     The reader never exports on its own (infinite interval): the tests flush, so that they know
     which export carried a deletion.
     """
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=endpoint)), export_interval_millis=math.inf
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=endpoint)), export_interval_millis=math.inf
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(), resource=resource(instance))
     return Pipeline(provider, GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=gauge_ttl), lifecycle)

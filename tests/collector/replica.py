@@ -5,8 +5,8 @@ Run as its own process by ``test_collector_scale_out.py``::
     python replica.py --kube URL --shard ID --otlp URL --instance ID [--interval-ms N]
 
 It is what a sharded GitJob controller with otel-gitjob does: a ``Lifecycle``,
-a ``MeterProvider`` exporting through ``lifecycle.wrap_exporter(OTLPMetricExporter())``
-with ``service.instance.id`` naming the replica, a ``GitRepoListener`` on its
+a ``MeterProvider`` exporting through ``LifecycleExporter(lifecycle, OTLPMetricExporter())``
+with ``service.instance.id`` naming the replica, a GitRepo ``ResourceListener`` on its
 shard (``fleet.cattle.io/shard-ref``) that forgets deleted repos, and a
 reconcile loop recording on every repo of its shard. It prints ``ready`` once
 the first list is in, and stops cleanly on SIGTERM.
@@ -25,8 +25,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 
 def main() -> int:
@@ -43,7 +44,7 @@ def main() -> int:
 
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=args.otlp)), export_interval_millis=args.interval_ms
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=args.otlp)), export_interval_millis=args.interval_ms
     )
     provider = MeterProvider(
         metric_readers=[reader],
@@ -51,8 +52,9 @@ def main() -> int:
         resource=Resource.create({"service.name": "gitjob", "service.instance.id": args.instance}),
     )
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         lifecycle,
+        GITREPO,
         configuration=kubernetes.client.Configuration(host=args.kube),
         settings=ListenerSettings(shard_id=args.shard, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=provider,

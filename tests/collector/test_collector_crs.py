@@ -17,8 +17,8 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-from otel_gitjob import Lifecycle
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob import Lifecycle, LifecycleExporter
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.events import ADDED, DELETED
 from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
 from otel_gitjob.listener import kinds_from_crs_config
@@ -49,10 +49,10 @@ def test_deleted_foo_ends_in_prometheus_with_a_stale_marker(start_collector, sta
     (kind,) = kinds_from_crs_config(CONFIG)
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=math.inf
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=math.inf
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(), resource=resource("crs"))
-    cache, owners = RepoCache(), SeriesOwners()
+    cache, owners = ObjectCache(), SeriesOwners()
     lifecycle.declare_kind(kind.kind, *kind.sample_gauge_names, owner=owners.owner)
     register_status_gauges(provider.get_meter("crs"), cache, kind.gauges, owners=owners)
     try:

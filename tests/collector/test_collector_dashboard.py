@@ -1,6 +1,6 @@
 """The Grafana dashboard's queries through the Collector path, as ``tests/e2e/test_dashboard.py`` runs them direct.
 
-GitRepo listener + GitJob metrics → OTLP (``lifecycle.wrap_exporter``, exporting
+GitRepo listener + GitJob metrics → OTLP (``LifecycleExporter``, exporting
 every 500 ms) → the Collector with ``collector/otelcol-prometheus.yaml`` →
 Prometheus scraping its ``prometheus`` exporter with the Prometheus Operator's
 relabelling. Every PromQL expression of ``examples/grafana/fleet-gitjob.json``
@@ -25,8 +25,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from prometheus_server import SCRAPE_INTERVAL
 
-from otel_gitjob import GitJobMetrics, Lifecycle
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 RATE_INTERVAL = "%ds" % int(4 * SCRAPE_INTERVAL)  # Grafana's $__rate_interval: at least four scrape intervals
 
@@ -41,12 +42,13 @@ def test_every_dashboard_query_returns_data_through_the_collector(start_collecto
     prometheus = start_prometheus(["127.0.0.1:%d" % collector.prometheus_port])
     lifecycle = Lifecycle()
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=500
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=collector.otlp_http)), export_interval_millis=500
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(), resource=resource("replica-0"))
     gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=30)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         lifecycle,
+        GITREPO,
         configuration=kubernetes.client.Configuration(host="http://127.0.0.1:%d" % emulator.port),
         settings=ListenerSettings(all_shards=True, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=provider,

@@ -11,7 +11,7 @@ Topology (the one ``collector/README.md`` draws)::
                           Prometheus (scrapes every second)
 
 Each replica is its own Python process (``replica.py``) with its own
-Lifecycle, MeterProvider and GitRepoListener. The test kills one with SIGKILL
+Lifecycle, MeterProvider and GitRepo ResourceListener. The test kills one with SIGKILL
 and measures how long Prometheus keeps showing its series: nothing marks them
 stale, so they stay until the Collector's ``metric_expiration`` (10 s here
 through the file's variable; 5 min as shipped).

@@ -10,7 +10,8 @@ from kube_emulator import Emulator
 from prometheus_server import OPERATOR, PrometheusServer
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener, ListenerSettings
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener
 
 
 @pytest.fixture
@@ -19,8 +20,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     mode = getattr(request, "param", OPERATOR)
     emulator = Emulator()
     instrumentation = otel_gitjob.setup(port=0, gauge_ttl=GAUGE_TTL)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         instrumentation.lifecycle,
+        GITREPO,
         configuration=emulator.configuration,
         settings=ListenerSettings(all_shards=True, backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=5.0),
         meter_provider=instrumentation.meter_provider,

@@ -8,7 +8,7 @@ from kube_emulator import Emulator
 from prometheus_server import PrometheusServer
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener
+from otel_gitjob.listener import ResourceListener
 
 GAUGE_TTL = 4.0
 
@@ -19,7 +19,7 @@ class Stack:
 
     emulator: Emulator
     instrumentation: otel_gitjob.Instrumentation
-    listener: GitRepoListener
+    listener: ResourceListener
     prometheus: PrometheusServer
 
     @property

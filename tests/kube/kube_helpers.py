@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import points_of, scrape, series, wait_until
 
 import otel_gitjob
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob.fleet import GITREPO
 from otel_gitjob.listener import ListenerSettings, ResourceListener
 
@@ -109,7 +110,11 @@ class WatchedGitRepos:
 
     def tracked(self) -> set[str]:
         """Names of this namespace's GitRepos the lifecycle still tracks (what ``forget`` removes)."""
-        return {ref[1] for _, ref in self.lifecycle.registry.objects_of_kind("GitRepo") if ref[0] == self.namespace}
+        return {
+            ref[1]
+            for _, ref in hooks_of(self.lifecycle).registry.objects_of_kind("GitRepo")
+            if ref[0] == self.namespace
+        }
 
     def sees(self, names: set[str]) -> bool:
         """Whether the series and the lifecycle's objects are exactly ``names`` once the queue is applied."""

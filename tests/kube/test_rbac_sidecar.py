@@ -13,7 +13,8 @@ from real_apiserver import GROUP, KINDS, VERSION, KubeApiServer
 from support import series, wait_until
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener, load_configuration
 
 SA_NAMESPACE, SA_NAME = "cattle-fleet-system", "otel-gitjob"
 READY = "fleet_gitrepo_ready_clusters"
@@ -138,8 +139,9 @@ def test_the_listener_needs_no_get_permission(kube_apiserver, tmp_path):
     assert kube_apiserver.request("GET", kube_apiserver._path("gitrepos", "fleet-noget", "x"), token=token)[0] == 403
 
     instrumentation = otel_gitjob.setup(serve=False)
-    listener = GitRepoListener(
+    listener = ResourceListener(
         instrumentation.lifecycle,
+        GITREPO,
         configuration=load_configuration(kube_apiserver.write_kubeconfig(tmp_path / "noget.kubeconfig", token)),
         meter_provider=instrumentation.meter_provider,
         settings=ListenerSettings(namespace="fleet-noget"),

@@ -16,7 +16,8 @@ from real_apiserver import KubeApiServer
 from support import wait_until
 
 import otel_gitjob
-from otel_gitjob.listener import GitRepoListener, ListenerSettings, load_configuration
+from otel_gitjob.fleet import GITREPO
+from otel_gitjob.listener import ListenerSettings, ResourceListener, load_configuration
 
 NAMESPACE = "fleet-shards"
 READY = "fleet_gitrepo_ready_clusters"
@@ -24,12 +25,13 @@ SHARD = "fleet.cattle.io/shard-ref"
 
 
 class ShardWatcher:
-    """One ``otel_gitjob.setup()`` plus a GitRepoListener for one shard selection."""
+    """One ``otel_gitjob.setup()`` plus a GitRepo ResourceListener for one shard selection."""
 
     def __init__(self, kubeconfig: str, **shard: object) -> None:
         self.instrumentation = otel_gitjob.setup(serve=False)
-        self.listener = GitRepoListener(
+        self.listener = ResourceListener(
             self.instrumentation.lifecycle,
+            GITREPO,
             configuration=load_configuration(kubeconfig),
             meter_provider=self.instrumentation.meter_provider,
             settings=ListenerSettings(namespace=NAMESPACE, **shard),  # type: ignore[arg-type]

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kube_emulator import GITREPOS, Emulator, FleetEmulator, Reaction, parse_selector  # noqa: F401
 from rv_emulator import HELMOPS, WIDGETS, ListenerEmulator
+from sinks import RecordingSink
 from support import wait_until
 
 
@@ -32,43 +32,6 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[ListenerEmulator]:
 def wait_for() -> Callable[..., Any]:
     """``wait_for(condition, timeout=10)``: ``support.wait_until``, as a fixture."""
     return wait_until
-
-
-class RecordingSink:
-    """A sink that records calls, for unit-level listener tests.
-
-    It stands in for ``otel_gitjob.Lifecycle`` where a test asserts on which
-    calls the listener makes; the end-to-end test uses the real Lifecycle.
-    Clearing ``gate`` holds every call until it is set again (a stuck consumer).
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self._lock = threading.Lock()
-
-    def forget(self, ref: Any) -> int:
-        self._record("forget", ref)
-        return 1
-
-    def observe(self, ref: Any) -> None:
-        self._record("observe", ref)
-
-    def _record(self, kind: str, ref: Any) -> None:
-        assert self.gate.wait(30), "the test never opened the sink's gate"
-        with self._lock:
-            self.calls.append((kind, ref))
-
-    def names(self, kind: str) -> list[str]:
-        """Names passed to ``kind`` calls, in call order."""
-        with self._lock:
-            return [ref.name for k, ref in self.calls if k == kind]
-
-    def refs(self, kind: str) -> list[Any]:
-        """Refs passed to ``kind`` calls, in call order."""
-        with self._lock:
-            return [ref for k, ref in self.calls if k == kind]
 
 
 @pytest.fixture()

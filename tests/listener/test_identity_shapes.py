@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import points_of
 
 import otel_gitjob
-from otel_gitjob._internal.core.identity import RepoRef, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import ObjectRef, coerce_repo, kind_of
 
 RAW = {
     "apiVersion": "fleet.cattle.io/v1alpha1",
@@ -77,7 +77,7 @@ SHAPES: dict[str, tuple[Any, str | None]] = {
         "GitRepo",
     ),
     "lightkube Generic from_dict": (lambda: codecs.from_dict(dict(RAW)), "GitRepo"),
-    "RepoRef": (lambda: RepoRef("ns", "r", "u1"), None),
+    "ObjectRef": (lambda: ObjectRef("ns", "r", "u1"), None),
     "tuple": (lambda: ("ns", "r"), None),
 }
 

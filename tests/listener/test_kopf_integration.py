@@ -15,6 +15,7 @@ from support import named_points, points_of
 
 import otel_gitjob
 import otel_gitjob.kopf
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob.fleet import GITREPO
 
 
@@ -99,7 +100,7 @@ def test_instrument_forgets_deleted_objects_and_serves_status_gauges(emulator, s
         wait_for(lambda: kopfed.cache.get(("fleet-local", "a")) is None, timeout=20)
         wait_for(lambda: not {name for _, name in named_points(reader.get_metrics_data(), "name")} & {"a"}, timeout=5)
         assert {name for _, name in named_points(reader.get_metrics_data(), "name")} == {"b"}
-        assert lifecycle.blocked_objects() == 1
+        assert hooks_of(lifecycle).registry.blocked_objects() == 1
     finally:
         operator.close()
     assert operator.error is None, operator.error
@@ -132,11 +133,11 @@ def test_instrument_serves_a_crs_kind_and_forgets_its_series_with_the_object(emu
     try:
         wait_for(lambda: len(kopfed.cache) == 2, timeout=20)
         assert widgets() == {"a", "b"}
-        assert lifecycle.registry.objects_by_kind() == {"Widget": 2}  # indexed without a name label
+        assert hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 2}  # indexed without a name label
         emulator.delete_object(WIDGETS, "shop", "a")
-        wait_for(lambda: lifecycle.registry.objects_by_kind() == {"Widget": 1}, timeout=20)
+        wait_for(lambda: hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 1}, timeout=20)
         assert widgets() == {"b"}
-        assert lifecycle.blocked_objects() == 1
+        assert hooks_of(lifecycle).registry.blocked_objects() == 1
     finally:
         operator.close()
     assert operator.error is None, operator.error

@@ -1,66 +1,70 @@
-"""The one seam between the listener and the lifecycle: kind keywords, declare_kind, retain, retire."""
+"""The listener's one way to the lifecycle: the declared Sink protocol, every call with ``kind=``."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sinks import SinkBase
 
 import otel_gitjob
-from otel_gitjob._internal.core.identity import RepoRef
-from otel_gitjob._internal.kube.lifecycle_calls import KindCalls, accepts_keyword
+from otel_gitjob._internal.core.identity import ObjectRef
+from otel_gitjob._internal.core.lifecycle import hooks_of
+from otel_gitjob._internal.kube._types import Sink
+from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob.fleet import GITREPO, HELMOP
 
 
-class KindAware:
-    """The shape the kind-aware lifecycle will have."""
+class KindAware(SinkBase):
+    """Records every call, with the kind it was made for."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
+        super().__init__()
+        self.calls = self.other_calls
 
     def forget(self, ref: Any, *, kind: str | None = None) -> int:
         self.calls.append(("forget", ref.name, kind))
         return 2
 
-    def observe(self, ref: Any, kind: str | None = None) -> None:
+    def observe(self, ref: Any, *, kind: str | None = None) -> None:
         self.calls.append(("observe", ref.name, kind))
 
-    def declare_kind(self, kind: str, *names: str) -> None:
-        self.calls.append(("declare_kind", kind, names))
 
-    def retain(self, live: list[Any], *, kind: str) -> int:
-        self.calls.append(("retain", sorted(ref.name for ref in live), kind))
-        return 0
-
-    def forget_series(self, instrument: str, attributes: Any, **kwargs: Any) -> int:
-        self.calls.append(("forget_series", instrument, dict(attributes), kwargs.get("kind")))
-        return 1
-
-
-class Plain:
-    """Today's sink shape: no kind anywhere."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def forget(self, ref: Any) -> int:
-        self.calls.append(("forget", ref.name))
-        return 1
-
-    def observe(self, ref: Any) -> None:
-        self.calls.append(("observe", ref.name))
+def test_every_call_carries_the_kind() -> None:
+    sink = KindAware()
+    calls = KindCalls(sink, "HelmOp")
+    assert calls.forget(ObjectRef("ns", "x")) == 2
+    calls.observe(ObjectRef("ns", "x"))
+    assert calls.retain([ObjectRef("ns", "x")]) == 0
+    assert calls.retire("g", {"name": "x"}) == 1
+    calls.declare(("g",))
+    calls.declare(())  # nothing to scope: no call
+    assert sink.calls == [
+        ("forget", "x", "HelmOp"),
+        ("observe", "x", "HelmOp"),
+        ("retain", ["x"], "HelmOp"),
+        ("forget_series", "g", {"name": "x"}, "HelmOp"),
+        ("declare_kind", "HelmOp", ("g",)),
+    ]
 
 
-def test_kind_is_passed_only_to_methods_that_take_it() -> None:
-    aware, plain = KindAware(), Plain()
-    for sink in (aware, plain):
-        calls = KindCalls(sink, "HelmOp")
-        assert calls.forget(RepoRef("ns", "x")) in (1, 2)
-        calls.observe(RepoRef("ns", "x"))
-    assert aware.calls == [("forget", "x", "HelmOp"), ("observe", "x", "HelmOp")]
-    assert plain.calls == [("forget", "x"), ("observe", "x")]
-    assert accepts_keyword(lambda ref, **kw: None, "kind") and not accepts_keyword(len, "kind")
+def test_the_lifecycle_has_every_member_of_the_sink_protocol_with_the_same_keywords() -> None:
+    members = [name for name in vars(Sink) if not name.startswith("_")]
+    assert set(members) == {"drops", "self_metrics", "forget", "observe", "retain", "forget_series", "declare_kind"}
+    lifecycle = otel_gitjob.Lifecycle()
+    try:
+        for name in members:
+            declared = vars(Sink)[name]
+            if isinstance(declared, property):
+                assert getattr(lifecycle, name) is not None, name
+                continue
+            ours = inspect.signature(getattr(lifecycle, name)).parameters
+            theirs = list(inspect.signature(declared).parameters.values())[1:]  # without self
+            assert [(p.name, p.kind) for p in theirs] == [(p.name, p.kind) for p in ours.values()], name
+    finally:
+        lifecycle.shutdown()
 
 
 def test_listener_declares_its_gauges_and_own_instruments_to_the_kind(emulator, make_listener) -> None:
@@ -93,19 +97,12 @@ def test_retain_through_a_real_lifecycle_forgets_only_this_kinds_missing_objects
             gitjob.job_created(("ns", name))
         helmop_gauge.set(1, {"namespace": "ns", "name": "gone"})  # a HelmOp of the same name lives on
         calls = KindCalls(lifecycle, GITREPO.kind)
-        assert calls.retain([RepoRef("ns", "live")]) == 1
-        assert lifecycle.registry.objects_of_kind("GitRepo") == [("GitRepo", ("ns", "live"))]
-        assert lifecycle.registry.objects_of_kind("HelmOp") == [("HelmOp", ("ns", "gone"))]
+        assert calls.retain([ObjectRef("ns", "live")]) == 1
+        assert hooks_of(lifecycle).registry.objects_of_kind("GitRepo") == [("GitRepo", ("ns", "live"))]
+        assert hooks_of(lifecycle).registry.objects_of_kind("HelmOp") == [("HelmOp", ("ns", "gone"))]
     finally:
         provider.shutdown()
         lifecycle.shutdown()
-
-
-def test_retire_uses_the_lifecycles_method_when_it_has_one() -> None:
-    sink = KindAware()
-    assert KindCalls(sink, "GitRepo").retire("fleet_gitrepo_ready_clusters", {"name": "x", "branch": "old"}) == 1
-    assert sink.calls == [("forget_series", "fleet_gitrepo_ready_clusters", {"name": "x", "branch": "old"}, "GitRepo")]
-    assert KindCalls(Plain(), "GitRepo").retire("fleet_gitrepo_ready_clusters", {"name": "x"}) == 0
 
 
 def test_the_listener_reports_relists_restarts_and_its_work_queue_in_the_self_metrics(emulator, make_listener) -> None:

@@ -16,6 +16,7 @@ from support import points_of
 from test_listener_watch import ERROR_410
 
 import otel_gitjob
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob.listener import kinds_from_crs_config
 
 CONFIG = """
@@ -72,20 +73,20 @@ def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_l
         ("kube_customresource_phase", "b"): {("Ready",), ("Failed",)},
     }
     # Indexed under their objects although no label names them: 3 series each.
-    assert lifecycle.registry.objects_by_kind() == {"Widget": 2}
-    assert lifecycle.registry.series_by_kind() == {"Widget": 6}
+    assert hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 2}
+    assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 6}
 
     # A label value edit leaves one series for the object, not one per value ever seen.
     emulator.patch_object(WIDGETS, "team", "b", {"spec": {"version": "2"}})
     wait_for(lambda: series(reader).get(("kube_customresource_version_info", "b")) == {("2",)})
     series(reader)  # the collection that retires the old label set
-    assert lifecycle.registry.series_by_kind() == {"Widget": 6}
+    assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 6}
 
     # Deleted: forgotten, every series of it evicted from SDK storage; the other object is untouched.
     emulator.delete_object(WIDGETS, "team", "a")
-    wait_for(lambda: lifecycle.registry.objects_by_kind() == {"Widget": 1})
-    assert lifecycle.registry.series_by_kind() == {"Widget": 3}
-    assert lifecycle.registry.blocked_objects() == 1
+    wait_for(lambda: hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 1})
+    assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 3}
+    assert hooks_of(lifecycle).registry.blocked_objects() == 1
     assert set(series(reader)) == {("kube_customresource_version_info", "b"), ("kube_customresource_phase", "b")}
     assert lifecycle.drops.counts() == {}
 
@@ -101,10 +102,10 @@ def test_a_crs_object_deleted_unseen_is_forgotten_after_the_relist(emulator, mak
     assert listener.wait_synced(5) and listener.wait_idle(5)
     emulator.wait_watching_resource(WIDGETS)
     series(reader)  # the collection that creates (and indexes) the series
-    assert lifecycle.registry.objects_by_kind() == {"Widget": 2}
+    assert hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 2}
     emulator.delete_unseen("b", "team", WIDGETS)  # its DELETED event was compacted away
     emulator._await(emulator.kmock._buses[WIDGETS].put(ERROR_410))
     wait_for(lambda: listener.relists == 2 and listener.wait_idle(5))
-    wait_for(lambda: lifecycle.registry.objects_by_kind() == {"Widget": 1})
+    wait_for(lambda: hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 1})
     assert {widget_name for _metric, widget_name in series(reader)} == {"a"}
-    assert lifecycle.registry.series_by_kind() == {"Widget": 3}
+    assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 3}

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rv_emulator import HELMOPS
+from sinks import SinkBase
 from test_listener_watch import ERROR_410, synced
 
 import otel_gitjob
@@ -21,10 +22,11 @@ from otel_gitjob.listener import ListenerSettings, run_sidecar
 LOGGER = "otel_gitjob._internal.kube.listener"
 
 
-class KindSink:
-    """Records ``forget``/``observe`` with the ``kind=`` keyword the kind-aware lifecycle takes."""
+class KindSink(SinkBase):
+    """Records ``forget``/``observe`` with the ``kind=`` keyword the lifecycle takes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, str, str | None]] = []
 
     def forget(self, ref: Any, *, kind: str | None = None) -> int:

@@ -10,6 +10,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import named_points
 
 import otel_gitjob
+from otel_gitjob._internal.core.lifecycle import hooks_of
 
 
 def names(points: set[tuple[str, str, str]], prefix: str) -> set[str]:
@@ -52,7 +53,7 @@ def test_deleted_gitrepo_series_are_gone_from_the_next_collect(emulator, make_li
     after = series(reader)
     assert "a" not in {name for _, _, name in after}, sorted(after)
     assert names(after, "fleet_gitrepo_") == {"b"}
-    assert lifecycle.blocked_objects() == 1
+    assert hooks_of(lifecycle).registry.blocked_objects() == 1
 
     gitjob.job_created(("fleet-local", "a"))  # a late write from a reconcile still running
     assert "a" not in {name for _, _, name in series(reader)}
@@ -65,8 +66,8 @@ def test_recreated_gitrepo_is_observed_and_measured_again(emulator, make_listene
     assert listener.wait_synced(5)
     emulator.wait_watching()
     emulator.delete("a")
-    wait_for(lambda: lifecycle.blocked_objects() == 1)
+    wait_for(lambda: hooks_of(lifecycle).registry.blocked_objects() == 1)
     emulator.create("a", uid="second")
-    wait_for(lambda: lifecycle.blocked_objects() == 0)  # observe() lifted the block
+    wait_for(lambda: hooks_of(lifecycle).registry.blocked_objects() == 0)  # observe() lifted the block
     gitjob.job_created(("fleet-local", "a"))
     assert "a" in {name for metric, _, name in series(reader) if not metric.startswith("fleet_gitrepo_")}

@@ -7,6 +7,7 @@ import threading
 import kmock
 import pytest
 
+from otel_gitjob import ConfigurationError
 from otel_gitjob.listener import ListenerSettings, load_configuration, run_sidecar
 
 
@@ -43,7 +44,7 @@ def test_sidecar_watches_its_shard_until_stopped(emulator, sink, wait_for):
 
 
 def test_sidecar_rejects_shard_id_with_all_shards(emulator, sink):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         run_sidecar(
             None, None, "s1", True, lifecycle=sink, stop=threading.Event(), configuration=emulator.configuration
         )

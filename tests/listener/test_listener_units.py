@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from otel_gitjob import ConfigurationError
 from otel_gitjob._internal.fleet.presets import GAUGES, GITREPO, HELMOP, repo_attributes, repo_state, sanitize_repo_url
 from otel_gitjob._internal.kube import (
     Action,
@@ -13,7 +14,7 @@ from otel_gitjob._internal.kube import (
     Backoff,
     ListenerSettings,
     MalformedEventError,
-    RepoRef,
+    ObjectRef,
     WatchErrorEvent,
     backoff_delay,
     decide_actions,
@@ -21,7 +22,7 @@ from otel_gitjob._internal.kube import (
     parse_event_line,
     shard_selector,
 )
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.workqueue import WorkQueue
 
 
@@ -150,7 +151,7 @@ def test_json_1e400_is_dropped_not_overflowed() -> None:
 def test_repo_state_needs_namespace_and_name() -> None:
     with pytest.raises(ValueError):
         repo_state({"metadata": {"name": "r"}})
-    assert repo_state(gitrepo(uid=None)).ref == RepoRef("ns", "r", None)
+    assert repo_state(gitrepo(uid=None)).ref == ObjectRef("ns", "r", None)
 
 
 # ---------------------------------------------------------------- parsing one watch line
@@ -253,7 +254,7 @@ def test_relist_diff_of_identical_lists_is_empty() -> None:
 
 
 def test_cache_decides_under_its_lock_and_tracks_deletes() -> None:
-    cache = RepoCache()
+    cache = ObjectCache()
     assert kinds(cache.apply_event("ADDED", state("a"))) == [("observe", "a", "u1")]
     assert len(cache) == 1 and cache.get(("ns", "a")) is not None
     assert kinds(cache.apply_event("DELETED", state("a"))) == [("forget", "a", "u1")]
@@ -294,7 +295,7 @@ def test_shard_selectors_follow_fleet() -> None:
     assert shard_selector(None) == "!fleet.cattle.io/shard-ref"
     assert shard_selector("") == "!fleet.cattle.io/shard-ref"
     assert shard_selector(None, all_shards=True) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="not both"):
         shard_selector("s", all_shards=True)
 
 
@@ -314,7 +315,7 @@ def test_settings_validate_at_construction() -> None:
         {"backoff_jitter": 1.0},
         {"inactivity_timeout": 0},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigurationError):
             ListenerSettings(**bad)
 
 
@@ -329,21 +330,21 @@ class GatedSink:
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def forget(self, ref: RepoRef) -> int:
+    def forget(self, ref: ObjectRef) -> int:
         self._call("forget", ref)
         return 1
 
-    def observe(self, ref: RepoRef) -> None:
+    def observe(self, ref: ObjectRef) -> None:
         self._call("observe", ref)
 
-    def _call(self, kind: str, ref: RepoRef) -> None:
+    def _call(self, kind: str, ref: ObjectRef) -> None:
         self.entered.set()
         self.gate.wait(5)
         self.calls.append((kind, ref.name, ref.uid))
 
 
 def act(kind: ActionKind, name: str, uid: str = "u1") -> Action:
-    return Action(kind, RepoRef("ns", name, uid))
+    return Action(kind, ObjectRef("ns", name, uid))
 
 
 def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
@@ -376,10 +377,10 @@ def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
 
 def test_work_queue_survives_a_failing_sink(caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
-        def forget(self, ref: RepoRef) -> int:
+        def forget(self, ref: ObjectRef) -> int:
             raise RuntimeError("boom")
 
-        def observe(self, ref: RepoRef) -> None:
+        def observe(self, ref: ObjectRef) -> None:
             raise RuntimeError("boom")
 
     work = WorkQueue(Broken())

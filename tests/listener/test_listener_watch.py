@@ -17,6 +17,8 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from otel_gitjob._internal.core.lifecycle import hooks_of
+
 LOGGER = "otel_gitjob._internal.kube.listener"
 ERROR_410 = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}
 
@@ -235,7 +237,7 @@ def test_relist_retains_only_the_live_set_in_the_lifecycle(emulator, make_listen
     gitjob.job_created(("fleet-local", "b"))  # a very late write: b's series are back
 
     def tracked() -> list:
-        return lifecycle.registry.objects_of_kind("GitRepo")
+        return hooks_of(lifecycle).registry.objects_of_kind("GitRepo")
 
     assert ("GitRepo", ("fleet-local", "b")) in tracked()
     emulator.send_to_watches(ERROR_410)

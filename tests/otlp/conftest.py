@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from otlp_helpers import GrpcSink, HttpSink, Pipeline, Rotel, Sink, rotel_binary, wait_listening
 from support import free_port, stop_process
 
-from otel_gitjob import GitJobMetrics, Lifecycle
+from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter
 
 
 @pytest.fixture(params=["cumulative", "delta"])
@@ -48,14 +48,14 @@ def sink(request: pytest.FixtureRequest) -> Iterator[Sink]:
 
 @pytest.fixture
 def make_pipeline() -> Iterator[Callable[..., Pipeline]]:
-    """Build lifecycle → MeterProvider → PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter)).
+    """Build lifecycle → MeterProvider → PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter)).
 
     The reader never exports on its own (infinite interval): tests flush explicitly.
     """
     built: list[Pipeline] = []
 
     def make(exporter: Any, lifecycle: Lifecycle, gauge_ttl: float = 120.0) -> Pipeline:
-        wrapped = lifecycle.wrap_exporter(exporter)
+        wrapped = LifecycleExporter(lifecycle, exporter)
         reader = PeriodicExportingMetricReader(wrapped, export_interval_millis=math.inf)
         provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
         gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=gauge_ttl)

@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import View
 from otlp_helpers import ATTRS_A, ATTRS_B, REPO_A, REPO_B, HttpSink, Sink, exporter_options, otlp_exporter
 
-from otel_gitjob import Lifecycle
+from otel_gitjob import Lifecycle, LifecycleExporter
 
 CREATED = "fleet_gitjobs_created_success_total"
 
@@ -82,7 +82,7 @@ def test_tracked_delta_series_cap_holds_across_forgets(
 def test_view_that_renames_an_instrument_gets_markers(sink: Sink, temporality: str, lifecycle: Lifecycle) -> None:
     # Before: markers were keyed by the instrument name and shapes by the exported stream name.
     reader = PeriodicExportingMetricReader(
-        lifecycle.wrap_exporter(otlp_exporter(sink.protocol, sink.endpoint)), export_interval_millis=math.inf
+        LifecycleExporter(lifecycle, otlp_exporter(sink.protocol, sink.endpoint)), export_interval_millis=math.inf
     )
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(View(instrument_name="x", name="renamed")))
     try:

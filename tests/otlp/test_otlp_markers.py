@@ -28,7 +28,8 @@ from otlp_helpers import (
 from sdk_storage import stored_attribute_sets
 from support import FakeClock
 
-from otel_gitjob import Lifecycle
+from otel_gitjob import Lifecycle, LifecycleExporter
+from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob._internal.push import StalenessMarkers
 
 
@@ -265,9 +266,9 @@ def test_delta_series_idle_before_the_forget_is_marked_too(
 def test_other_exporters_get_no_markers() -> None:
     lifecycle = Lifecycle()
     try:
-        wrapped = lifecycle.wrap_exporter(ConsoleMetricExporter())
+        wrapped = LifecycleExporter(lifecycle, ConsoleMetricExporter())
         assert wrapped.staleness is None
-        assert lifecycle.registry.removal_listeners() == 0
+        assert hooks_of(lifecycle).registry.removal_listeners() == 0
     finally:
         lifecycle.shutdown()
 
@@ -280,10 +281,10 @@ def test_shutdown_stops_listening_and_restores_the_exporter(
     patched = "_translate_data"
     pipeline = make_pipeline(exporter, lifecycle)
     assert (patched in vars(exporter)) == (sink.protocol == "grpc")
-    assert lifecycle.registry.removal_listeners() == 1
+    assert hooks_of(lifecycle).registry.removal_listeners() == 1
     pipeline.provider.shutdown()
     assert patched not in vars(exporter)
-    assert lifecycle.registry.removal_listeners() == 0
+    assert hooks_of(lifecycle).registry.removal_listeners() == 0
 
 
 def test_installed_otlp_exporters_pass_the_push_seams_self_check(
@@ -317,8 +318,8 @@ def test_exporter_whose_internals_fit_no_adapter_runs_degraded_with_one_warning(
     for name in ("_export_batch", "_export_with_retries", "_export"):
         monkeypatch.delattr(OTLPMetricExporter, name, raising=False)
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
-        wrapped = lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint))
-        lifecycle.wrap_exporter(OTLPMetricExporter(endpoint=http_sink.endpoint)).shutdown()
+        wrapped = LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=http_sink.endpoint))
+        LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=http_sink.endpoint)).shutdown()
     _seam.reset_checks()
     assert wrapped.staleness is not None and not wrapped.staleness._transport.sends_requests
     assert "push" in degraded.degraded_seams()

@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "watch":
         try:
-            from otel_gitjob.fleet import KINDS
+            from otel_gitjob._internal.fleet.presets import KINDS
         except ImportError:  # no [kube] extra: _prepare_watch says so, with its own exit code
             pass
         else:
@@ -287,7 +287,7 @@ def _custom_resource_kinds(args: argparse.Namespace) -> list[Any]:
             ) from error
     if text is None:
         return []
-    from otel_gitjob.listener import kinds_from_crs_config
+    from otel_gitjob._internal.kube.crs import kinds_from_crs_config
 
     return kinds_from_crs_config(text)  # a ConfigurationError ends in one line, exit 3
 
@@ -377,7 +377,7 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
 
-        from otel_gitjob.listener import load_configuration, run_sidecar
+        from otel_gitjob._internal.app.sidecar import load_configuration, run_sidecar
     except ImportError as error:
         if (error.name or "").split(".")[0] != "kubernetes":
             raise

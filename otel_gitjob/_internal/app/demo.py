@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.app.setup import Instrumentation
-from otel_gitjob._internal.core.identity import RepoRef
+from otel_gitjob._internal.core.identity import ObjectRef
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -54,7 +54,7 @@ def run_demo(
     rng = random.Random(settings.seed)
     gitjob, lifecycle = instrumentation.gitjob, instrumentation.lifecycle
     gauges = _GaugeWatch(instrumentation.registry, gitjob.names["duration_gauge"])
-    live: dict[str, RepoRef] = {}
+    live: dict[str, ObjectRef] = {}
     generation = 0
     events = 0
     while not stop.is_set() and (max_events is None or events < max_events):
@@ -65,7 +65,7 @@ def run_demo(
             name = "repo-%d" % rng.randrange(settings.repos * 2)
             if name in live:
                 continue
-            repo = RepoRef("fleet-demo", name, uid="uid-%d" % generation)
+            repo = ObjectRef("fleet-demo", name, uid="uid-%d" % generation)
             live[name] = repo
             lifecycle.observe(repo)
             say("+ GitRepo %s/%s created" % (repo.namespace, repo.name))
@@ -111,15 +111,15 @@ class _GaugeWatch:
         self._registry = registry
         self._name = gauge_name
         self._clock = clock
-        self._set_at: dict[tuple[str, str], tuple[RepoRef, float]] = {}
+        self._set_at: dict[tuple[str, str], tuple[ObjectRef, float]] = {}
 
-    def set(self, repo: RepoRef) -> None:
+    def set(self, repo: ObjectRef) -> None:
         self._set_at[(repo.namespace, repo.name)] = (repo, self._clock())
 
-    def forget(self, repo: RepoRef) -> None:
+    def forget(self, repo: ObjectRef) -> None:
         self._set_at.pop((repo.namespace, repo.name), None)
 
-    def expired(self) -> list[tuple[RepoRef, float]]:
+    def expired(self) -> list[tuple[ObjectRef, float]]:
         """The repos whose gauge disappeared since the last call, with seconds since their last set."""
         if not self._set_at:
             return []

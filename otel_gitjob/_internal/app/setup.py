@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,10 +15,13 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.lifecycle import Lifecycle
+from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.fleet.gitjob import DEFAULT_GAUGE_TTL, GitJobMetrics
 from otel_gitjob._internal.prometheus.endpoint import start_http_server
 from otel_gitjob._internal.prometheus.health import HealthChecks
+from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
+from otel_gitjob._internal.push.exporter import LifecycleExporter
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
@@ -116,7 +118,7 @@ def with_instance_id(resource: Resource) -> Resource:
 
 
 _instance_id: tuple[int, str] | None = None  # (pid, id): a forked child draws its own
-_instance_id_lock = threading.Lock()
+_instance_id_lock = ranked_lock("setup.instance_id")
 
 
 def _process_instance_id() -> str:
@@ -193,12 +195,12 @@ def setup(
         )
     registry = registry if registry is not None else CollectorRegistry()
     lifecycle = Lifecycle(**lifecycle_options)
-    reader = lifecycle.prometheus_reader(registry, collect_timeout=collect_timeout)
+    reader = LifecyclePrometheusReader(lifecycle, registry, collect_timeout=collect_timeout)
     provider = MeterProvider(
         metric_readers=[
             reader,
             *(
-                PeriodicExportingMetricReader(lifecycle.wrap_exporter(exporter), export_interval_millis)
+                PeriodicExportingMetricReader(LifecycleExporter(lifecycle, exporter), export_interval_millis)
                 for exporter in exporters
             ),
         ],
@@ -253,7 +255,7 @@ def _serve(host: str, port: int, registry: CollectorRegistry, reader: Any, healt
 
 
 def _sweeper_health(lifecycle: Lifecycle) -> tuple[bool, str]:
-    expiry = lifecycle.expiry
+    expiry = hooks_of(lifecycle).expiry
     if expiry is not None and expiry.sweeper_died():
         return False, "the expiry sweeper thread has died"
     return True, "running" if expiry is not None and expiry.sweeper_alive() else "not needed yet"

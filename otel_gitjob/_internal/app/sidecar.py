@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from kubernetes import client as k8s_client
 from opentelemetry import metrics
 
+from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.fleet.presets import GITREPO, HELMOP
 from otel_gitjob._internal.kube._types import Sink
 from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.kind import KindSpec
-from otel_gitjob._internal.kube.lifecycle_calls import call
 from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings
 from otel_gitjob._internal.prometheus.health import HealthChecks
@@ -70,7 +70,7 @@ def run_sidecar(
         settings or ListenerSettings(), namespace=namespace or None, shard_id=shard_id or None, all_shards=all_shards
     )
     if not kinds:
-        raise ValueError("no kinds to watch")
+        raise ConfigurationError("no kinds to watch: pass kinds=(GITREPO, ...) (otel_gitjob.fleet)")
     if stop is None:
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
@@ -116,5 +116,5 @@ def _forget_everything(listener: ResourceListener, lifecycle: Sink) -> None:
     refs = listener.cache.refs()
     listener.cache.replace({})  # the listener is stopped: nothing else writes its cache any more
     for ref in refs:
-        call(lifecycle, "forget", listener.kind.kind, ref)
+        lifecycle.forget(ref, kind=listener.kind.kind)
     logger.info("forgot %d %s objects on stop", len(refs), listener.kind.kind)

@@ -18,6 +18,7 @@ from prometheus_client.samples import Sample
 
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GitJobMetrics
+from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
 
 __all__ = ["MetricsKit", "watch_event"]
 
@@ -57,7 +58,7 @@ class MetricsKit:
     def __init__(self, *, prefix: str = "fleet", gauge_ttl: float = 120.0, **lifecycle_options: Any) -> None:
         self.lifecycle = Lifecycle(**lifecycle_options)
         self.registry = CollectorRegistry()
-        self._reader = self.lifecycle.prometheus_reader(self.registry)
+        self._reader = LifecyclePrometheusReader(self.lifecycle, self.registry)
         self.meter_provider = MeterProvider(
             metric_readers=[self._reader],
             views=self.lifecycle.views(),

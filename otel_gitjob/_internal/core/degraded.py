@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = ["FORCE_ENV", "SEAMS", "degraded_seams", "forced", "mark_checked", "mark_degraded", "seam_states"]
 
@@ -25,7 +26,7 @@ SEAMS = ("sdk", "prometheus", "push")
 FORCE_ENV = "OTEL_GITJOB_DEGRADED"
 
 _logger = logging.getLogger("otel_gitjob")
-_lock = threading.Lock()  # leaf: guards the two dicts below, nothing is called under it
+_lock = ranked_lock("degraded")  # guards the two dicts below, nothing is called under it
 _checked: dict[str, str | None] = {}  # seam -> None (healthy) or why it is degraded
 
 

@@ -11,11 +11,12 @@ identity, truncated): an object body may carry credentials and be megabytes.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = ["DROPPED_METRIC_NAME", "DropRecorder", "safe_detail"]
 
@@ -58,7 +59,7 @@ class DropRecorder:
     """
 
     def __init__(self, log_interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("drops")
         self._counts: dict[str, int] = {}
         self._next_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}

@@ -50,6 +50,7 @@ from opentelemetry.sdk.metrics.export import MetricsData
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.locks import join, ranked_condition
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class ExpiryProcessor:
         self._registry = registry
         self._clock = clock
         self.ttls: dict[str, float] = {}
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = ranked_condition("expiry")
         self._heap: list[tuple[float, int, _Entry, int]] = []
         self._seq = itertools.count()
         self._series: dict[tuple[Any, Hashable], _Entry] = {}  # (instrument, key)
@@ -407,4 +408,4 @@ class ExpiryProcessor:
             self._stopping = True
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            join(thread, timeout)

@@ -5,8 +5,8 @@ Controllers hold an object as a dict from the API, a watch event (``{"type",
 model and ``raw_object`` a dict), a kopf ``body`` or kopf ``meta`` (the
 metadata itself, no ``metadata`` key), a ``kubernetes`` client model, a kr8s
 ``APIObject``, a lightkube model or ``Generic`` resource, a ``(namespace,
-name)`` tuple, or our own :class:`RepoRef`. The recording path turns any of
-them into a :class:`RepoRef` without raising: :func:`coerce_repo` returns
+name)`` tuple, or our own :class:`ObjectRef`. The recording path turns any of
+them into a :class:`ObjectRef` without raising: :func:`coerce_repo` returns
 ``None`` plus a reason for anything unusable (including an object whose
 property getter or ``Mapping.get`` raises), and the caller drops the
 measurement. :func:`kind_of` reads the Kubernetes kind an object carries.
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RepoRef", "coerce_repo", "kind_of", "valid_identity_value"]
+__all__ = ["ObjectRef", "coerce_repo", "kind_of", "valid_identity_value"]
 
 # Kubernetes names are at most 253 characters (DNS subdomains; namespaces are 63-character labels).
 MAX_NAME_LENGTH = 253
@@ -34,14 +34,14 @@ def valid_identity_value(value: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class RepoRef:
-    """The identity of one GitRepo.
+class ObjectRef:
+    """The identity of one Kubernetes object (a GitRepo, a HelmOp, ...).
 
     Attributes:
-        namespace: The GitRepo's namespace.
-        name: The GitRepo's name.
+        namespace: The object's namespace.
+        name: The object's name.
         uid: ``metadata.uid`` when known. A write carrying a uid different from
-            the one a repo was forgotten with means the repo was recreated, and
+            the one an object was forgotten with means it was recreated, and
             lifts the block against late writes.
     """
 
@@ -55,8 +55,8 @@ REASON_BAD_REPO = "bad_repo"
 REASON_BAD_IDENTITY_VALUE = "bad_identity_value"
 
 
-def coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
-    """Turn anything that names an object into a :class:`RepoRef`.
+def coerce_repo(repo: Any) -> tuple[ObjectRef | None, str | None]:
+    """Turn anything that names an object into a :class:`ObjectRef`.
 
     Returns:
         ``(ref, None)`` on success, ``(None, reason)`` when ``repo`` has no usable
@@ -68,8 +68,8 @@ def coerce_repo(repo: Any) -> tuple[RepoRef | None, str | None]:
         return None, REASON_BAD_REPO
 
 
-def _coerce(repo: Any) -> tuple[RepoRef | None, str | None]:
-    if type(repo) is RepoRef:
+def _coerce(repo: Any) -> tuple[ObjectRef | None, str | None]:
+    if type(repo) is ObjectRef:
         namespace, name, uid = repo.namespace, repo.name, repo.uid
     elif isinstance(repo, tuple) and len(repo) == 2:
         (namespace, name), uid = repo, None
@@ -90,9 +90,9 @@ def _coerce(repo: Any) -> tuple[RepoRef | None, str | None]:
         return None, REASON_BAD_REPO
     if uid is not None:
         uid = str(uid) if isinstance(uid, str) and uid else None
-    if type(repo) is RepoRef:
+    if type(repo) is ObjectRef:
         return repo, None
-    return RepoRef(namespace, name, uid), None
+    return ObjectRef(namespace, name, uid), None
 
 
 def kind_of(obj: Any) -> str | None:
@@ -109,7 +109,7 @@ def kind_of(obj: Any) -> str | None:
 
 
 def _kind_of(obj: Any, depth: int) -> str | None:
-    if obj is None or isinstance(obj, (str, bytes, tuple, RepoRef)) or depth > 1:
+    if obj is None or isinstance(obj, (str, bytes, tuple, ObjectRef)) or depth > 1:
         return None
     if isinstance(obj, Mapping):
         kind = obj.get("kind")

@@ -1,29 +1,32 @@
-"""The ``Lifecycle`` façade: composes the registry, the expiry processor, the views and the exporters.
+"""The ``Lifecycle`` façade: composes the registry, the expiry processor and the views.
 
-It sits on top of the package's layers (``registry`` ← ``expiry`` ← ``views``;
-``export``, ``otlp``) and adds nothing of its own but the object references a
-controller holds (bodies, models, tuples) and ownership: whoever creates a
-Lifecycle shuts it down; readers and exporters never do.
+It sits on top of the core (``registry`` ← ``expiry`` ← ``views``) and adds
+nothing of its own but the object references a controller holds (bodies,
+models, tuples) and ownership: whoever creates a Lifecycle shuts it down;
+readers and exporters never do. What readers, exporters and instruments need
+of it (:class:`~.hooks.LifecycleHooks`) they reach through :func:`hooks_of`,
+off its public surface.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.metrics import Meter, MeterProvider, get_meter_provider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.metrics.view import View
 
 from otel_gitjob._internal.core import _sdk, degraded
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
     DEFAULT_KIND,
@@ -37,13 +40,7 @@ from otel_gitjob._internal.core.registry import (
 from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 from otel_gitjob._internal.core.views import lifecycle_views, uses_registry
 
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-    from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
-    from otel_gitjob._internal.push.exporter import LifecycleExporter
-
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "hooks_of"]
 
 _logger = logging.getLogger("otel_gitjob")
 
@@ -59,10 +56,10 @@ class Lifecycle:
 
     One Lifecycle serves one or more MeterProviders and every reader on them.
     Pass :meth:`views` to each MeterProvider so that new series are indexed as
-    they are created, and use :meth:`prometheus_reader` /
-    :class:`~otel_gitjob.LifecyclePrometheusReader` or :meth:`wrap_exporter` /
-    :class:`~otel_gitjob.LifecycleExporter` so that nothing of a forgotten
-    object leaves the process. You own it: call :meth:`shutdown` (or use it as
+    they are created, and read it through
+    :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) or export through
+    :class:`~otel_gitjob.LifecycleExporter` (push) so that nothing of a
+    forgotten object leaves the process. You own it: call :meth:`shutdown` (or use it as
     a context manager) when you are done; shutting a MeterProvider down never
     shuts down the Lifecycle it used.
 
@@ -100,7 +97,7 @@ class Lifecycle:
         check = _sdk.self_check()
         if check.ok and degraded.forced("sdk"):
             check = _sdk.SelfCheck(False, check.adapter, ("forced by %s" % degraded.FORCE_ENV,))
-        self.sdk_check = check
+        self._sdk_check = check
         if check.ok:
             degraded.mark_checked("sdk")
         else:
@@ -108,44 +105,50 @@ class Lifecycle:
                 "sdk", DEGRADED_REASON % (_sdk.SDK_VERSION, "; ".join(check.problems), _sdk.KNOWN_GOOD_RELEASES)
             )
         self._clock = clock
-        self.drops = DropRecorder(clock=clock)
-        self.registry = SeriesRegistry(
+        self._drops = DropRecorder(clock=clock)
+        self._registry = SeriesRegistry(
             identity_keys,
             default_kind=default_kind,
             max_blocks=max_blocks,
             block_seconds=block_seconds,
             clock=clock,
-            drops=self.drops,
-            evicts=self.sdk_check.ok,
+            drops=self._drops,
+            evicts=self._sdk_check.ok,
         )
         self._expiry: ExpiryProcessor | None = None
-        self._expiry_lock = threading.Lock()
+        self._expiry_lock = ranked_lock("lifecycle.expiry")
         self._shut_down = False
-        self.forgets_total = 0
+        self._forgets_total = 0
         self.unchecked_providers = 0
         self._warned_unchecked = False
-        self.self_metrics = SelfMetrics()
+        self._self_metrics = SelfMetrics()
+        self._hooks = _Hooks(self)
         self._add_self_metric_sources()
 
     # -- properties -------------------------------------------------------------------------------------------
 
     @property
     def identity_keys(self) -> tuple[str, ...]:
-        return self.registry.identity_keys
+        return self._registry.identity_keys
 
     @property
     def default_kind(self) -> str:
-        return self.registry.default_kind
+        return self._registry.default_kind
 
     @property
     def degraded(self) -> bool:
         """True when the SDK seam runs degraded: its self-check failed, or ``OTEL_GITJOB_DEGRADED`` forces it."""
-        return not self.registry.evicts
+        return not self._registry.evicts
 
     @property
-    def expiry(self) -> ExpiryProcessor | None:
-        """The expiry processor, once an instrument was declared transient."""
-        return self._expiry
+    def drops(self) -> DropRecorder:
+        """The dropped measurements and objects, counted by reason (``drops.counts()``)."""
+        return self._drops
+
+    @property
+    def self_metrics(self) -> SelfMetrics:
+        """The sources of the ``otel_gitjob_*`` self-metrics; the listener adds its own."""
+        return self._self_metrics
 
     # -- wiring -----------------------------------------------------------------------------------------------
 
@@ -176,25 +179,7 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self.registry, self._current_expiry, user_views, cardinality_limit, exemplars)
-
-    def prometheus_reader(self, registry: CollectorRegistry | None = None, **options: Any) -> LifecyclePrometheusReader:
-        """A :class:`~otel_gitjob.LifecyclePrometheusReader` (pull) for this lifecycle.
-
-        Args:
-            registry: The prometheus_client registry to register with; the global
-                one when None.
-            **options: Passed to the reader.
-        """
-        from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
-
-        return LifecyclePrometheusReader(self, registry=registry, **options)
-
-    def wrap_exporter(self, exporter: MetricExporter) -> LifecycleExporter:
-        """Wrap a push exporter (OTLP, console, ...) for a ``PeriodicExportingMetricReader``."""
-        from otel_gitjob._internal.push.exporter import LifecycleExporter
-
-        return LifecycleExporter(self, exporter)
+        return lifecycle_views(self._registry, self._current_expiry, user_views, cardinality_limit, exemplars)
 
     def transient(self, instrument_name: str, ttl_seconds: float) -> None:
         """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
@@ -218,11 +203,7 @@ class Lifecycle:
                 ``owner(instrument_name, attributes)`` returns a mapping of the
                 identity keys naming the series' object, or None.
         """
-        self.registry.declare_kind(kind, instrument_names, owner)
-
-    def uses(self, views: Sequence[View]) -> bool:
-        """Whether a MeterProvider built with ``views`` routes new series through this lifecycle."""
-        return uses_registry(views, self.registry)
+        self._registry.declare_kind(kind, instrument_names, owner)
 
     def provider_for(self, meter_provider: MeterProvider | None, user: str) -> MeterProvider:
         """The MeterProvider ``user`` creates its instruments on, checked to route their series through this lifecycle.
@@ -250,7 +231,7 @@ class Lifecycle:
         )
         fix = (
             "build the provider with this lifecycle's views, "
-            "MeterProvider(metric_readers=[lifecycle.prometheus_reader(), ...], views=lifecycle.views()), "
+            "MeterProvider(metric_readers=[LifecyclePrometheusReader(lifecycle), ...], views=lifecycle.views()), "
             "and pass it as meter_provider= (or set it as the global provider before creating %s)" % user
         )
         if _sdk.is_noop_provider(provider):
@@ -270,7 +251,7 @@ class Lifecycle:
                     type(provider).__name__,
                 )
             return provider
-        if not self.uses(views):
+        if not uses_registry(views, self._registry):
             raise ConfigurationError(
                 "%s was built without this lifecycle's views, so forget() could never remove its series: %s"
                 % (where, fix)
@@ -283,7 +264,7 @@ class Lifecycle:
         """Remove every series of an object, now and from every reader. Never raises.
 
         Args:
-            obj: A :class:`~otel_gitjob.RepoRef`, a ``(namespace, name)`` tuple, an
+            obj: A :class:`~otel_gitjob.ObjectRef`, a ``(namespace, name)`` tuple, an
                 object or mapping with ``metadata`` (a body, a model, a watch event),
                 or a mapping of the identity keys.
             kind: The object's Kubernetes kind; by default the object's own
@@ -296,14 +277,14 @@ class Lifecycle:
             key, uid = self._object_of(obj, kind, "forget")
             if key is None:
                 return 0
-            removed = self.registry.forget(key, uid)
+            removed = self._registry.forget(key, uid)
             expiry = self._expiry
             if expiry is not None:
                 expiry.discard_object(key)
-            self.forgets_total += 1
+            self._forgets_total += 1
             return removed
         except Exception as error:  # recording-side calls never raise into the controller
-            self.drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget failed", exc_info=True)
             return 0
 
@@ -317,9 +298,9 @@ class Lifecycle:
         try:
             key, uid = self._object_of(obj, kind, "observe")
             if key is not None:
-                self.registry.lift(key, uid)
+                self._registry.lift(key, uid)
         except Exception as error:
-            self.drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "observe: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: observe failed", exc_info=True)
 
     def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
@@ -343,15 +324,15 @@ class Lifecycle:
                 key, _uid = self._object_of(obj, kind, "retain")
                 if key is not None:
                     keep.add(key)
-            stale = [obj for obj in self.registry.objects_of_kind(kind) if obj not in keep]
+            stale = [obj for obj in self._registry.objects_of_kind(kind) if obj not in keep]
             for obj in stale:
-                self.registry.forget(obj, None)
+                self._registry.forget(obj, None)
                 if self._expiry is not None:
                     self._expiry.discard_object(obj)
-            self.forgets_total += len(stale)
+            self._forgets_total += len(stale)
             return len(stale)
         except Exception as error:
-            self.drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: retain failed", exc_info=True)
             return 0
 
@@ -372,28 +353,15 @@ class Lifecycle:
             How many series were removed.
         """
         try:
-            identity = self.registry.identity_for(instrument_name.lower(), attributes)
+            identity = self._registry.identity_for(instrument_name.lower(), attributes)
             if identity is None:
                 return 0
             obj = (validate_kind(kind) if kind is not None else self.default_kind, identity)
-            return self.registry.forget_series(obj, instrument_name.lower(), attributes)
+            return self._registry.forget_series(obj, instrument_name.lower(), attributes)
         except Exception as error:
-            self.drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
+            self._drops.drop("internal_error", "forget_series: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
             return 0
-
-    def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
-        """Whether a write for an object carrying ``uid`` may be recorded (the typed recording paths).
-
-        Lifts the block of an object recreated under a new uid; refuses, and
-        counts, a late write of an incarnation that was forgotten.
-        """
-        if uid is None:
-            return True
-        if self.registry.admit((kind, identity), uid):
-            return True
-        self.drops.drop(REASON_STALE_UID, "%s %s" % (kind, "/".join(identity)))
-        return False
 
     def shutdown(self) -> None:
         """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
@@ -407,7 +375,7 @@ class Lifecycle:
         expiry = self._expiry
         if expiry is not None:
             expiry.shutdown()
-        self.registry.clear()
+        self._registry.clear()
 
     def __enter__(self) -> Lifecycle:
         return self
@@ -417,57 +385,19 @@ class Lifecycle:
     ) -> None:
         self.shutdown()
 
-    # -- what readers and exporters call ----------------------------------------------------------------------
-
-    def before_collect(self) -> None:
-        """Housekeeping due before a collection: expiry, placeholders, old blocks."""
-        expiry = self._expiry
-        if expiry is not None:
-            expiry.expire_due()
-        self.registry.housekeeping()
-
-    def filter(self, metrics_data: MetricsData) -> MetricsData:
-        """Drop data points of objects forgotten, and series expired, after this collection was taken.
-
-        Series removed before a collection are already gone from the SDK storage;
-        only a removal racing the collection leaves points to drop, so a
-        collection stamped after the latest removal passes untouched (in
-        degraded mode every collection is filtered).
-        """
-        expiry = self._expiry
-        if expiry is not None:
-            metrics_data = expiry.filter_expired(metrics_data)
-        registry = self.registry
-        if not registry.removed_since(collection_stamp(metrics_data)):
-            return metrics_data
-        object_of = registry.object_of
-        hidden = registry.hidden
-        return filter_points(
-            metrics_data,
-            lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
-        )
-
-    # -- introspection (tests, benchmarks, self-metrics) -------------------------------------------------------
-
-    def tracked_objects(self) -> int:
-        """Objects with at least one indexed series."""
-        return self.registry.tracked_objects()
-
-    def blocked_objects(self) -> int:
-        """Forgotten objects whose late writes are still dropped."""
-        return self.registry.blocked_objects()
+    # -- self-metrics ---------------------------------------------------------------------------------------------
 
     def register_self_metrics(self, meter: Meter) -> None:
         """Export the package's own ``otel_gitjob_*`` metrics on ``meter`` (see :mod:`selfmetrics`).
 
         Their series carry no identity attributes, so the lifecycle never manages them.
         """
-        self.drops.register(meter)
-        self.self_metrics.register(meter)
+        self._drops.register(meter)
+        self._self_metrics.register(meter)
 
     def _add_self_metric_sources(self) -> None:
-        add = self.self_metrics.add
-        registry = self.registry
+        add = self._self_metrics.add
+        registry = self._registry
         add(
             "otel_gitjob_degraded",
             lambda: [
@@ -483,7 +413,7 @@ class Lifecycle:
         add("otel_gitjob_series", lambda: by_kind(registry.series_by_kind()))
         add("otel_gitjob_blocked_objects", lambda: [(registry.blocked_objects(), {})])
         add("otel_gitjob_placeholders", lambda: [(registry.placeholders(), {})])
-        add("otel_gitjob_forgets", lambda: [(self.forgets_total, {})])
+        add("otel_gitjob_forgets", lambda: [(self._forgets_total, {})])
         add("otel_gitjob_expired_series", lambda: [(self._expiry.expired_total if self._expiry else 0, {})])
         add("otel_gitjob_unchecked_providers", lambda: [(self.unchecked_providers, {})])
         add("otel_gitjob_expiry_lag_seconds", lambda: [(self._expiry.overdue_seconds() if self._expiry else 0.0, {})])
@@ -496,17 +426,17 @@ class Lifecycle:
     def _expiry_processor(self) -> ExpiryProcessor:
         with self._expiry_lock:
             if self._expiry is None:
-                self._expiry = ExpiryProcessor(self.registry, clock=self._clock)
+                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
             return self._expiry
 
     def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
         """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
         if kind is not None:
             kind = validate_kind(kind)
-        keys = self.registry.identity_keys
+        keys = self._registry.identity_keys
         if isinstance(obj, Mapping) and "metadata" not in obj and "object" not in obj:
             # A mapping of the identity keys ({"namespace": ..., "name": ...}, kopf's meta).
-            identity = self.registry.identity_of(obj)
+            identity = self._registry.identity_of(obj)
             if identity is not None:
                 uid = obj.get("uid")
                 return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
@@ -514,12 +444,78 @@ class Lifecycle:
                 ) and uid else None
         ref, reason = coerce_repo(obj)
         if ref is None:
-            self.drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
+            self._drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
             return None, None
         kind = kind or kind_of(obj) or self.default_kind
         if len(keys) == 2:
             return (kind, (ref.namespace, ref.name)), ref.uid
         if len(keys) == 1:
             return (kind, (ref.name,)), ref.uid
-        self.drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
+        self._drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
         return None, None
+
+
+class _Hooks:
+    """The lifecycle as readers, exporters and instruments see it (:class:`~.hooks.LifecycleHooks`)."""
+
+    __slots__ = ("_lifecycle", "registry", "self_metrics")
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+        self.registry = lifecycle._registry
+        self.self_metrics = lifecycle._self_metrics
+
+    @property
+    def expiry(self) -> ExpiryProcessor | None:
+        """The expiry processor, once an instrument was declared transient."""
+        return self._lifecycle._expiry
+
+    def before_collect(self) -> None:
+        expiry = self._lifecycle._expiry
+        if expiry is not None:
+            expiry.expire_due()
+        self.registry.housekeeping()
+
+    def filter(self, metrics_data: MetricsData) -> MetricsData:
+        # Series removed before a collection are already gone from the SDK storage; only a removal racing
+        # the collection leaves points to drop, so a collection stamped after the latest removal passes
+        # untouched (in degraded mode every collection is filtered).
+        expiry = self._lifecycle._expiry
+        if expiry is not None:
+            metrics_data = expiry.filter_expired(metrics_data)
+        registry = self.registry
+        if not registry.removed_since(collection_stamp(metrics_data)):
+            return metrics_data
+        object_of = registry.object_of
+        hidden = registry.hidden
+        return filter_points(
+            metrics_data,
+            lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
+        )
+
+    def uses(self, views: Sequence[View]) -> bool:
+        return uses_registry(views, self.registry)
+
+    def admit(self, kind: str, identity: Identity, uid: str | None) -> bool:
+        # Lifts the block of an object recreated under a new uid; refuses, and counts, a late write of an
+        # incarnation that was forgotten.
+        if uid is None:
+            return True
+        if self.registry.admit((kind, identity), uid):
+            return True
+        self._lifecycle._drops.drop(REASON_STALE_UID, "%s %s" % (kind, "/".join(identity)))
+        return False
+
+
+def hooks_of(lifecycle: Any) -> LifecycleHooks:
+    """What readers, exporters and instruments need of ``lifecycle``.
+
+    Raises:
+        ConfigurationError: ``lifecycle`` is not an ``otel_gitjob.Lifecycle``.
+    """
+    if not isinstance(lifecycle, Lifecycle):
+        raise ConfigurationError(
+            "expected an otel_gitjob.Lifecycle, got %r: create one with otel_gitjob.Lifecycle() and pass it"
+            % (type(lifecycle).__name__,)
+        )
+    return lifecycle._hooks

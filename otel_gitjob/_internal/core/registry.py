@@ -13,58 +13,17 @@ This module sits at the bottom of the package: it imports only the SDK seam
 view filter, the exporters and the :class:`~otel_gitjob.Lifecycle` façade use
 its operations, never its fields.
 
-Locks in the whole package, in the order they may be taken (a lock is never
-taken while a lock below it is held):
-
-1. The SDK's ``SynchronousMeasurementConsumer`` collect lock, held while it
-   runs observable callbacks. The listener's status-gauge callback
-   (``listener.gauges``, its own ``_lock`` next) may evict an old label set
-   from there, which takes 3. below.
-2. ``listener.gauges._Callback._lock``: one collection re-keys a gauge at a time.
-3. ``SeriesRegistry._op_lock`` (re-entrant) serialises the operations that
-   evict or lift (forget, observe, retain, forget_series, a write that lifts a
-   block, expiry slices, pre-collection housekeeping), so that an eviction
-   never races a later re-creation of the same series. The recording path
-   takes it only when a write lifts a block (a recreated object), never while
-   an SDK lock is held.
-4. The SDK's ``PeriodicExportingMetricReader`` export lock and ``MetricReader``
-   collect locks: our pre-collection housekeeping runs before them, the export
-   filter under them. ``otlp.StalenessMarkers._send_lock`` serialises the OTLP
-   sends, under the export lock, and takes 7. only.
-5. The SDK's per-view-match lock, held by the SDK while it creates a series
-   (and so while it calls our view hook) and by :func:`_sdk.evict` while it
-   deletes from the match's table. ``_sdk.Gate._lock`` (degraded mode only)
-   ranks just below it: taken by a writer and a collection under 5., by an
-   emptying under 3.; under it the aggregation the gate holds (6.), the expiry
-   processor (7., a rebuilt transient series) and 8. (re-indexing it).
-6. ``_sdk.TouchingAggregation._lock``: a transient series' write against
-   evict's decide-and-retire (taken by evict under 5., by a writer alone); the
-   SDK aggregation's own lock is taken under it.
-7. ``ExpiryProcessor._cond`` guards the expiry heap and entries; the view hook
-   takes it under 5. when a transient series is created, a writer when it moves
-   a deadline. ``otlp.store`` 's lock (the pending markers), taken by the
-   removal listener under 3.
-8. ``SeriesRegistry._state_lock`` guards the index, the blocks and the retired
-   uids; held for a few dictionary operations only.
-9. Leaves, held for a few operations and never while another lock is taken:
-   ``DropRecorder._lock``, ``SelfMetrics._lock`` (released before a source
-   runs), ``Lifecycle._expiry_lock``, ``_sdk._check_lock`` (the self-check, on a
-   private provider), ``listener.cache.RepoCache._lock``,
-   ``listener.workqueue.WorkQueue._lock`` (the worker calls the lifecycle after
-   releasing it), ``listener.ResourceListener._response_lock``,
-   ``otlp.flusher``'s condition, ``serve.MetricsEndpoint._flight`` (released
-   while the collection runs) and ``exposition.FastExposition._lock``.
-
-No thread is ever joined while any of these is held: ``Lifecycle.shutdown``
-stops the sweeper, which may need ``_op_lock`` for its current slice, with no
-lock held, and the sweeper stops between two slices.
+Locks: ``_op_lock`` (``registry.op``) serialises the operations that evict or
+lift, so that an eviction never races a later re-creation of the same series;
+``_state_lock`` (``registry.state``) guards the index, the blocks and the retired
+uids for a few dictionary operations. Their place in the package's lock order
+is ``core/locks.RANKS``, explained in docs/design/locks.md.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import weakref
 from collections import OrderedDict
@@ -77,6 +36,7 @@ from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.identity import REASON_BAD_REPO, valid_identity_value
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = ["DEFAULT_KIND", "Identity", "ObjectKey", "SeriesRegistry"]
 
@@ -149,8 +109,8 @@ class SeriesRegistry:
         self._block_seconds = block_seconds
         self._clock = clock
         self.drops = drops
-        self._op_lock = threading.RLock()
-        self._state_lock = threading.Lock()
+        self._op_lock = ranked_lock("registry.op", reentrant=True)
+        self._state_lock = ranked_lock("registry.state")
         self._kinds: dict[str, str] = {}  # instrument name (lower-case) -> kind
         self._owners: dict[str, Owner] = {}  # instrument name (lower-case) -> owner lookup
         self._index: dict[ObjectKey, dict[SeriesRef, Mapping[str, Any]]] = {}

@@ -14,12 +14,13 @@ current values, units in UCUM curly braces for counts.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = ["SELF_METRICS", "SelfMetric", "SelfMetrics"]
 
@@ -125,7 +126,7 @@ class SelfMetrics:
     """Sources of the self-metrics, by row; thread-safe. One per :class:`~otel_gitjob.Lifecycle`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # a leaf: never held while a source runs
+        self._lock = ranked_lock("selfmetrics")  # never held while a source runs
         self._sources: dict[str, list[Source]] = {row.name: [] for row in SELF_METRICS}
         self._meters: list[Meter] = []
 

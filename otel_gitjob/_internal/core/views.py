@@ -21,7 +21,7 @@ from otel_gitjob._internal.core.registry import SeriesRegistry
 __all__ = ["LifecycleAggregation", "lifecycle_views", "uses_registry"]
 
 
-class LifecycleAggregation(Aggregation):
+class LifecycleAggregation(_sdk.AggregationHook):
     """Wraps a view's aggregation so that each new series passes the lifecycle first.
 
     Args:
@@ -47,7 +47,7 @@ class LifecycleAggregation(Aggregation):
         self._readers_choice = isinstance(self._inner, DefaultAggregation)
         self._exemplars = exemplars
 
-    def _create_aggregation(
+    def create(
         self,
         instrument: Any,
         attributes: Any,
@@ -94,7 +94,7 @@ class LifecycleAggregation(Aggregation):
         key: Any,
     ) -> Any:
         """The aggregation of one series (or the type template): the inner one, tracked when transient."""
-        aggregation = inner._create_aggregation(instrument, attributes, reservoir_factory, start)
+        aggregation = _sdk.create_aggregation(inner, instrument, attributes, reservoir_factory, start)
         expiry = self._expiry()
         if attributes is not None and expiry is not None and instrument.name in expiry.ttls:
             return expiry.wrap(instrument, attributes, aggregation, key)

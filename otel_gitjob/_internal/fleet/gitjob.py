@@ -23,7 +23,7 @@ from opentelemetry.metrics import MeterProvider
 from otel_gitjob._internal.core.drops import safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
-from otel_gitjob._internal.core.lifecycle import Lifecycle
+from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
 from otel_gitjob.version import __version__
 
 __all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
@@ -132,7 +132,7 @@ GITJOB_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
 class GitJobMetrics:
     """Fleet's seven GitJob instruments, with typed recording methods.
 
-    Every method takes the GitRepo as a :class:`RepoRef`, a ``(namespace, name)``
+    Every method takes the GitRepo as a :class:`ObjectRef`, a ``(namespace, name)``
     tuple, a mapping with ``metadata`` (a watch event object or kopf body) or a
     ``kubernetes`` client model, and never raises: unusable input is dropped,
     logged once per kind and counted in ``otel_gitjob_dropped_measurements_total``.
@@ -182,7 +182,7 @@ class GitJobMetrics:
         enabled = set(known if instruments is None else instruments)
         for key in sorted(enabled - set(known)):
             raise ConfigurationError("unknown instrument %r; the GitJob instruments are %s" % (key, known))
-        self._lifecycle = lifecycle
+        self._hooks = hooks_of(lifecycle)
         self._kind = lifecycle.default_kind
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
@@ -254,7 +254,7 @@ class GitJobMetrics:
         if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
             self._drops.drop(REASON_BAD_REPO, "a namespace/name that is not a valid Kubernetes name")
             return None
-        if ref.uid is not None and not self._lifecycle.admit(self._kind, (ref.namespace, ref.name), ref.uid):
+        if ref.uid is not None and not self._hooks.admit(self._kind, (ref.namespace, ref.name), ref.uid):
             return None
         return {self._namespace_key: ref.namespace, self._name_key: ref.name}
 

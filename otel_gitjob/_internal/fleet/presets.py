@@ -18,16 +18,14 @@ __all__ = [
     "GITREPO",
     "HELMOP",
     "HELMOP_GAUGES",
+    "KINDS",
     "GaugeSpec",
-    "RepoState",
     "helmop_attributes",
     "repo_attributes",
     "repo_state",
     "sanitize_repo_url",
 ]
 
-RepoState = ObjectState
-"""The cached view of one GitRepo (the generic :class:`~.kind.ObjectState`)."""
 
 _STATUS_FIELDS = (
     ("desired_ready_clusters", ("desiredReadyClusters",), "Number of clusters the %s's bundles should be ready on."),
@@ -118,7 +116,11 @@ HELMOP = KindSpec(
     gauges=HELMOP_GAUGES,
     labels=helmop_attributes,
 )
+
 """Fleet's HelmOp: ``fleet_helmop_*`` gauges with labels name, namespace, repo, chart, version."""
+
+KINDS: dict[str, KindSpec] = {GITREPO.plural: GITREPO, HELMOP.plural: HELMOP}
+"""The presets by plural, as ``otel-gitjob watch --kinds`` names them."""
 
 
 def repo_state(obj: Mapping[str, Any]) -> ObjectState:

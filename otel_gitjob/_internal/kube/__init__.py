@@ -7,7 +7,7 @@ HelmOp are presets) and calls ``lifecycle.forget`` on deletion and
 its watch cache. See :mod:`.listener` for the design.
 """
 
-from otel_gitjob._internal.kube._types import RepoRef, Sink
+from otel_gitjob._internal.kube._types import ObjectRef, Sink
 from otel_gitjob._internal.kube.actions import Action, ActionKind, decide_actions, diff_relist
 from otel_gitjob._internal.kube.backoff import Backoff, backoff_delay
 from otel_gitjob._internal.kube.events import MalformedEventError, WatchErrorEvent, WatchEvent, parse_event_line
@@ -25,7 +25,7 @@ __all__ = [
     "ListenerSettings",
     "MalformedEventError",
     "ObjectState",
-    "RepoRef",
+    "ObjectRef",
     "ResourceListener",
     "Sink",
     "WatchErrorEvent",

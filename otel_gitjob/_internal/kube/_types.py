@@ -1,55 +1,63 @@
-"""The small types the listener shares with its callers.
-
-The listener must not import the metrics core (layers never import upward), so
-it talks to it through :class:`Sink`, a structural protocol that
-``otel_gitjob.Lifecycle`` satisfies. :class:`RepoRef` is the core's value type
-from ``otel_gitjob._internal.core.identity`` (a leaf module with no imports of its
-own); the fallback below only exists so the listener stays importable should
-that module move, and has the same fields.
-"""
+"""The small types the listener shares with its callers, and :class:`Sink`, what it needs of the lifecycle."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["RepoKey", "RepoRef", "Sink"]
+from otel_gitjob._internal.core.drops import DropRecorder
+from otel_gitjob._internal.core.identity import ObjectRef
+from otel_gitjob._internal.core.registry import Owner
+from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
-try:  # pragma: no branch - which branch runs depends on the installed core
-    from otel_gitjob._internal.core.identity import RepoRef
-except ImportError:  # pragma: no cover - only without the core's identity module
-
-    @dataclass(frozen=True, slots=True)
-    class RepoRef:  # type: ignore[no-redef]
-        """The identity of one GitRepo (fallback twin of the core's ``RepoRef``).
-
-        Attributes:
-            namespace: The GitRepo's namespace.
-            name: The GitRepo's name.
-            uid: ``metadata.uid`` when known.
-        """
-
-        namespace: str
-        name: str
-        uid: str | None = None
+__all__ = ["ObjectKey", "ObjectRef", "Sink"]
 
 
-RepoKey = tuple[str, str]
+ObjectKey = tuple[str, str]
 """``(namespace, name)``: what the watch cache and the work queue are keyed on."""
 
 
-@runtime_checkable
 class Sink(Protocol):
-    """Where the listener sends metric lifecycle actions.
+    """Everything the listener calls on the lifecycle; ``otel_gitjob.Lifecycle`` is the production sink.
 
-    ``otel_gitjob.Lifecycle`` is the production sink. Both calls must be safe to
-    call from a thread other than the one that created the sink.
+    Every method must be safe to call from a thread other than the one that
+    created the sink, and must not raise (the Lifecycle's never do).
     """
 
-    def forget(self, ref: RepoRef) -> int:
-        """Drop every series of the repo; returns how many were dropped."""
-        ...  # pragma: no cover
+    @property
+    def drops(self) -> DropRecorder:
+        """Where dropped objects and fields are counted."""
+        ...
 
-    def observe(self, ref: RepoRef) -> None:
-        """Mark the repo as alive (lifts the block against late writes)."""
-        ...  # pragma: no cover
+    @property
+    def self_metrics(self) -> SelfMetrics:
+        """Where the listener adds its ``otel_gitjob_*`` self-metric sources."""
+        ...
+
+    def forget(self, obj: Any, *, kind: str | None = None) -> int:
+        """Drop every series of the object; returns how many were dropped."""
+        ...
+
+    def observe(self, obj: Any, *, kind: str | None = None) -> None:
+        """Mark the object as alive (lifts the block against late writes)."""
+        ...
+
+    def retain(self, live: Iterable[Any], *, kind: str | None = None) -> int:
+        """Forget every object of ``kind`` with series that is not in ``live``; returns how many."""
+        ...
+
+    def forget_series(self, instrument_name: str, attributes: Mapping[str, Any], *, kind: str | None = None) -> int:
+        """Remove one series of a live object (a status gauge whose labels changed)."""
+        ...
+
+    def declare_kind(self, kind: str, *instrument_names: str, owner: Owner | None = None) -> None:
+        """Scope instruments (the kind's status gauges) to objects of ``kind``; ``owner`` names the object of a
+        series that does not carry the identity keys (``owner(instrument_name, attributes)``)."""
+        ...
+
+
+if TYPE_CHECKING:  # the production sink satisfies the protocol (checked by mypy)
+    from otel_gitjob._internal.core.lifecycle import Lifecycle
+
+    def _lifecycle_is_a_sink(lifecycle: Lifecycle) -> Sink:
+        return lifecycle

@@ -11,9 +11,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from otel_gitjob._internal.kube._types import RepoKey, RepoRef
+from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
-from otel_gitjob._internal.kube.kind import ObjectState as RepoState
+from otel_gitjob._internal.kube.kind import ObjectState
 
 __all__ = ["Action", "ActionKind", "decide_actions", "diff_relist"]
 
@@ -39,19 +39,19 @@ class Action:
     """
 
     kind: ActionKind
-    ref: RepoRef
+    ref: ObjectRef
 
     @property
-    def key(self) -> RepoKey:
+    def key(self) -> ObjectKey:
         """``(namespace, name)`` of the repo."""
         return (self.ref.namespace, self.ref.name)
 
 
-def _uid_changed(old: RepoState, new: RepoState) -> bool:
+def _uid_changed(old: ObjectState, new: ObjectState) -> bool:
     return old.ref.uid is not None and new.ref.uid is not None and old.ref.uid != new.ref.uid
 
 
-def decide_actions(event_type: str, old: RepoState | None, new: RepoState) -> list[Action]:
+def decide_actions(event_type: str, old: ObjectState | None, new: ObjectState) -> list[Action]:
     """Decide the actions for one watch event.
 
     Args:
@@ -80,7 +80,7 @@ def decide_actions(event_type: str, old: RepoState | None, new: RepoState) -> li
     return [Action(ActionKind.REFRESH, new.ref)]
 
 
-def diff_relist(known: Mapping[RepoKey, RepoState], listed: Mapping[RepoKey, RepoState]) -> list[Action]:
+def diff_relist(known: Mapping[ObjectKey, ObjectState], listed: Mapping[ObjectKey, ObjectState]) -> list[Action]:
     """Decide the actions for a relist, given what was known before it.
 
     Repos known but no longer listed were deleted (or left our shard) while the

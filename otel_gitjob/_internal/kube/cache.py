@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
-from otel_gitjob._internal.kube._types import RepoKey, RepoRef
+from otel_gitjob._internal.core.locks import ranked_lock
+from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.actions import Action, decide_actions, diff_relist
 from otel_gitjob._internal.kube.events import DELETED
-from otel_gitjob._internal.kube.kind import ObjectState as RepoState
+from otel_gitjob._internal.kube.kind import ObjectState
 
-__all__ = ["RepoCache"]
+__all__ = ["ObjectCache"]
 
 
-class RepoCache:
+class ObjectCache:
     """Object states (:class:`~.kind.ObjectState`) keyed by ``(namespace, name)``.
 
     Written by the watch thread only; read by metric collection (the gauge
@@ -23,10 +23,10 @@ class RepoCache:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._repos: dict[RepoKey, RepoState] = {}
+        self._lock = ranked_lock("kube.cache")
+        self._repos: dict[ObjectKey, ObjectState] = {}
 
-    def apply_event(self, event_type: str, state: RepoState) -> list[Action]:
+    def apply_event(self, event_type: str, state: ObjectState) -> list[Action]:
         """Apply one ADDED/MODIFIED/DELETED event and return its actions."""
         with self._lock:
             actions = decide_actions(event_type, self._repos.get(state.key), state)
@@ -36,24 +36,24 @@ class RepoCache:
                 self._repos[state.key] = state
         return actions
 
-    def replace(self, listed: Mapping[RepoKey, RepoState]) -> list[Action]:
+    def replace(self, listed: Mapping[ObjectKey, ObjectState]) -> list[Action]:
         """Replace the whole cache with a relist and return the diff's actions."""
         new = dict(listed)
         with self._lock:
             known, self._repos = self._repos, new
         return diff_relist(known, new)
 
-    def snapshot(self) -> list[RepoState]:
+    def snapshot(self) -> list[ObjectState]:
         """A consistent copy of all states (what the gauge callbacks read)."""
         with self._lock:
             return list(self._repos.values())
 
-    def get(self, key: RepoKey) -> RepoState | None:
+    def get(self, key: ObjectKey) -> ObjectState | None:
         """The state of one repo, if cached."""
         with self._lock:
             return self._repos.get(key)
 
-    def refs(self) -> list[RepoRef]:
+    def refs(self) -> list[ObjectRef]:
         """The identities of every cached object (the live set after a relist)."""
         with self._lock:
             return [state.ref for state in self._repos.values()]

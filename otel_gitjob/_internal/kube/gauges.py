@@ -11,14 +11,14 @@ exactly one series per gauge and object instead of one per label set ever seen.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 
-from otel_gitjob._internal.kube._types import RepoKey
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.core.locks import ranked_lock
+from otel_gitjob._internal.kube._types import ObjectKey
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.kind import GaugeSpec
 
 __all__ = ["SeriesOwners", "register_status_gauges"]
@@ -61,10 +61,10 @@ class SeriesOwners:
 class _Callback:
     """One gauge's callback: observations from the cache, with re-keying of changed label sets."""
 
-    def __init__(self, cache: RepoCache, index: int, name: str, retire: Retire | None) -> None:
+    def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None) -> None:
         self._cache, self._index, self._name, self._retire = cache, index, name, retire
-        self._lock = threading.Lock()  # two readers may collect at once
-        self._last: dict[RepoKey, Mapping[str, str]] = {}
+        self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
+        self._last: dict[ObjectKey, Mapping[str, str]] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
         states = self._cache.snapshot()  # a copy taken under the cache lock
@@ -91,16 +91,16 @@ class _Callback:
 class _SamplesCallback:
     """A multi-series gauge's callback: every series of every cached object, with their owners published."""
 
-    def __init__(self, cache: RepoCache, index: int, name: str, retire: Retire | None, owners: SeriesOwners) -> None:
+    def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None, owners: SeriesOwners) -> None:
         self._cache, self._index, self._name, self._retire, self._owners = cache, index, name, retire, owners
-        self._lock = threading.Lock()  # two readers may collect at once
-        self._last: dict[RepoKey, frozenset[frozenset[tuple[str, str]]]] = {}
+        self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
+        self._last: dict[ObjectKey, frozenset[frozenset[tuple[str, str]]]] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
         states = self._cache.snapshot()  # a copy taken under the cache lock
         observations = []
         table: dict[frozenset[tuple[str, str]], Mapping[str, str]] = {}
-        current: dict[RepoKey, frozenset[frozenset[tuple[str, str]]]] = {}
+        current: dict[ObjectKey, frozenset[frozenset[tuple[str, str]]]] = {}
         for state in states:
             samples = state.values[self._index]
             if not isinstance(samples, tuple):
@@ -134,7 +134,7 @@ class _SamplesCallback:
 
 def register_status_gauges(
     meter: Meter,
-    cache: RepoCache,
+    cache: ObjectCache,
     gauges: tuple[GaugeSpec, ...],
     retire: Retire | None = None,
     owners: SeriesOwners | None = None,

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_gitjob._internal.kube._types import RepoKey, RepoRef
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 
 __all__ = [
     "REASON_BAD_OBJECT",
@@ -88,17 +89,17 @@ class ObjectState:
             a gauge with ``samples``, the tuple of its series.
     """
 
-    ref: RepoRef
+    ref: ObjectRef
     attributes: Mapping[str, str]
     values: tuple[int | float | tuple[Sample, ...] | None, ...]
 
     @property
-    def key(self) -> RepoKey:
+    def key(self) -> ObjectKey:
         """``(namespace, name)``."""
         return (self.ref.namespace, self.ref.name)
 
 
-def metadata_ref(obj: Mapping[str, Any]) -> RepoRef:
+def metadata_ref(obj: Mapping[str, Any]) -> ObjectRef:
     """The identity of an API object: ``metadata.namespace``, ``name`` and ``uid``.
 
     Cluster-scoped objects have the namespace ``""``.
@@ -114,7 +115,7 @@ def metadata_ref(obj: Mapping[str, Any]) -> RepoRef:
         namespace = ""
     if not isinstance(name, str) or not name or not isinstance(namespace, str):
         raise ValueError("object without a string namespace/name: %r" % ({"namespace": namespace, "name": name},))
-    return RepoRef(namespace, name, uid if isinstance(uid, str) and uid else None)
+    return ObjectRef(namespace, name, uid if isinstance(uid, str) and uid else None)
 
 
 def metadata_labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -184,18 +185,18 @@ class KindSpec:
     sharded: bool = False
     gauges: tuple[GaugeSpec, ...] = ()
     labels: Callable[[Mapping[str, Any]], Mapping[str, str]] = field(default=metadata_labels)
-    identity: Callable[[Mapping[str, Any]], RepoRef] = field(default=metadata_ref)
+    identity: Callable[[Mapping[str, Any]], ObjectRef] = field(default=metadata_ref)
     instruments: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for what in ("version", "plural", "kind"):
             if not isinstance(getattr(self, what), str) or not getattr(self, what):
-                raise ValueError("KindSpec.%s must be a non-empty string" % what)
+                raise ConfigurationError("KindSpec.%s must be a non-empty string, got %r" % (what, getattr(self, what)))
         if not isinstance(self.group, str):
-            raise ValueError("KindSpec.group must be a string ('' for the core group)")
+            raise ConfigurationError("KindSpec.group must be a string ('' for the core group), got %r" % (self.group,))
         names = [gauge.name for gauge in self.gauges]
         if len(set(names)) != len(names):
-            raise ValueError("KindSpec %s declares a gauge name twice: %s" % (self.kind, names))
+            raise ConfigurationError("KindSpec %s declares a gauge name twice: %s; rename one" % (self.kind, names))
 
     @property
     def api_version(self) -> str:
@@ -261,7 +262,7 @@ class KindSpec:
         self,
         gauge: GaugeSpec,
         obj: Mapping[str, Any],
-        ref: RepoRef,
+        ref: ObjectRef,
         bad_value: Callable[[str, str], None] | None,
     ) -> tuple[Sample, ...] | None:
         """One multi-series gauge of an object; ``None`` (counted) when its function raised."""

@@ -10,7 +10,9 @@ from typing import Any
 import kopf
 from opentelemetry import metrics
 
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.kube._types import Sink
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.events import ADDED, DELETED, MODIFIED
 from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
 from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
@@ -34,13 +36,13 @@ class KopfInstrumentation:
     """
 
     kind: KindSpec
-    cache: RepoCache
+    cache: ObjectCache
     gauges: list[Any] = field(default_factory=list)
     handlers: list[Any] = field(default_factory=list)
 
 
 def instrument(
-    lifecycle: Any,
+    lifecycle: Sink,
     kind: KindSpec,
     *,
     meter_provider: metrics.MeterProvider | None = None,
@@ -63,11 +65,12 @@ def instrument(
         What was registered.
     """
     if not isinstance(kind, KindSpec):
-        raise TypeError("kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % (kind,))
+        raise ConfigurationError(
+            "kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % (kind,)
+        )
     calls = KindCalls(lifecycle, kind.kind)
-    drops = getattr(lifecycle, "drops", None)
     work = WorkQueue(calls)  # drained by each handler: kopf runs handlers off its watch loop already
-    result = KopfInstrumentation(kind=kind, cache=RepoCache())
+    result = KopfInstrumentation(kind=kind, cache=ObjectCache())
     owners = SeriesOwners()
     calls.declare(kind.instrument_names if status_gauges else kind.instruments)
     if status_gauges:  # the series of multi-series gauges name their object through the owners
@@ -84,9 +87,7 @@ def instrument(
         )
     resource = dict(group=kind.group, version=kind.version, plural=kind.plural, registry=registry)
 
-    def drop(reason: str, detail: object) -> None:
-        if drops is not None:
-            drops.drop(reason, detail)
+    drop = lifecycle.drops.drop
 
     @kopf.on.event(**resource, id="otel-gitjob-%s" % kind.plural)  # type: ignore[arg-type]
     def on_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:

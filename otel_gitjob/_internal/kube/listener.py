@@ -65,9 +65,12 @@ from opentelemetry import metrics
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
 from otel_gitjob._internal.core.drops import DropRecorder
-from otel_gitjob._internal.kube._types import RepoKey, Sink
+from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.locks import join, ranked_lock
+from otel_gitjob._internal.core.selfmetrics import Source
+from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.backoff import Backoff
-from otel_gitjob._internal.kube.cache import RepoCache
+from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.config import load_configuration
 from otel_gitjob._internal.kube.events import (
     BOOKMARK,
@@ -89,7 +92,7 @@ logger = logging.getLogger(__name__)
 REASON_WRONG_KIND = "wrong_kind"
 """Drop reason of an object whose ``kind`` or ``apiVersion`` is not the watched kind's."""
 
-_RETAIN_KEY: RepoKey = ("", "\x00retain")
+_RETAIN_KEY: ObjectKey = ("", "\x00retain")
 """Work-queue key of the relist's ``retain`` call (no object has an empty namespace and this name)."""
 
 
@@ -215,18 +218,19 @@ class ResourceListener:
         drops: DropRecorder | None = None,
     ) -> None:
         if not isinstance(kind, KindSpec):
-            raise TypeError("kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % kind)
+            raise ConfigurationError(
+                "kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % (kind,)
+            )
         self.kind = kind
         self.settings = settings or ListenerSettings()
         self._api = api or k8s_client.CustomObjectsApi(k8s_client.ApiClient(_without_retries(configuration)))
         self._calls = KindCalls(lifecycle, kind.kind)
-        recorder = drops if drops is not None else getattr(lifecycle, "drops", None)
-        self.drops: DropRecorder = recorder if isinstance(recorder, DropRecorder) else DropRecorder()
-        self._cache = RepoCache()
+        self.drops: DropRecorder = drops if drops is not None else lifecycle.drops
+        self._cache = ObjectCache()
         self._work = WorkQueue(self._calls)
         self._stop = threading.Event()
         self._synced = threading.Event()
-        self._response_lock = threading.Lock()
+        self._response_lock = ranked_lock("kube.response")
         self._response: Any = None
         self._threads: list[threading.Thread] = []
         self._position: str | None = None
@@ -271,7 +275,7 @@ class ResourceListener:
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def cache(self) -> RepoCache:
+    def cache(self) -> ObjectCache:
         """The watch cache (read-only use)."""
         return self._cache
 
@@ -314,21 +318,19 @@ class ResourceListener:
         if not self._threads:
             return True
         sink_thread, watch_thread = self._threads
-        watch_thread.join(timeout)
+        join(watch_thread, timeout)
         self._work.stop()
-        sink_thread.join(timeout)
+        join(sink_thread, timeout)
         stopped = not (watch_thread.is_alive() or sink_thread.is_alive())
         if stopped:
             self._threads = []
         return stopped
 
-    def _add_self_metric_sources(self, lifecycle: Any) -> None:
+    def _add_self_metric_sources(self, lifecycle: Sink) -> None:
         """Report watch restarts, relists and the work queue in the lifecycle's ``otel_gitjob_*`` self-metrics."""
-        self_metrics = getattr(lifecycle, "self_metrics", None)
-        if self_metrics is None:  # another sink than otel_gitjob.Lifecycle
-            return
+        self_metrics = lifecycle.self_metrics
         kind = {"kind": self.kind.kind}
-        sources = [
+        sources: list[tuple[str, Source]] = [
             (
                 "otel_gitjob_watch_restarts",
                 lambda: [
@@ -472,7 +474,7 @@ class ResourceListener:
         """The kind is not served: every object of it the cache holds is gone (as a list of none would say)."""
         first = not self._missing
         self._missing = True
-        if first or self._cache.refs():
+        if first or len(self._cache):
             self._work.submit(self._cache.replace({}))
             self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain([]))
 
@@ -495,8 +497,8 @@ class ResourceListener:
         logger.debug("%s relist: %d objects, resourceVersion %s", self.kind.kind, len(listed), resource_version)
         return resource_version
 
-    def _list_all(self) -> tuple[dict[RepoKey, ObjectState], str | None]:
-        listed: dict[RepoKey, ObjectState] = {}
+    def _list_all(self) -> tuple[dict[ObjectKey, ObjectState], str | None]:
+        listed: dict[ObjectKey, ObjectState] = {}
         resource_version: str | None = None
         token: str | None = None
         while True:

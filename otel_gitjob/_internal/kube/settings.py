@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otel_gitjob._internal.core.errors import ConfigurationError
+
 __all__ = [
     "GROUP",
     "PLURAL",
@@ -36,11 +38,11 @@ def shard_selector(shard_id: str | None = None, all_shards: bool = False) -> str
         default shard, or ``None`` (no selector) for all shards.
 
     Raises:
-        ValueError: When both a shard id and ``all_shards`` are given.
+        ConfigurationError: When both a shard id and ``all_shards`` are given.
     """
     if all_shards:
         if shard_id:
-            raise ValueError("pass either shard_id or all_shards, not both")
+            raise ConfigurationError("pass either shard_id or all_shards, not both")
         return None
     if shard_id:
         return "%s=%s" % (SHARD_LABEL, shard_id)
@@ -129,13 +131,18 @@ class ListenerSettings:
         # Fail at construction, not in the watch thread.
         shard_selector(self.shard_id, self.all_shards)
         if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
-            raise ValueError("need 0 < backoff_base <= backoff_cap")
+            raise ConfigurationError(
+                "need 0 < backoff_base <= backoff_cap, got %r and %r" % (self.backoff_base, self.backoff_cap)
+            )
         if not 0 <= self.backoff_jitter < 1:
-            raise ValueError("backoff_jitter must be in [0, 1)")
+            raise ConfigurationError("backoff_jitter must be in [0, 1), got %r" % (self.backoff_jitter,))
         if self.missing_kind_retry <= 0:
-            raise ValueError("missing_kind_retry must be positive")
+            raise ConfigurationError("missing_kind_retry must be positive seconds, got %r" % (self.missing_kind_retry,))
         if self.watch_timeout_seconds < 1 or (self.inactivity_timeout is not None and self.inactivity_timeout <= 0):
-            raise ValueError("watch_timeout_seconds and inactivity_timeout must be positive")
+            raise ConfigurationError(
+                "watch_timeout_seconds (>= 1) and inactivity_timeout (> 0 or None) must be positive, got %r and %r"
+                % (self.watch_timeout_seconds, self.inactivity_timeout)
+            )
 
     @property
     def watch_read_timeout(self) -> float:

@@ -12,18 +12,26 @@ from __future__ import annotations
 import enum
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
-from otel_gitjob._internal.kube._types import RepoKey, RepoRef, Sink
+from otel_gitjob._internal.core.locks import ranked_lock
+from otel_gitjob._internal.kube._types import ObjectKey, ObjectRef
 from otel_gitjob._internal.kube.actions import Action, ActionKind
 
-__all__ = ["WorkQueue"]
+__all__ = ["RefSink", "WorkQueue"]
 
 logger = logging.getLogger(__name__)
+
+
+class RefSink(Protocol):
+    """What the queue calls: one kind's lifecycle calls (:class:`~.lifecycle_calls.KindCalls`)."""
+
+    def forget(self, ref: ObjectRef) -> int: ...
+
+    def observe(self, ref: ObjectRef) -> None: ...
 
 
 class _Stop(enum.Enum):
@@ -37,8 +45,8 @@ _STOP: Final = _Stop.STOP
 
 @dataclass(slots=True)
 class _Pending:
-    forgets: list[RepoRef] = field(default_factory=list)
-    observe: RepoRef | None = None
+    forgets: list[ObjectRef] = field(default_factory=list)
+    observe: ObjectRef | None = None
     call: Callable[[], Any] | None = None
     since: float = field(default_factory=time.monotonic)  # when the key was queued: the queue's latency
 
@@ -50,11 +58,11 @@ class WorkQueue:
         sink: Receives ``forget``/``observe`` calls, from the worker thread only.
     """
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: RefSink) -> None:
         self._sink = sink
-        self._lock = threading.Lock()
-        self._pending: dict[RepoKey, _Pending] = {}
-        self._queue: queue.Queue[RepoKey | Literal[_Stop.STOP]] = queue.Queue()
+        self._lock = ranked_lock("kube.workqueue")
+        self._pending: dict[ObjectKey, _Pending] = {}
+        self._queue: queue.Queue[ObjectKey | Literal[_Stop.STOP]] = queue.Queue()
 
     def submit(self, actions: list[Action]) -> None:
         """Queue actions; never blocks on the sink.
@@ -78,7 +86,7 @@ class WorkQueue:
                 else:
                     pending.observe = action.ref
 
-    def submit_call(self, key: RepoKey, function: Callable[[], Any]) -> None:
+    def submit_call(self, key: ObjectKey, function: Callable[[], Any]) -> None:
         """Queue ``function()`` under ``key``, behind the work queued so far.
 
         A call still pending under the same key is replaced: only the latest

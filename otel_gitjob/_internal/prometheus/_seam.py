@@ -29,7 +29,6 @@ import functools
 import logging
 import re
 import socket
-import threading
 from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from prometheus_client import exposition as _text
 from prometheus_client.openmetrics import exposition as _om
 
 from otel_gitjob._internal.core import degraded
+from otel_gitjob._internal.core.locks import ranked_lock
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric, MetricsData
@@ -289,7 +289,7 @@ def move_collector(reader: Any, source: Any, target: Any) -> None:
 
 # -- the behavioural self-check -------------------------------------------------------------------------------
 
-_check_lock = threading.Lock()  # leaf: guards _check_result; nothing is called under it
+_check_lock = ranked_lock("prometheus.self_check")  # guards _check_result; nothing is called under it
 _check_result: list[str | None] = []  # [] not run yet; [None] fast path verified; [reason] degraded
 
 

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as _text
 
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.locks import ranked_condition
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.health import HealthChecks
 from otel_gitjob._internal.prometheus.renderer import FastExposition, Format
@@ -146,7 +147,7 @@ class MetricsEndpoint:
         collector = _seam.collector_of(reader)
         self._fast = FastExposition(collector, self.counts) if collector is not None else None
         # One collection at a time; scrapes that arrive while it runs wait for it and render its result.
-        self._flight = threading.Condition()
+        self._flight = ranked_condition("endpoint.flight")
         self._collecting = False
         self._generation = 0
         self._waiting = 0

@@ -11,8 +11,9 @@ the server answers at all.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = ["Check", "HealthChecks"]
 
@@ -26,7 +27,7 @@ class HealthChecks:
     """Named liveness and readiness checks; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("health")
         self._live: dict[str, Check] = {}
         self._ready: dict[str, Check] = {}
 

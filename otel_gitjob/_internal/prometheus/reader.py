@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.hooks import LifecycleHooks
+from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import check_collect_timeout, collect_timeout_from_env
 from otel_gitjob._internal.prometheus.sanitize import ScrapeCounts
@@ -51,13 +51,14 @@ class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type
         **options: Passed on to ``PrometheusMetricReader``.
 
     Raises:
-        ConfigurationError: When a MeterProvider takes this reader but was built
-            without ``lifecycle.views()``, or the collect timeout is not a number of at least 0.5 s.
+        ConfigurationError: When ``lifecycle`` is not a Lifecycle, a MeterProvider
+            takes this reader but was built without ``lifecycle.views()``, or the
+            collect timeout is not a number of at least 0.5 s.
     """
 
     def __init__(
         self,
-        lifecycle: LifecycleHooks,
+        lifecycle: Lifecycle,
         registry: CollectorRegistry | None = None,
         *,
         disable_target_info: bool = True,
@@ -65,7 +66,7 @@ class LifecyclePrometheusReader(_sdk.AttachHook, _seam.FilteringReader):  # type
         collect_timeout: float | None = None,
         **options: Any,
     ) -> None:
-        self._lifecycle = lifecycle
+        self._lifecycle = hooks_of(lifecycle)
         self.collect_timeout_millis = 1000 * (
             check_collect_timeout(collect_timeout) if collect_timeout is not None else collect_timeout_from_env()
         )

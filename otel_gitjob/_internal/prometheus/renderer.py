@@ -34,7 +34,6 @@ both counted (:mod:`.sanitize`).
 from __future__ import annotations
 
 import functools
-import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
@@ -44,6 +43,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Hist
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus._seam import map_unit, sanitize_attribute
 from otel_gitjob._internal.prometheus.sanitize import REASON_UNENCODABLE, ScrapeCounts, cap, clean_families, encodable
@@ -149,7 +149,7 @@ class FastExposition:
         self._intern: dict[str, str] = {}
         self._intern_rebuilt_at = 0
         self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
         """Whether the collector's options are ones this renderer reproduces.

@@ -14,9 +14,10 @@ and counted. Both counts are self-metrics
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 __all__ = [
     "MAX_LABEL_VALUE",
@@ -59,7 +60,7 @@ class ScrapeCounts:
     """Series dropped from scrapes (by reason) and label values truncated; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("scrape.counts")
         self._dropped: dict[str, int] = {}
         self._truncated = 0
 

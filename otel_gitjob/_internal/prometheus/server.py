@@ -32,6 +32,8 @@ from collections.abc import Callable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 
+from otel_gitjob._internal.core.locks import join, ranked_lock
+
 __all__ = [
     "HEADER_TIMEOUT",
     "LISTEN_BACKLOG",
@@ -175,7 +177,7 @@ class BoundedWSGIServer:
             "SCRIPT_NAME": "",
         }
         self._ready: queue.Queue[tuple[socket.socket, Any, bytes] | None] = queue.Queue()
-        self._lock = threading.Lock()  # guards _held and _accepting
+        self._lock = ranked_lock("server.held")  # guards _held and _accepting
         self._held = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -237,7 +239,7 @@ class BoundedWSGIServer:
             self._ready.put(None)
         for worker in self._workers:
             if worker is not threading.current_thread():
-                worker.join(self.write_timeout)
+                join(worker, self.write_timeout)
         self._wake_r.close()
         self._wake_w.close()
 

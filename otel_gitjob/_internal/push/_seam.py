@@ -49,6 +49,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 
 from otel_gitjob._internal.core import degraded
+from otel_gitjob._internal.core.locks import join, ranked_lock
 
 __all__ = ["MAX_REQUEST_BYTES", "SEAM", "PublicTransport", "Transport", "reset_checks", "transport_for"]
 
@@ -243,7 +244,7 @@ class PublicTransport(Transport):
 _HTTP_ADAPTERS: tuple[type[Transport], ...] = (HttpTransport, HttpRetriesTransport, HttpPostTransport)
 _GRPC_ADAPTERS: tuple[type[Transport], ...] = (GrpcTransport,)
 
-_checks_lock = threading.Lock()  # leaf: guards _checks; a check runs outside it (it starts and joins threads)
+_checks_lock = ranked_lock("push.self_check")  # guards _checks; a check runs outside it (it starts and joins threads)
 _checks: dict[type, tuple[type[Transport] | None, str | None]] = {}  # exporter class -> (adapter, why degraded)
 _warned_markers = threading.Event()
 
@@ -381,7 +382,7 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
+        join(thread, 5)
     if result is not MetricExportResult.SUCCESS:
         return "sending returned %s" % (result,)
     if received != [request.SerializeToString()]:

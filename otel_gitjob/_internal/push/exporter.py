@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.hooks import LifecycleHooks
+from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
 from otel_gitjob._internal.push.markers import staleness_markers_for
 
 __all__ = ["LifecycleExporter"]
@@ -29,19 +29,21 @@ class LifecycleExporter(MetricExporter):
     Args:
         lifecycle: The :class:`~otel_gitjob.Lifecycle` the MeterProvider's views report to.
         exporter: The exporter to wrap.
+
+    Raises:
+        ConfigurationError: ``lifecycle`` is not a Lifecycle, or ``exporter`` not a MetricExporter.
     """
 
-    def __init__(self, lifecycle: LifecycleHooks, exporter: MetricExporter) -> None:
+    def __init__(self, lifecycle: Lifecycle, exporter: MetricExporter) -> None:
+        hooks = hooks_of(lifecycle)
         if not isinstance(exporter, MetricExporter):
             raise ConfigurationError("LifecycleExporter takes a MetricExporter, got %r" % (type(exporter).__name__,))
         temporality, aggregation = _sdk.exporter_preferences(exporter)
         super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
-        self._lifecycle = lifecycle
+        self._lifecycle = hooks
         self.exporter = exporter
-        # OTLP exporters also send removed series once more, flagged stale (otlp.py); None for others.
-        self.staleness = staleness_markers_for(
-            lifecycle.registry, exporter, owner=self, self_metrics=getattr(lifecycle, "self_metrics", None)
-        )
+        # OTLP exporters also send removed series once more, flagged stale (markers.py); None for others.
+        self.staleness = staleness_markers_for(hooks.registry, exporter, owner=self, self_metrics=hooks.self_metrics)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         self._lifecycle.before_collect()

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from otel_gitjob._internal.core.locks import join, ranked_condition
+
 __all__ = ["IdleFlusher"]
 
 _logger = logging.getLogger("otel_gitjob")
@@ -40,7 +42,7 @@ class IdleFlusher:
         self._oldest_seq = oldest_seq
         self._last_seq = last_seq
         self._flush = flush
-        self._cond = threading.Condition()  # a leaf lock
+        self._cond = ranked_condition("push.flusher")
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -86,4 +88,4 @@ class IdleFlusher:
             self._cond.notify_all()
             thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+            join(thread, 5.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from otel_gitjob._internal.core import _sdk
+from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.push._seam import Transport, transport_for
 from otel_gitjob._internal.push.encoding import (
     ShapeBook,
@@ -130,7 +130,7 @@ class StalenessMarkers:
         self._shapes = ShapeBook()
         self._seen_removal_ns = 0
         # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
-        self._send_lock = threading.Lock()
+        self._send_lock = ranked_lock("markers.send")
         self._flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
         self._closed = False
         self._self_metrics = self_metrics

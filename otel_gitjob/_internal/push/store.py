@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from otel_gitjob._internal.core.locks import ranked_lock
 
 if TYPE_CHECKING:
     from otel_gitjob._internal.core._sdk import FinalPoint
@@ -98,7 +99,7 @@ class MarkerStore:
         self.max_tracked_delta = max_tracked_delta
         self._clock = clock
         # Taken by the removal listener (under the registry's op lock) and by senders; a leaf but for logging.
-        self._lock = threading.Lock()
+        self._lock = ranked_lock("markers.store")
         # A plain dict keeps insertion order at half an OrderedDict's bytes per entry.
         self._pending: dict[Hashable, Item] = {}
         self._seq = 0
