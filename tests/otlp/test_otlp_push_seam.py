@@ -54,11 +54,14 @@ def test_forgotten_and_expired_series_never_leave_the_process_healthy_or_degrade
 
     a_after = [p for p in points if p.attributes == ATTRS_A and p.request > 0 and not p.stale]
     created_a = [p.value for p in points if p.metric == CREATED and p.attributes == ATTRS_A and not p.stale]
-    if temporality == "delta":
+    if temporality == "delta" and degraded_seam != "sdk":
         # The three writes before the forget go out once, as the final delta; the late write never does.
         assert [(p.metric, p.value) for p in a_after] == [(CREATED, 3)]
         assert created_a == [1, 3]
     else:
+        # Cumulative: the first export carried everything. The degraded SDK seam cannot read a final delta out of
+        # the SDK's storage, so under delta the writes since the last export are lost with the forget (as
+        # docs/compatibility.md says); nothing of the repo is exported after it either way.
         assert a_after == []
         assert created_a == [1]
     gauge_b = [p for p in points if p.metric == GAUGE and p.attributes == ATTRS_B and not p.stale]
