@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kube_helpers import crd
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "otel-gitjob"
@@ -129,32 +130,9 @@ def install_monitoring_crds(server: Any) -> None:
     for kind in MONITORING_KINDS:
         api_version, plural, _ = RESOURCES[kind]
         group, version = api_version.split("/")
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": "%s.%s" % (plural, group)},
-            "spec": {
-                "group": group,
-                "scope": "Namespaced",
-                "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
-                "versions": [
-                    {
-                        "name": version,
-                        "served": True,
-                        "storage": True,
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "properties": {
-                                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                                },
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-        status, body = server.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        status, body = server.request(
+            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd(group, version, kind, plural)
+        )
         assert status in (201, 409), body
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from crs_examples import CONFIGS, FOO, FOO_CONDITIONS, WIDGET, widget
-from kube_helpers import REPO, watch_sidecar
+from kube_helpers import REPO, crd, watch_sidecar
 from prometheus_client.parser import text_string_to_metric_families
 from real_apiserver import KubeApiServer
 from support import free_port, scrape, stop_process, wait_until
@@ -54,29 +54,6 @@ def ksm() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return binary
-
-
-def crd(group: str, version: str, kind: str, plural: str) -> dict[str, Any]:
-    """A namespaced CRD keeping any spec and status (no status subresource: status is set on create)."""
-    loose = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "%s.%s" % (plural, group)},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": loose, "status": loose}}},
-                }
-            ],
-        },
-    }
 
 
 def create(server: KubeApiServer, group: str, version: str, plural: str, obj: dict[str, Any]) -> None:
