@@ -60,4 +60,4 @@ __all__ = [
     "setup",
 ]
 
-__getattr__ = aliases(__name__)  # ObjectRef: deprecated, see _internal/app/deprecated.py
+__getattr__ = aliases(__name__)  # RepoRef: deprecated, see _internal/app/deprecated.py
