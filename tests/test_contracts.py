@@ -43,16 +43,10 @@ SEAMS: tuple[tuple[str, str], ...] = (
     ("opentelemetry", "otel_gitjob._internal.core._sdk"),  # the SDK and the API: last, as the widest prefix
 )
 
-# Foreign privates of packages without a seam room, each the only way to learn what it reads. Permanent,
-# and argued one by one: anything else of these packages goes through their public API.
-ACCEPTED: frozenset[tuple[str, str]] = frozenset(
-    {
-        # lightkube: a model class names its kind only in _api_info (objects whose ``kind`` is unset).
-        ("otel_gitjob._internal.core.identity", "<unresolved>._api_info"),
-        # kubernetes: whether a default configuration was installed; get_default() would create one.
-        ("otel_gitjob._internal.kube.listener", "kubernetes.client.Configuration._default"),
-    }
-)
+# Foreign privates of packages without a seam room (kubernetes, lightkube, kopf, ...), each argued in a comment
+# as the only way to learn what it reads. None today: those packages are used through their public API.
+ACCEPTED: frozenset[tuple[str, str]] = frozenset()
+
 
 # -- the model: modules, their imports, their rooms ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ measurement. :func:`kind_of` reads the Kubernetes kind an object carries.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,10 +125,20 @@ def _kind_of(obj: Any, depth: int) -> str | None:
         kind = getattr(obj, "kind", None)
         if isinstance(kind, str) and kind:
             return kind
-    api_info = getattr(type(obj), "_api_info", None)  # lightkube: the class knows its kind
-    resource = getattr(api_info, "resource", None)
+    resource = getattr(_lightkube_api_info(type(obj)), "resource", None)
     kind = getattr(resource, "kind", None)
     return kind if isinstance(kind, str) and kind else None
+
+
+def _lightkube_api_info(cls: type) -> Any:
+    """A lightkube resource class's ApiInfo (which knows its kind), through lightkube's own accessor."""
+    resource_module = sys.modules.get("lightkube.core.resource")  # loaded wherever a lightkube object exists
+    if resource_module is None:
+        return None
+    try:
+        return resource_module.api_info(cls)
+    except AttributeError:  # not a lightkube resource
+        return None
 
 
 def _metadata_of(repo: Any, depth: int = 0) -> Any:

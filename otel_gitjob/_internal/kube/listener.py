@@ -681,9 +681,10 @@ def _str_or_none(value: Any) -> str | None:
 def _without_retries(configuration: k8s_client.Configuration | None) -> k8s_client.Configuration:
     if configuration is None:
         # A default someone installed (kubernetes.config.load_kube_config() in the app, as kopf users
-        # often do) wins; otherwise find the cluster as kubectl does.
-        has_default = getattr(k8s_client.Configuration, "_default", None) is not None
-        configuration = k8s_client.Configuration.get_default_copy() if has_default else load_configuration()
+        # often do) wins; otherwise find the cluster as kubectl does. Without one, get_default_copy() is a
+        # fresh Configuration, whose host is the client's placeholder.
+        default = k8s_client.Configuration.get_default_copy()
+        configuration = default if default.host != k8s_client.Configuration().host else load_configuration()
     configuration = copy.deepcopy(configuration)
     configuration.retries = False
     return configuration
