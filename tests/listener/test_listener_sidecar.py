@@ -148,3 +148,27 @@ def test_listener_without_configuration_finds_the_cluster_like_kubectl(
         wait_for(lambda: sink.names("observe") == ["a"])
     finally:
         assert listener.stop(5)
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_a_listener_without_a_configuration_uses_the_default_the_app_installed_else_finds_one(
+    installed, no_cluster, monkeypatch, tmp_path, sink
+):
+    from kubernetes import client as k8s_client
+
+    from otel_gitjob.fleet import GITREPO
+    from otel_gitjob.listener import ResourceListener
+
+    (tmp_path / "env-config").write_text(KUBECONFIG_TEXT % "http://127.0.0.1:7001")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "env-config"))
+    previous = k8s_client.Configuration.get_default_copy()
+    if installed:  # as kubernetes.config.load_kube_config() does in the app
+        default = k8s_client.Configuration()
+        default.host = "http://127.0.0.1:7003"
+        k8s_client.Configuration.set_default(default)
+    try:
+        listener = ResourceListener(sink, GITREPO, status_gauges=False)
+        host = listener._api.api_client.configuration.host
+    finally:
+        k8s_client.Configuration.set_default(previous if previous.host != k8s_client.Configuration().host else None)
+    assert host == ("http://127.0.0.1:7003" if installed else "http://127.0.0.1:7001")
