@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from support import points_of, scrape, series, wait_until
+from support import points_of, scrape, series, stop_process, wait_until
 
 import otel_gitjob
 from otel_gitjob._internal.core.lifecycle import hooks_of
@@ -73,15 +72,9 @@ def watch_sidecar(*args: str) -> Iterator[Sidecar]:
         sidecar.url = match.group(0)
         yield sidecar
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            returncode = process.wait()
+        stop_process(process, timeout=20)
         reader.join(timeout=5)
-    assert returncode == 0, sidecar.output
+    assert process.returncode == 0, sidecar.output
     assert "Traceback" not in sidecar.output, sidecar.output
 
 

@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -38,7 +37,7 @@ from helm_chart import (
 )
 from kube_helpers import names_of
 from real_apiserver import KubeApiServer, free_port
-from support import series, wait_until
+from support import series, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DEPLOYMENT = REPO / "examples" / "k8s" / "deployment.yaml"
@@ -308,16 +307,10 @@ def sidecar_from(documents: list[dict[str, Any]], kubeconfig: str, pod: dict[str
         wait_until(lambda: "serving /metrics" in "".join(lines), timeout=30, what="the sidecar to serve: %s" % lines)
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            returncode = process.wait()
+        stop_process(process, timeout=30)
         reader.join(5)
     output = "".join(lines)
-    assert returncode == 0, output
+    assert process.returncode == 0, output
     # (The API server's 403 says Forbidden; a bare "403" would match timestamps and ports.)
     assert "Traceback" not in output and "Forbidden" not in output, output
 

@@ -56,7 +56,8 @@ def series(reader: InMemoryMetricReader) -> dict[tuple[str, str], set[tuple[str,
     return out
 
 
-def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_listener, wait_for):
+def _watching_widgets_a_and_b(emulator: Any, make_listener: Any) -> tuple[Any, InMemoryMetricReader, Any]:
+    """Widgets a and b, and a synced listener of the config's kind feeding a fresh lifecycle and reader."""
     (kind,) = kinds_from_crs_config(CONFIG)
     lifecycle = otel_gitjob.Lifecycle()
     reader = InMemoryMetricReader()
@@ -66,6 +67,11 @@ def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_l
     listener = make_listener(lifecycle, kind=kind, meter_provider=provider)
     assert listener.wait_synced(5) and listener.wait_idle(5)
     emulator.wait_watching_resource(WIDGETS)
+    return lifecycle, reader, listener
+
+
+def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_listener, wait_for):
+    lifecycle, reader, listener = _watching_widgets_a_and_b(emulator, make_listener)
     assert series(reader) == {
         ("kube_customresource_version_info", "a"): {("1",)},
         ("kube_customresource_version_info", "b"): {("1",)},
@@ -92,15 +98,7 @@ def test_crs_series_are_indexed_by_object_and_forgotten_with_it(emulator, make_l
 
 
 def test_a_crs_object_deleted_unseen_is_forgotten_after_the_relist(emulator, make_listener, wait_for):
-    (kind,) = kinds_from_crs_config(CONFIG)
-    lifecycle = otel_gitjob.Lifecycle()
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
-    emulator.create_object(WIDGETS, widget("a"))
-    emulator.create_object(WIDGETS, widget("b"))
-    listener = make_listener(lifecycle, kind=kind, meter_provider=provider)
-    assert listener.wait_synced(5) and listener.wait_idle(5)
-    emulator.wait_watching_resource(WIDGETS)
+    lifecycle, reader, listener = _watching_widgets_a_and_b(emulator, make_listener)
     series(reader)  # the collection that creates (and indexes) the series
     assert hooks_of(lifecycle).registry.objects_by_kind() == {"Widget": 2}
     emulator.delete_unseen("b", "team", WIDGETS)  # its DELETED event was compacted away
