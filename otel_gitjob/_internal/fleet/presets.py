@@ -116,7 +116,6 @@ HELMOP = KindSpec(
     gauges=HELMOP_GAUGES,
     labels=helmop_attributes,
 )
-
 """Fleet's HelmOp: ``fleet_helmop_*`` gauges with labels name, namespace, repo, chart, version."""
 
 KINDS: dict[str, KindSpec] = {GITREPO.plural: GITREPO, HELMOP.plural: HELMOP}
