@@ -19,6 +19,7 @@ __all__ = [
     "HELMOP",
     "HELMOP_GAUGES",
     "KINDS",
+    "SHARD_LABEL",
     "GaugeSpec",
     "helmop_attributes",
     "repo_attributes",
@@ -26,6 +27,8 @@ __all__ = [
     "sanitize_repo_url",
 ]
 
+SHARD_LABEL = "fleet.cattle.io/shard-ref"
+"""The label Fleet's sharded controllers select on (``--shard-id``)."""
 
 _STATUS_FIELDS = (
     ("desired_ready_clusters", ("desiredReadyClusters",), "Number of clusters the %s's bundles should be ready on."),
@@ -101,7 +104,7 @@ GITREPO = KindSpec(
     version="v1alpha1",
     plural="gitrepos",
     kind="GitRepo",
-    sharded=True,
+    shard_label=SHARD_LABEL,
     gauges=GAUGES,
     labels=repo_attributes,
 )
@@ -112,7 +115,7 @@ HELMOP = KindSpec(
     version="v1alpha1",
     plural="helmops",
     kind="HelmOp",
-    sharded=True,
+    shard_label=SHARD_LABEL,
     gauges=HELMOP_GAUGES,
     labels=helmop_attributes,
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opentelemetry.metrics import MeterProvider
+
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.identity import ObjectRef
 from otel_gitjob._internal.core.registry import Owner
@@ -53,6 +55,11 @@ class Sink(Protocol):
     def declare_kind(self, kind: str, *instrument_names: str, owner: Owner | None = None) -> None:
         """Scope instruments (the kind's status gauges) to objects of ``kind``; ``owner`` names the object of a
         series that does not carry the identity keys (``owner(instrument_name, attributes)``)."""
+        ...
+
+    def provider_for(self, meter_provider: MeterProvider | None, user: str) -> MeterProvider:
+        """The provider ``user`` creates the status gauges on (the global one when None), refused with
+        ``ConfigurationError`` when its series would not reach this sink."""
         ...
 
 
