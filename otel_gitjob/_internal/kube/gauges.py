@@ -1,8 +1,7 @@
 """A kind's status gauges, served from the watch cache.
 
-When an object's labels changed since the last collection, the old label set is retired from SDK
-storage before the new one is observed, so an edit leaves one series per gauge and object instead of
-one per label set ever seen (as Go controllers that delete by partial match on every collect do).
+A label set an object no longer has is retired from SDK storage at the next collection, so an edit
+leaves one series per gauge and object, as Go controllers that re-key on every collect do.
 """
 
 from __future__ import annotations
@@ -30,12 +29,9 @@ _LabelSet = frozenset[tuple[str, str]]
 class SeriesOwners:
     """Which object each series of a kind's multi-series gauges belongs to (the lifecycle asks).
 
-    Multi-series gauges (``GaugeSpec.samples``) may carry no ``namespace``/``name`` at all (a
-    kube-state-metrics family), so the lifecycle cannot tell their object from the labels. Each
-    collection publishes, per gauge, a table from label set to object; the lifecycle's view hook reads
-    it when the SDK creates a series, so that ``forget`` finds the object's series as any other.
-
-    Tables are replaced whole, never changed in place: a reader needs no lock.
+    Their series may carry no ``namespace``/``name`` (a kube-state-metrics family). Each collection
+    publishes, per gauge, a table from label set to object, which the lifecycle's view hook reads when
+    the SDK creates a series. Tables are replaced whole, never changed in place: a reader needs no lock.
     """
 
     def __init__(self) -> None:
@@ -152,19 +148,10 @@ def serve_kind(
     user: str,
     scope: str,
 ) -> list[ObservableGauge]:
-    """Declare ``kind``'s instruments to the sink and create its status gauges (unless ``status_gauges`` is off).
+    """Declare ``kind``'s instruments to the sink and create its status gauges reading ``cache``.
 
-    Args:
-        sink: The lifecycle.
-        kind: The kind.
-        cache: The watch cache the gauges read.
-        meter_provider: Where the gauges go (the global provider when None), checked by ``sink.provider_for``.
-        status_gauges: Whether to serve the gauges at all.
-        user: Who asks (``ResourceListener``), for a refused provider's message.
-        scope: The gauges' meter (instrumentation scope) name.
-
-    Returns:
-        The gauges.
+    ``meter_provider`` is checked by ``sink.provider_for`` for ``user`` (who asks, named in the error);
+    ``scope`` names the gauges' meter. Returns the gauges (none with ``status_gauges=False``).
     """
     names = kind.instrument_names if status_gauges else kind.instruments
     if names:

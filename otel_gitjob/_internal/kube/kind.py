@@ -50,14 +50,10 @@ class GaugeSpec:
         path: Keys leading from the object to the number (``("status", "readyReplicas")``).
             A missing field reads as 0 (Go's zero value, as a Go controller exports it);
             a present field that is not a finite, non-negative number is dropped.
-        samples: Instead of ``path``: a function giving an object's series of
-            this gauge, each with its own labels (the kind's ``labels`` do not
-            apply), as ``samples(obj, dropped)``; ``dropped(detail)`` counts a
-            value it skipped. A kube-state-metrics Custom Resource State family
-            is one (``kinds_from_crs_config``). If it raises, the object has no
-            series of this gauge (counted); its other gauges are kept. The
-            lifecycle forgets these series with their object, whatever their
-            labels.
+        samples: Instead of ``path``: ``samples(obj, dropped)`` gives an object's series of this gauge,
+            each with its own labels (not the kind's ``labels``), and counts each value it skips with
+            ``dropped(detail)``; a kube-state-metrics family is one. If it raises, the object has no series
+            of this gauge (counted). The series are forgotten with their object, whatever their labels.
     """
 
     name: str
@@ -147,27 +143,18 @@ class KindSpec:
         group: API group (``apps``; ``""`` for the core group).
         version: API version (``v1``).
         plural: Resource plural (``deployments``).
-        kind: Kind name (``Deployment``): what the lifecycle scopes identities by,
-            and what the logs say.
-        namespaced: Whether objects live in namespaces. A cluster-scoped kind
-            is always listed cluster-wide.
-        label_selector: A label selector of the kind's own, and-ed with the
-            listener settings' shard selector.
-        shard_label: The label the kind's sharded controllers select on; the
-            listener's ``shard_id``/``all_shards`` settings then select on it.
-            ``None``: the kind is not sharded.
+        kind: Kind name (``Deployment``): what the lifecycle scopes identities by, and what the logs say.
+        namespaced: Whether objects live in namespaces. A cluster-scoped kind is listed cluster-wide.
+        label_selector: A label selector of the kind's own, and-ed with the shard selector.
+        shard_label: The label the kind's sharded controllers select on (the listener's ``shard_id`` and
+            ``all_shards`` settings select on it); ``None``: not sharded.
         gauges: The status gauges, one per number read off an object.
-        labels: Projection of an object onto its gauge labels. It must return
-            the lifecycle's identity keys (``name``, ``namespace``) so that
-            ``forget`` finds the gauges' series. It may raise: the object is
-            then skipped and counted as dropped.
-        identity: Projection of an object onto its identity; the default reads
-            ``metadata``.
-        instruments: Names of your own instruments whose series belong to
-            this kind (labelled with the object's ``namespace`` and ``name``);
-            the listener declares them, with the status gauges, to a lifecycle
-            that scopes instruments by kind, so that forgetting an object of
-            this kind removes them and never another kind's.
+        labels: Projection of an object onto its gauge labels, with the lifecycle's identity keys
+            (``name``, ``namespace``) so that ``forget`` finds the series. If it raises, the object
+            is dropped and counted.
+        identity: Projection of an object onto its identity; the default reads ``metadata``.
+        instruments: Your own instruments whose series (labelled with the object's ``namespace`` and
+            ``name``) belong to this kind: forgetting an object of this kind removes them, never another kind's.
     """
 
     group: str
@@ -187,9 +174,7 @@ class KindSpec:
             if not isinstance(value, str) or not value:
                 raise ConfigurationError("KindSpec.%s must be a non-empty string, got %r" % (what, value))
         if not self.kind[0].isalpha():
-            raise ConfigurationError(
-                "KindSpec.kind must be a Kubernetes kind name such as 'Deployment', got %r" % self.kind
-            )
+            raise ConfigurationError("KindSpec.kind must be a kind name such as 'Deployment', got %r" % self.kind)
         if not isinstance(self.group, str):
             raise ConfigurationError("KindSpec.group must be a string ('' for the core group), got %r" % (self.group,))
         names = [gauge.name for gauge in self.gauges]
@@ -242,18 +227,24 @@ class KindSpec:
             raise ValueError(
                 "%s %s/%s: labels projection failed: %r" % (self.kind, ref.namespace, ref.name, exc)
             ) from exc
+
+        def dropped(detail: str) -> None:
+            if bad_value is not None:
+                bad_value(REASON_BAD_STATUS_VALUE, "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, detail))
+
         values: list[int | float | tuple[Sample, ...] | None] = []
         for gauge in self.gauges:
-            if gauge.samples is not None:
-                values.append(self._samples(gauge, obj, ref, bad_value))
+            if gauge.samples is None:
+                value, ok = _value_at(obj, gauge.path)
+                if not ok:
+                    dropped(".".join(gauge.path))
+                values.append(value)
                 continue
-            value, ok = _value_at(obj, gauge.path)
-            if not ok and bad_value is not None:
-                bad_value(
-                    REASON_BAD_STATUS_VALUE,
-                    "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, ".".join(gauge.path)),
-                )
-            values.append(value)
+            try:
+                values.append(tuple((dict(labels), float(value)) for labels, value in gauge.samples(obj, dropped)))
+            except Exception as exc:  # one bad object never stops the kind: it has no series of this gauge
+                dropped("%s: %r" % (gauge.name, exc))
+                values.append(None)
         return ObjectState(ref, attributes, tuple(values))
 
     def project_or_drop(
@@ -272,26 +263,6 @@ class KindSpec:
         try:
             return ObjectState(self.identity(obj), {}, (None,) * len(self.gauges))
         except Exception:
-            return None
-
-    def _samples(
-        self,
-        gauge: GaugeSpec,
-        obj: Mapping[str, Any],
-        ref: ObjectRef,
-        bad_value: Callable[[str, str], None] | None,
-    ) -> tuple[Sample, ...] | None:
-        """One multi-series gauge of an object; ``None`` (counted) when its function raised."""
-
-        def dropped(detail: str) -> None:
-            if bad_value is not None:
-                bad_value(REASON_BAD_STATUS_VALUE, "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, detail))
-
-        try:
-            assert gauge.samples is not None
-            return tuple((dict(labels), float(value)) for labels, value in gauge.samples(obj, dropped))
-        except Exception as exc:  # one bad object never stops the kind
-            dropped("%s: %r" % (gauge.name, exc))
             return None
 
 

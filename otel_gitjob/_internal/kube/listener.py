@@ -81,17 +81,8 @@ class MalformedListError(ValueError):
     """A list response that is not a Kubernetes list."""
 
 
-def describe_failure(exc: BaseException, settings: ListenerSettings | None = None, phase: str = "watch") -> str:
-    """One-line reason for a failed list or watch, for the log.
-
-    Args:
-        exc: What ended the list or the stream.
-        settings: Used to name the timeout that fired.
-        phase: ``"list"`` or ``"watch"``: which read timeout applies.
-
-    Returns:
-        A short human-readable reason.
-    """
+def describe_failure(exc: BaseException, settings: ListenerSettings, phase: str) -> str:
+    """One-line reason for a failed ``phase`` (``"list"`` or ``"watch"``), for the log."""
     if isinstance(exc, ApiException):
         if exc.status == 410:
             return "HTTP 410 Gone (resource version expired)"
@@ -102,10 +93,8 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
         return str(exc)
     if isinstance(exc, ReadTimeoutError):
         if phase == "list":
-            limit = settings.list_timeout if settings else None
-            return "no answer from the API server for %ss (list timeout)" % (limit,)
-        limit = settings.watch_read_timeout if settings else None
-        return "no data from the API server for %ss (inactivity timeout)" % (limit,)
+            return "no answer from the API server for %ss (list timeout)" % settings.list_timeout
+        return "no data from the API server for %ss (inactivity timeout)" % settings.watch_read_timeout
     if isinstance(exc, ProtocolError):
         return "connection dropped mid-stream: %s" % (exc,)
     if isinstance(exc, (MalformedEventError, MalformedListError, StreamClosedEarly)):
@@ -156,6 +145,16 @@ class ResourceListener:
         meter_provider: Where the kind's status gauges are created; the global provider when omitted.
         status_gauges: Set ``False`` to not create the gauges at all.
 
+    Attributes:
+        relists: Lists completed (the first one included).
+        watches: Watch requests made.
+        requests: List-page and watch requests made.
+        failures: Lists or watches that failed.
+        resumes: Watch streams that ended at the server's timeout and were resumed.
+        bookmarks: BOOKMARK events received (their resourceVersion becomes :attr:`resource_version`).
+        last_relist_seconds: How long the latest full list took.
+        gauges: The kind's status gauges (empty with ``status_gauges=False``).
+
     Example:
         >>> listener = ResourceListener(lifecycle, kind, meter_provider=provider)  # doctest: +SKIP
         >>> listener.start(); listener.wait_synced(30)  # doctest: +SKIP
@@ -189,20 +188,8 @@ class ResourceListener:
         self._missing_reported = False
         self._missing = False  # the latest list answered 404
         self._watch_open = False
-        self.relists = 0
-        """How many lists have completed (first one included)."""
-        self.watches = 0
-        """How many watch requests have been made."""
-        self.requests = 0
-        """How many list-page and watch requests have been made."""
-        self.failures = 0
-        """How many lists or watches have failed."""
-        self.resumes = 0
-        """How many watch streams ended normally (the server's timeout) and were resumed."""
-        self.bookmarks = 0
-        """How many BOOKMARK events have been received (their resourceVersion becomes :attr:`resource_version`)."""
+        self.relists = self.watches = self.requests = self.failures = self.resumes = self.bookmarks = 0
         self.last_relist_seconds = 0.0
-        """How long the latest full list took."""
         self._add_self_metric_sources(lifecycle)
         self.gauges: list[metrics.ObservableGauge] = serve_kind(
             lifecycle,
@@ -213,7 +200,6 @@ class ResourceListener:
             user="ResourceListener",
             scope="otel_gitjob.listener",
         )
-        """The kind's status gauges (empty with ``status_gauges=False``)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -272,24 +258,20 @@ class ResourceListener:
 
     def _add_self_metric_sources(self, lifecycle: Sink) -> None:
         """Report watch restarts, relists and the work queue in the lifecycle's ``otel_gitjob_*`` self-metrics."""
-        self_metrics = lifecycle.self_metrics
         kind = {"kind": self.kind.kind}
-        sources: list[tuple[str, Source]] = [
-            (
-                "otel_gitjob_watch_restarts",
-                lambda: [
-                    (self.resumes, {**kind, "reason": "stream_end"}),
-                    (self.failures, {**kind, "reason": "error"}),
-                ],
-            ),
-            ("otel_gitjob_relists", lambda: [(self.relists, kind)]),
-            ("otel_gitjob_relist_duration_seconds", lambda: [(self.last_relist_seconds, kind)]),
-            ("otel_gitjob_workqueue_depth", lambda: [(self._work.depth(), kind)]),
-            ("otel_gitjob_workqueue_latency_seconds", lambda: [(self._work.oldest_age(), kind)]),
-        ]
+        sources: dict[str, Source] = {
+            "otel_gitjob_watch_restarts": lambda: [
+                (self.resumes, {**kind, "reason": "stream_end"}),
+                (self.failures, {**kind, "reason": "error"}),
+            ],
+            "otel_gitjob_relists": lambda: [(self.relists, kind)],
+            "otel_gitjob_relist_duration_seconds": lambda: [(self.last_relist_seconds, kind)],
+            "otel_gitjob_workqueue_depth": lambda: [(self._work.depth(), kind)],
+            "otel_gitjob_workqueue_latency_seconds": lambda: [(self._work.oldest_age(), kind)],
+        }
         # For the listener's lifetime; two listeners of one kind in a process add up.
-        for name, source in sources:
-            self_metrics.add(name, source)
+        for name, source in sources.items():
+            lifecycle.self_metrics.add(name, source)
 
     def __enter__(self) -> ResourceListener:
         self.start()
