@@ -1,8 +1,6 @@
-"""Fleet's two kinds as :class:`~.kind.KindSpec` presets, and the credential-free ``repo`` label.
+"""Fleet's GitRepo and HelmOp as :class:`~.kind.KindSpec` presets, and the credential-free ``repo`` label.
 
-``otel_gitjob.fleet`` re-exports :data:`GITREPO` and :data:`HELMOP`. Both carry
-Fleet's ten status gauges (``fleet_gitrepo_*`` and ``fleet_helmop_*``) with the
-labels Fleet's collectors set; the contract is in ``fleet-metrics.md``.
+Both carry Fleet's ten status gauges with the labels Fleet's collectors set (the contract: ``fleet-metrics.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ __all__ = [
     "HELMOP_GAUGES",
     "KINDS",
     "SHARD_LABEL",
-    "GaugeSpec",
     "helmop_attributes",
     "repo_attributes",
     "repo_state",
@@ -86,8 +83,7 @@ def repo_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def helmop_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
-    """The HelmOp gauge labels: ``repo`` = ``spec.helm.repo`` (without credentials),
-    ``chart`` = ``spec.helm.chart``, ``version`` = ``status.version``."""
+    """The HelmOp gauge labels: ``repo`` (``spec.helm.repo``, no credentials), ``chart``, ``version``."""
     ref = metadata_ref(obj)
     helm = _mapping(_mapping(obj.get("spec")).get("helm"))
     return {

@@ -16,10 +16,8 @@ __all__ = ["ObjectCache"]
 class ObjectCache:
     """Object states (:class:`~.kind.ObjectState`) keyed by ``(namespace, name)``.
 
-    Written by the watch thread only; read by metric collection (the gauge
-    callbacks) from any thread. Each update returns the lifecycle actions it
-    implies, decided under the same lock so that decisions and cache contents
-    never disagree.
+    Written by the watch thread; read by the gauge callbacks from any thread. Each update returns the
+    actions it implies, decided under the same lock so that decisions and contents never disagree.
     """
 
     def __init__(self) -> None:

@@ -18,7 +18,6 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cmp_to_key
 from typing import Any
 
 from otel_gitjob._internal.core.errors import ConfigurationError
@@ -169,17 +168,8 @@ def _field(part: str) -> _Op:
 
 
 def _compile_path(parts: Sequence[str], where: str) -> _Path:
-    ops = []
-    for part in parts:
-        if part.startswith("[") and part.endswith("]"):
-            ops.append(_list_lookup(part, where))
-        else:
-            ops.append(_field(part))
+    ops = [_list_lookup(part, where) if part.startswith("[") and part.endswith("]") else _field(part) for part in parts]
     return _Path(ops)
-
-
-def _sanitize_label_name(name: str) -> str:
-    return _INVALID_LABEL_CHARS.sub("_", name)
 
 
 def _add_path_labels(obj: Value, labels: Mapping[str, _Path], result: dict[str, str]) -> None:
@@ -191,25 +181,14 @@ def _add_path_labels(obj: Value, labels: Mapping[str, _Path], result: dict[str, 
             for key, value in found.items():
                 if star.endswith("*"):
                     key = star[:-1] + key
-                result[_sanitize_label_name(key)] = go_sprint(value)
+                result[_INVALID_LABEL_CHARS.sub("_", key)] = go_sprint(value)
     for key, path in labels.items():
         if key.startswith("*") or key.endswith("*"):
             continue
         value = path.get(obj)
         if value is None:
             continue
-        result[_sanitize_label_name(key)] = go_sprint(value)
-
-
-def _compare_series(a: _Each, b: _Each) -> int:
-    """KSM's order of an object's series: by their sorted label pairs."""
-    a_keys, b_keys = sorted(a[0]), sorted(b[0])
-    for ka, kb in zip(a_keys, b_keys, strict=False):
-        if ka != kb:
-            return -1 if ka < kb else 1
-        if a[0][ka] != b[0][kb]:
-            return -1 if a[0][ka] < b[0][kb] else 1
-    return len(a_keys) - len(b_keys)
+        result[_INVALID_LABEL_CHARS.sub("_", key)] = go_sprint(value)
 
 
 # -- the three metric types ------------------------------------------------------------------------------------
@@ -387,7 +366,7 @@ class CustomResourceFamily:
         if dropped is not None:
             for error in errors:
                 dropped("%s: %s" % (self.name, error))
-        values.sort(key=cmp_to_key(_compare_series))
+        values.sort(key=lambda each: sorted(each[0].items()))  # KSM's order: by the sorted label pairs
         samples: list[Sample] = []
         for labels, value in values:
             for key, label in base.items():

@@ -270,5 +270,5 @@ def check_kind(kind: Any) -> None:
     """Refuse anything but a :class:`KindSpec` at once, with the fix."""
     if not isinstance(kind, KindSpec):
         raise ConfigurationError(
-            "kind must be a KindSpec (a preset of otel_gitjob.fleet, or your own), got %r" % (kind,)
+            "kind must be a KindSpec (otel_gitjob.listener.KindSpec describes a kind), got %r" % (kind,)
         )

@@ -52,7 +52,7 @@ def instrument(
 
     Args:
         lifecycle: ``otel_gitjob.Lifecycle`` (``instrumentation.lifecycle``).
-        kind: The kind (a preset of ``otel_gitjob.fleet``, or your own ``KindSpec``).
+        kind: The kind (a :class:`~.kind.KindSpec`).
         meter_provider: Where the kind's status gauges go (the global provider when omitted).
         status_gauges: Set ``False`` to serve no status gauges.
         finalizer: Also register a non-optional ``@kopf.on.delete`` (kopf then

@@ -1,20 +1,14 @@
 """Watch one Kubernetes kind and turn its objects' lifecycle into metric lifecycle actions.
 
-Our own list/watch loop in the shape of client-go's reflector, not ``kubernetes.informer.SharedInformer``
-(kubernetes 37.x), which reads ``CustomObjectsApi`` lists as empty (every relist would "delete" every
-object), retries without backoff or jitter, forwards no request timeout, runs handlers on the watch
-thread and keys its relist diff on the name alone.
+A list/watch loop shaped like client-go's reflector. Not ``kubernetes.informer.SharedInformer`` (37.x):
+it reads ``CustomObjectsApi`` lists as empty, retries without backoff, sets no request timeout, runs
+handlers on the watch thread and keys its relist diff on the name alone.
 
-The loop lists every page (:meth:`ResourceListener._relist`: replace the cache, queue the diff, then
-``retain`` the live set: the watch cache is authoritative), then watches from the newest resourceVersion
-seen (the list's, each event's, each bookmark's). A stream that ends at our ``timeoutSeconds`` or breaks
-keeping its position (a dropped connection, a timeout, an error status, an ERROR event other than 410)
-resumes from there: the API server replays what happened since. Only an expired position (410, "too old
-resource version"), a malformed line or a failed list relists. Every failure waits a jittered backoff.
-
-One bad object never stops the loop: it is dropped and counted, as is an object of another kind in the
-stream (``reason="wrong_kind"``). A kind the API server does not serve (404) is reported once and
-retried every ``missing_kind_retry`` seconds; the objects of it still cached are forgotten.
+List every page (replace the cache, queue the diff, ``retain`` the live set: the watch cache is
+authoritative), then watch from the newest resourceVersion seen. A stream that ends or breaks keeping
+its position resumes from there (the API server replays what happened since); only an expired position
+(410), a malformed line or a failed list relists. Every failure waits a jittered backoff. A bad object
+is dropped and counted; a kind the API server does not serve (404) is retried every ``missing_kind_retry``.
 """
 
 from __future__ import annotations
@@ -68,13 +62,6 @@ class _Stopped(Exception):
 
 class StreamClosedEarly(Exception):
     """The server closed the watch cleanly before the ``timeoutSeconds`` we asked for."""
-
-    def __init__(self, elapsed: float) -> None:
-        super().__init__(elapsed)
-        self.elapsed = elapsed
-
-    def __str__(self) -> str:
-        return "watch closed by the server after %.1fs" % self.elapsed
 
 
 class MalformedListError(ValueError):
@@ -134,7 +121,7 @@ class ResourceListener:
 
     Args:
         lifecycle: ``otel_gitjob.Lifecycle`` (or another :class:`~._types.Sink`).
-        kind: What to watch (a preset of ``otel_gitjob.fleet``, or your own).
+        kind: What to watch (a :class:`~.kind.KindSpec`).
         configuration: Client configuration (kubeconfig or in-cluster); the default configuration
             when omitted. The listener's client uses a copy with urllib3 retries off: the listener
             owns retrying, and urllib3's three immediate retries would hide failures from its backoff
@@ -400,18 +387,21 @@ class ResourceListener:
         first = not self._missing
         self._missing = True
         if first or len(self._cache):
-            self._work.submit(self._cache.replace({}))
-            self._work.submit_call(_RETAIN_KEY, lambda: self._sink.retain([], kind=self.kind.kind))
+            self._replace({})
+
+    def _replace(self, listed: Mapping[ObjectKey, ObjectState]) -> None:
+        """Replace the cache, queue the diff, then ``retain`` the live set (the watch cache is authoritative)."""
+        self._work.submit(self._cache.replace(listed))
+        live = [state.ref for state in listed.values()]
+        self._work.submit_call(_RETAIN_KEY, lambda: self._sink.retain(live, kind=self.kind.kind))
 
     def _relist(self) -> str | None:
-        """List every object, replace the cache, queue the diff and the retain; return the resourceVersion."""
+        """List every object into the cache (:meth:`_replace`); return the list's resourceVersion."""
         started = time.monotonic()
         listed, resource_version = self._list_all()
         self.last_relist_seconds = time.monotonic() - started
         self._check_stop()
-        self._work.submit(self._cache.replace(listed))
-        live = [state.ref for state in listed.values()]
-        self._work.submit_call(_RETAIN_KEY, lambda: self._sink.retain(live, kind=self.kind.kind))
+        self._replace(listed)
         self.relists += 1
         self._missing = False
         if self._missing_reported:
@@ -458,10 +448,8 @@ class ResourceListener:
     def _watch(self, resource_version: str | None) -> str | None:
         """Stream events into the cache and the work queue until the stream ends.
 
-        Returns the resourceVersion to resume from when the server closed the
-        stream at (about) the ``timeoutSeconds`` we asked for; raises for
-        every other ending (``self._position`` then holds the newest
-        resourceVersion seen).
+        Returns the resourceVersion to resume from when the server closed the stream at (about) our
+        ``timeoutSeconds``; raises for any other ending (``self._position`` holds the newest one seen).
         """
         kwargs: dict[str, Any] = {
             "watch": True,
@@ -485,7 +473,7 @@ class ResourceListener:
         self._check_stop()
         elapsed = time.monotonic() - started
         if elapsed < self.settings.watch_timeout_seconds * 0.9:
-            raise StreamClosedEarly(elapsed)
+            raise StreamClosedEarly("watch closed by the server after %.1fs" % elapsed)
         return self._position
 
     def _handle_line(self, line: str) -> None:

@@ -24,9 +24,7 @@ __all__ = ["WorkQueue"]
 logger = logging.getLogger(__name__)
 
 
-class _Stop(enum.Enum):
-    """The type of the stop sentinel: a one-member enum, so that ``key is _STOP`` narrows the queue item."""
-
+class _Stop(enum.Enum):  # a one-member enum, so that ``key is _STOP`` narrows the queue item
     STOP = enum.auto()
 
 
@@ -93,12 +91,9 @@ class WorkQueue:
             return len(self._pending)
 
     def oldest_age(self) -> float:
-        """Seconds the oldest waiting object has waited; 0 when none waits (a self-metric).
-
-        ``_pending`` keeps insertion order and a key leaves it when applied, so its first entry is the oldest.
-        """
+        """Seconds the oldest waiting object has waited; 0 when none waits (a self-metric)."""
         with self._lock:
-            for pending in self._pending.values():
+            for pending in self._pending.values():  # insertion order, and applied keys leave: the first is the oldest
                 return max(0.0, time.monotonic() - pending.since)
         return 0.0
 
