@@ -22,6 +22,8 @@ from otel_gitjob._internal.kube.actions import Action, ActionKind, decide_action
 from otel_gitjob._internal.kube.backoff import Backoff, backoff_delay
 from otel_gitjob._internal.kube.cache import ObjectCache
 from otel_gitjob._internal.kube.events import MalformedEventError, WatchErrorEvent, parse_event_line
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
+from otel_gitjob._internal.kube.listener import ResourceListener
 from otel_gitjob._internal.kube.settings import ListenerSettings, shard_selector
 from otel_gitjob._internal.kube.workqueue import WorkQueue
 
@@ -316,6 +318,32 @@ def test_settings_validate_at_construction() -> None:
     ):
         with pytest.raises(ConfigurationError):
             ListenerSettings(**bad)
+
+
+WIDGET = {"group": "example.com", "version": "v1", "plural": "widgets", "kind": "Widget"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "9Widget"}, "kind name such as 'Deployment'"),  # the lifecycle could never scope it
+        ({"kind": ""}, "KindSpec.kind must be a non-empty string"),
+        ({"group": None}, "KindSpec.group must be a string"),
+        ({"gauges": (GaugeSpec("g", "d", ("status", "x")),) * 2}, "declares a gauge name twice"),
+    ],
+)
+def test_a_kind_spec_is_checked_at_construction(fields: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        KindSpec(**{**WIDGET, **fields})
+
+
+def test_only_a_sharded_kind_selects_on_its_shard_label() -> None:
+    settings = ListenerSettings(shard_id="s1")
+    widget = KindSpec(**WIDGET, label_selector="app=x")
+    sharded = KindSpec(**WIDGET, label_selector="app=x", shard_label="example.com/shard")
+    for kind, selector in ((widget, "app=x"), (sharded, "app=x,example.com/shard=s1")):
+        listener = ResourceListener(SinkBase(), kind, api=object(), settings=settings)  # type: ignore[arg-type]
+        assert listener.label_selector == selector
 
 
 # ---------------------------------------------------------------- the work queue
