@@ -213,9 +213,9 @@ def test_modified_unknown_repo_is_observed_as_it_joined_the_shard() -> None:
     assert kinds(decide_actions("MODIFIED", None, state())) == [("observe", "r", "u1")]
 
 
-def test_modified_known_repo_only_refreshes() -> None:
-    assert kinds(decide_actions("MODIFIED", state(), state())) == [("refresh", "r", "u1")]
-    assert kinds(decide_actions("ADDED", state(), state())) == [("refresh", "r", "u1")]
+def test_modified_known_repo_needs_no_lifecycle_call() -> None:
+    assert decide_actions("MODIFIED", state(), state()) == []  # the gauges read the cache
+    assert decide_actions("ADDED", state(), state()) == []
 
 
 def test_deleted_repo_is_forgotten() -> None:
@@ -231,7 +231,7 @@ def test_uid_change_under_same_name_is_delete_plus_add() -> None:
 
 
 def test_unknown_uid_is_not_a_uid_change() -> None:
-    assert kinds(decide_actions("MODIFIED", state(uid=None), state(uid="u2"))) == [("refresh", "r", "u2")]
+    assert decide_actions("MODIFIED", state(uid=None), state(uid="u2")) == []
 
 
 def test_decide_actions_rejects_other_event_types() -> None:
@@ -384,7 +384,7 @@ def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
     try:
         work.submit([act(ActionKind.OBSERVE, "busy")])
         assert sink.entered.wait(5)  # the worker is now stuck in the sink
-        work.submit([act(ActionKind.OBSERVE, "a"), act(ActionKind.REFRESH, "a")])
+        work.submit([act(ActionKind.OBSERVE, "a")])
         work.submit([act(ActionKind.FORGET, "a")])  # observe then forget nets to forget
         work.submit([act(ActionKind.FORGET, "b", "old"), act(ActionKind.OBSERVE, "b", "new")])
         work.submit([act(ActionKind.OBSERVE, "c")] * 1000)  # a burst costs one entry

@@ -20,8 +20,6 @@ class ActionKind(enum.Enum):
     """The object exists: ``sink.observe(ref)``."""
     FORGET = "forget"
     """The object is gone (or was replaced): ``sink.forget(ref)``."""
-    REFRESH = "refresh"
-    """Only the status changed. The gauges read the cache, so no sink call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ def decide_actions(event_type: str, old: ObjectState | None, new: ObjectState) -
     Returns:
         DELETED: forget. An unknown object (a MODIFIED too: relabelled into our shard): observe. A new uid
         under the same name (deleted and re-created while we looked away): forget the old, observe the new.
-        Otherwise (a status change, a reconnect's replayed ADDED): refresh.
+        Otherwise (a status change, a reconnect's replayed ADDED): nothing, the gauges read the cache.
     """
     if event_type == DELETED:
         return [Action(ActionKind.FORGET, new.ref)]
@@ -67,7 +65,7 @@ def decide_actions(event_type: str, old: ObjectState | None, new: ObjectState) -
         return [Action(ActionKind.OBSERVE, new.ref)]
     if _uid_changed(old, new):
         return [Action(ActionKind.FORGET, old.ref), Action(ActionKind.OBSERVE, new.ref)]
-    return [Action(ActionKind.REFRESH, new.ref)]
+    return []
 
 
 def diff_relist(known: Mapping[ObjectKey, ObjectState], listed: Mapping[ObjectKey, ObjectState]) -> list[Action]:

@@ -247,11 +247,9 @@ class _Gauge:
                 ev, err = self._value(it)
                 if err is not None:
                     errors.append("%s: [%d]: %s" % (self.path, i, err))
-                    continue
-                if ev is None:
-                    continue
-                _add_path_labels(it, self.labels_from_path, ev[0])
-                result.append(ev)
+                elif ev is not None:
+                    _add_path_labels(it, self.labels_from_path, ev[0])
+                    result.append(ev)
         else:
             ev, err = self._value(v)
             if err is not None:
@@ -290,11 +288,9 @@ class _StateSet:
         result: list[_Each] = []
         errors: list[str] = []
         for item in v:
-            values, errs = self._one(item)
-            if errs:
-                errors.extend(errs)
-                continue
+            values, errs = self._one(item)  # one or the other
             result.extend(values)
+            errors.extend(errs)
         return result, errors
 
 

@@ -70,8 +70,6 @@ class WorkQueue:
         """
         with self._lock:
             for action in actions:
-                if action.kind is ActionKind.REFRESH:
-                    continue  # the gauges read the cache at collection time
                 pending = self._entry(action.key)
                 if action.kind is ActionKind.FORGET:
                     pending.observe = None
