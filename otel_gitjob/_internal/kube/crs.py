@@ -338,19 +338,16 @@ class _Info:
 class CustomResourceFamily:
     """One compiled metric of a resource: what KSM calls a ``compiledFamily``.
 
-    Calling it with an object returns the family's series for that object,
-    as KSM's ``generate`` does; values KSM would log an error for and skip are
-    skipped too, and reported to ``dropped``.
+    Called with an object, it returns the family's series for that object as KSM's ``generate`` does;
+    values KSM would log an error for and skip are skipped too, and reported to ``dropped``.
 
     Attributes:
         name: The full metric name (prefix included).
         help: Its HELP text.
-        type: ``gauge``, ``stateset`` or ``info`` (KSM's text exposition says ``gauge`` for all three).
     """
 
     name: str
     help: str
-    type: str
     each: _Gauge | _StateSet | _Info
     common_labels: Mapping[str, str]
     labels_from_path: Mapping[str, _Path]
@@ -523,7 +520,7 @@ def _check_label(name: str, where: str) -> None:
         )
 
 
-def _compile_each(each: _Reader, where: str) -> tuple[str, _Gauge | _StateSet | _Info]:
+def _compile_each(each: _Reader, where: str) -> _Gauge | _StateSet | _Info:
     raw_type = each.text("type")
     kind = raw_type.lower()
     if kind not in _TYPE_KEYS:
@@ -541,12 +538,12 @@ def _compile_each(each: _Reader, where: str) -> tuple[str, _Gauge | _StateSet | 
     if label_from_key:
         _check_label(label_from_key, spec.at("labelFromKey"))
     if kind == _GAUGE:
-        return kind, _Gauge(path, labels, value_from, spec.flag("nilIsZero"), label_from_key)
+        return _Gauge(path, labels, value_from, spec.flag("nilIsZero"), label_from_key)
     if kind == _STATESET:
         label_name = spec.text("labelName")
         _check_label(label_name, spec.at("labelName"))
-        return kind, _StateSet(path, labels, value_from, label_name, tuple(spec.strings("list")))
-    return kind, _Info(path, labels, label_from_key)
+        return _StateSet(path, labels, value_from, label_name, tuple(spec.strings("list")))
+    return _Info(path, labels, label_from_key)
 
 
 def _plural(kind: str) -> str:
@@ -585,7 +582,7 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str, 
         name = generator.text("name")
         at = "%s (%s)" % (at, name)
         each = _Reader(generator.data.get("each"), generator.at("each"), _EACH)
-        kind_name, each_metric = _compile_each(each, "%s.each" % at)
+        each_metric = _compile_each(each, "%s.each" % at)
         full = "%s_%s" % (prefix, name) if prefix else name
         if not _METRIC_NAME.match(full):
             raise ConfigurationError(
@@ -601,7 +598,6 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str, 
             CustomResourceFamily(
                 name=full,
                 help=generator.text("help"),
-                type=kind_name,
                 each=each_metric,
                 common_labels=common,
                 labels_from_path=_compile_paths(paths, "%s.labelsFromPath" % at),
