@@ -16,7 +16,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.cache import ObjectCache
-from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec, ObjectState
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
 
 __all__ = ["SeriesOwners", "register_status_gauges", "serve_kind"]
 
@@ -62,40 +62,42 @@ class _Callback:
     ) -> None:
         self._cache, self._index, self._name, self._retire, self._owners = cache, index, name, retire, owners
         self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
-        self._last: dict[ObjectKey, frozenset[_LabelSet]] = {}
-
-    def _series(self, state: ObjectState) -> Iterable[tuple[Mapping[str, str], float | None]] | None:
-        value = state.values[self._index]
-        if self._owners is None:  # a dropped (bad) field has no point, rather than a made-up one
-            return [(state.attributes, value if isinstance(value, (int, float)) else None)]
-        return value if isinstance(value, tuple) else None  # None: its samples function raised
+        # Per object: its labels (one series), or the frozenset of its series' label sets (multi-series).
+        self._last: dict[ObjectKey, Any] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
         table: dict[_LabelSet, Mapping[str, str]] = {}
-        current: dict[ObjectKey, frozenset[_LabelSet]] = {}
+        current: dict[ObjectKey, Any] = {}
         for state in self._cache.snapshot():  # a copy taken under the cache lock
-            series = self._series(state)
-            if series is None:
+            value = state.values[self._index]
+            if self._owners is None:
+                current[state.key] = state.attributes
+                if isinstance(value, (int, float)):  # a dropped (bad) field has no point, rather than a made-up one
+                    observations.append(Observation(value, state.attributes))
+                continue
+            if not isinstance(value, tuple):  # its samples function raised
                 continue
             # Cluster-scoped objects have no namespace, which is no identity the lifecycle accepts:
             # their series still leave with the object (nothing observes them), unindexed.
             owner = {"namespace": state.ref.namespace, "name": state.ref.name} if state.ref.namespace else None
             label_sets = []
-            for labels, value in series:
+            for labels, sample in value:
                 label_set = frozenset(labels.items())
                 label_sets.append(label_set)
                 if owner is not None:
                     table[label_set] = owner
-                if value is not None:
-                    observations.append(Observation(value, labels))
+                observations.append(Observation(sample, labels))
             current[state.key] = frozenset(label_sets)
         with self._lock:
             if self._retire is not None:
                 # Retired while the old owner table still names their object. Objects gone from the
                 # cache were forgotten (all their series) by the lifecycle.
                 for object_key, now in current.items():
-                    for gone in self._last.get(object_key, frozenset()) - now:
+                    previous = self._last.get(object_key)
+                    if previous is None or previous == now:
+                        continue
+                    for gone in (previous,) if self._owners is None else previous - now:
                         try:
                             self._retire(self._name, dict(gone))
                         except Exception:  # collection must go on
