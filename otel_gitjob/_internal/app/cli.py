@@ -99,7 +99,6 @@ class _Exit(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,15 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signals.install()
     try:
         return signals.exit_code(_run(args, signals.stop))
-    except _Exit as failure:
+    except (_Exit, ConfigurationError) as failure:  # ConfigurationError: raised later than setup()
         if args.debug:
             traceback.print_exc()
-        print("otel-gitjob: error: %s" % failure.message, file=sys.stderr, flush=True)
-        return failure.code
-    except ConfigurationError as error:  # raised later than setup(), e.g. by the listener's settings
-        if args.debug:
-            traceback.print_exc()
-        print("otel-gitjob: error: %s: %s" % (_qualname(error), error), file=sys.stderr, flush=True)
+        if isinstance(failure, _Exit):
+            print("otel-gitjob: error: %s" % failure, file=sys.stderr, flush=True)
+            return failure.code
+        print("otel-gitjob: error: %s: %s" % (_qualname(failure), failure), file=sys.stderr, flush=True)
         return EXIT_CONFIGURATION
     except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
         return EXIT_INTERRUPTED
@@ -368,11 +365,7 @@ def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
 
 
 def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Import the listener and load the cluster configuration before anything is served.
-
-    Returns:
-        ``(run_sidecar, configuration)``.
-    """
+    """``(run_sidecar, configuration)``: the listener imported and the cluster reached before anything is served."""
     try:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
@@ -436,9 +429,7 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _qualname(error: BaseException) -> str:
-    """The class as users import it: ``otel_gitjob.ConfigurationError``, not its internal module."""
-    if isinstance(error, ConfigurationError):
-        return "otel_gitjob.ConfigurationError"
+    """The class as users import it (``otel_gitjob.ConfigurationError`` says so in its ``__module__``)."""
     cls = type(error)
     return cls.__name__ if cls.__module__ == "builtins" else "%s.%s" % (cls.__module__, cls.__qualname__)
 

@@ -107,10 +107,9 @@ class Instrumentation:
 def with_instance_id(resource: Resource) -> Resource:
     """``resource``, with this process's random ``service.instance.id`` (a UUID) unless it has one.
 
-    A Collector tells the series of two exporting processes apart by their resource only: two shards
-    with the same resource would overwrite each other's points of the same object. Recent SDK releases
-    set such an id themselves (one per process), older ones none; this gives every supported release the
-    same behaviour. A deployment sets a stable one (the pod's name) in ``OTEL_RESOURCE_ATTRIBUTES``.
+    A Collector tells two exporting processes apart by their resource only; recent SDK releases set such an
+    id themselves, older ones none. A deployment sets a stable one (the pod's name) in
+    ``OTEL_RESOURCE_ATTRIBUTES``.
     """
     if resource.attributes.get(SERVICE_INSTANCE_ID):
         return resource

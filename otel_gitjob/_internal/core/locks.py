@@ -1,12 +1,9 @@
 """Every lock of the package, by name and rank: the lock order, written once and checked in tests.
 
-A thread holding a lock may only take locks of a strictly higher rank (an
-``RLock`` may be re-entered). :data:`RANKS` is the order; docs/design/locks.md
-explains it, with the OpenTelemetry SDK's own locks in between. With
-``OTEL_GITJOB_LOCK_CHECK=1`` in the environment (the test suite sets it),
-:func:`ranked_lock` returns a lock that records, per thread, the ranks held and
-fails on an inversion; otherwise it returns a plain ``threading`` lock, so the
-check costs nothing in production.
+A thread holding a lock may only take locks of a strictly higher rank (an ``RLock`` may be re-entered);
+docs/design/locks.md explains :data:`RANKS`, with the SDK's own locks in between. With
+``OTEL_GITJOB_LOCK_CHECK=1`` (the test suite sets it) :func:`ranked_lock` returns a lock that fails on an
+inversion; otherwise a plain ``threading`` lock, so the check costs nothing in production.
 """
 
 from __future__ import annotations
@@ -89,12 +86,8 @@ class _CheckedLock:
         if blocking and not (self.reentrant and self in stack):
             for held in stack:
                 if held.rank >= self.rank:
-                    message = "took %s (rank %d) while holding %s (rank %d)" % (
-                        self.name,
-                        self.rank,
-                        held.name,
-                        held.rank,
-                    )
+                    message = "took %s (rank %d) while holding %s (rank %d)"
+                    message %= (self.name, self.rank, held.name, held.rank)
                     violations.append(message)
                     raise LockOrderError(message)
         acquired = bool(self._lock.acquire(blocking, timeout))
