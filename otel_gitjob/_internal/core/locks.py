@@ -59,14 +59,14 @@ class LockOrderError(AssertionError):
     """A thread took a lock while holding one of an equal or higher rank (test mode only)."""
 
 
-_held = threading.local()
+class _Held(threading.local):
+    """The checked locks this thread holds, in the order taken."""
+
+    def __init__(self) -> None:
+        self.stack: list[_CheckedLock] = []
 
 
-def _stack() -> list[_CheckedLock]:
-    stack: list[_CheckedLock] | None = getattr(_held, "stack", None)
-    if stack is None:
-        stack = _held.stack = []
-    return stack
+_held = _Held()
 
 
 class _CheckedLock:
@@ -81,7 +81,7 @@ class _CheckedLock:
         self.reentrant = reentrant
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        stack = _stack()
+        stack = _held.stack
         # A try-acquire cannot deadlock (Condition uses one to ask whether it owns the lock).
         if blocking and not (self.reentrant and self in stack):
             for held in stack:
@@ -97,14 +97,14 @@ class _CheckedLock:
 
     def release(self) -> None:
         self._lock.release()
-        stack = _stack()
+        stack = _held.stack
         for index in range(len(stack) - 1, -1, -1):
             if stack[index] is self:
                 del stack[index]
                 break
 
     def locked(self) -> bool:
-        return self in _stack() if self.reentrant else bool(self._lock.locked())
+        return self in _held.stack if self.reentrant else bool(self._lock.locked())
 
     __enter__ = acquire
 
@@ -129,7 +129,7 @@ def ranked_condition(name: str) -> threading.Condition:
 def join(thread: threading.Thread, timeout: float | None = None) -> None:
     """``thread.join(timeout)``; in test mode, fails if this thread holds a lock of ours (a deadlock risk)."""
     if CHECK:
-        held = [lock.name for lock in _stack()]
+        held = [lock.name for lock in _held.stack]
         if held:
             message = "joined %s while holding %s" % (thread.name, ", ".join(held))
             violations.append(message)

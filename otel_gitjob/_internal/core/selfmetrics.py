@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -159,8 +158,3 @@ class SelfMetrics:
             return [Observation(value, attributes) for value, attributes in self.observe(name)]
 
         return callback
-
-
-def constant(value: Any, **attributes: str) -> Source:
-    """A source that reports ``value()`` (a callable) under fixed attributes."""
-    return lambda: [(float(value()), dict(attributes))]
