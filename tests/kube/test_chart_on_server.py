@@ -23,8 +23,8 @@ import pytest
 import yaml
 from helm_chart import container, container_environment, install_monitoring_crds, render, server_side_apply
 from kube_helpers import names_of
-from real_apiserver import KubeApiServer, free_port
-from support import series, stop_process, wait_until
+from real_apiserver import KubeApiServer
+from support import free_port, series, stop_process, wait_until
 from test_chart import EVERYTHING
 
 REPO = Path(__file__).resolve().parents[2]
