@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_gitjob._internal.app.exporters import exporters_from_environment
-from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, setup
+from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, listen_address, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
@@ -338,15 +338,14 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
-    """``setup()`` with the CLI's host and port; its errors become one line each."""
-    host = args.host if args.host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
+    """``setup()`` with the CLI's host and port; an address it cannot listen on becomes its own exit code."""
+    host, port = listen_address(args.host, args.port)
     try:
         # watch also pushes where OTEL_METRICS_EXPORTER says (the demo serves /metrics only).
         exporters = exporters_from_environment() if args.command == "watch" else []
-        return setup(host=args.host, port=args.port, gauge_ttl=gauge_ttl, exporters=exporters)
+        return setup(host=host, port=port, gauge_ttl=gauge_ttl, exporters=exporters)
     except ConfigurationError as error:
         cause = error.__cause__
-        port = args.port if args.port is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, DEFAULT_PORT)
         if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
             raise _Exit(
                 EXIT_PORT_IN_USE,
@@ -361,7 +360,7 @@ def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
                 "cannot listen on host %r (%s): set %s or --host to an address of this machine, "
                 "such as 127.0.0.1 or 0.0.0.0" % (host, cause.strerror or cause, OTEL_EXPORTER_PROMETHEUS_HOST),
             ) from error
-        raise _Exit(EXIT_CONFIGURATION, "%s: %s" % (_qualname(error), error)) from error
+        raise  # one line and EXIT_CONFIGURATION, from main()
 
 
 def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
