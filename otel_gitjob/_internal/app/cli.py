@@ -113,14 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--host",
-        default=None,
         help="address of /metrics (env %s; default %s; 0.0.0.0 in a pod)"
         % (OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST),
     )
     common.add_argument(
         "--port",
         type=int,
-        default=None,
         help="port of /metrics (env %s; default %d; 0 picks a free port)"
         % (OTEL_EXPORTER_PROMETHEUS_PORT, DEFAULT_PORT),
     )
@@ -138,12 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--gauge-ttl",
         type=float,
-        default=None,
         help="seconds the job-duration gauge stays after its last set (env %s; default %g here, so that one "
         "expires within the first minute; Fleet's is 120)" % (OTEL_GITJOB_GAUGE_TTL, DEFAULT_DEMO_GAUGE_TTL),
     )
-    demo.add_argument("--seed", type=int, default=None, help="random seed")
-    demo.add_argument("--events", type=int, default=None, help="stop after this many events")
+    demo.add_argument("--seed", type=int, help="random seed")
+    demo.add_argument("--events", type=int, help="stop after this many events")
 
     watch = commands.add_parser(
         "watch",
@@ -151,31 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch GitRepos and serve their metrics (sidecar mode)",
         description="Watch Fleet GitRepos; forget the series of deleted ones and serve the fleet_gitrepo_* gauges.",
     )
-    watch.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    watch.add_argument("--namespace", help="watch one namespace (default: all)")
     watch.add_argument(
         "--kinds",
-        default=None,
         help="comma-separated kinds to watch (default: gitrepos,helmops; none with a custom resource state config)",
     )
     watch.add_argument(
         "--custom-resource-state-config-file",
-        default=None,
         metavar="FILE",
         help="also serve the metrics of a kube-state-metrics Custom Resource State config (YAML file)",
     )
     watch.add_argument(
         "--custom-resource-state-config",
-        default=None,
         metavar="YAML",
         help="the same config inline; wins over the file, as in kube-state-metrics",
     )
     watch.add_argument(
         "--kubeconfig",
-        default=None,
         help="kubeconfig path (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
     )
     shard = watch.add_mutually_exclusive_group()
-    shard.add_argument("--shard-id", default=None, help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
+    shard.add_argument("--shard-id", help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
     shard.add_argument("--all-shards", action="store_true", help="handle all GitRepos, whatever their shard")
     return parser
 
