@@ -148,7 +148,7 @@ class BoundedWSGIServer:
         self._ready: queue.Queue[tuple[socket.socket, Any, bytes] | None] = queue.Queue()
         # The accept thread's own (serve_forever): connections still without their header, oldest first.
         self._pending: collections.OrderedDict[socket.socket, _Pending] = collections.OrderedDict()
-        self._lock = ranked_lock("server.held")  # guards _held and _accepting
+        self._lock = ranked_lock("server.held")  # guards _held
         self._held = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
