@@ -154,7 +154,7 @@ class ExpiryProcessor:
             heapq.heappush(self._heap, (entry.deadline, next(self._seq), entry, entry.generation))
             if self._heap[0][2] is entry:
                 self._cond.notify()
-            if self._thread is None and not self._stopping:
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="otel-gitjob-expiry", daemon=True)
                 self._thread.start()
 
@@ -168,9 +168,7 @@ class ExpiryProcessor:
         """
         now = self._clock()
         due = self._take_due(now)
-        if not due:
-            return 0
-        return self._remove(due, now, sweeper)
+        return self._remove(due, now, sweeper) if due else 0
 
     def _take_due(self, now: float) -> list[_Entry]:
         due = []
