@@ -18,7 +18,7 @@ from test_listener_watch import ERROR_410
 import otel_gitjob
 from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob._internal.kube.cache import ObjectCache
-from otel_gitjob._internal.kube.events import ADDED
+from otel_gitjob._internal.kube.events import ADDED, MODIFIED
 from otel_gitjob._internal.kube.gauges import serve_kind
 from otel_gitjob.listener import GaugeSpec, KindSpec, kinds_from_crs_config
 
@@ -146,8 +146,8 @@ def test_an_object_with_odd_label_keys_leaves_the_other_objects_owned():
     """Labels no SDK series carries as given (a non-string key) leave that object unowned, not the whole kind."""
 
     def samples(obj, dropped):
-        name = obj["metadata"]["name"]
-        return [({1: "odd", "item": name} if name == "odd" else {"item": name}, 1.0)]
+        labels = {"item": obj["metadata"]["name"], "version": obj["spec"]["version"]}
+        return [({1: "odd", **labels} if labels["item"] == "odd" else labels, 1.0)]
 
     kind = KindSpec("example.com", "v1", "widgets", "Widget", gauges=(GaugeSpec("widget_item", "", samples=samples),))
     lifecycle = otel_gitjob.Lifecycle()
@@ -159,3 +159,5 @@ def test_an_object_with_odd_label_keys_leaves_the_other_objects_owned():
         cache.apply_event(ADDED, kind.project(widget(name)))
     assert len(points_of(reader.get_metrics_data())) == 3
     assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 2}
+    cache.apply_event(MODIFIED, kind.project(widget("odd", version="2")))  # its old label set is retired
+    assert len(points_of(reader.get_metrics_data())) == 3

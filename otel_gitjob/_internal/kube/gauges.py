@@ -115,8 +115,8 @@ class _Callback:
 
 
 def _gone(previous: tuple[Sample, ...], now: tuple[Sample, ...]) -> list[Mapping[str, str]]:
-    kept = {_key(labels) for labels, _value in now}
-    return [labels for labels, _value in previous if _key(labels) not in kept]
+    kept = {frozenset(labels.items()) for labels, _value in now}
+    return [labels for labels, _value in previous if frozenset(labels.items()) not in kept]
 
 
 def register_status_gauges(
