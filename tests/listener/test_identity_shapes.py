@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import points_of
 
 import otel_gitjob
-from otel_gitjob._internal.core.identity import ObjectRef, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import ObjectRef, coerce_object, kind_of
 
 RAW = {
     "apiVersion": "fleet.cattle.io/v1alpha1",
@@ -86,7 +86,7 @@ SHAPES: dict[str, tuple[Any, str | None]] = {
 def test_every_shape_names_its_object(shape: str) -> None:
     factory, kind = SHAPES[shape]
     obj = factory()
-    ref, reason = coerce_repo(obj)
+    ref, reason = coerce_object(obj)
     assert reason is None and ref is not None
     assert (ref.namespace, ref.name) == ("ns", "r")
     assert ref.uid == (None if shape == "tuple" else "u1")
@@ -192,7 +192,7 @@ BROKEN = {
 def test_identity_never_raises_and_recording_drops_and_counts(shape: str, stack: Any) -> None:
     lifecycle, gitjob, reader = stack
     obj = BROKEN[shape]()
-    ref, reason = coerce_repo(obj)
+    ref, reason = coerce_object(obj)
     assert ref is None and reason in ("bad_repo", "bad_identity_value")
     assert kind_of(obj) is None
     gitjob.job_created(obj)  # never raises into the controller

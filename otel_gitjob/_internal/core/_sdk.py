@@ -61,8 +61,9 @@ from typing import Any
 _logger = logging.getLogger("otel_gitjob")
 
 # Public SDK API: stable across every release we support.
+from opentelemetry.context import get_current  # noqa: E402
 from opentelemetry.metrics import Asynchronous  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
     InMemoryMetricReader,
@@ -129,6 +130,7 @@ __all__ = [
     "Placeholder",
     "SelectiveView",
     "SelfCheck",
+    "SeriesWriter",
     "TouchingAggregation",
     "calling_match",
     "evict",
@@ -847,6 +849,100 @@ def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Agg
     )
 
 
+# -- bound writes -------------------------------------------------------------------------------------------------
+
+
+class _Write:
+    """A measurement as the SDK's aggregations read it, without the SDK's per-call attribute cleaning.
+
+    The attributes were checked once, when the writer was bound; the self-check
+    proves that aggregations accept it as they accept the SDK's own.
+    """
+
+    __slots__ = ("value", "time_unix_nano", "instrument", "context", "attributes")
+
+    def __init__(self, value: Any, time_unix_nano: int, instrument: Any, context: Any, attributes: Any) -> None:
+        self.value = value
+        self.time_unix_nano = time_unix_nano
+        self.instrument = instrument
+        self.context = context
+        self.attributes = attributes
+
+
+def _offers_exemplars(aggregation: Any) -> bool:
+    inner = aggregation._inner if isinstance(aggregation, TouchingAggregation) else aggregation
+    return getattr(inner, "_reservoir", None) is not _NO_EXEMPLARS
+
+
+class SeriesWriter:
+    """Writes one series of an instrument straight into the aggregations the SDK holds for it.
+
+    :meth:`write` refuses (returns False) unless every view match still holds
+    the very aggregation found at :meth:`bind`; the caller then takes the
+    instrument's ordinary path, where the lifecycle decides, and binds again.
+    A match that drops its table at each delta collection is never bound. The
+    exemplar filter is consulted as the SDK does, unless no aggregation offers
+    exemplars (the shared no-op reservoir) or the filter is always off.
+    """
+
+    __slots__ = ("_instrument", "_attributes", "_config", "_enabled", "_targets", "_filter")
+
+    def __init__(self, instrument: Any, attributes: Mapping[str, Any]) -> None:
+        self._instrument = instrument
+        self._attributes = attributes
+        self._config = getattr(getattr(instrument, "_measurement_consumer", None), "_sdk_config", None)
+        self._enabled = getattr(instrument, "_is_enabled", None)
+        self._targets: tuple[tuple[Any, Any, Any], ...] = ()
+        self._filter: Any = None
+
+    def bind(self) -> None:
+        """Find the series' aggregations (after a write through the instrument); unbound when one is missing."""
+        targets = []
+        offers = False
+        for match in _matches_of(self._instrument):
+            keys = match._view._attribute_keys
+            attributes = self._attributes
+            if keys is not None:
+                attributes = {key: value for key, value in attributes.items() if key in keys}
+            key = series_key(attributes)
+            aggregation = match._attributes_aggregation.get(key)
+            if (
+                getattr(match, "_reset_on_collect", False)
+                or not isinstance(aggregation, (_Aggregation, TouchingAggregation))
+                or isinstance(aggregation, (Placeholder, Gate))
+            ):
+                self._targets = ()
+                return
+            offers = offers or _offers_exemplars(aggregation)
+            targets.append((match, key, aggregation))
+        exemplar_filter = getattr(self._config, "exemplar_filter", None)
+        self._filter = None if not offers or isinstance(exemplar_filter, AlwaysOffExemplarFilter) else exemplar_filter
+        self._targets = tuple(targets)
+
+    def write(self, value: Any) -> bool:
+        """Record ``value`` (already valid for the instrument); False when the caller must take the ordinary path."""
+        targets = self._targets
+        if not targets or (self._enabled is not None and not self._enabled()):
+            return False
+        for match, key, aggregation in targets:
+            if match._attributes_aggregation.get(key) is not aggregation:
+                self._targets = ()
+                return False
+        exemplar_filter = self._filter
+        if exemplar_filter is None:
+            measurement = _Write(value, time.time_ns(), self._instrument, None, self._attributes)
+            for _match, _key, aggregation in targets:
+                aggregation.aggregate(measurement, False)
+            return True
+        now = time.time_ns()
+        context = get_current()
+        sample = exemplar_filter.should_sample(value, now, self._attributes, context)
+        measurement = _Write(value, now, self._instrument, context, self._attributes)
+        for _match, _key, aggregation in targets:
+            aggregation.aggregate(measurement, sample)
+        return True
+
+
 # -- the behavioural self-check -------------------------------------------------------------------------------------
 
 
@@ -927,6 +1023,7 @@ def _run_self_check() -> list[str]:
         points = _points(reader, "probe")
         if [point.value for point in points] != [2]:
             problems.append("a series written again after eviction did not start afresh (got %r)" % (points,))
+        problems.extend(_check_writer(provider, reader, counter))
         if ADAPTER.guard_relookup and match is not None:
             table = match._attributes_aggregation
             if not isinstance(table, _GuardedTable):
@@ -951,6 +1048,23 @@ def _run_self_check() -> list[str]:
         except Exception:  # pragma: no cover - a broken SDK's shutdown
             pass
     return problems
+
+
+def _check_writer(provider: MeterProvider, reader: InMemoryMetricReader, counter: Any) -> list[str]:
+    """A bound writer records what the instrument would, and refuses once its series was evicted."""
+    attributes = {"namespace": "ns", "name": "bound"}
+    writer = SeriesWriter(counter, attributes)
+    counter.add(1, attributes)
+    writer.bind()
+    if not writer.write(2):
+        return ["a bound writer does not write"]
+    values = [p.value for p in _points(reader, "probe") if p.attributes.get("name") == "bound"]
+    if values != [3]:
+        return ["a bound writer's write is not collected as the SDK's (got %r)" % (values,)]
+    evict(counter, series_key(attributes))
+    if writer.write(1):
+        return ["a bound writer writes into an evicted series"]
+    return []
 
 
 _check_lock = ranked_lock("sdk.self_check")

@@ -24,14 +24,16 @@ from otel_gitjob._internal.core import _sdk, degraded
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.handles import BoundInstrument, handle_class
 from otel_gitjob._internal.core.hooks import LifecycleHooks
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, coerce_object, kind_of, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
     DEFAULT_KIND,
     REASON_STALE_UID,
     Identity,
+    Incarnation,
     ObjectKey,
     SeriesRegistry,
     positive_seconds,
@@ -363,6 +365,50 @@ class Lifecycle:
             _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
             return 0
 
+    def bind(self, instrument: Any, obj: Any, attributes: Mapping[str, Any] | None = None) -> BoundInstrument:
+        """A handle on the series of ``instrument`` for ``obj``, with ``attributes`` besides its identity.
+
+        The handle writes with ``add``, ``record`` or ``set`` (as the instrument
+        has) at a fraction of the instrument's cost, and never raises. It belongs
+        to the object's incarnation (its uid, when ``obj`` carries one): once the
+        object is forgotten, or bound again under another uid, the handle writes
+        nothing and never brings the series back (each write is counted as
+        ``stale_handle``). A handle bound before the first write creates the
+        series on its first write. An ``obj`` that names no object gives a handle
+        whose writes are all dropped and counted.
+
+        Args:
+            instrument: A counter, up-down counter, histogram or gauge (transient or
+                not) created on a MeterProvider built with :meth:`views`.
+            obj: The object, in any form :meth:`forget` takes.
+            attributes: The series' other attributes (not the identity keys).
+
+        Raises:
+            ConfigurationError: ``instrument`` is not one of those, or ``attributes``
+                is not a mapping of attribute keys that leaves out the identity keys.
+        """
+        handle_type = handle_class(instrument)
+        extra = dict(attributes or {})
+        if not all(isinstance(key, str) and key for key in extra) or set(extra) & set(self.identity_keys):
+            raise ConfigurationError(
+                "bind() attributes are the series' other attributes by non-empty string keys, without the identity "
+                "keys %s (the object gives those), got %r" % (self.identity_keys, attributes)
+            )
+        try:
+            key, uid = self._object_of(obj, None, "bind")
+            if key is None or not all(valid_identity_value(value) for value in key[1]):
+                if key is not None:
+                    self._drops.drop(REASON_BAD_OBJECT, "bind: a name that is not a valid Kubernetes name")
+                return handle_type(instrument, extra, None, self._drops, fast=False)
+            series = {**extra, **dict(zip(self.identity_keys, key[1], strict=True))}
+            owner = self._registry.object_of(instrument.name, series)
+            incarnation = self._registry.incarnation(owner, uid) if owner is not None else Incarnation(uid)
+            return handle_type(instrument, series, incarnation, self._drops, fast=not self.degraded)
+        except Exception as error:
+            self._drops.drop("internal_error", "bind: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: bind failed", exc_info=True)
+            return handle_type(instrument, extra, None, self._drops, fast=False)
+
     def shutdown(self) -> None:
         """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
 
@@ -442,16 +488,16 @@ class Lifecycle:
                 return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
                     uid, str
                 ) and uid else None
-        ref, reason = coerce_repo(obj)
+        ref, reason = coerce_object(obj)
         if ref is None:
-            self._drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
+            self._drops.drop(reason or REASON_BAD_OBJECT, "%s: %s" % (operation, safe_detail(obj)))
             return None, None
         kind = kind or kind_of(obj) or self.default_kind
         if len(keys) == 2:
             return (kind, (ref.namespace, ref.name)), ref.uid
         if len(keys) == 1:
             return (kind, (ref.name,)), ref.uid
-        self._drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
+        self._drops.drop(REASON_BAD_OBJECT, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
         return None, None
 
 

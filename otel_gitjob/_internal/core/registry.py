@@ -35,10 +35,10 @@ from typing import Any
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, valid_identity_value
+from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
 
-__all__ = ["DEFAULT_KIND", "Identity", "ObjectKey", "SeriesRegistry"]
+__all__ = ["DEFAULT_KIND", "Identity", "Incarnation", "ObjectKey", "SeriesRegistry"]
 
 _logger = logging.getLogger("otel_gitjob")
 
@@ -72,6 +72,23 @@ class _Block:
     # Series that already have a counting placeholder: with several readers the SDK
     # creates one placeholder per reader, and a late write must be counted once.
     counted: set[SeriesRef] = field(default_factory=set)
+
+
+class Incarnation:
+    """One life of an object, as bound handles know it: ``dead`` once it is forgotten or superseded."""
+
+    __slots__ = ("uid", "dead", "caches")
+
+    def __init__(self, uid: str | None) -> None:
+        self.uid = uid
+        self.dead = False
+        self.caches: list[tuple[dict[Any, Any], Any]] = []  # (cache, key) entries to drop at its end
+
+    def end(self) -> None:
+        self.dead = True
+        for cache, key in self.caches:
+            cache.pop(key, None)
+        self.caches = []
 
 
 class SeriesRegistry:
@@ -117,6 +134,7 @@ class SeriesRegistry:
         self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
         self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
         self._pending_placeholders: set[ObjectKey] = set()
+        self._incarnations: dict[ObjectKey, Incarnation] = {}  # objects that bound handles write to
         # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
         # time.time_ns() at which the latest removal finished, and how many removals are under way: a
@@ -151,9 +169,6 @@ class SeriesRegistry:
             self._kinds[name.lower()] = kind
             if owner is not None:
                 self._owners[name.lower()] = owner
-
-    def kind_of_instrument(self, instrument_name: str) -> str:
-        return self._kinds.get(instrument_name, self.default_kind)
 
     def add_removal_listener(self, listener: RemovalListener) -> None:
         """Hear of each removed series as ``(object, [(instrument, attributes), ...], final_points)``.
@@ -321,6 +336,9 @@ class SeriesRegistry:
                 self._blocks[obj] = block
                 evicted_blocks = self._trim_blocks_locked(now)
                 series = self._index.pop(obj, {})
+                incarnation = self._incarnations.pop(obj, None)
+            if incarnation is not None:
+                incarnation.end()
             removed = self._evict(obj, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
@@ -359,6 +377,28 @@ class SeriesRegistry:
         if block is not None and block.uid != uid:
             self.lift(obj, uid)
         return True
+
+    def incarnation(self, obj: ObjectKey, uid: str | None) -> Incarnation | None:
+        """The incarnation of ``obj`` that a handle binds to; None when writes to it are refused.
+
+        Refused: the object is forgotten and not seen alive again, or ``uid`` is
+        one it was forgotten under. A ``uid`` other than the current
+        incarnation's starts a new one (the object was recreated); the old one ends.
+        """
+        if not self.admit(obj, uid) or (uid is None and obj in self._blocks):
+            return None
+        with self._state_lock:
+            if obj in self._blocks:
+                return None  # forgotten again meanwhile
+            current = self._incarnations.get(obj)
+            if current is not None and (uid is None or current.uid in (None, uid)):
+                if current.uid is None:
+                    current.uid = uid
+                return current
+            fresh = self._incarnations[obj] = Incarnation(uid)
+        if current is not None:
+            current.end()
+        return fresh
 
     def is_blocked(self, obj: ObjectKey) -> bool:
         return obj in self._blocks
@@ -512,6 +552,9 @@ class SeriesRegistry:
             self._retired_uids.clear()
             self._pending_placeholders.clear()
             self._gates.clear()
+            ended, self._incarnations = list(self._incarnations.values()), {}
+        for incarnation in ended:
+            incarnation.end()
 
     # -- introspection ---------------------------------------------------------------------------------------
 
@@ -532,10 +575,6 @@ class SeriesRegistry:
             for (kind, _identity), series in self._index.items():
                 counts[kind] = counts.get(kind, 0) + len(series)
             return counts
-
-    def tracked_series(self) -> int:
-        with self._state_lock:
-            return sum(len(series) for series in self._index.values())
 
     def blocked_objects(self) -> int:
         with self._state_lock:
@@ -591,7 +630,7 @@ class SeriesRegistry:
         drops = self.drops
 
         def count() -> None:
-            drops.drop(REASON_BAD_REPO, "an identity that is not a valid Kubernetes name")
+            drops.drop(REASON_BAD_OBJECT, "an identity that is not a valid Kubernetes name")
 
         return count
 

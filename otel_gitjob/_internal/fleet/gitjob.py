@@ -22,11 +22,19 @@ from opentelemetry.metrics import MeterProvider
 
 from otel_gitjob._internal.core.drops import safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
+from otel_gitjob._internal.core.handles import handle_class
+from otel_gitjob._internal.core.identity import (
+    REASON_BAD_OBJECT,
+    ObjectRef,
+    coerce_object,
+    fast_identity,
+    valid_identity_value,
+)
 from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
+from otel_gitjob._internal.core.registry import Incarnation
 from otel_gitjob.version import __version__
 
-__all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
+__all__ = ["GITJOB_INSTRUMENTS", "GitJobHandle", "GitJobMetrics", "InstrumentSpec"]
 
 # Fleet's ShortLivedMetricsTTL: long enough for a few scrapes at the usual 30-60 s interval.
 DEFAULT_GAUGE_TTL = 120.0
@@ -35,6 +43,8 @@ REASON_BAD_DURATION = "bad_duration"
 REASON_INTERNAL = "internal_error"
 
 _logger = logging.getLogger("otel_gitjob")
+
+_INF = math.inf
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -186,6 +196,10 @@ class GitJobMetrics:
         self._kind = lifecycle.default_kind
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
+        self._registry = self._hooks.registry
+        self._degraded = lifecycle.degraded
+        # Handles by (namespace, name, uid) as the typed calls met them; an incarnation's end drops its entries.
+        self._handles: dict[Any, GitJobHandle] = {}
         provider = lifecycle.provider_for(meter_provider, "GitJobMetrics")
         meter = provider.get_meter("otel_gitjob", __version__)
         self.names: dict[str, str] = {}
@@ -202,39 +216,27 @@ class GitJobMetrics:
     @_never_raises
     def job_created(self, repo: Any) -> None:
         """A git job was created for the repo."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._created_success.add(1, attributes)
+        self._bound(repo).job_created()
 
     @_never_raises
     def job_creation_failed(self, repo: Any) -> None:
         """Creating the repo's git job failed."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._created_failure.add(1, attributes)
+        self._bound(repo).job_creation_failed()
 
     @_never_raises
     def job_succeeded(self, repo: Any, duration_seconds: float) -> None:
         """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
-        attributes = self._attributes(repo)
-        if attributes is not None and self._valid_duration(duration_seconds):
-            self._duration.record(duration_seconds, attributes)
-            self._duration_gauge.set(duration_seconds, attributes)
+        self._bound(repo).job_succeeded(duration_seconds)
 
     @_never_raises
     def commit_fetched(self, repo: Any, duration_seconds: float) -> None:
         """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
-        attributes = self._attributes(repo)
-        if attributes is not None and self._valid_duration(duration_seconds):
-            self._fetch_success.add(1, attributes)
-            self._fetch_duration.record(duration_seconds, attributes)
+        self._bound(repo).commit_fetched(duration_seconds)
 
     @_never_raises
     def commit_fetch_failed(self, repo: Any) -> None:
         """Polling the git host for the repo's latest commit failed."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._fetch_failure.add(1, attributes)
+        self._bound(repo).commit_fetch_failed()
 
     def time_commit_fetch(self, repo: Any) -> _CommitFetchTimer:
         """Time a latest-commit poll: ``with metrics.time_commit_fetch(repo): poll()``.
@@ -244,21 +246,132 @@ class GitJobMetrics:
         """
         return _CommitFetchTimer(self, repo)
 
+    def bind(self, repo: Any) -> GitJobHandle:
+        """The typed calls for one GitRepo, without naming it again: ``metrics.bind(repo).job_created()``.
+
+        The handle belongs to the repo's incarnation (its uid, when ``repo``
+        carries one): once the repo is forgotten, or bound again under another
+        uid, it records nothing and never brings a series back (each call is
+        counted as ``stale_handle``). Never raises; a ``repo`` that names no
+        GitRepo gives a handle that records nothing (counted).
+        """
+        try:
+            ref, reason = coerce_object(repo)
+            attributes = self._checked(ref, reason, repo)
+            if attributes is None:
+                return GitJobHandle(self, {}, None, fast=False)
+            incarnation = self._registry.incarnation((self._kind, (ref.namespace, ref.name)), ref.uid)  # type: ignore[union-attr]
+            return GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
+        except Exception as error:
+            self._drops.drop(REASON_INTERNAL, "bind: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: bind failed", exc_info=True)
+            return GitJobHandle(self, {}, None, fast=False)
+
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _attributes(self, repo: Any) -> dict[str, str] | None:
-        ref, reason = coerce_repo(repo)
+    def _bound(self, repo: Any) -> GitJobHandle:
+        """The repo's cached handle: read by the repo's type, checked once per identity."""
+        handle = self._handles.get(fast_identity(repo))
+        if handle is not None:
+            return handle
+        ref, reason = coerce_object(repo)
+        key = (ref.namespace, ref.name, ref.uid) if ref is not None else None
+        handle = self._handles.get(key)
+        if handle is not None:
+            return handle
+        attributes = self._checked(ref, reason, repo)
+        if attributes is None or (
+            ref.uid is not None and not self._hooks.admit(self._kind, (ref.namespace, ref.name), ref.uid)  # type: ignore[union-attr]
+        ):
+            return _NOTHING
+        incarnation = self._registry.incarnation((self._kind, (ref.namespace, ref.name)), ref.uid)  # type: ignore[union-attr]
+        if incarnation is None:
+            # Forgotten and not seen alive again: the SDK path drops the write at the object's block, and counts it.
+            return GitJobHandle(self, attributes, Incarnation(None), fast=False)
+        handle = GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
+        self._handles[key] = handle
+        incarnation.caches.append((self._handles, key))
+        return handle
+
+    def _checked(self, ref: ObjectRef | None, reason: str | None, repo: Any) -> dict[str, str] | None:
         if ref is None:
-            self._drops.drop(reason or REASON_BAD_REPO, safe_detail(repo))
+            self._drops.drop(reason or REASON_BAD_OBJECT, safe_detail(repo))
             return None
         if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
-            self._drops.drop(REASON_BAD_REPO, "a namespace/name that is not a valid Kubernetes name")
-            return None
-        if ref.uid is not None and not self._hooks.admit(self._kind, (ref.namespace, ref.name), ref.uid):
+            self._drops.drop(REASON_BAD_OBJECT, "a namespace/name that is not a valid Kubernetes name")
             return None
         return {self._namespace_key: ref.namespace, self._name_key: ref.name}
 
-    def _valid_duration(self, value: Any) -> bool:
+
+class GitJobHandle:
+    """The typed calls of :class:`GitJobMetrics` for one GitRepo (``GitJobMetrics.bind(repo)``). Never raises."""
+
+    __slots__ = (
+        "_created_success",
+        "_created_failure",
+        "_duration",
+        "_duration_gauge",
+        "_fetch_success",
+        "_fetch_failure",
+        "_fetch_duration",
+        "_drops",
+    )
+
+    # Set from GITJOB_INSTRUMENTS, one handle per row's key.
+    _created_success: Any
+    _created_failure: Any
+    _duration: Any
+    _duration_gauge: Any
+    _fetch_success: Any
+    _fetch_failure: Any
+    _fetch_duration: Any
+
+    def __init__(
+        self, metrics: GitJobMetrics, attributes: dict[str, str], incarnation: Incarnation | None, fast: bool
+    ) -> None:
+        self._drops = metrics._drops
+        for spec in GITJOB_INSTRUMENTS:
+            instrument = getattr(metrics, "_" + spec.key)
+            if instrument is _DISABLED:
+                handle: Any = _DISABLED
+            else:
+                handle = handle_class(instrument)(instrument, attributes, incarnation, self._drops, fast)
+            setattr(self, "_" + spec.key, handle)
+
+    @property
+    def alive(self) -> bool:
+        """False once the repo's incarnation was forgotten or superseded: every call is then dropped."""
+        return any(getattr(getattr(self, "_" + spec.key), "alive", False) for spec in GITJOB_INSTRUMENTS)
+
+    def job_created(self) -> None:
+        """A git job was created for the repo."""
+        self._created_success.add(1)
+
+    def job_creation_failed(self) -> None:
+        """Creating the repo's git job failed."""
+        self._created_failure.add(1)
+
+    def job_succeeded(self, duration_seconds: float) -> None:
+        """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
+        if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
+            self._duration.record(duration_seconds)
+            self._duration_gauge.set(duration_seconds)
+
+    def commit_fetched(self, duration_seconds: float) -> None:
+        """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
+        if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
+            self._fetch_success.add(1)
+            self._fetch_duration.record(duration_seconds)
+
+    def commit_fetch_failed(self) -> None:
+        """Polling the git host for the repo's latest commit failed."""
+        self._fetch_failure.add(1)
+
+    def time_commit_fetch(self) -> _CommitFetchTimer:
+        """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
+        return _CommitFetchTimer(self, None)
+
+    def _valid(self, value: Any) -> bool:
         try:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
                 return True
@@ -271,7 +384,7 @@ class GitJobMetrics:
 class _CommitFetchTimer:
     __slots__ = ("_metrics", "_repo", "_start")
 
-    def __init__(self, metrics: GitJobMetrics, repo: Any) -> None:
+    def __init__(self, metrics: GitJobMetrics | GitJobHandle, repo: Any) -> None:
         self._metrics = metrics
         self._repo = repo
         self._start = 0.0
@@ -283,22 +396,32 @@ class _CommitFetchTimer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            self._metrics.commit_fetched(self._repo, time.perf_counter() - self._start)
+        metrics = self._metrics
+        succeeded = exc_type is None
+        if isinstance(metrics, GitJobHandle):  # the handle is the repo
+            if succeeded:
+                metrics.commit_fetched(time.perf_counter() - self._start)
+            else:
+                metrics.commit_fetch_failed()
+        elif succeeded:
+            metrics.commit_fetched(self._repo, time.perf_counter() - self._start)
         else:
-            self._metrics.commit_fetch_failed(self._repo)
+            metrics.commit_fetch_failed(self._repo)
 
 
 class _Disabled:
-    """Stands for an instrument the user left out."""
+    """Stands for an instrument the user left out, and for the repo of a call that was dropped."""
+
+    alive = False
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    record = set = add
+    record = set = job_created = job_creation_failed = job_succeeded = commit_fetched = commit_fetch_failed = add
 
 
 _DISABLED = _Disabled()
+_NOTHING: Any = _DISABLED
 
 _FACTORIES: dict[str, Callable[..., Any]] = {
     "counter": lambda meter, spec, name: meter.create_counter(name, unit=spec.unit, description=spec.description),
