@@ -73,10 +73,12 @@ class _Handle(_sdk.SeriesWriter):
             self._drops.drop(REASON_BAD_VALUE, "%s of %s" % (self._verb, type(value).__name__))
             return
         try:
-            if self._incarnation.dead:
-                self._drops.drop(REASON_STALE_HANDLE, self._instrument.name)
-                return
-            self._call(value, self._attributes)
+            incarnation = self._incarnation
+            with incarnation.guard:
+                if incarnation.dead:
+                    self._drops.drop(REASON_STALE_HANDLE, self._instrument.name)
+                    return
+                self._call(value, self._attributes)
             if self._fast and self._misses < _MAX_MISSES:
                 self.bind()
                 self._misses = 0 if self._targets else self._misses + 1

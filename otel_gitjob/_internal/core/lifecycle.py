@@ -385,14 +385,20 @@ class Lifecycle:
 
         Raises:
             ConfigurationError: ``instrument`` is not one of those, or ``attributes``
-                is not a mapping of attribute keys that leaves out the identity keys.
+                is not a mapping of string keys to scalar values that leaves out the
+                identity keys.
         """
         handle_type = handle_class(instrument)
         extra = dict(attributes or {})
-        if not all(isinstance(key, str) and key for key in extra) or set(extra) & set(self.identity_keys):
+        if (
+            not all(isinstance(key, str) and key for key in extra)
+            or not all(isinstance(value, (str, bool, int, float)) for value in extra.values())
+            or set(extra) & set(self.identity_keys)
+        ):
             raise ConfigurationError(
-                "bind() attributes are the series' other attributes by non-empty string keys, without the identity "
-                "keys %s (the object gives those), got %r" % (self.identity_keys, attributes)
+                "bind() attributes are the series' other attributes: non-empty string keys, str/bool/int/float "
+                "values, without the identity keys %s (the object gives those); got %r"
+                % (self.identity_keys, attributes)
             )
         try:
             key, uid = self._object_of(obj, None, "bind")

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,12 +75,17 @@ class _Block:
 
 
 class Incarnation:
-    """One life of an object, as bound handles know it: ``dead`` once it is forgotten or superseded."""
+    """One life of an object, as bound handles know it: ``dead`` once it is forgotten or superseded.
 
-    __slots__ = ("uid", "dead", "caches")
+    A handle's write through the instrument holds ``guard`` (the registry's op
+    lock), so that it lands wholly before a forget or is refused after it.
+    """
 
-    def __init__(self, uid: str | None) -> None:
+    __slots__ = ("uid", "dead", "caches", "guard")
+
+    def __init__(self, uid: str | None, guard: AbstractContextManager[Any] | None = None) -> None:
         self.uid = uid
+        self.guard = guard if guard is not None else nullcontext()
         self.dead = False
         self.caches: list[tuple[dict[Any, Any], Any]] = []  # (cache, key) entries to drop at its end
 
@@ -395,7 +400,7 @@ class SeriesRegistry:
                 if current.uid is None:
                     current.uid = uid
                 return current
-            fresh = self._incarnations[obj] = Incarnation(uid)
+            fresh = self._incarnations[obj] = Incarnation(uid, self._op_lock)
         if current is not None:
             current.end()
         return fresh
