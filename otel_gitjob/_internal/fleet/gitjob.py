@@ -8,7 +8,6 @@ holds and never raise.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -16,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry.metrics import MeterProvider
 
@@ -25,7 +24,6 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.handles import handle_class
 from otel_gitjob._internal.core.identity import (
     REASON_BAD_OBJECT,
-    ObjectRef,
     coerce_object,
     fast_identity,
     valid_identity_value,
@@ -47,23 +45,6 @@ _logger = logging.getLogger("otel_gitjob")
 _INF = math.inf
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-_Method = TypeVar("_Method", bound=Callable[..., None])
-
-
-def _never_raises(method: _Method) -> _Method:
-    """Recording methods follow the OTel API convention: whatever the input, nothing escapes."""
-
-    @functools.wraps(method)
-    def guarded(self: GitJobMetrics, *args: Any, **kwargs: Any) -> None:
-        try:
-            method(self, *args, **kwargs)
-        except Exception as error:
-            self._drops.drop(REASON_INTERNAL, "%s: %s" % (method.__name__, type(error).__name__))
-            _logger.debug("otel-gitjob: %s failed", method.__name__, exc_info=True)
-
-    return guarded  # type: ignore[return-value]
-
 
 # Fleet's bucket bounds. Whole numbers are ints on purpose: the Prometheus
 # exporter prints a bound as Python formats it, and Fleet's output says le="1".
@@ -213,27 +194,22 @@ class GitJobMetrics:
 
     # -- recording ------------------------------------------------------------------------------------------
 
-    @_never_raises
     def job_created(self, repo: Any) -> None:
         """A git job was created for the repo."""
         self._bound(repo).job_created()
 
-    @_never_raises
     def job_creation_failed(self, repo: Any) -> None:
         """Creating the repo's git job failed."""
         self._bound(repo).job_creation_failed()
 
-    @_never_raises
     def job_succeeded(self, repo: Any, duration_seconds: float) -> None:
         """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
         self._bound(repo).job_succeeded(duration_seconds)
 
-    @_never_raises
     def commit_fetched(self, repo: Any, duration_seconds: float) -> None:
         """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
         self._bound(repo).commit_fetched(duration_seconds)
 
-    @_never_raises
     def commit_fetch_failed(self, repo: Any) -> None:
         """Polling the git host for the repo's latest commit failed."""
         self._bound(repo).commit_fetch_failed()
@@ -244,7 +220,7 @@ class GitJobMetrics:
         Records success and duration when the block completes, a failure when
         it raises (the exception propagates).
         """
-        return _CommitFetchTimer(self, repo)
+        return _CommitFetchTimer(self._bound(repo))
 
     def bind(self, repo: Any) -> GitJobHandle:
         """The typed calls for one GitRepo, without naming it again: ``metrics.bind(repo).job_created()``.
@@ -255,52 +231,47 @@ class GitJobMetrics:
         counted as ``stale_handle``). Never raises; a ``repo`` that names no
         GitRepo gives a handle that records nothing (counted).
         """
-        try:
-            ref, reason = coerce_object(repo)
-            attributes = self._checked(ref, reason, repo)
-            if attributes is None:
-                return GitJobHandle(self, {}, None, fast=False)
-            incarnation = self._registry.incarnation((self._kind, (ref.namespace, ref.name)), ref.uid)  # type: ignore[union-attr]
-            return GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
-        except Exception as error:
-            self._drops.drop(REASON_INTERNAL, "bind: %s" % (type(error).__name__,))
-            _logger.debug("otel-gitjob: bind failed", exc_info=True)
-            return GitJobHandle(self, {}, None, fast=False)
+        handle = self._handle(repo, for_call=False)
+        return handle if isinstance(handle, GitJobHandle) else GitJobHandle(self, {}, None, fast=False)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _bound(self, repo: Any) -> GitJobHandle:
-        """The repo's cached handle: read by the repo's type, checked once per identity."""
+    def _bound(self, repo: Any) -> GitJobHandle | _Disabled:
+        """The handle a typed call records through: cached by identity, which is read by the repo's type."""
         handle = self._handles.get(fast_identity(repo))
-        if handle is not None:
-            return handle
-        ref, reason = coerce_object(repo)
-        key = (ref.namespace, ref.name, ref.uid) if ref is not None else None
-        handle = self._handles.get(key)
-        if handle is not None:
-            return handle
-        attributes = self._checked(ref, reason, repo)
-        if attributes is None or (
-            ref.uid is not None and not self._hooks.admit(self._kind, (ref.namespace, ref.name), ref.uid)  # type: ignore[union-attr]
-        ):
-            return _NOTHING
-        incarnation = self._registry.incarnation((self._kind, (ref.namespace, ref.name)), ref.uid)  # type: ignore[union-attr]
-        if incarnation is None:
-            # Forgotten and not seen alive again: the SDK path drops the write at the object's block, and counts it.
-            return GitJobHandle(self, attributes, Incarnation(None), fast=False)
-        handle = GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
-        self._handles[key] = handle
-        incarnation.caches.append((self._handles, key))
-        return handle
+        return handle if handle is not None else self._handle(repo, for_call=True)
 
-    def _checked(self, ref: ObjectRef | None, reason: str | None, repo: Any) -> dict[str, str] | None:
-        if ref is None:
-            self._drops.drop(reason or REASON_BAD_OBJECT, safe_detail(repo))
-            return None
-        if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
-            self._drops.drop(REASON_BAD_OBJECT, "a namespace/name that is not a valid Kubernetes name")
-            return None
-        return {self._namespace_key: ref.namespace, self._name_key: ref.name}
+    def _handle(self, repo: Any, for_call: bool) -> GitJobHandle | _Disabled:
+        """A handle for ``repo``, cached for the typed calls; ``_NOTHING`` when it names no GitRepo. Never raises."""
+        try:
+            ref, reason = coerce_object(repo)
+            if ref is None:
+                self._drops.drop(reason or REASON_BAD_OBJECT, safe_detail(repo))
+                return _NOTHING
+            key = (ref.namespace, ref.name, ref.uid)
+            handle = self._handles.get(key) if for_call else None
+            if handle is not None:
+                return handle
+            if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
+                self._drops.drop(REASON_BAD_OBJECT, "a namespace/name that is not a valid Kubernetes name")
+                return _NOTHING
+            identity = (ref.namespace, ref.name)
+            if for_call and ref.uid is not None and not self._hooks.admit(self._kind, identity, ref.uid):
+                return _NOTHING  # a late write of a forgotten incarnation (counted)
+            attributes = {self._namespace_key: ref.namespace, self._name_key: ref.name}
+            incarnation = self._registry.incarnation((self._kind, identity), ref.uid)
+            if incarnation is None and for_call:
+                # Forgotten and not seen alive again: the SDK path drops the write at the block, and counts it.
+                return GitJobHandle(self, attributes, Incarnation(None), fast=False)
+            handle = GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
+            if for_call and incarnation is not None:
+                self._handles[key] = handle
+                incarnation.caches.append((self._handles, key))
+            return handle
+        except Exception as error:  # recording never raises into the controller
+            self._drops.drop(REASON_INTERNAL, "%s: %s" % ("record" if for_call else "bind", type(error).__name__))
+            _logger.debug("otel-gitjob: binding a repo failed", exc_info=True)
+            return _NOTHING
 
 
 class GitJobHandle:
@@ -315,6 +286,7 @@ class GitJobHandle:
         "_fetch_failure",
         "_fetch_duration",
         "_drops",
+        "_incarnation",
     )
 
     # Set from GITJOB_INSTRUMENTS, one handle per row's key.
@@ -330,6 +302,7 @@ class GitJobHandle:
         self, metrics: GitJobMetrics, attributes: dict[str, str], incarnation: Incarnation | None, fast: bool
     ) -> None:
         self._drops = metrics._drops
+        self._incarnation = incarnation
         for spec in GITJOB_INSTRUMENTS:
             instrument = getattr(metrics, "_" + spec.key)
             if instrument is _DISABLED:
@@ -341,7 +314,7 @@ class GitJobHandle:
     @property
     def alive(self) -> bool:
         """False once the repo's incarnation was forgotten or superseded: every call is then dropped."""
-        return any(getattr(getattr(self, "_" + spec.key), "alive", False) for spec in GITJOB_INSTRUMENTS)
+        return self._incarnation is not None and not self._incarnation.dead
 
     def job_created(self) -> None:
         """A git job was created for the repo."""
@@ -369,23 +342,22 @@ class GitJobHandle:
 
     def time_commit_fetch(self) -> _CommitFetchTimer:
         """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
-        return _CommitFetchTimer(self, None)
+        return _CommitFetchTimer(self)
 
     def _valid(self, value: Any) -> bool:
         try:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
                 return True
-        except OverflowError:  # an int too large for a float
+        except Exception:  # an int too large for a float, a number whose comparison raises
             pass
         self._drops.drop(REASON_BAD_DURATION, safe_detail(value))
         return False
 
 
 class _CommitFetchTimer:
-    __slots__ = ("_metrics", "_repo", "_start")
+    __slots__ = ("_repo", "_start")
 
-    def __init__(self, metrics: GitJobMetrics | GitJobHandle, repo: Any) -> None:
-        self._metrics = metrics
+    def __init__(self, repo: GitJobHandle | _Disabled) -> None:
         self._repo = repo
         self._start = 0.0
 
@@ -396,17 +368,10 @@ class _CommitFetchTimer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        metrics = self._metrics
-        succeeded = exc_type is None
-        if isinstance(metrics, GitJobHandle):  # the handle is the repo
-            if succeeded:
-                metrics.commit_fetched(time.perf_counter() - self._start)
-            else:
-                metrics.commit_fetch_failed()
-        elif succeeded:
-            metrics.commit_fetched(self._repo, time.perf_counter() - self._start)
+        if exc_type is None:
+            self._repo.commit_fetched(time.perf_counter() - self._start)
         else:
-            metrics.commit_fetch_failed(self._repo)
+            self._repo.commit_fetch_failed()
 
 
 class _Disabled:
