@@ -1,7 +1,8 @@
 """Bound handles: what they record, and that they belong to one incarnation of one object.
 
-Real objects throughout: kopf bodies and ``meta``, kubernetes client models, dynamic-client
-``ResourceInstance`` objects. Every test runs healthy and with each seam forced degraded.
+Real objects throughout: kubernetes client models, dynamic-client ``ResourceInstance`` objects,
+API dicts (kopf's shapes: tests/listener/test_identity_shapes.py, where kopf is installed). Every
+test runs healthy and with each seam forced degraded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import threading
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes import client as k8s
 from kubernetes.dynamic.resource import ResourceInstance
@@ -75,8 +75,8 @@ def test_a_handle_records_what_the_instrument_records(lifecycle, provider, regis
     updown = meter.create_up_down_counter("u")
     histogram = meter.create_histogram("h")
     gauge = meter.create_gauge("g")
-    body = kopf.Body(raw("bound", "u1"))
-    handles = [lifecycle.bind(instrument, body, {"k": "v"}) for instrument in (counter, updown, histogram, gauge)]
+    obj = ResourceInstance(None, raw("bound", "u1"))
+    handles = [lifecycle.bind(instrument, obj, {"k": "v"}) for instrument in (counter, updown, histogram, gauge)]
     assert [type(handle) for handle in handles] == [BoundCounter, BoundUpDownCounter, BoundHistogram, BoundGauge]
     plain = {"namespace": "ns", "name": "plain", "k": "v"}
     for value in (1, 2.5, 4):
@@ -110,7 +110,7 @@ def test_a_handle_bound_before_the_first_write_creates_the_series_on_that_write(
 def test_after_forget_a_handle_writes_nothing_and_never_brings_the_series_back(
     lifecycle, gitjob, registry, memory_reader, clock
 ):
-    body = kopf.Body(raw("gone", "u1"))
+    body = raw("gone", "u1")
     handle = gitjob.bind(body)
     handle.job_created()
     handle.job_succeeded(3.0)
@@ -145,10 +145,9 @@ def test_an_old_handle_never_writes_into_the_recreated_object(lifecycle, gitjob,
 
 
 def test_a_handle_bound_under_a_new_uid_ends_the_old_incarnation_even_without_forget(lifecycle, gitjob, registry):
-    meta = kopf.Body(raw("moved", "u1")).meta
-    old = gitjob.bind(meta)
+    old = gitjob.bind(ResourceInstance(None, raw("moved", "u1")))
     old.job_created()
-    new = gitjob.bind(kopf.Body(raw("moved", "u2")).meta)
+    new = gitjob.bind(ResourceInstance(None, raw("moved", "u2")))
     old.job_created()
     new.job_created()
     assert not old.alive
@@ -187,8 +186,6 @@ SHAPES = {
     "tuple": lambda name: ("ns", name),
     "ObjectRef": lambda name: ObjectRef("ns", name, "u-" + name),
     "dict body": lambda name: raw(name, "u-" + name),
-    "kopf.Body": lambda name: kopf.Body(raw(name, "u-" + name)),
-    "kopf meta": lambda name: kopf.Body(raw(name, "u-" + name)).meta,
     "kubernetes model": lambda name: model(name, "u-" + name),
     "dynamic-client ResourceInstance": lambda name: ResourceInstance(None, raw(name, "u-" + name)),
     "watch event": lambda name: {"type": "ADDED", "object": raw(name, "u-" + name)},
