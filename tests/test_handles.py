@@ -234,7 +234,7 @@ def test_without_exemplar_reservoirs_a_handle_offers_none(lifecycle, provider, m
     handle.add(1)
     assert [point.exemplars for point in exported(memory_reader.get_metrics_data(), "c", "bound")] == [[]]
     if not lifecycle.degraded:
-        assert handle._targets and handle._filter is None  # the filter is skipped: nothing would take an exemplar
+        assert handle._targets[0] is not None and handle._sampling is None  # nothing would take an exemplar
 
 
 def test_a_handle_writes_right_through_delta_readers_and_attribute_filtering_views(lifecycle, registry):

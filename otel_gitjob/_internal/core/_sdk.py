@@ -130,7 +130,8 @@ __all__ = [
     "Placeholder",
     "SelectiveView",
     "SelfCheck",
-    "SeriesWriter",
+    "BoundSeries",
+    "Instruments",
     "TouchingAggregation",
     "calling_match",
     "evict",
@@ -874,71 +875,106 @@ def _offers_exemplars(aggregation: Any) -> bool:
     return getattr(inner, "_reservoir", None) is not _NO_EXEMPLARS
 
 
-class SeriesWriter:
-    """Writes one series of an instrument straight into the aggregations the SDK holds for it.
+def _evicted(aggregation: Any) -> bool:
+    """Whether :func:`evict` took ``aggregation`` out of its table (it marks each aggregation it evicts)."""
+    if type(aggregation) is TouchingAggregation:
+        return aggregation._match is not None
+    return aggregation.aggregate.__self__ is not aggregation
 
-    :meth:`write` refuses (returns False) unless every view match still holds
-    the very aggregation found at :meth:`bind`; the caller then takes the
-    instrument's ordinary path, where the lifecycle decides, and binds again.
-    A match that drops its table at each delta collection is never bound. The
-    exemplar filter is consulted as the SDK does, unless no aggregation offers
-    exemplars (the shared no-op reservoir) or the filter is always off.
+
+class Instruments:
+    """The instruments that bound series write to, by index, and what the SDK asks of each write.
+
+    Shared by every :class:`BoundSeries` of the same instruments.
     """
 
-    __slots__ = ("_instrument", "_attributes", "_config", "_enabled", "_targets", "_filter")
+    __slots__ = ("instruments", "enabled")
 
-    def __init__(self, instrument: Any, attributes: Mapping[str, Any]) -> None:
-        self._instrument = instrument
+    def __init__(self, instruments: Iterable[Any]) -> None:
+        self.instruments = tuple(instruments)
+        # An SDK instrument whose meter is disabled records nothing (opentelemetry-sdk 1.44 and later).
+        self.enabled = tuple(getattr(instrument, "_is_enabled", None) for instrument in self.instruments)
+
+
+class BoundSeries:
+    """One attribute set on each of several instruments, written straight into the SDK's aggregations.
+
+    ``write(i, value)`` refuses (returns False) unless instrument ``i``'s series
+    is bound and :func:`evict` took none of its aggregations since; the caller
+    then takes the instrument's own path and calls ``bind(i)``. A view match
+    that drops its table at each delta collection is never bound. The exemplar
+    filter is consulted as the SDK does, unless no aggregation of the series
+    offers exemplars (the shared no-op reservoir) or the filter is always off.
+    A series with one reader holds its aggregation itself, else a tuple of them.
+    """
+
+    __slots__ = ("_instruments", "_attributes", "_targets", "_sampling")
+
+    def __init__(self, instruments: Instruments, attributes: Mapping[str, Any]) -> None:
+        self._instruments = instruments
         self._attributes = attributes
-        self._config = getattr(getattr(instrument, "_measurement_consumer", None), "_sdk_config", None)
-        self._enabled = getattr(instrument, "_is_enabled", None)
-        self._targets: tuple[tuple[Any, Any, Any], ...] = ()
-        self._filter: Any = None
+        self._targets: list[Any] = [None] * len(instruments.instruments)
+        self._sampling: Any = None  # the exemplar filter, once a bound series offers exemplars
 
-    def bind(self) -> None:
-        """Find the series' aggregations (after a write through the instrument); unbound when one is missing."""
-        targets = []
+    def bind(self, i: int) -> bool:
+        """Find instrument ``i``'s aggregations for the attribute set (after a write through it)."""
+        self._targets[i] = None
+        found = []
         offers = False
-        for match in _matches_of(self._instrument):
+        for match in _matches_of(self._instruments.instruments[i]):
             keys = match._view._attribute_keys
             attributes = self._attributes
             if keys is not None:
                 attributes = {key: value for key, value in attributes.items() if key in keys}
-            key = series_key(attributes)
-            aggregation = match._attributes_aggregation.get(key)
+            aggregation = match._attributes_aggregation.get(series_key(attributes))
             if (
                 getattr(match, "_reset_on_collect", False)
                 or not isinstance(aggregation, (_Aggregation, TouchingAggregation))
                 or isinstance(aggregation, (Placeholder, Gate))
+                or _evicted(aggregation)
             ):
-                self._targets = ()
-                return
-            offers = offers or _offers_exemplars(aggregation)
-            targets.append((match, key, aggregation))
-        exemplar_filter = getattr(self._config, "exemplar_filter", None)
-        self._filter = None if not offers or isinstance(exemplar_filter, AlwaysOffExemplarFilter) else exemplar_filter
-        self._targets = tuple(targets)
-
-    def write(self, value: Any) -> bool:
-        """Record ``value`` (already valid for the instrument); False when the caller must take the ordinary path."""
-        targets = self._targets
-        if not targets or (self._enabled is not None and not self._enabled()):
-            return False
-        for match, key, aggregation in targets:
-            if match._attributes_aggregation.get(key) is not aggregation:
-                self._targets = ()
                 return False
-        exemplar_filter = self._filter
+            offers = offers or _offers_exemplars(aggregation)
+            found.append(aggregation)
+        if not found:
+            return False
+        # Share the attribute set the SDK keeps with the aggregation rather than hold an equal one.
+        first = found[0]._inner if isinstance(found[0], TouchingAggregation) else found[0]
+        kept = getattr(first, "_attributes", None)
+        if kept is not self._attributes and type(kept) is dict and kept == self._attributes:
+            self._attributes = kept
+        if offers and self._sampling is None:
+            config = getattr(self._instruments.instruments[i]._measurement_consumer, "_sdk_config", None)
+            exemplar_filter = getattr(config, "exemplar_filter", None)
+            if exemplar_filter is not None and not isinstance(exemplar_filter, AlwaysOffExemplarFilter):
+                self._sampling = exemplar_filter
+        self._targets[i] = found[0] if len(found) == 1 else tuple(found)
+        return True
+
+    def write(self, i: int, value: Any) -> bool:
+        """Record ``value`` (valid for the instrument); False when the caller must take the instrument's path."""
+        target = self._targets[i]
+        if target is None:
+            return False
+        enabled = self._instruments.enabled[i]
+        if enabled is not None and not enabled():
+            return False
+        targets = target if type(target) is tuple else (target,)
+        for aggregation in targets:
+            if _evicted(aggregation):
+                self._targets[i] = None
+                return False
+        exemplar_filter = self._sampling
+        now = time.time_ns()
         if exemplar_filter is None:
-            measurement = _Write(value, time.time_ns(), self._instrument, None, self._attributes)
-            for _match, _key, aggregation in targets:
+            measurement = _Write(value, now, self._instruments.instruments[i], None, self._attributes)
+            for aggregation in targets:
                 aggregation.aggregate(measurement, False)
             return True
-        now = time.time_ns()
         context = get_current()
         sample = exemplar_filter.should_sample(value, now, self._attributes, context)
-        measurement = _Write(value, now, self._instrument, context, self._attributes)
-        for _match, _key, aggregation in targets:
+        measurement = _Write(value, now, self._instruments.instruments[i], context, self._attributes)
+        for aggregation in targets:
             aggregation.aggregate(measurement, sample)
         return True
 
@@ -1053,16 +1089,15 @@ def _run_self_check() -> list[str]:
 def _check_writer(provider: MeterProvider, reader: InMemoryMetricReader, counter: Any) -> list[str]:
     """A bound writer records what the instrument would, and refuses once its series was evicted."""
     attributes = {"namespace": "ns", "name": "bound"}
-    writer = SeriesWriter(counter, attributes)
+    writer = BoundSeries(Instruments([counter]), attributes)
     counter.add(1, attributes)
-    writer.bind()
-    if not writer.write(2):
+    if not writer.bind(0) or not writer.write(0, 2):
         return ["a bound writer does not write"]
     values = [p.value for p in _points(reader, "probe") if p.attributes.get("name") == "bound"]
     if values != [3]:
         return ["a bound writer's write is not collected as the SDK's (got %r)" % (values,)]
     evict(counter, series_key(attributes))
-    if writer.write(1):
+    if writer.write(0, 1):
         return ["a bound writer writes into an evicted series"]
     return []
 

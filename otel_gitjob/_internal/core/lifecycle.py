@@ -24,7 +24,7 @@ from otel_gitjob._internal.core import _sdk, degraded
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
-from otel_gitjob._internal.core.handles import BoundInstrument, handle_class
+from otel_gitjob._internal.core.handles import BoundInstrument, Kit, handle_class
 from otel_gitjob._internal.core.hooks import LifecycleHooks
 from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, coerce_object, kind_of, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
@@ -388,7 +388,7 @@ class Lifecycle:
                 is not a mapping of string keys to scalar values that leaves out the
                 identity keys.
         """
-        handle_type = handle_class(instrument)
+        handle_type, instrument_kind = handle_class(instrument)
         extra = dict(attributes or {})
         if (
             not all(isinstance(key, str) and key for key in extra)
@@ -400,20 +400,21 @@ class Lifecycle:
                 "values, without the identity keys %s (the object gives those); got %r"
                 % (self.identity_keys, attributes)
             )
+        kit = Kit([instrument], [instrument_kind], self._drops, fast=not self.degraded)
         try:
             key, uid = self._object_of(obj, None, "bind")
             if key is None or not all(valid_identity_value(value) for value in key[1]):
                 if key is not None:
                     self._drops.drop(REASON_BAD_OBJECT, "bind: a name that is not a valid Kubernetes name")
-                return handle_type(instrument, extra, None, self._drops, fast=False)
+                return handle_type(kit, extra, None)
             series = {**extra, **dict(zip(self.identity_keys, key[1], strict=True))}
             owner = self._registry.object_of(instrument.name, series)
             incarnation = self._registry.incarnation(owner, uid) if owner is not None else Incarnation(uid)
-            return handle_type(instrument, series, incarnation, self._drops, fast=not self.degraded)
+            return handle_type(kit, series, incarnation)
         except Exception as error:
             self._drops.drop("internal_error", "bind: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: bind failed", exc_info=True)
-            return handle_type(instrument, extra, None, self._drops, fast=False)
+            return handle_type(kit, extra, None)
 
     def shutdown(self) -> None:
         """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
@@ -539,10 +540,10 @@ class _Hooks:
         if not registry.removed_since(collection_stamp(metrics_data)):
             return metrics_data
         object_of = registry.object_of
-        hidden = registry.hidden
+        blocked = registry.is_blocked
         return filter_points(
             metrics_data,
-            lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
+            lambda name, attributes: (obj := object_of(name, attributes)) is None or not blocked(obj),
         )
 
     def uses(self, views: Sequence[View]) -> bool:

@@ -8,11 +8,6 @@ Forgetting evicts those series from every reader's SDK storage (freeing the
 memory and the cardinality slot) and leaves a *block* (a tombstone) that
 drops late writes until the object is seen alive again.
 
-This module sits at the bottom of the package: it imports only the SDK seam
-(``_sdk``), the drop recorder and the error type. The expiry processor, the
-view filter, the exporters and the :class:`~otel_gitjob.Lifecycle` façade use
-its operations, never its fields.
-
 Locks: ``_op_lock`` (``registry.op``) serialises the operations that evict or
 lift, so that an eviction never races a later re-creation of the same series;
 ``_state_lock`` (``registry.state``) guards the index, the blocks and the retired
@@ -87,13 +82,17 @@ class Incarnation:
         self.uid = uid
         self.guard = guard if guard is not None else nullcontext()
         self.dead = False
-        self.caches: list[tuple[dict[Any, Any], Any]] = []  # (cache, key) entries to drop at its end
+        self.caches: tuple[Any, ...] = ()  # cache, key, cache, key, ...: entries to drop at its end
+
+    def cached(self, cache: dict[Any, Any], key: Any) -> None:
+        """``cache[key]`` holds a handle of this incarnation: drop it when the incarnation ends."""
+        self.caches += (cache, key)
 
     def end(self) -> None:
         self.dead = True
-        for cache, key in self.caches:
-            cache.pop(key, None)
-        self.caches = []
+        caches, self.caches = self.caches, ()
+        for i in range(0, len(caches), 2):
+            caches[i].pop(caches[i + 1], None)
 
 
 class SeriesRegistry:
@@ -144,8 +143,7 @@ class SeriesRegistry:
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
         # time.time_ns() at which the latest removal finished, and how many removals are under way: a
         # collection stamped after the former, while none is under way, cannot contain a removed series, so
-        # the export filter can skip its scan. (Marking only the start let a collection that began after it
-        # read a series that the removal had not reached yet, and export it.)
+        # the export filter can skip its scan.
         self._last_removal_ns = 0
         self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
@@ -406,16 +404,13 @@ class SeriesRegistry:
         return fresh
 
     def is_blocked(self, obj: ObjectKey) -> bool:
+        """Whether ``obj`` is forgotten and not seen alive again (its series are kept out of exports)."""
         return obj in self._blocks
 
     def blocked(self) -> frozenset[ObjectKey]:
         """A snapshot of the blocked objects."""
         with self._state_lock:
             return frozenset(self._blocks)
-
-    def hidden(self, obj: ObjectKey) -> bool:
-        """Whether ``obj``'s series must be kept out of exports (forgotten, not yet alive again)."""
-        return obj in self._blocks
 
     def removed_since(self, stamp_ns: int | None) -> bool:
         """Whether a collection stamped ``stamp_ns`` may hold a series removed since (then it is filtered)."""

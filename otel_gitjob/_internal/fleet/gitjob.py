@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 
 from otel_gitjob._internal.core.drops import safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.handles import handle_class
+from otel_gitjob._internal.core.handles import Handle, Kit
 from otel_gitjob._internal.core.identity import (
     REASON_BAD_OBJECT,
     coerce_object,
@@ -120,6 +120,9 @@ GITJOB_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
 )
 
 
+_INDEX = {spec.key: i for i, spec in enumerate(GITJOB_INSTRUMENTS)}
+
+
 class GitJobMetrics:
     """Fleet's seven GitJob instruments, with typed recording methods.
 
@@ -178,7 +181,6 @@ class GitJobMetrics:
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
         self._registry = self._hooks.registry
-        self._degraded = lifecycle.degraded
         # Handles by (namespace, name, uid) as the typed calls met them; an incarnation's end drops its entries.
         self._handles: dict[Any, GitJobHandle] = {}
         provider = lifecycle.provider_for(meter_provider, "GitJobMetrics")
@@ -188,6 +190,10 @@ class GitJobMetrics:
             name = "%s_%s" % (prefix, spec.suffix) if prefix else spec.suffix
             self.names[spec.key] = name
             setattr(self, "_" + spec.key, _create(meter, spec, name) if spec.key in enabled else _DISABLED)
+        instruments = [getattr(self, "_" + spec.key) for spec in GITJOB_INSTRUMENTS]
+        kinds = [spec.kind for spec in GITJOB_INSTRUMENTS]
+        self._kit = Kit(instruments, kinds, self._drops, fast=not lifecycle.degraded)
+        self._slow_kit = Kit(instruments, kinds, self._drops, fast=False)
         # Declared even when the gauge is left out, so that a bad TTL is reported all the same.
         lifecycle.transient(self.names["duration_gauge"], gauge_ttl)
         lifecycle.register_self_metrics(meter)
@@ -232,14 +238,16 @@ class GitJobMetrics:
         GitRepo gives a handle that records nothing (counted).
         """
         handle = self._handle(repo, for_call=False)
-        return handle if isinstance(handle, GitJobHandle) else GitJobHandle(self, {}, None, fast=False)
+        return handle if isinstance(handle, GitJobHandle) else GitJobHandle(self._slow_kit, {}, None)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
     def _bound(self, repo: Any) -> GitJobHandle | _Disabled:
         """The handle a typed call records through: cached by identity, which is read by the repo's type."""
         handle = self._handles.get(fast_identity(repo))
-        return handle if handle is not None else self._handle(repo, for_call=True)
+        if handle is not None and handle.alive:
+            return handle
+        return self._handle(repo, for_call=True)
 
     def _handle(self, repo: Any, for_call: bool) -> GitJobHandle | _Disabled:
         """A handle for ``repo``, cached for the typed calls; ``_NOTHING`` when it names no GitRepo. Never raises."""
@@ -250,7 +258,7 @@ class GitJobMetrics:
                 return _NOTHING
             key = (ref.namespace, ref.name, ref.uid)
             handle = self._handles.get(key) if for_call else None
-            if handle is not None:
+            if handle is not None and handle.alive:
                 return handle
             if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
                 self._drops.drop(REASON_BAD_OBJECT, "a namespace/name that is not a valid Kubernetes name")
@@ -262,11 +270,13 @@ class GitJobMetrics:
             incarnation = self._registry.incarnation((self._kind, identity), ref.uid)
             if incarnation is None and for_call:
                 # Forgotten and not seen alive again: the SDK path drops the write at the block, and counts it.
-                return GitJobHandle(self, attributes, Incarnation(None), fast=False)
-            handle = GitJobHandle(self, attributes, incarnation, fast=not self._degraded)
+                return GitJobHandle(self._slow_kit, attributes, Incarnation(None))
+            handle = GitJobHandle(self._kit, attributes, incarnation)
             if for_call and incarnation is not None:
                 self._handles[key] = handle
-                incarnation.caches.append((self._handles, key))
+                incarnation.cached(self._handles, key)
+                if incarnation.dead:  # forgotten meanwhile: its end may have missed this entry
+                    self._handles.pop(key, None)
             return handle
         except Exception as error:  # recording never raises into the controller
             self._drops.drop(REASON_INTERNAL, "%s: %s" % ("record" if for_call else "bind", type(error).__name__))
@@ -274,71 +284,43 @@ class GitJobMetrics:
             return _NOTHING
 
 
-class GitJobHandle:
+class GitJobHandle(Handle):
     """The typed calls of :class:`GitJobMetrics` for one GitRepo (``GitJobMetrics.bind(repo)``). Never raises."""
 
-    __slots__ = (
-        "_created_success",
-        "_created_failure",
-        "_duration",
-        "_duration_gauge",
-        "_fetch_success",
-        "_fetch_failure",
-        "_fetch_duration",
-        "_drops",
-        "_incarnation",
-    )
+    __slots__ = ()
 
-    # Set from GITJOB_INSTRUMENTS, one handle per row's key.
-    _created_success: Any
-    _created_failure: Any
-    _duration: Any
-    _duration_gauge: Any
-    _fetch_success: Any
-    _fetch_failure: Any
-    _fetch_duration: Any
-
-    def __init__(
-        self, metrics: GitJobMetrics, attributes: dict[str, str], incarnation: Incarnation | None, fast: bool
-    ) -> None:
-        self._drops = metrics._drops
-        self._incarnation = incarnation
-        for spec in GITJOB_INSTRUMENTS:
-            instrument = getattr(metrics, "_" + spec.key)
-            if instrument is _DISABLED:
-                handle: Any = _DISABLED
-            else:
-                handle = handle_class(instrument)(instrument, attributes, incarnation, self._drops, fast)
-            setattr(self, "_" + spec.key, handle)
-
-    @property
-    def alive(self) -> bool:
-        """False once the repo's incarnation was forgotten or superseded: every call is then dropped."""
-        return self._incarnation is not None and not self._incarnation.dead
+    # The instruments' indexes in GITJOB_INSTRUMENTS (the kit's order).
+    _CREATED = _INDEX["created_success"]
+    _CREATION_FAILED = _INDEX["created_failure"]
+    _DURATION = _INDEX["duration"]
+    _DURATION_GAUGE = _INDEX["duration_gauge"]
+    _FETCHED = _INDEX["fetch_success"]
+    _FETCH_FAILED = _INDEX["fetch_failure"]
+    _FETCH_DURATION = _INDEX["fetch_duration"]
 
     def job_created(self) -> None:
         """A git job was created for the repo."""
-        self._created_success.add(1)
+        self._non_negative(self._CREATED, 1)
 
     def job_creation_failed(self) -> None:
         """Creating the repo's git job failed."""
-        self._created_failure.add(1)
+        self._non_negative(self._CREATION_FAILED, 1)
 
     def job_succeeded(self, duration_seconds: float) -> None:
         """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
         if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
-            self._duration.record(duration_seconds)
-            self._duration_gauge.set(duration_seconds)
+            self._non_negative(self._DURATION, duration_seconds)
+            self._finite(self._DURATION_GAUGE, duration_seconds)
 
     def commit_fetched(self, duration_seconds: float) -> None:
         """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
         if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
-            self._fetch_success.add(1)
-            self._fetch_duration.record(duration_seconds)
+            self._non_negative(self._FETCHED, 1)
+            self._non_negative(self._FETCH_DURATION, duration_seconds)
 
     def commit_fetch_failed(self) -> None:
         """Polling the git host for the repo's latest commit failed."""
-        self._fetch_failure.add(1)
+        self._non_negative(self._FETCH_FAILED, 1)
 
     def time_commit_fetch(self) -> _CommitFetchTimer:
         """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
@@ -350,7 +332,7 @@ class GitJobHandle:
                 return True
         except Exception:  # an int too large for a float, a number whose comparison raises
             pass
-        self._drops.drop(REASON_BAD_DURATION, safe_detail(value))
+        self._instruments.drops.drop(REASON_BAD_DURATION, safe_detail(value))  # type: ignore[attr-defined]
         return False
 
 
@@ -377,7 +359,7 @@ class _CommitFetchTimer:
 class _Disabled:
     """Stands for an instrument the user left out, and for the repo of a call that was dropped."""
 
-    alive = False
+    name = "(left out)"
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         pass
