@@ -22,7 +22,13 @@ What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
   instrument as ``instrument._measurement_consumer``;
 * ``Aggregation._create_aggregation(instrument, attributes, reservoir_factory,
   start_time)``, the hook our views implement, called under the match's lock;
-* ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``.
+* ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``;
+* for bound writes (:class:`BoundSeries`): ``_Aggregation.aggregate(measurement,
+  should_sample_exemplar)`` reads the measurement's ``value`` (its time, context and
+  attributes only to offer an exemplar), ``_reservoir`` and ``_attributes``, the view's
+  ``_attribute_keys``, the configuration's ``exemplar_filter``, and, where they exist,
+  ``_Synchronous._is_enabled`` and ``_ViewInstrumentMatch._reset_on_collect`` (1.45.2: a
+  delta reader's table is replaced at each collection, so such a series is never bound).
 
 What differs, one adapter each:
 
