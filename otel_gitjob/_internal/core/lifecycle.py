@@ -1,11 +1,9 @@
-"""The ``Lifecycle`` façade: composes the registry, the expiry processor and the views.
+"""The ``Lifecycle`` façade: composes the registry, the expiry processor, the views and bound handles.
 
-It sits on top of the core (``registry`` ← ``expiry`` ← ``views``) and adds
-nothing of its own but the object references a controller holds (bodies,
-models, tuples) and ownership: whoever creates a Lifecycle shuts it down;
-readers and exporters never do. What readers, exporters and instruments need
-of it (:class:`~.hooks.LifecycleHooks`) they reach through :func:`hooks_of`,
-off its public surface.
+It adds the object references a controller holds (bodies, models, tuples) and
+ownership: whoever creates a Lifecycle shuts it down; readers and exporters
+never do. What they need of it (:class:`~.hooks.LifecycleHooks`) they reach
+through :func:`hooks_of`, off its public surface.
 """
 
 from __future__ import annotations
@@ -169,9 +167,7 @@ class Lifecycle:
             exemplars: Keep the SDK's per-series exemplar reservoirs for the series of
                 managed objects that no view of yours matches (every other series
                 keeps them). Off by default: the Prometheus text format never shows
-                exemplars, and one reservoir per series cost about a tenth of the
-                heap and of the SDK's collect time at Fleet scale. Turn it on for an
-                OTLP backend that shows exemplars.
+                exemplars; turn it on for an OTLP backend that does.
 
         As with the SDK's own default view, instruments no view of yours matches get
         the aggregation the reader asks for (an exporter's ``preferred_aggregation``,
@@ -530,9 +526,7 @@ class _Hooks:
         self.registry.housekeeping()
 
     def filter(self, metrics_data: MetricsData) -> MetricsData:
-        # Series removed before a collection are already gone from the SDK storage; only a removal racing
-        # the collection leaves points to drop, so a collection stamped after the latest removal passes
-        # untouched (in degraded mode every collection is filtered).
+        # Only a removal racing the collection leaves points to drop (degraded: every collection is filtered).
         expiry = self._lifecycle._expiry
         if expiry is not None:
             metrics_data = expiry.filter_expired(metrics_data)

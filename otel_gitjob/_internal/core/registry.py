@@ -155,15 +155,7 @@ class SeriesRegistry:
     # -- configuration --------------------------------------------------------------------------------------
 
     def declare_kind(self, kind: str, instrument_names: Iterable[str], owner: Owner | None = None) -> None:
-        """Series of these instruments belong to objects of ``kind`` (others: the default kind).
-
-        Args:
-            kind: The Kubernetes kind.
-            instrument_names: The instruments.
-            owner: ``owner(instrument_name, attributes)`` names the object of a
-                series by a mapping of the identity keys, for instruments whose
-                series do not carry them (None: not known, the series is not managed).
-        """
+        """Series of these instruments belong to objects of ``kind``; see :meth:`Lifecycle.declare_kind`."""
         kind = validate_kind(kind)
         for name in instrument_names:
             if not isinstance(name, str) or not name:

@@ -130,6 +130,7 @@ class GitJobMetrics:
     tuple, a mapping with ``metadata`` (a watch event object or kopf body) or a
     ``kubernetes`` client model, and never raises: unusable input is dropped,
     logged once per kind and counted in ``otel_gitjob_dropped_measurements_total``.
+    :meth:`bind` gives the same calls for one GitRepo (:class:`GitJobHandle`).
 
     Args:
         meter_provider: Where to create the instruments; the global provider when None. It must be
