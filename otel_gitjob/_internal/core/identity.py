@@ -209,7 +209,11 @@ def _of_mapping_metadata(obj: Mapping[str, Any]) -> Identified | None:
 
 
 def _of_mapping_fields(obj: Mapping[str, Any]) -> Identified | None:
-    return _checked(obj["namespace"], obj["name"], obj["uid"])
+    try:
+        uid = obj["uid"]
+    except KeyError:  # an object not created by an API server (tests, dry runs)
+        uid = None
+    return _checked(obj["namespace"], obj["name"], uid)
 
 
 def _of_metadata_attribute(obj: Any) -> Identified | None:
