@@ -115,7 +115,7 @@ def test_a_crs_object_deleted_unseen_is_forgotten_after_the_relist(emulator, mak
 def test_collections_keep_no_per_series_state_in_the_gauges():
     """The series are projected at the object's event: collecting them allocates nothing that outlives it.
 
-    A key per series kept between collections (a frozenset of its label pairs) cost about 1 KiB per series.
+    A key per series kept between collections (a frozenset of its label pairs) cost about 1.5 KB per series.
     """
     import tracemalloc
 
@@ -137,8 +137,9 @@ def test_collections_keep_no_per_series_state_in_the_gauges():
         held = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, gauges.__file__)])
     finally:
         tracemalloc.stop()
-    # Per object and gauge: its entry in the last-collected table (3 series each, 600 in all).
-    assert sum(stat.size for stat in held.statistics("filename")) < objects * 2 * 100
+    # Per object and gauge its entry in the last-collected table, and at most an owner index (a flat tuple per
+    # series, about 150 B) where something asked for owners since (3 series per object).
+    assert sum(stat.size for stat in held.statistics("filename")) < objects * 3 * 400
     assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 3 * objects}
 
 
@@ -157,7 +158,18 @@ def test_an_object_with_odd_label_keys_leaves_the_other_objects_owned():
     serve_kind(lifecycle, kind, cache, meter_provider=provider, status_gauges=True, user="test", scope="crs")
     for name in ("odd", "a", "b"):
         cache.apply_event(ADDED, kind.project(widget(name)))
-    assert len(points_of(reader.get_metrics_data())) == 3
+    assert points(reader) == 3
     assert hooks_of(lifecycle).registry.series_by_kind() == {"Widget": 2}
     cache.apply_event(MODIFIED, kind.project(widget("odd", version="2")))  # its old label set is retired
-    assert len(points_of(reader.get_metrics_data())) == 3
+    assert points(reader) == 3
+
+
+def points(reader: InMemoryMetricReader) -> int:
+    """Points of a collection, whatever their attribute keys (older SDKs keep a non-string key as it is)."""
+    data = reader.get_metrics_data()
+    return sum(
+        len(metric.data.data_points)
+        for resource_metrics in (data.resource_metrics if data else ())
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )
