@@ -165,7 +165,7 @@ def bench_export(args: argparse.Namespace, endpoint: str) -> None:
     markers_module.encode = timed_encode  # type: ignore[assignment]
     deleted = repos[: args.deletions]
     before_times, forget_times, marker_times, marker_prepare = [], [], [], []
-    sent_before = staleness.sent_total
+    sent_before = staleness.store.sent_total
     for _ in range(args.rounds):
         for repo in deleted:
             lifecycle.observe(repo)
@@ -177,7 +177,7 @@ def bench_export(args: argparse.Namespace, endpoint: str) -> None:
         marker_times.append(timed(reader.collect))
         marker_prepare.append(sum(encode_times))
     markers_module.encode = encode  # type: ignore[assignment]
-    markers_per_export = (staleness.sent_total - sent_before) // args.rounds
+    markers_per_export = (staleness.store.sent_total - sent_before) // args.rounds
     before_median = statistics.median(before_times)
     marker_median = statistics.median(marker_times)
     forget_median = statistics.median(forget_times)
@@ -232,8 +232,8 @@ def bench_outage(args: argparse.Namespace, endpoint: str, down_file: str) -> Non
     exporter = LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=endpoint, timeout=60))
     staleness = exporter.staleness
     assert staleness is not None, "the push seam is degraded: no markers to flush"
-    staleness.idle_flush_seconds = 0  # only the timed flushes send
-    staleness.max_pending = max(staleness.max_pending, count * per_repo)
+    staleness.flusher.interval = 0  # only the timed flushes send
+    staleness.store.max_pending = max(staleness.store.max_pending, count * per_repo)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
     provider = MeterProvider(
         metric_readers=[reader], views=lifecycle.views(View(instrument_name="*", aggregation_cardinality_limit=limit))
@@ -269,7 +269,7 @@ def bench_outage(args: argparse.Namespace, endpoint: str, down_file: str) -> Non
         for repo in repos:
             lifecycle.forget(repo)
         reader.collect()  # fails: the markers stay pending
-        return staleness.pending()
+        return staleness.store.pending()
 
     baseline, first, failed, retried = [], [], [], []
     pending = 0
@@ -278,18 +278,20 @@ def bench_outage(args: argparse.Namespace, endpoint: str, down_file: str) -> Non
 
         pending = outage("a%d" % number)
         os.unlink(down_file)
-        sent = staleness.sent_total
+        sent = staleness.store.sent_total
         seconds, ok = cpu(staleness.flush)
-        assert ok and staleness.pending() == 0 and staleness.sent_total - sent == pending, "flush lost markers"
+        assert ok and staleness.store.pending() == 0 and staleness.store.sent_total - sent == pending, (
+            "flush lost markers"
+        )
         first.append(seconds)
 
         pending = outage("b%d" % number)
         seconds, ok = cpu(staleness.flush)  # an idle flush during the outage: encodes, fails to send
-        assert not ok and staleness.pending() == pending
+        assert not ok and staleness.store.pending() == pending
         failed.append(seconds)
         os.unlink(down_file)
         seconds, ok = cpu(staleness.flush)
-        assert ok and staleness.pending() == 0, "retry lost markers"
+        assert ok and staleness.store.pending() == 0, "retry lost markers"
         retried.append(seconds)
         print(
             "round %d: %.3f s, %.3f s / %.3f s, baseline %.3f s"

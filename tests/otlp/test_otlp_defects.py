@@ -61,7 +61,7 @@ def test_tracked_delta_series_cap_holds_across_forgets(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
     pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint), lifecycle)
     staleness = pipeline.exporter.staleness
-    staleness.max_tracked_delta = 2
+    staleness.store.max_tracked_delta = 2
     gitjob = pipeline.gitjob
     gitjob.job_created(REPO_A)
     gitjob.job_creation_failed(REPO_A)
@@ -152,8 +152,8 @@ def test_collector_down_warns_once_and_encodes_each_marker_once(
     sink = HttpSink()
     pipeline = make_pipeline(otlp_exporter("http", sink.endpoint, timeout=1), lifecycle)
     staleness = pipeline.exporter.staleness
-    staleness.idle_flush_seconds = 0
-    staleness.max_pending = 500
+    staleness.flusher.interval = 0
+    staleness.store.max_pending = 500
     repos = [("fleet-local", "r-%d" % i) for i in range(2_000)]
     for repo in repos:
         pipeline.gitjob.job_created(repo)
@@ -168,7 +168,7 @@ def test_collector_down_warns_once_and_encodes_each_marker_once(
             pipeline.provider.force_flush(10_000)  # the export and a marker-only flush, both failing
     dropped = [r for r in caplog.records if "staleness markers dropped, oldest first" in r.getMessage()]
     assert len(dropped) == 1
-    assert staleness.pending() == 500 and staleness.dropped_total == 1_500
+    assert staleness.store.pending() == 500 and staleness.store.dropped_total == 1_500
     observe = lifecycle.self_metrics.observe
     assert observe("otel_gitjob_staleness_markers_pending") == [(500.0, {})]
     assert observe("otel_gitjob_staleness_markers_dropped") == [(1_500.0, {})]
@@ -183,7 +183,7 @@ def test_memory_of_pending_markers_matches_the_documented_bound(lifecycle: Lifec
     sink = HttpSink()
     pipeline = make_pipeline(otlp_exporter("http", sink.endpoint, timeout=1), lifecycle)
     staleness = pipeline.exporter.staleness
-    staleness.idle_flush_seconds = 0
+    staleness.flusher.interval = 0
     count = 10_000
     repos = [("fleet-local", "repo-%d" % i) for i in range(count // 7 + 1)]
     for repo in repos:
@@ -200,7 +200,7 @@ def test_memory_of_pending_markers_matches_the_documented_bound(lifecycle: Lifec
         for repo in repos:
             lifecycle.forget(repo)
         staleness.flush()  # fails: every marker is now encoded, and stays pending
-        pending = staleness.pending()
+        pending = staleness.store.pending()
         gc.collect()
         with_markers = tracemalloc.get_traced_memory()[0]
         staleness.store.clear()

@@ -131,7 +131,7 @@ def test_series_recreated_before_the_next_export_is_not_marked(
     sink.wait_requests(2)
     second = of(sink.points(), ATTRS_A, request=1)
     assert [(p.stale, p.value) for p in second] == [(False, 1)]
-    assert pipeline.exporter.staleness.pending() == 0
+    assert pipeline.exporter.staleness.store.pending() == 0
 
 
 def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
@@ -144,12 +144,12 @@ def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
     lifecycle.forget(REPO_A)
     sink.fail_next = 2  # 400 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
     pipeline.provider.force_flush(10_000)
-    assert pipeline.exporter.staleness.pending() == 1
+    assert pipeline.exporter.staleness.store.pending() == 1
     pipeline.flush()
     sink.wait_requests(3)
     stale = [p for p in sink.points() if p.stale]
     assert [(p.request, p.metric, p.attributes) for p in stale] == [(2, "fleet_gitjobs_created_success_total", ATTRS_A)]
-    assert pipeline.exporter.staleness.pending() == 0
+    assert pipeline.exporter.staleness.store.pending() == 0
 
 
 def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
@@ -157,7 +157,7 @@ def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
 ) -> None:
     pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint, timeout=2), lifecycle)
     staleness: StalenessMarkers = pipeline.exporter.staleness
-    staleness.max_pending = 3
+    staleness.store.max_pending = 3
     repos = [("fleet-local", "repo-%d" % i) for i in range(5)]
     for repo in repos:
         pipeline.gitjob.job_created(repo)
@@ -165,8 +165,8 @@ def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         for repo in repos:
             lifecycle.forget(repo)
-    assert staleness.pending() == 3
-    assert staleness.dropped_total == 2
+    assert staleness.store.pending() == 3
+    assert staleness.store.dropped_total == 2
     assert "staleness markers dropped, oldest first" in caplog.text
     pipeline.gitjob.job_created(REPO_B)
     pipeline.flush()
@@ -185,12 +185,12 @@ def test_unsent_marker_is_dropped_after_max_age_with_a_log_line(
     lifecycle.forget(REPO_A)
     http_sink.fail_next = 2
     pipeline.provider.force_flush(10_000)  # export and the marker-only flush fail
-    assert staleness.pending() == 1
-    clock.advance(staleness.max_age_seconds + 1)
+    assert staleness.store.pending() == 1
+    clock.advance(staleness.store.max_age_seconds + 1)
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         pipeline.flush()
     assert "staleness markers dropped after" in caplog.text
-    assert staleness.pending() == 0
+    assert staleness.store.pending() == 0
     assert not [p for p in http_sink.points() if p.stale]
 
 
@@ -233,7 +233,7 @@ def test_idle_flusher_sends_markers_when_no_export_comes(
     http_sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
 ) -> None:
     pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint), lifecycle)
-    pipeline.exporter.staleness.idle_flush_seconds = 0.2
+    pipeline.exporter.staleness.flusher.interval = 0.2
     pipeline.gitjob.job_created(REPO_A)
     pipeline.flush()
     lifecycle.forget(REPO_A)  # no flush from the test from here on

@@ -2,39 +2,31 @@
 
 Only this module touches a ``_``-prefixed name of
 ``opentelemetry-exporter-otlp-proto-http`` or ``-grpc``. Markers and final
-deltas travel in requests of their own, never inside the exporter's requests
-of live data, so they can neither delay nor (by pushing a request past a size
-limit) drop live data. Each request goes out with the exporter's own endpoint,
-TLS, headers, compression and timeout. One adapter per shape of the exporters:
+deltas travel in requests of their own, never inside the exporter's requests of
+live data, with the exporter's own endpoint, TLS, headers, compression and
+timeout. One adapter per shape of the exporters:
 
-* OTLP/HTTP 1.45 and later: ``_export_batch(request)`` sends one request,
-  checking the exporter's ``max_request_size`` and retrying.
+* OTLP/HTTP 1.45 and later: ``_export_batch(request)`` (size check, retries).
 * OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``.
-* OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once and returns
-  the response; a failed send stays pending and goes again with the next
-  export (the exporter's own retries are inside ``export()``, not there).
-* OTLP/gRPC (every supported release): ``_export(data)`` encodes with
-  ``_translate_data(data)`` once per attempt; that method is patched on the
-  exporter *instance* to hand back our request for our data, and to call the
-  exporter's own for anything else.
+* OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once; a failed send
+  stays pending for the next export.
+* OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt;
+  that method is patched on the exporter *instance* to hand back our request for
+  our data and call the exporter's own for anything else.
 
 Before the first marker of an exporter class is sent, :func:`transport_for`
-checks its adapter by behaviour with a throwaway exporter of that class: over
-HTTP a known request must reach a receiver on loopback exactly; over gRPC the
-exporter's client (a recorder) must be handed exactly that request, and the
-exporter's own live data unchanged. When no
-adapter fits or the check fails, the seam runs *degraded* (one WARNING,
-``otel_gitjob_degraded{seam="push"} 1``): :class:`PublicTransport` uses the
-exporter's public ``export()`` only. Final deltas (data recorded before a
-forget) still go out through it; staleness markers cannot (the SDK's data
-model has no point flags), so they are counted as dropped and the receivers
-drop those series at their own expiry. Forgotten and expired series never
-leave the process either way: the lifecycle filter runs before the exporter.
-``OTEL_GITJOB_DEGRADED=push`` forces that path.
+checks its adapter with a throwaway exporter of that class: over HTTP a known
+request must reach a loopback receiver exactly; over gRPC the exporter's client
+(a recorder) must get exactly that request, and live data unchanged. When no
+adapter fits or the check fails (or ``OTEL_GITJOB_DEGRADED=push``), the seam
+runs *degraded* (one WARNING, ``otel_gitjob_degraded{seam="push"} 1``):
+:class:`PublicTransport` uses the public ``export()`` only, which carries final
+deltas but not markers (SDK data has no point flags); markers are counted as
+dropped and receivers drop those series at their own expiry.
 
 Limits follow the exporter's: ``max_export_batch_size`` points per request, and
-at most :data:`MAX_REQUEST_BYTES` (or the exporter's ``max_request_size`` /
-the channel's ``grpc.max_send_message_length``, when smaller).
+at most :data:`MAX_REQUEST_BYTES` (or the exporter's ``max_request_size`` / the
+channel's ``grpc.max_send_message_length``, when smaller).
 """
 
 from __future__ import annotations
@@ -50,6 +42,7 @@ from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 
 from otel_gitjob._internal.core import degraded
 from otel_gitjob._internal.core.locks import join, ranked_lock
+from otel_gitjob._internal.push.encoding import NO_RECORDED_VALUE, metrics_data
 
 __all__ = ["MAX_REQUEST_BYTES", "SEAM", "PublicTransport", "Transport", "reset_checks", "transport_for"]
 
@@ -94,10 +87,6 @@ class Transport:
 
     def send(self, request: Any) -> MetricExportResult:
         raise NotImplementedError
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000) -> MetricExportResult:
-        """Send SDK data through the exporter's public ``export()``."""
-        return self.exporter.export(metrics_data, timeout_millis=timeout_millis)  # type: ignore[no-any-return]
 
 
 def _params(function: Any) -> list[str]:
@@ -336,7 +325,7 @@ def _probe_request(marker: str) -> Any:
     metric.name = marker
     point = metric.gauge.data_points.add()
     point.time_unix_nano = 1
-    point.flags = 1  # NO_RECORDED_VALUE: the flag must arrive
+    point.flags = NO_RECORDED_VALUE  # the flag must arrive
     return request
 
 
@@ -394,7 +383,7 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
     # The exporter's stub is replaced by a recorder: what is checked is the exporter's own send step
     # (_export calling _translate_data, then Export), with no channel, network or proxy involved.
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics
+    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -413,29 +402,10 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
         try:
             request = _probe_request("otel_gitjob_push_self_check")
             result = transport.send(request)
-            live = MetricsData(
-                resource_metrics=[
-                    ResourceMetrics(
-                        resource=Resource.create({}),
-                        scope_metrics=[
-                            ScopeMetrics(
-                                scope=InstrumentationScope("otel-gitjob-self-check"),
-                                metrics=[
-                                    Metric(
-                                        name="otel_gitjob_push_self_check_live",
-                                        description="",
-                                        unit="",
-                                        data=Gauge([NumberDataPoint({}, 0, 1, 7)]),
-                                    )
-                                ],
-                                schema_url="",
-                            )
-                        ],
-                        schema_url="",
-                    )
-                ]
-            )
-            live_result = exporter.export(live)
+            gauge = Gauge([NumberDataPoint({}, 0, 1, 7)])
+            live = Metric(name="otel_gitjob_push_self_check_live", description="", unit="", data=gauge)
+            scope = InstrumentationScope("otel-gitjob-self-check")
+            live_result = exporter.export(metrics_data({Resource.create({}): {scope: [live]}}))
         finally:
             transport.uninstall()
     finally:

@@ -54,21 +54,18 @@ NO_RECORDED_VALUE = 1
 ShapeKey = tuple[str, str]  # (scope name, stream name)
 Exported = tuple[Metric, Any, Any]  # (metric, its SDK Resource, its InstrumentationScope)
 
-# A request's bytes beyond its metrics, per (resource, scope) group: tags and lengths of the
-# ResourceMetrics and ScopeMetrics messages and their schema URLs (resource and scope counted apart).
-_PER_GROUP_OVERHEAD = 32
+# A group's bytes in a request beyond its header's: the tag and length varints of its ResourceMetrics and
+# ScopeMetrics, which grow with the metrics they hold.
+_PER_GROUP_OVERHEAD = 16
 # The AnyValue field of each attribute type a marker copies itself; any other goes through encode_metrics.
 _VALUE_FIELDS = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Group:
-    """The resource and scope a set of encoded metrics belongs to, as protobuf messages."""
+    """A resource and scope: an encoded ``ResourceMetrics`` holding one empty ``ScopeMetrics``, and its size."""
 
-    resource: Any
-    resource_schema_url: str
-    scope: Any
-    scope_schema_url: str
+    header: Any
     size: int
 
 
@@ -189,20 +186,14 @@ class ShapeBook:
         # Imported here: the OTLP packages are optional, and only their users get here.
         from opentelemetry.exporter.otlp.proto.common import metrics_encoder
 
-        request = metrics_encoder.encode_metrics(_metrics_data({shape.resource: {shape.scope: metrics}}))
+        request = metrics_encoder.encode_metrics(metrics_data({shape.resource: {shape.scope: metrics}}))
         resource_metrics = request.resource_metrics[0]
         scope_metrics = resource_metrics.scope_metrics[0]
         if shape.group is None:
-            shape.group = self._groups.setdefault(
-                (shape.resource, shape.scope),
-                Group(
-                    resource_metrics.resource,
-                    resource_metrics.schema_url,
-                    scope_metrics.scope,
-                    scope_metrics.schema_url,
-                    resource_metrics.resource.ByteSize() + scope_metrics.scope.ByteSize() + _PER_GROUP_OVERHEAD,
-                ),
-            )
+            header = type(resource_metrics)(resource=resource_metrics.resource, schema_url=resource_metrics.schema_url)
+            header.scope_metrics.add(scope=scope_metrics.scope, schema_url=scope_metrics.schema_url)
+            group = Group(header, header.ByteSize() + _PER_GROUP_OVERHEAD)
+            shape.group = self._groups.setdefault((shape.resource, shape.scope), group)
         return list(scope_metrics.metrics)  # one scope in, one scope out, metrics in the order given
 
 
@@ -353,10 +344,10 @@ def final_deltas(items: list[Item], book: ShapeBook) -> tuple[MetricsData | None
         metrics = groups.setdefault(shape.resource, {}).setdefault(shape.scope, [])
         metrics.extend(_final_metric(shape, item) for item in finals)
         carried.extend(finals)
-    return (_metrics_data(groups), carried) if carried else (None, [])
+    return (metrics_data(groups), carried) if carried else (None, [])
 
 
-def _metrics_data(groups: Mapping[Any, Mapping[Any, list[Metric]]]) -> MetricsData:
+def metrics_data(groups: Mapping[Any, Mapping[Any, list[Metric]]]) -> MetricsData:
     """SDK data of ``{resource: {scope: metrics}}``: one ResourceMetrics per resource, as the encoder expects."""
     return MetricsData(
         resource_metrics=[
@@ -408,10 +399,6 @@ def _assemble(request_class: Any, items: list[Item]) -> Any:
     request = request_class()
     for group, encoded in chunks.items():
         resource_metrics = request.resource_metrics.add()
-        resource_metrics.resource.CopyFrom(group.resource)
-        resource_metrics.schema_url = group.resource_schema_url
-        scope_metrics = resource_metrics.scope_metrics.add()
-        scope_metrics.MergeFromString(b"".join(encoded))  # each chunk is a ScopeMetrics holding one Metric
-        scope_metrics.scope.CopyFrom(group.scope)
-        scope_metrics.schema_url = group.scope_schema_url
+        resource_metrics.CopyFrom(group.header)
+        resource_metrics.scope_metrics[0].MergeFromString(b"".join(encoded))  # each a ScopeMetrics of one Metric
     return request

@@ -1,8 +1,7 @@
 """``StalenessMarkers``: ties the store, the encoding, the transport and the flusher to one OTLP exporter.
 
 Each export goes out first, exactly as the exporter alone would send it; then
-the pending items, in requests of their own, in order: the final deltas of
-forgotten series, then their markers (see the package docstring).
+the pending items, in order, in requests of their own.
 """
 
 from __future__ import annotations
@@ -39,10 +38,9 @@ __all__ = ["StalenessMarkers", "staleness_markers_for"]
 
 _logger = logging.getLogger("otel_gitjob")
 
-# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval, which no
-# Collector outage can grow past. A pending marker, encoded, holds about 535 bytes (tracemalloc, Fleet's
-# attributes; test_memory_of_pending_markers_matches_the_documented_bound checks the figure below), so
-# 50,000 hold at most 50,000 x 600 B = 29 MiB (was ~720 B each before the compact keys and plain dict).
+# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval. A pending
+# marker, encoded, holds about 535 bytes (Fleet's attributes; checked by
+# test_memory_of_pending_markers_matches_the_documented_bound), so 50,000 hold at most 29 MiB.
 DEFAULT_MAX_PENDING = 50_000
 BYTES_PER_PENDING_MARKER = 600
 # Past 5 minutes a marker is pointless: the Collector's prometheus exporter
@@ -81,8 +79,8 @@ def staleness_markers_for(
 class StalenessMarkers:
     """Sends each series the lifecycle removes one final time, flagged ``NO_RECORDED_VALUE``.
 
-    Owned by a :class:`~otel_gitjob._internal.prometheus.reader.LifecycleExporter` wrapping an
-    OTLP exporter; registers itself as a removal listener of the registry.
+    Owned by the :class:`~otel_gitjob.LifecycleExporter` wrapping an OTLP exporter; listens to the
+    registry's removals. Settings and counters live on :attr:`store` and :attr:`flusher`.
 
     Args:
         registry: The registry whose removals are marked.
@@ -131,7 +129,7 @@ class StalenessMarkers:
         self._seen_removal_ns = 0
         # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
         self._send_lock = ranked_lock("markers.send")
-        self._flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
+        self.flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
         self._closed = False
         self._self_metrics = self_metrics
         self._sources: list[tuple[str, Callable[[], Any]]] = [
@@ -144,48 +142,6 @@ class StalenessMarkers:
                 self_metrics.add(name, source)
         transport.install()
         registry.add_removal_listener(self._on_removed)
-
-    # -- settings and counters (kept on the store; exposed here for callers and tests) ---------------------------
-
-    @property
-    def max_pending(self) -> int:
-        return self.store.max_pending
-
-    @max_pending.setter
-    def max_pending(self, value: int) -> None:
-        self.store.max_pending = value
-
-    @property
-    def max_age_seconds(self) -> float:
-        return self.store.max_age_seconds
-
-    @property
-    def max_tracked_delta(self) -> int:
-        return self.store.max_tracked_delta
-
-    @max_tracked_delta.setter
-    def max_tracked_delta(self, value: int) -> None:
-        self.store.max_tracked_delta = value
-
-    @property
-    def idle_flush_seconds(self) -> float:
-        return self._flusher.interval
-
-    @idle_flush_seconds.setter
-    def idle_flush_seconds(self, value: float) -> None:
-        self._flusher.interval = value
-
-    @property
-    def dropped_total(self) -> int:
-        return self.store.dropped_total
-
-    @property
-    def sent_total(self) -> int:
-        return self.store.sent_total
-
-    def pending(self) -> int:
-        """Items (markers and final deltas) waiting to be sent."""
-        return self.store.pending()
 
     # -- the removal listener (called by the registry under its op lock) ----------------------------------------
 
@@ -214,7 +170,7 @@ class StalenessMarkers:
             stamp = max(stamp, max(final.point.time_unix_nano for _, final in ours) + _MARKER_AFTER_FINAL_NS)
         forgotten = identity is not None and self._registry.is_blocked(identity)
         self.store.removed(identity, keys, ours, forgotten, stamp)
-        self._flusher.poke()
+        self.flusher.poke()
 
     # -- exporting ----------------------------------------------------------------------------------------------
 
@@ -306,7 +262,7 @@ class StalenessMarkers:
         if data is None:
             return True
         try:
-            result = self._transport.export(data)
+            result = self._exporter.export(data)
         except Exception:
             _logger.exception("otel-gitjob: sending %d final deltas failed", len(finals))
             result = MetricExportResult.FAILURE
@@ -351,7 +307,7 @@ class StalenessMarkers:
                 _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
         self._closed = True
         self._registry.remove_removal_listener(self._on_removed)
-        self._flusher.close()
+        self.flusher.close()
         self.store.clear()
         self._transport.uninstall()
         if self._self_metrics is not None:

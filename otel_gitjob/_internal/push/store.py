@@ -1,16 +1,12 @@
 """The pending-marker store: what is waiting to be sent, bounded, ordered, settled only on success.
 
-An *item* is either a staleness marker (a removed series, sent flagged
-``NO_RECORDED_VALUE``) or a final delta (what a forgotten delta series
-recorded since its last export, sent unflagged before its marker). Items are
-kept in removal order; a newer marker of the same series replaces the older
-one and moves to the back, final deltas never replace each other (each holds
-increments of its own). The store is bounded by count and age, oldest first,
-and every drop is counted and logged at most once per ``warn_interval``.
-
-It also remembers exported delta series by object (see :meth:`MarkerStore.track_delta`):
-the SDK forgets a delta series at each collection, so a repo idle before its
-``forget`` has nothing left to evict, and only this index knows to mark it.
+An *item* is a staleness marker (a removed series) or a final delta (what a
+forgotten delta series recorded since its last export, sent before its marker).
+Items keep removal order; a newer marker of a series replaces the older one and
+moves to the back, while final deltas never replace each other. Bounded by count
+and age, oldest first; every drop is counted, and logged at most once per
+``warn_interval``. The store also indexes exported delta series by object
+(:meth:`MarkerStore.track_delta`).
 """
 
 from __future__ import annotations
@@ -36,11 +32,7 @@ SeriesKey = tuple[str, str, Hashable]  # (scope name, stream name, attribute key
 
 @dataclass(slots=True, eq=False)
 class Item:
-    """One pending marker or final delta (``is_final``).
-
-    ``attributes`` is released once the item is encoded (``encoded`` holds the
-    serialized OTLP ``Metric``): only the key is needed after that.
-    """
+    """One pending marker or final delta (``is_final``); ``attributes`` and ``final`` are released once encoded."""
 
     key: SeriesKey
     identity: ObjectKey | None
@@ -50,7 +42,7 @@ class Item:
     time_unix_nano: int
     is_final: bool = False
     final: FinalPoint | None = None  # released once encoded
-    encoded: bytes | None = None
+    encoded: bytes | None = None  # a serialized OTLP ScopeMetrics holding the item's one Metric
     group: Any = None  # the (resource, scope) group the encoding belongs to
 
 
@@ -129,31 +121,26 @@ class MarkerStore:
                 self._append_locked(
                     ("final", self._seq + 1), key, identity, None, now, final.point.time_unix_nano, final
                 )
-            tracked = self._delta.pop(identity, None) if forgotten and identity is not None else None
-            if tracked is not None:
-                self._delta_count -= len(tracked)
-                for key, attributes in tracked.items():
-                    self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
+            if forgotten and identity is not None:
+                self._mark_tracked_locked(identity, now, time_unix_nano)
             for key, attributes in keys:
                 self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
             self._trim_locked()
 
-    def forgotten(self, identities: Iterable[ObjectKey], time_unix_nano: int) -> bool:
-        """Mark the tracked delta series of objects forgotten without a removal (idle). True when any."""
+    def forgotten(self, identities: Iterable[ObjectKey], time_unix_nano: int) -> None:
+        """Mark the tracked delta series of objects forgotten without a removal (idle)."""
         now = self._clock()
-        found = False
         with self._lock:
             for identity in identities:
-                tracked = self._delta.pop(identity, None)
-                if tracked is None:
-                    continue
-                found = True
-                self._delta_count -= len(tracked)
-                for key, attributes in tracked.items():
-                    self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
-            if found:
-                self._trim_locked()
-        return found
+                self._mark_tracked_locked(identity, now, time_unix_nano)
+            self._trim_locked()
+
+    def _mark_tracked_locked(self, identity: ObjectKey, now: float, stamp: int) -> None:
+        tracked = self._delta.pop(identity, None)
+        if tracked is not None:
+            self._delta_count -= len(tracked)
+            for key, attributes in tracked.items():
+                self._enqueue_marker_locked(key, identity, attributes, now, stamp)
 
     def _enqueue_marker_locked(
         self, key: SeriesKey, identity: ObjectKey | None, attributes: Mapping[str, Any], now: float, stamp: int
@@ -249,9 +236,8 @@ class MarkerStore:
         """Remember exported delta series by object, so that a forget marks them even when they were idle.
 
         The SDK drops a delta series from its storage at each collection, so a
-        repo idle in the interval before its ``forget`` has nothing left to
-        evict and the registry reports no removal: the series exported earlier
-        would be left to the Collector's expiry. Bounded by ``max_tracked_delta``.
+        repo idle before its ``forget`` has nothing to evict and the registry
+        reports no removal. Bounded by ``max_tracked_delta``.
         """
         with self._lock:
             delta = self._delta
