@@ -252,14 +252,13 @@ def _encode_markers(book: ShapeBook, shape: Shape, items: list[Item], framing: t
     """Each marker is the shape's template (encoded by ``_sdk_marker``) with its attributes and timestamps."""
     template = _sdk_marker(book, shape, {}, shape.time_unix_nano)
     kind = template.WhichOneof("data")
+    framed_template = _framed(framing, template)
     latest_start = _marker_start(shape)
     for item in items:
         attributes = cast("Mapping[str, Any]", item.attributes)
         time_unix_nano = item.time_unix_nano
-        frame = framing()
-        metric = frame.metrics.add()
-        metric.CopyFrom(template)
-        point = getattr(metric, kind).data_points[0]
+        frame = framing.FromString(framed_template)  # type: ignore[attr-defined]
+        point = getattr(frame.metrics[0], kind).data_points[0]
         entries = point.attributes
         try:
             for key, value in attributes.items():

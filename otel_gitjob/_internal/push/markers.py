@@ -224,7 +224,8 @@ class StalenessMarkers:
         items = self.store.take()
         if not items:
             return True
-        send, settled = self._select(items, by_shape)
+        # Without live data in this send, no series can be alive again in it.
+        send, settled = self._select(items, by_shape) if by_shape else (items, [])
         if not self._transport.sends_requests:
             return self._send_public(send, settled)
         encode(send, self._shapes)
