@@ -177,8 +177,8 @@ def test_collector_down_warns_once_and_encodes_each_marker_once(
 
 
 def test_memory_of_pending_markers_matches_the_documented_bound(lifecycle: Lifecycle, make_pipeline: Any) -> None:
-    """The figure in markers.py (DEFAULT_MAX_PENDING's comment) is measured here, encoded markers included."""
-    from otel_gitjob._internal.push import markers
+    """The figure in store.py (DEFAULT_MAX_PENDING's comment) is measured here, encoded markers included."""
+    from otel_gitjob._internal.push import store
 
     sink = HttpSink()
     pipeline = make_pipeline(otlp_exporter("http", sink.endpoint, timeout=1), lifecycle)
@@ -210,4 +210,4 @@ def test_memory_of_pending_markers_matches_the_documented_bound(lifecycle: Lifec
         tracemalloc.stop()
     per_marker = (with_markers - without) / pending
     assert pending >= count
-    assert per_marker <= markers.BYTES_PER_PENDING_MARKER, per_marker
+    assert per_marker <= store.BYTES_PER_PENDING_MARKER, per_marker

@@ -1,18 +1,14 @@
-"""Shape learning and encoding: what a marker must look like, and the requests that carry it.
+"""Shapes and encoding: what a marker must look like, and the requests that carry it.
 
-A marker must match the exported stream exactly (name, type, temporality,
-monotonicity, resource, scope), so the shapes are learnt from the exports
-themselves. Per shape, one marker is encoded with the exporter's own public
-encoder (``encode_metrics``) and flagged ``NO_RECORDED_VALUE``; each marker is a
-copy of it with the series' attributes and timestamps. Final deltas go through
-``encode_metrics``, one call per shape. Each item is encoded once, into a
-serialized OTLP ``Metric`` holding its one point, and requests are assembled from
-those bytes within the exporter's limits: a failed send never re-encodes.
-
-Each item is stored framed as a ``ScopeMetrics`` holding just that ``Metric``, so
-the items of one resource and scope join into a request with one parse. One point
-per ``Metric``: the Collector Contrib ``prometheus`` exporter stops reading a
-metric's points at the first flagged one, hiding the others.
+A marker must match its exported stream exactly (name, type, temporality,
+monotonicity, resource, scope), so shapes are learnt from the exports. Per shape
+and flush, one marker goes through the exporter's own ``encode_metrics`` and is
+flagged ``NO_RECORDED_VALUE``; the shape's markers are copies of it with their
+series' attributes and timestamps. Final deltas go through ``encode_metrics``,
+one call per shape. Each item is encoded once, as a serialized ``ScopeMetrics``
+holding its one ``Metric`` of one point: a request joins a group's items with one
+parse, and a failed send never re-encodes. One point per ``Metric``, since the
+Collector's ``prometheus`` exporter stops reading a metric at its first flagged point.
 """
 
 from __future__ import annotations
@@ -59,6 +55,7 @@ Exported = tuple[Metric, Any, Any]  # (metric, its SDK Resource, its Instrumenta
 _PER_GROUP_OVERHEAD = 16
 # The AnyValue field of each attribute type a marker copies itself; any other goes through encode_metrics.
 _VALUE_FIELDS = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
+_DATA_TYPES: dict[type, type] = {HistogramDataPoint: Histogram, ExponentialHistogramDataPoint: ExponentialHistogram}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -158,12 +155,7 @@ class ShapeBook:
         final = item.final
         assert final is not None
         point = final.point
-        if isinstance(point, HistogramDataPoint):
-            data_type: type = Histogram
-        elif isinstance(point, ExponentialHistogramDataPoint):
-            data_type = ExponentialHistogram
-        else:
-            data_type = Sum
+        data_type = _DATA_TYPES.get(type(point), Sum)
         self.shapes.setdefault(
             item.key[:2],
             Shape(
@@ -236,15 +228,12 @@ def _sdk_marker(book: ShapeBook, shape: Shape, attributes: Mapping[str, Any], ti
     metric = Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
     encoded = book.encode_sdk(shape, [metric])[0]
     kind = encoded.WhichOneof("data")
-    for point in getattr(encoded, kind).data_points:
-        point.flags |= NO_RECORDED_VALUE
-        # OTLP: a flagged point's value is to be ignored; send none at all.
-        if kind in ("sum", "gauge"):
-            point.ClearField("value")
-        else:
-            # The sum stays (a zero): the remote-write translator ends _sum only when the point has one.
-            point.ClearField("min")
-            point.ClearField("max")
+    point = getattr(encoded, kind).data_points[0]
+    point.flags |= NO_RECORDED_VALUE
+    # OTLP: a flagged point's value is to be ignored; send none at all. A histogram keeps its (zero)
+    # sum: the remote-write translator ends _sum only when the point has one.
+    for field in ("value",) if kind in ("sum", "gauge") else ("min", "max"):
+        point.ClearField(field)
     return encoded
 
 
@@ -281,13 +270,11 @@ def _framed(framing: type, metric: Any) -> bytes:
 def _final_metric(shape: Shape, item: Item) -> Metric:
     final = item.final
     assert final is not None
-    point: Any = final.point
-    if shape.data_type is Histogram:
-        data: Any = Histogram([point], AggregationTemporality.DELTA)
-    elif shape.data_type is ExponentialHistogram:
-        data = ExponentialHistogram([point], AggregationTemporality.DELTA)
-    else:
-        data = Sum([point], AggregationTemporality.DELTA, shape.is_monotonic)
+    points: Any = [final.point]
+    if shape.data_type is Sum:
+        data = Sum(points, AggregationTemporality.DELTA, shape.is_monotonic)
+    else:  # Histogram or ExponentialHistogram
+        data = shape.data_type(points, AggregationTemporality.DELTA)
     return Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
 
 

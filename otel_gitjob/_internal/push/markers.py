@@ -38,17 +38,6 @@ __all__ = ["StalenessMarkers", "staleness_markers_for"]
 
 _logger = logging.getLogger("otel_gitjob")
 
-# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval. A pending
-# marker, encoded, holds about 535 bytes (Fleet's attributes; checked by
-# test_memory_of_pending_markers_matches_the_documented_bound), so 50,000 hold at most 29 MiB.
-DEFAULT_MAX_PENDING = 50_000
-BYTES_PER_PENDING_MARKER = 600
-# Past 5 minutes a marker is pointless: the Collector's prometheus exporter
-# (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
-DEFAULT_MAX_AGE_SECONDS = 300.0
-# Delta series tracked to mark idle ones on forget: far more than the SDK's default
-# cardinality limit (2,000 per instrument) times Fleet's 7 instruments.
-DEFAULT_MAX_TRACKED_DELTA = 200_000
 # A final delta and its marker must not share a millisecond: Prometheus keys samples by millisecond,
 # and remote write refuses a second sample (the stale NaN) at the same timestamp.
 _MARKER_AFTER_FINAL_NS = 1_000_000
@@ -80,21 +69,15 @@ class StalenessMarkers:
     """Sends each series the lifecycle removes one final time, flagged ``NO_RECORDED_VALUE``.
 
     Owned by the :class:`~otel_gitjob.LifecycleExporter` wrapping an OTLP exporter; listens to the
-    registry's removals. Settings and counters live on :attr:`store` and :attr:`flusher`.
+    registry's removals. The bounds and counters are the :attr:`store`'s; items pending with no
+    export for ``OTEL_METRIC_EXPORT_INTERVAL`` are sent by the :attr:`flusher`.
 
     Args:
-        registry: The registry whose removals are marked.
+        registry: The registry whose removals are marked; its clock ages the items.
         exporter: The OTLP metric exporter (HTTP or gRPC) that sends the markers.
         transport: How requests are sent through that exporter.
         owner: The exporter the SDK reader calls (final deltas of that reader only); ``exporter`` when None.
         self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
-        max_pending: Items kept while they cannot be sent; the oldest are dropped beyond it.
-        max_age_seconds: An item not sent within this time is dropped.
-        idle_flush_seconds: When this long passes with items pending and no export,
-            they are sent on their own. ``OTEL_METRIC_EXPORT_INTERVAL`` when None; 0 disables.
-        max_tracked_delta: Bound on the delta series remembered so that a forget
-            marks them even when they were idle.
-        clock: Monotonic clock in seconds for ages; the registry's by default.
     """
 
     def __init__(
@@ -105,31 +88,18 @@ class StalenessMarkers:
         *,
         owner: Any = None,
         self_metrics: SelfMetrics | None = None,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-        idle_flush_seconds: float | None = None,
-        max_tracked_delta: int = DEFAULT_MAX_TRACKED_DELTA,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self._registry = registry
         self._exporter = exporter
         self._owner = owner if owner is not None else exporter
         self._transport = transport
-        clock = clock if clock is not None else getattr(registry, "_clock", time.monotonic)
-        if idle_flush_seconds is None:
-            idle_flush_seconds = _export_interval_seconds()
-        self.store = MarkerStore(
-            max_pending=max_pending,
-            max_age_seconds=max_age_seconds,
-            max_tracked_delta=max_tracked_delta,
-            clock=clock,
-            warn_interval=max(idle_flush_seconds, 60.0),
-        )
+        interval = _export_interval_seconds()
+        self.store = MarkerStore(clock=getattr(registry, "_clock", time.monotonic), warn_interval=max(interval, 60.0))
         self._shapes = ShapeBook()
         self._seen_removal_ns = 0
         # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
         self._send_lock = ranked_lock("markers.send")
-        self.flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
+        self.flusher = IdleFlusher(interval, self.store.oldest_seq, self.store.last_seq, self.flush)
         self._closed = False
         self._self_metrics = self_metrics
         self._sources: list[tuple[str, Callable[[], Any]]] = [
@@ -207,16 +177,12 @@ class StalenessMarkers:
 
     def _mark_forgotten_delta_series(self) -> None:
         """Mark tracked delta series of objects forgotten since the last look (the listener saw none of them)."""
-        registry = self._registry
-        stamp = registry.last_removal_ns
-        if stamp == self._seen_removal_ns or not self.store.has_tracked_delta():
-            self._seen_removal_ns = stamp
-            return
-        self._seen_removal_ns = stamp
-        blocks = registry.blocked()  # a snapshot, since forget changes the blocks concurrently
-        forgotten = [identity for identity in self.store.tracked_identities() if identity in blocks]
-        if forgotten:
+        stamp = self._registry.last_removal_ns
+        if stamp != self._seen_removal_ns and self.store.has_tracked_delta():
+            blocks = self._registry.blocked()  # a snapshot, since forget changes the blocks concurrently
+            forgotten = [identity for identity in self.store.tracked_identities() if identity in blocks]
             self.store.forgotten(forgotten, time.time_ns())
+        self._seen_removal_ns = stamp
 
     def _send_pending(self, by_shape: Mapping[ShapeKey, list[Any]]) -> bool:
         """Send every pending item in order, in requests within the exporter's limits; stop at a failure."""
@@ -297,15 +263,14 @@ class StalenessMarkers:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
-    def close(self, flush: bool = True) -> None:
+    def close(self) -> None:
         """Send what is pending (best effort), stop listening and stop the idle flusher. Idempotent."""
         if self._closed:
             return
-        if flush:
-            try:
-                self.flush()
-            except Exception:
-                _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
+        try:
+            self.flush()
+        except Exception:
+            _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
         self._closed = True
         self._registry.remove_removal_listener(self._on_removed)
         self.flusher.close()

@@ -29,6 +29,18 @@ _logger = logging.getLogger("otel_gitjob")
 
 SeriesKey = tuple[str, str, Hashable]  # (scope name, stream name, attribute key)
 
+# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval. A pending
+# marker, encoded, holds about 540 bytes (Fleet's attributes; checked by
+# test_memory_of_pending_markers_matches_the_documented_bound), so 50,000 hold at most 29 MiB.
+DEFAULT_MAX_PENDING = 50_000
+BYTES_PER_PENDING_MARKER = 600
+# Past 5 minutes a marker is pointless: the Collector's prometheus exporter
+# (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
+DEFAULT_MAX_AGE_SECONDS = 300.0
+# Delta series tracked to mark idle ones on forget: far more than the SDK's default
+# cardinality limit (2,000 per instrument) times Fleet's 7 instruments.
+DEFAULT_MAX_TRACKED_DELTA = 200_000
+
 
 @dataclass(slots=True, eq=False)
 class Item:
@@ -69,26 +81,19 @@ class _Throttled:
 class MarkerStore:
     """Pending items and the delta index; thread-safe (one lock, never held during I/O).
 
+    The bounds are attributes, settable: ``max_pending`` items are kept while they
+    cannot be sent (the oldest dropped beyond it), an item unsent after
+    ``max_age_seconds`` is dropped, and ``max_tracked_delta`` bounds the delta index.
+
     Args:
-        max_pending: Items kept while they cannot be sent; the oldest are dropped beyond it.
-        max_age_seconds: An item not sent within this time is dropped.
-        max_tracked_delta: Bound on the delta series remembered by :meth:`track_delta`.
         clock: Monotonic clock in seconds.
         warn_interval: At most one WARNING per kind of drop in this many seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        max_pending: int,
-        max_age_seconds: float,
-        max_tracked_delta: int,
-        clock: Callable[[], float],
-        warn_interval: float = 60.0,
-    ) -> None:
-        self.max_pending = max_pending
-        self.max_age_seconds = max_age_seconds
-        self.max_tracked_delta = max_tracked_delta
+    def __init__(self, clock: Callable[[], float], warn_interval: float = 60.0) -> None:
+        self.max_pending = DEFAULT_MAX_PENDING
+        self.max_age_seconds = DEFAULT_MAX_AGE_SECONDS
+        self.max_tracked_delta = DEFAULT_MAX_TRACKED_DELTA
         self._clock = clock
         # Taken by the removal listener (under the registry's op lock) and by senders; a leaf but for logging.
         self._lock = ranked_lock("markers.store")
