@@ -298,7 +298,7 @@ def test_installed_otlp_exporters_pass_the_push_seams_self_check(
     monkeypatch.setattr(degraded, "_checked", {})
     _seam.reset_checks()
     exporter = otlp_exporter(sink.protocol, sink.endpoint)
-    transport, _ = _seam.transport_for(exporter)
+    transport = _seam.transport_for(exporter)
     assert transport is not None and transport.sends_requests, transport
     assert degraded.seam_states() == {"push": None}
     exporter.shutdown()
@@ -345,7 +345,7 @@ def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
     monkeypatch.setattr(degraded, "_checked", {})
     monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
     _seam.reset_checks()
-    adapter = next(a for a in _seam._HTTP_ADAPTERS if a.fits(OTLPMetricExporter))
+    adapter = next(a for a in _seam._ADAPTERS[0][2] if a.fits(OTLPMetricExporter))
     method, result = {
         "http-export-batch": ("_export_batch", MetricExportResult.SUCCESS),
         "http-export-with-retries": ("_export_with_retries", MetricExportResult.SUCCESS),
@@ -358,7 +358,7 @@ def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
         return result
 
     monkeypatch.setattr(OTLPMetricExporter, method, sends_nothing)
-    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
+    transport = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
     _seam.reset_checks()
     assert isinstance(transport, _seam.PublicTransport)
     assert "failed its self-check" in (degraded.seam_states()["push"] or "")
@@ -387,7 +387,7 @@ def test_a_grpc_exporter_that_no_longer_sends_what_translate_data_returns_fails_
         return MetricExportResult.SUCCESS
 
     monkeypatch.setattr(OTLPMetricExporter, "_export", encodes_itself)
-    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
+    transport = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
     _seam.reset_checks()
     assert isinstance(transport, _seam.PublicTransport)
     assert "failed its self-check" in (degraded.seam_states()["push"] or "")

@@ -59,7 +59,7 @@ def staleness_markers_for(
             deltas are taken from that reader's storage only.
         self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
     """
-    transport, _ = transport_for(exporter)
+    transport = transport_for(exporter)
     if transport is None:
         return None
     return StalenessMarkers(registry, exporter, transport, owner=owner, self_metrics=self_metrics)
