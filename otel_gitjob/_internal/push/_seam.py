@@ -287,15 +287,12 @@ def _checked(
 # -- the behavioural self-checks: a known request through a throwaway exporter of the class ---------------------
 
 
-def _probe_request(marker: str) -> Any:
+def _probe_request() -> Any:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     request = ExportMetricsServiceRequest()
-    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
-    metric.name = marker
-    point = metric.gauge.data_points.add()
-    point.time_unix_nano = 1
-    point.flags = NO_RECORDED_VALUE  # the flag must arrive
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="otel_gitjob_push_self_check")
+    metric.gauge.data_points.add(time_unix_nano=1, flags=NO_RECORDED_VALUE)  # the flag must arrive
     return request
 
 
@@ -334,7 +331,7 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
             session=session,
         )
         try:
-            request = _probe_request("otel_gitjob_push_self_check")
+            request = _probe_request()
             result = adapter(exporter).send(request)
         finally:
             exporter.shutdown()
@@ -370,7 +367,7 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
         transport = adapter(exporter)
         transport.install()
         try:
-            request = _probe_request("otel_gitjob_push_self_check")
+            request = _probe_request()
             result = transport.send(request)
             gauge = Gauge([NumberDataPoint({}, 0, 1, 7)])
             live = Metric(name="otel_gitjob_push_self_check_live", description="", unit="", data=gauge)

@@ -6,6 +6,7 @@ the pending items, in order, in requests of their own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -178,10 +179,9 @@ class StalenessMarkers:
     def _mark_forgotten_delta_series(self) -> None:
         """Mark tracked delta series of objects forgotten since the last look (the listener saw none of them)."""
         stamp = self._registry.last_removal_ns
-        if stamp != self._seen_removal_ns and self.store.has_tracked_delta():
+        if stamp != self._seen_removal_ns and (tracked := self.store.tracked_identities()):
             blocks = self._registry.blocked()  # a snapshot, since forget changes the blocks concurrently
-            forgotten = [identity for identity in self.store.tracked_identities() if identity in blocks]
-            self.store.forgotten(forgotten, time.time_ns())
+            self.store.forgotten([identity for identity in tracked if identity in blocks], time.time_ns())
         self._seen_removal_ns = stamp
 
     def _send_pending(self, by_shape: Mapping[ShapeKey, list[Any]]) -> bool:
@@ -203,17 +203,23 @@ class StalenessMarkers:
         if not send:
             return True
         max_points, max_bytes = self._transport.limits()
-        for request, carried in build_requests(send, max_points, max_bytes):
-            try:
-                result = self._transport.send(request)
-            except Exception:
-                _logger.exception("otel-gitjob: sending %d staleness markers failed", len(carried))
-                result = MetricExportResult.FAILURE
-            if result is not MetricExportResult.SUCCESS:
-                # In order, so a marker never overtakes the final delta it ends; the rest waits too.
-                _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
-                return False
-            self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
+        # In order, so a marker never overtakes the final delta it ends: after a failure the rest waits too.
+        return all(
+            self._deliver(functools.partial(self._transport.send, request), carried)
+            for request, carried in build_requests(send, max_points, max_bytes)
+        )
+
+    def _deliver(self, send: Callable[[], MetricExportResult], carried: list[Item]) -> bool:
+        """Send ``carried``; settle them when it succeeded."""
+        try:
+            result = send()
+        except Exception:
+            _logger.exception("otel-gitjob: sending %d staleness markers or final deltas failed", len(carried))
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
+            return False
+        self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
         return True
 
     def _send_public(self, send: list[Item], settled: list[Item]) -> bool:
@@ -226,18 +232,7 @@ class StalenessMarkers:
         self.store.settle(settled)
         if markers:
             self.store.drop(markers)
-        if data is None:
-            return True
-        try:
-            result = self._exporter.export(data)
-        except Exception:
-            _logger.exception("otel-gitjob: sending %d final deltas failed", len(finals))
-            result = MetricExportResult.FAILURE
-        if result is not MetricExportResult.SUCCESS:
-            _logger.info("otel-gitjob: a send failed; %d final deltas stay pending", len(finals))
-            return False
-        self.store.settle(finals)
-        return True
+        return data is None or self._deliver(functools.partial(self._exporter.export, data), finals)
 
     def _select(self, items: list[Item], by_shape: Mapping[ShapeKey, list[Any]]) -> tuple[list[Item], list[Item]]:
         """Split items into those to send and those settled without sending (alive again in this export)."""

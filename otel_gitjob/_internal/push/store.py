@@ -269,9 +269,6 @@ class MarkerStore:
         with self._lock:
             return self._delta_count
 
-    def has_tracked_delta(self) -> bool:
-        return bool(self._delta)
-
     def tracked_identities(self) -> list[ObjectKey]:
         with self._lock:
             return list(self._delta)
