@@ -130,48 +130,16 @@ class ShapeBook:
         delta = []
         for shape_key, metrics in by_shape.items():
             metric, resource, scope = metrics[0]
-            data = metric.data
-            first = data.data_points[0]
-            temporality = getattr(data, "aggregation_temporality", None)
-            self.shapes[shape_key] = Shape(
-                resource=resource,
-                scope=scope,
-                name=metric.name,
-                description=metric.description,
-                unit=metric.unit,
-                data_type=type(data),
-                temporality=temporality,
-                is_monotonic=getattr(data, "is_monotonic", False),
-                start_time_unix_nano=getattr(first, "start_time_unix_nano", 0) or 0,
-                time_unix_nano=first.time_unix_nano,
-                explicit_bounds=tuple(getattr(first, "explicit_bounds", None) or ()),
-            )
-            if temporality is AggregationTemporality.DELTA:
+            shape = self.shapes[shape_key] = _shape(metric, resource, scope, metric.data.data_points[0].time_unix_nano)
+            if shape.temporality is AggregationTemporality.DELTA:
                 delta.append((shape_key, metrics))
         return delta
 
     def learn_final(self, item: Item) -> None:
         """Learn the shape a final delta carries: its stream may never have been exported yet."""
-        final = item.final
-        assert final is not None
-        point = final.point
-        data_type = _DATA_TYPES.get(type(point), Sum)
-        self.shapes.setdefault(
-            item.key[:2],
-            Shape(
-                resource=final.resource,
-                scope=final.scope,
-                name=final.name,
-                description=final.description,
-                unit=final.unit,
-                data_type=data_type,
-                temporality=AggregationTemporality.DELTA,
-                is_monotonic=final.monotonic,
-                start_time_unix_nano=point.start_time_unix_nano,
-                time_unix_nano=point.start_time_unix_nano,
-                explicit_bounds=tuple(getattr(point, "explicit_bounds", None) or ()),
-            ),
-        )
+        final = cast("_sdk.FinalPoint", item.final)
+        shape = _shape(_final_metric(final), final.resource, final.scope, final.point.start_time_unix_nano)
+        self.shapes.setdefault(item.key[:2], shape)
 
     def encode_sdk(self, shape: Shape, metrics: list[Metric]) -> list[Any]:
         """``metrics`` of ``shape``'s stream as protobuf ``Metric`` messages, by the exporter's own encoder."""
@@ -187,6 +155,24 @@ class ShapeBook:
             group = Group(header, header.ByteSize() + _PER_GROUP_OVERHEAD)
             shape.group = self._groups.setdefault((shape.resource, shape.scope), group)
         return list(scope_metrics.metrics)  # one scope in, one scope out, metrics in the order given
+
+
+def _shape(metric: Metric, resource: Resource, scope: InstrumentationScope, time_unix_nano: int) -> Shape:
+    data = metric.data
+    first = data.data_points[0]
+    return Shape(
+        resource=resource,
+        scope=scope,
+        name=metric.name,
+        description=metric.description,
+        unit=metric.unit,
+        data_type=type(data),
+        temporality=getattr(data, "aggregation_temporality", None),
+        is_monotonic=getattr(data, "is_monotonic", False),
+        start_time_unix_nano=getattr(first, "start_time_unix_nano", 0) or 0,
+        time_unix_nano=time_unix_nano,
+        explicit_bounds=tuple(getattr(first, "explicit_bounds", None) or ()),
+    )
 
 
 def _marker_start(shape: Shape) -> int:
@@ -267,15 +253,14 @@ def _framed(framing: type, metric: Any) -> bytes:
     return frame.SerializeToString()  # type: ignore[no-any-return]
 
 
-def _final_metric(shape: Shape, item: Item) -> Metric:
-    final = item.final
-    assert final is not None
+def _final_metric(final: _sdk.FinalPoint) -> Metric:
     points: Any = [final.point]
-    if shape.data_type is Sum:
-        data = Sum(points, AggregationTemporality.DELTA, shape.is_monotonic)
-    else:  # Histogram or ExponentialHistogram
-        data = shape.data_type(points, AggregationTemporality.DELTA)
-    return Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
+    data_type = _DATA_TYPES.get(type(final.point), Sum)
+    if data_type is Sum:
+        data = Sum(points, AggregationTemporality.DELTA, final.monotonic)
+    else:
+        data = data_type(points, AggregationTemporality.DELTA)
+    return Metric(name=final.name, description=final.description, unit=final.unit, data=data)
 
 
 def _by_shape(items: Iterable[Item], book: ShapeBook, finals_only: bool) -> dict[int, tuple[Shape, list[Item]]]:
@@ -305,7 +290,7 @@ def encode(items: list[Item], book: ShapeBook) -> None:
         if len(finals) < len(shape_items):
             _encode_markers(book, shape, [item for item in shape_items if not item.is_final], framing)
         if finals:
-            encoded = book.encode_sdk(shape, [_final_metric(shape, item) for item in finals])
+            encoded = book.encode_sdk(shape, [_final_metric(cast("_sdk.FinalPoint", item.final)) for item in finals])
             for item, metric in zip(finals, encoded, strict=True):
                 _encoded(item, _framed(framing, metric), shape)
 
@@ -328,7 +313,7 @@ def final_deltas(items: list[Item], book: ShapeBook) -> tuple[MetricsData | None
     carried: list[Item] = []
     for shape, finals in _by_shape(items, book, finals_only=True).values():
         metrics = groups.setdefault(shape.resource, {}).setdefault(shape.scope, [])
-        metrics.extend(_final_metric(shape, item) for item in finals)
+        metrics.extend(_final_metric(cast("_sdk.FinalPoint", item.final)) for item in finals)
         carried.extend(finals)
     return (metrics_data(groups), carried) if carried else (None, [])
 

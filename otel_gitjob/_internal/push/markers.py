@@ -51,15 +51,7 @@ def staleness_markers_for(
     owner: Any = None,
     self_metrics: SelfMetrics | None = None,
 ) -> StalenessMarkers | None:
-    """Staleness markers for ``exporter`` when it is an OTLP/HTTP or OTLP/gRPC metric exporter, else None.
-
-    Args:
-        registry: The registry whose removals are marked.
-        exporter: The exporter to send through.
-        owner: The exporter the SDK reader calls (the ``LifecycleExporter``): final
-            deltas are taken from that reader's storage only.
-        self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
-    """
+    """:class:`StalenessMarkers` (same arguments) when ``exporter`` is an OTLP/HTTP or OTLP/gRPC exporter, else None."""
     transport = transport_for(exporter)
     if transport is None:
         return None
@@ -100,7 +92,7 @@ class StalenessMarkers:
         self._seen_removal_ns = 0
         # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
         self._send_lock = ranked_lock("markers.send")
-        self.flusher = IdleFlusher(interval, self.store.oldest_seq, self.store.last_seq, self.flush)
+        self.flusher = IdleFlusher(interval, self.store, self.flush)
         self._closed = False
         self._self_metrics = self_metrics
         self._sources: list[tuple[str, Callable[[], Any]]] = [
