@@ -57,6 +57,11 @@ class Item:
     encoded: bytes | None = None  # a serialized OTLP ScopeMetrics holding the item's one Metric
     group: Any = None  # the (resource, scope) group the encoding belongs to
 
+    @property
+    def slot(self) -> Hashable:
+        """Its key in the store: a marker's replaces an older one of its series, a final delta's is its own."""
+        return ("final", self.seq) if self.is_final else self.key
+
 
 class _Throttled:
     """A WARNING at most once per interval; what happened in between is summed into the next one."""
@@ -123,13 +128,11 @@ class MarkerStore:
         with self._lock:
             for key, final in finals:
                 # Final deltas go first: the receiver must count them before the marker ends the series.
-                self._append_locked(
-                    ("final", self._seq + 1), key, identity, None, now, final.point.time_unix_nano, final
-                )
+                self._enqueue_locked(key, identity, None, now, final.point.time_unix_nano, final)
             if forgotten and identity is not None:
                 self._mark_tracked_locked(identity, now, time_unix_nano)
             for key, attributes in keys:
-                self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
+                self._enqueue_locked(key, identity, attributes, now, time_unix_nano)
             self._trim_locked()
 
     def forgotten(self, identities: Iterable[ObjectKey], time_unix_nano: int) -> None:
@@ -145,27 +148,23 @@ class MarkerStore:
         if tracked is not None:
             self._delta_count -= len(tracked)
             for key, attributes in tracked.items():
-                self._enqueue_marker_locked(key, identity, attributes, now, stamp)
+                self._enqueue_locked(key, identity, attributes, now, stamp)
 
-    def _enqueue_marker_locked(
-        self, key: SeriesKey, identity: ObjectKey | None, attributes: Mapping[str, Any], now: float, stamp: int
-    ) -> None:
-        # A newer removal of the same series replaces the older marker and moves to the back.
-        self._pending.pop(key, None)
-        self._append_locked(key, key, identity, attributes, now, stamp, None)
-
-    def _append_locked(
+    def _enqueue_locked(
         self,
-        slot: Hashable,
         key: SeriesKey,
         identity: ObjectKey | None,
         attributes: Mapping[str, Any] | None,
         now: float,
         stamp: int,
-        final: FinalPoint | None,
+        final: FinalPoint | None = None,
     ) -> None:
         self._seq += 1
-        self._pending[slot] = Item(key, identity, attributes, now, self._seq, stamp, final is not None, final)
+        item = Item(key, identity, attributes, now, self._seq, stamp, final is not None, final)
+        if final is None:
+            # A newer removal of the same series replaces the older marker and moves to the back.
+            self._pending.pop(key, None)
+        self._pending[item.slot] = item
 
     def _trim_locked(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -217,8 +216,8 @@ class MarkerStore:
     def _settle_locked(self, items: Iterable[Item]) -> None:
         pending = self._pending
         for item in items:
-            slot: Hashable = ("final", item.seq) if item.is_final else item.key
             # Only if not replaced meanwhile by a newer removal of the same series.
+            slot = item.slot
             if pending.get(slot) is item:
                 del pending[slot]
 
