@@ -1,18 +1,12 @@
 """THE seam onto the OTLP metric exporters' internals: sending a request we built through their own client.
 
 Only this module touches a ``_``-prefixed name of
-``opentelemetry-exporter-otlp-proto-http`` or ``-grpc``. Markers and final
-deltas travel in requests of their own, never inside the exporter's requests of
-live data, with the exporter's own endpoint, TLS, headers, compression and
-timeout. One adapter per shape of the exporters:
-
-* OTLP/HTTP 1.45 and later: ``_export_batch(request)`` (size check, retries).
-* OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``.
-* OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once; a failed send
-  stays pending for the next export.
-* OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt;
-  that method is patched on the exporter *instance* to hand back our request for
-  our data and call the exporter's own for anything else.
+``opentelemetry-exporter-otlp-proto-http`` or ``-grpc``. Markers and final deltas
+go in requests of their own, never inside the exporter's requests of live data,
+with the exporter's own endpoint, TLS, headers, compression, timeout and limits
+(``max_export_batch_size``, ``max_request_size``, ``grpc.max_send_message_length``,
+at most :data:`MAX_REQUEST_BYTES`). One adapter per shape of the exporters: see
+the ``Transport`` subclasses.
 
 Before the first marker of an exporter class is sent, :func:`transport_for`
 checks its adapter with a throwaway exporter of that class: over HTTP a known
@@ -23,10 +17,6 @@ runs *degraded* (one WARNING, ``otel_gitjob_degraded{seam="push"} 1``):
 :class:`PublicTransport` uses the public ``export()`` only, which carries final
 deltas but not markers (SDK data has no point flags); markers are counted as
 dropped and receivers drop those series at their own expiry.
-
-Limits follow the exporter's: ``max_export_batch_size`` points per request, and
-at most :data:`MAX_REQUEST_BYTES` (or the exporter's ``max_request_size`` / the
-channel's ``grpc.max_send_message_length``, when smaller).
 """
 
 from __future__ import annotations
@@ -166,7 +156,11 @@ class _Prebuilt(MetricsData):
 
 
 class GrpcTransport(Transport):
-    """OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt (retries re-send)."""
+    """OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt (retries re-send).
+
+    ``_translate_data`` is patched on the exporter *instance* to hand back our request for our data,
+    and to call the exporter's own for anything else.
+    """
 
     name, method = "grpc-translate-data", "_translate_data"
 
