@@ -195,11 +195,10 @@ class StalenessMarkers:
         if not send:
             return True
         max_points, max_bytes = self._transport.limits()
-        # In order, so a marker never overtakes the final delta it ends: after a failure the rest waits too.
-        return all(
-            self._deliver(functools.partial(self._transport.send, request), carried)
-            for request, carried in build_requests(send, max_points, max_bytes)
-        )
+        for request, carried in build_requests(send, max_points, max_bytes):
+            if not self._deliver(functools.partial(self._transport.send, request), carried):
+                return False  # in order, so a marker never overtakes the final delta it ends: the rest waits too
+        return True
 
     def _deliver(self, send: Callable[[], MetricExportResult], carried: list[Item]) -> bool:
         """Send ``carried``; settle them when it succeeded."""
