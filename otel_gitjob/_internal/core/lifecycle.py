@@ -275,12 +275,7 @@ class Lifecycle:
             key, uid = self._object_of(obj, kind, "forget")
             if key is None:
                 return 0
-            removed = self._registry.forget(key, uid)
-            expiry = self._expiry
-            if expiry is not None:
-                expiry.discard_object(key)
-            self._forgets_total += 1
-            return removed
+            return self._forget(key, uid)
         except Exception as error:  # recording-side calls never raise into the controller
             self._drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget failed", exc_info=True)
@@ -324,10 +319,7 @@ class Lifecycle:
                     keep.add(key)
             stale = [obj for obj in self._registry.objects_of_kind(kind) if obj not in keep]
             for obj in stale:
-                self._registry.forget(obj, None)
-                if self._expiry is not None:
-                    self._expiry.discard_object(obj)
-            self._forgets_total += len(stale)
+                self._forget(obj, None)
             return len(stale)
         except Exception as error:
             self._drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
@@ -469,6 +461,14 @@ class Lifecycle:
 
     # -- internals ----------------------------------------------------------------------------------------------
 
+    def _forget(self, obj: ObjectKey, uid: str | None) -> int:
+        removed = self._registry.forget(obj, uid)
+        expiry = self._expiry
+        if expiry is not None:
+            expiry.discard_object(obj)
+        self._forgets_total += 1
+        return removed
+
     def _current_expiry(self) -> ExpiryProcessor | None:
         return self._expiry
 
@@ -488,9 +488,8 @@ class Lifecycle:
             identity = self._registry.identity_of(obj)
             if identity is not None:
                 uid = obj.get("uid")
-                return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
-                    uid, str
-                ) and uid else None
+                key = (kind or kind_of(obj) or self.default_kind, identity)
+                return key, uid if isinstance(uid, str) and uid else None
         ref, reason = coerce_object(obj)
         if ref is None:
             self._drops.drop(reason or REASON_BAD_OBJECT, "%s: %s" % (operation, safe_detail(obj)))
@@ -516,7 +515,6 @@ class _Hooks:
 
     @property
     def expiry(self) -> ExpiryProcessor | None:
-        """The expiry processor, once an instrument was declared transient."""
         return self._lifecycle._expiry
 
     def before_collect(self) -> None:
