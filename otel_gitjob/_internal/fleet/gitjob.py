@@ -12,9 +12,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
@@ -223,13 +223,13 @@ class GitJobMetrics:
         """Polling the git host for the repo's latest commit failed."""
         self._bound(repo).commit_fetch_failed()
 
-    def time_commit_fetch(self, repo: Any) -> _CommitFetchTimer:
+    def time_commit_fetch(self, repo: Any) -> AbstractContextManager[None]:
         """Time a latest-commit poll: ``with metrics.time_commit_fetch(repo): poll()``.
 
         Records success and duration when the block completes, a failure when
         it raises (the exception propagates).
         """
-        return _CommitFetchTimer(self._bound(repo))
+        return _commit_fetch_timer(self._bound(repo))
 
     def bind(self, repo: Any) -> GitJobHandle:
         """The typed calls for one GitRepo, without naming it again: ``metrics.bind(repo).job_created()``.
@@ -325,9 +325,9 @@ class GitJobHandle(Handle):
         """Polling the git host for the repo's latest commit failed."""
         self._non_negative(self._FETCH_FAILED, 1)
 
-    def time_commit_fetch(self) -> _CommitFetchTimer:
+    def time_commit_fetch(self) -> AbstractContextManager[None]:
         """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
-        return _CommitFetchTimer(self)
+        return _commit_fetch_timer(self)
 
     def _valid(self, value: Any) -> bool:
         try:
@@ -339,24 +339,15 @@ class GitJobHandle(Handle):
         return False
 
 
-class _CommitFetchTimer:
-    __slots__ = ("_repo", "_start")
-
-    def __init__(self, repo: GitJobHandle | _Disabled) -> None:
-        self._repo = repo
-        self._start = 0.0
-
-    def __enter__(self) -> _CommitFetchTimer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self._repo.commit_fetched(time.perf_counter() - self._start)
-        else:
-            self._repo.commit_fetch_failed()
+@contextmanager
+def _commit_fetch_timer(repo: GitJobHandle | _Disabled) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        repo.commit_fetch_failed()
+        raise
+    repo.commit_fetched(time.perf_counter() - start)
 
 
 class _Disabled:
