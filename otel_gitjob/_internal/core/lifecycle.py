@@ -177,14 +177,18 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self._registry, self._current_expiry, user_views, cardinality_limit, exemplars)
+        return lifecycle_views(self._registry, lambda: self._expiry, user_views, cardinality_limit, exemplars)
 
     def transient(self, instrument_name: str, ttl_seconds: float) -> None:
         """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
 
         Declare before the instrument records its first value.
         """
-        self._expiry_processor().declare(instrument_name, ttl_seconds)
+        with self._expiry_lock:
+            if self._expiry is None:
+                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
+            expiry = self._expiry
+        expiry.declare(instrument_name, ttl_seconds)
 
     def declare_kind(
         self, kind: str, *instrument_names: str, owner: Callable[[str, Mapping[str, Any]], Any] | None = None
@@ -468,15 +472,6 @@ class Lifecycle:
             expiry.discard_object(obj)
         self._forgets_total += 1
         return removed
-
-    def _current_expiry(self) -> ExpiryProcessor | None:
-        return self._expiry
-
-    def _expiry_processor(self) -> ExpiryProcessor:
-        with self._expiry_lock:
-            if self._expiry is None:
-                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
-            return self._expiry
 
     def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
         """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
