@@ -99,18 +99,14 @@ class Incarnation:
 class SeriesRegistry:
     """The index from objects to their series, tombstones, and eviction.
 
+    Takes the arguments of :class:`~otel_gitjob.Lifecycle`, plus:
+
     Args:
-        identity_keys: Attribute keys that together identify an object.
-        default_kind: The kind of series whose instrument declared none.
-        max_blocks: How many forgotten objects are remembered to drop their late writes.
-        block_seconds: How long a forgotten object's late writes are dropped.
-        clock: Monotonic clock in seconds.
         drops: Where dropped writes are counted.
-        evicts: False when the SDK seam runs degraded (its self-check failed, or
-            ``OTEL_GITJOB_DEGRADED`` forces it): nothing is evicted from SDK storage;
-            each managed or transient series stands there behind a :class:`_sdk.Gate`,
-            which removal empties, and the export filters hide what a collection
-            took while a removal was under way.
+        evicts: False when the SDK seam runs degraded: nothing is evicted from SDK
+            storage; each managed or transient series stands there behind a
+            :class:`_sdk.Gate`, which removal empties, and the export filters hide
+            what a collection took while a removal was under way.
     """
 
     def __init__(
