@@ -329,11 +329,7 @@ class FinalPoint:
 
     Attributes:
         exporter: The exporter of the reader whose storage held it (``reader._exporter``), or None.
-        resource: The MeterProvider's resource.
-        scope: The instrument's instrumentation scope.
-        name: The stream name (a View may rename the instrument).
-        description: The stream description.
-        unit: The instrument's unit.
+        name: The stream name (a View may rename the instrument); ``description`` is the stream's too.
         monotonic: Whether a Sum is monotonic (a Counter).
         point: The SDK data point (``NumberDataPoint``, ``HistogramDataPoint``, ...), delta temporality.
     """
@@ -445,7 +441,6 @@ def series_count(provider: MeterProvider, include_placeholders: bool = False, in
     """Attribute sets held in all reader storages of ``provider`` (tests and benchmarks).
 
     Args:
-        provider: The provider whose storages are counted.
         include_placeholders: Count the placeholders of forgotten objects too.
         instrument: Count only the series of the instrument of this (lower-case) name.
     """
