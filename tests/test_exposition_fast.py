@@ -70,6 +70,9 @@ class World:
             "odd_signed_hist", unit="ms", explicit_bucket_boundaries_advisory=(-1.5, 0, 0.25, 2)
         )
         self.float_counter = meter.create_counter("odd_float_total", unit="{repos}")
+        # "le" goes between the label keys (app < le < name), or last, or alone.
+        self.mixed = meter.create_histogram("odd_mixed_hist", unit="s")
+        self.early = meter.create_histogram("odd_early_hist", unit="s")
         self.observed: dict[tuple[str, str], dict[str, Any]] = {}
         meter.create_observable_gauge("odd_status", callbacks=[self._observe], unit="1", description="status")
         self.fast = FastExposition(self.reader._collector)
@@ -114,8 +117,8 @@ class World:
                     for metric in sm.metrics:
                         live.update(id(point.attributes) for point in metric.data.data_points)
         for family in self.fast._families.values():
-            for key, entry in family.entries.items():
-                assert key == id(entry[0]) and key in live
+            assert len(family.attributes) == len(family.labels) == len(family.point_keys)
+            assert all(id(attributes) in live for attributes in family.attributes)
         return text
 
 
@@ -180,6 +183,8 @@ def test_fast_path_is_byte_identical_to_the_old_path_across_scrapes(
                     w.updown.add(which - 2, odd)
                     w.signed.record(value / 1000, attrs)
                     w.float_counter.add(value / 7, {**attrs, "n": which})
+                    w.mixed.record(value, {**attrs, "app": extra})
+                    w.early.record(value, {"app": extra} if which % 2 else {})
                 elif op == "observe":
                     w.observed[repo] = {**attrs, "branch": extra, "paths": "a;b"}
                 else:
@@ -196,8 +201,8 @@ def test_fast_path_is_byte_identical_to_the_old_path_across_scrapes(
         w.clock.advance(121)
         w.assert_identical()
         for family in w.fast._families.values():
-            for entry in family.entries.values():
-                assert "namespace" not in entry[0], entry[0]
+            for attributes in family.attributes:
+                assert "namespace" not in attributes, attributes
     finally:
         w.close()
 
@@ -237,8 +242,8 @@ def test_label_strings_are_shared_between_families(world: World) -> None:
     world.assert_identical()
     strings = {}
     for family in world.fast._families.values():
-        for entry in family.entries.values():
-            strings.setdefault(entry[2], set()).add(id(entry[2]))
+        for label in family.labels:
+            strings.setdefault(label, set()).add(id(label))
     assert strings and all(len(ids) == 1 for ids in strings.values())
 
 

@@ -1,39 +1,33 @@
 """Render ``/metrics`` straight from the collected OTel points, with each series' label string cached.
 
-Today's path turns every collected point into prometheus_client ``Sample`` objects
-(opentelemetry-exporter-prometheus's ``_CustomCollector``) and then formats each
-sample (``prometheus_client.generate_latest``), rebuilding and escaping the same
-label strings on every scrape. :class:`FastExposition` produces the same bytes
-from the :class:`~opentelemetry.sdk.metrics.export.MetricsData` itself:
+opentelemetry-exporter-prometheus turns every collected point into prometheus_client
+``Sample`` objects and formats each (``generate_latest``), rebuilding and escaping
+the same label strings on every scrape. :class:`FastExposition` produces the same
+bytes from the :class:`~opentelemetry.sdk.metrics.export.MetricsData` itself:
 
-* Names, help texts, units and types come from the exporter's own code: each
-  family's ``HELP``/``TYPE``/``UNIT`` lines are prometheus_client's rendering of
-  the family object the exporter would build (with no samples), so name
-  sanitising, unit suffixes and ``_total`` cannot drift.
-* Each series' label string (``{name="a",namespace="b"}``, already escaped and
-  sorted) is cached per family, keyed by the identity of the point's attributes
-  object: the SDK copies a series' attributes once when it creates the series
-  and hands out that same dict in every collection, so the key is stable while
-  the series lives. The entry holds that dict, so its ``id`` cannot be reused.
-* The cache only holds series of the latest collection: a family whose points
-  are fewer than its entries (a repo forgotten, a transient gauge expired) is
-  pruned to the points just rendered, and a family that was not collected at all
-  is dropped. Memory is released one scrape after the series leaves the SDK.
+* ``HELP``/``TYPE``/``UNIT`` lines are prometheus_client's rendering of the family
+  object the exporter would build (with no samples), so name sanitising, unit
+  suffixes and ``_total`` cannot drift.
+* Each series' label string (escaped, sorted) is cached in the order of the
+  family's points: the SDK yields a family's series in the order it created
+  them, each with the same attributes object at every collection, so an
+  unchanged family matches position by position (by identity; the cache holds
+  the attributes, so no identity is reused). Equal strings are shared across
+  families (a repo's seven GitJob series hold one). A family that changed is
+  re-matched once, and the cache then holds only the series just rendered.
 
 A family the fast renderer cannot prove identical for (a label named ``le`` on a
-histogram, label or metric names that the negotiated escaping would rewrite,
-several OTel metrics folded into one Prometheus family, non-string label values
-that could change in place) is rendered by prometheus_client itself from the
-exporter's family object, so the output stays byte-identical in every case.
+histogram, names the negotiated escaping would rewrite, several OTel metrics
+folded into one family, non-string label values that could change in place) is
+rendered by prometheus_client from the exporter's family object.
 
-Either way a series UTF-8 cannot encode is left out (its cache entry says so)
-and a label value is cut to :data:`~.sanitize.MAX_LABEL_VALUE` characters,
-both counted (:mod:`.sanitize`).
+Either way a series UTF-8 cannot encode is left out and a label value is cut to
+:data:`~.sanitize.MAX_LABEL_VALUE` characters, both counted (:mod:`.sanitize`).
 """
 
 from __future__ import annotations
 
-import functools
+import operator
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
@@ -46,7 +40,13 @@ from prometheus_client.utils import floatToGoString
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus._seam import map_unit, sanitize_attribute
-from otel_gitjob._internal.prometheus.sanitize import REASON_UNENCODABLE, ScrapeCounts, cap, clean_families, encodable
+from otel_gitjob._internal.prometheus.sanitize import (
+    MAX_LABEL_VALUE,
+    REASON_UNENCODABLE,
+    ScrapeCounts,
+    clean_families,
+    encodable,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
@@ -109,21 +109,33 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _number(value: Any) -> str:
-    if type(value) is int and 0 <= value < _SMALL:
-        return _SMALL_INTS[value]
-    return str(floatToGoString(value))
+# A series whose label string is not made yet (a new series, or the family's label keys changed).
+_MISSING: Any = object()
+# Label values the exporter writes with json.dumps; anything else (a list, a dict) could change in place.
+_SCALARS = (str, int, float, bool)
 
 
 class _Family:
-    """Cached label strings of one Prometheus family, valid for one sorted tuple of label keys."""
+    """One Prometheus family's cached series, in the order of its points (parallel lists).
 
-    __slots__ = ("entries", "keys")
+    Attributes:
+        keys: The sorted union of the label keys of the family's points.
+        attributes: Each series' attributes object (held, so that its identity is not reused).
+        point_keys: Each series' own sorted label keys (shared tuples).
+        labels: Each series' label string (``{a="x",b="y"}``); None when UTF-8 cannot encode it.
+        cuts: Histograms only: where ``le`` goes into each series' label string.
+        missing: Whether some label string is :data:`_MISSING`.
+    """
+
+    __slots__ = ("attributes", "cuts", "keys", "labels", "missing", "point_keys")
 
     def __init__(self) -> None:
-        # id(point.attributes) -> (attributes, point's own key tuple, label strings...)
-        self.entries: dict[int, tuple[Any, ...]] = {}
         self.keys: tuple[str, ...] | None = None
+        self.attributes: list[Any] = []
+        self.point_keys: list[tuple[str, ...]] = []
+        self.labels: list[str | None] = []
+        self.cuts: list[int] = []
+        self.missing = False
 
 
 # opentelemetry-exporter-prometheus 0.66b0 and later have the collector this renderer reproduces; on older
@@ -144,11 +156,14 @@ class FastExposition:
         self._counts = counts if counts is not None else ScrapeCounts()
         self._families: dict[str, _Family] = {}
         self._headers: dict[tuple[Any, ...], str] = {}
-        # One string object per distinct label string across families (the ten status gauges of a
-        # repo share one), rebuilt from the live entries once it has doubled since the last rebuild.
+        # One string object per distinct label string across families, rebuilt from the live families once
+        # it has doubled since the last rebuild.
         self._intern: dict[str, str] = {}
         self._intern_rebuilt_at = 0
+        # A series' attribute keys (in its order) -> its sorted label keys, shared by its series; attribute
+        # key -> label name (None when UTF-8 cannot encode it). Both bounded: families come and go with views.
         self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._label_names: dict[str, str | None] = {}
         self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
@@ -168,7 +183,7 @@ class FastExposition:
             own: Count the package's own ``otel_gitjob_*`` self-metric series too.
         """
         return sum(
-            len(family.entries)
+            len(family.labels)
             for family_id, family in self._families.items()
             if own or not family_id.startswith("otel_gitjob_")
         )
@@ -237,7 +252,7 @@ class FastExposition:
                     groups.setdefault(family_id, []).append((metric, name, description, unit, kind))
 
         seen = set()
-        pruned = False
+        changed = False
         for family_id, members in groups.items():
             metric, name, description, unit, kind = members[0]
             if len(members) > 1 or kind is type(None):
@@ -247,25 +262,64 @@ class FastExposition:
             family = self._families.get(family_id)
             if family is None:
                 family = self._families[family_id] = _Family()
-            if not self._render_family(family, family_id, metric, name, description, unit, kind, fmt, out):
+            points: Sequence[Any] = metric.data.data_points
+            attributes = [point.attributes for point in points]
+            if len(attributes) != len(family.attributes) or not all(map(operator.is_, attributes, family.attributes)):
+                changed = self._match(family, attributes, kind is HistogramMetricFamily) or changed
+            if not self._render_family(family, points, name, description, unit, kind, fmt, out):
                 self._render_old(members, fmt, out)
-            elif len(family.entries) > len(metric.data.data_points):
-                family.entries = {id(p.attributes): family.entries[id(p.attributes)] for p in metric.data.data_points}
-                pruned = True
         if len(seen) != len(self._families):
             for family_id in [f for f in self._families if f not in seen]:
                 del self._families[family_id]
-            pruned = True
-        if pruned or len(self._intern) > 2 * self._intern_rebuilt_at + 1024:
+            changed = True
+        if changed or len(self._intern) > 2 * self._intern_rebuilt_at + 1024:
             self._rebuild_intern()
+
+    def _match(self, family: _Family, attributes: list[Any], histogram: bool) -> bool:
+        """Line the family's cache up with this collection's series; whether any series left it."""
+        old_attributes, old_keys, old_labels = family.attributes, family.point_keys, family.labels
+        old_cuts = family.cuts
+        index: dict[int, int] | None = None
+        point_keys: list[tuple[str, ...]] = []
+        labels: list[str | None] = []
+        cuts: list[int] = []
+        kept = 0
+        for i, attrs in enumerate(attributes):
+            j: int | None = i
+            if i >= len(old_attributes) or old_attributes[i] is not attrs:
+                if index is None:  # ids are unique: the old list holds every object it names
+                    index = {id(old): k for k, old in enumerate(old_attributes)}
+                j = index.get(id(attrs))
+            if j is None:
+                point_keys.append(self._point_keys(attrs))
+                labels.append(_MISSING)
+                cuts.append(0)
+            else:
+                kept += 1
+                point_keys.append(old_keys[j])
+                labels.append(old_labels[j])
+                cuts.append(old_cuts[j] if histogram else 0)
+        # The family's label keys are the union over its points (the exporter backfills "" for a point
+        # without one); when they change, every label string is made again.
+        distinct = {id(keys): keys for keys in point_keys}
+        if len(distinct) == 1:
+            (keys,) = distinct.values()
+        else:
+            keys = tuple(sorted(set().union(*distinct.values())))
+        if keys != family.keys:
+            family.keys = keys
+            labels = [_MISSING] * len(labels)
+        family.attributes, family.point_keys, family.labels = attributes, point_keys, labels
+        family.cuts = cuts if histogram else []
+        family.missing = _MISSING in labels
+        return kept < len(old_attributes)
 
     def _rebuild_intern(self) -> None:
         intern: dict[str, str] = {}
         for family in self._families.values():
-            for entry in family.entries.values():
-                for text in entry[2:]:
-                    if text is not None:
-                        intern[text] = text
+            for text in family.labels:
+                if type(text) is str:
+                    intern[text] = text
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
@@ -291,20 +345,19 @@ class FastExposition:
             self._headers[key] = header
         return header, family
 
-    def _sample_name(self, name: str, fmt: Format) -> str | None:
-        """The sample name as the format writes it, or None when it would be quoted (render the old way)."""
-        return _seam.sample_name(name, fmt.openmetrics, fmt.escaping)
-
-    def _point_keys(self, attributes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-        labels = {sanitize_attribute(key): value for key, value in attributes.items()}
-        keys = tuple(sorted(labels))
-        return self._key_tuples.setdefault(keys, keys), labels
+    def _point_keys(self, attributes: Any) -> tuple[str, ...]:
+        raw = tuple(attributes)
+        keys = self._key_tuples.get(raw)
+        if keys is None:
+            if len(self._key_tuples) > 4096:
+                self._key_tuples.clear()
+            keys = self._key_tuples[raw] = tuple(sorted({sanitize_attribute(key) for key in raw}))
+        return keys
 
     def _render_family(
         self,
         family: _Family,
-        family_id: str,
-        metric: Metric,
+        points: Sequence[Any],
         name: str,
         description: str,
         unit: str,
@@ -313,53 +366,15 @@ class FastExposition:
         out: list[str],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
-        points: Sequence[Any] = metric.data.data_points
         histogram = kind is HistogramMetricFamily
-        keys = family.keys
-        entries = family.entries
-
-        # Pass 1: the family's label keys are the union over its current points (the exporter backfills
-        # "" for a point without one). In the steady state every point is cached and carries the family's
-        # key tuple itself, so this is one dict lookup per point.
-        full_seen = False
-        missing = False
-        others: dict[int, tuple[str, ...]] | None = None
-        for point in points:
-            attributes = point.attributes
-            entry = entries.get(id(attributes))
-            if entry is not None and entry[0] is attributes:
-                point_keys = entry[1]
-            else:
-                missing = True
-                point_keys = self._point_keys(attributes)[0]
-            if point_keys is keys:
-                full_seen = True
-            else:
-                if others is None:
-                    others = {}
-                others[id(point_keys)] = point_keys
-        if others is not None:
-            union = set(keys) if full_seen and keys is not None else set()
-            for point_keys in others.values():
-                union.update(point_keys)
-            new_keys = tuple(sorted(union))
-            new_keys = self._key_tuples.setdefault(new_keys, new_keys)
-            if new_keys != keys:
-                family.keys = keys = new_keys
-                family.entries = entries = {}
-                missing = True
-        if keys is None:  # no points
-            keys = ()
-        if len(self._key_tuples) > 4096:
-            self._key_tuples.clear()
+        keys = family.keys or ()
 
         # Label and sample names the format would rewrite, or a histogram attribute named "le":
         # leave the family to prometheus_client.
-        label_names = (*keys, "le") if histogram else keys
         if histogram and "le" in keys:
             return False
         escaping = fmt.escaping
-        if not all(_seam.label_name_kept(k, escaping) for k in label_names):
+        if not all(_seam.label_name_kept(k, escaping) for k in ((*keys, "le") if histogram else keys)):
             return False
         if histogram:
             suffixes: tuple[str, ...] = ("_bucket", "_count", "_sum")
@@ -367,35 +382,35 @@ class FastExposition:
             suffixes = ("_total",)
         else:
             suffixes = ("",)
-        sample_names = [self._sample_name(prom.name + suffix, fmt) for suffix in suffixes]
-        if None in sample_names:
+        sample_names = [_seam.sample_name(prom.name + suffix, fmt.openmetrics, fmt.escaping) for suffix in suffixes]
+        if None in sample_names:  # the format would quote it
             return False
 
-        # Pass 2 (new series only): their label strings, all before any line of the family is written, so
-        # the long-lived cache entries are not allocated in between a scrape's short-lived lines.
-        if missing:
-            for point in points:
-                attributes = point.attributes
-                entry = entries.get(id(attributes))
-                if entry is None or entry[0] is not attributes:
-                    entry = self._new_entry(attributes, keys, histogram)
-                    if entry is None:
+        # New series' label strings, all before any line of the family is written, so that the long-lived
+        # strings are not allocated in between a scrape's short-lived lines.
+        if family.missing:
+            split = bisect_left(keys, "le")
+            labels, cuts = family.labels, family.cuts
+            for i, attributes in enumerate(family.attributes):
+                if labels[i] is _MISSING:
+                    made = self._label_string(attributes, keys, split)
+                    if made is None:
                         return False
-                    entries[id(attributes)] = entry
+                    labels[i] = made[0]
+                    if histogram:
+                        cuts[i] = made[1]
+            family.missing = False
 
-        # Pass 3: the lines, joined per family so that a scrape holds one family's lines at a time.
+        # The lines, joined per family so that a scrape holds one family's lines at a time.
         lines: list[str] = [header]
         if histogram:
-            self._render_histogram(points, entries, sample_names, lines)  # type: ignore[arg-type]
-
+            self._render_histogram(family, points, keys, sample_names, lines)  # type: ignore[arg-type]
         else:
             sample = sample_names[0]
-            assert sample is not None
             small = _SMALL_INTS
             dropped = 0
-            for point in points:
-                entry = entries[id(point.attributes)]
-                if entry[2] is None:  # a label value UTF-8 cannot encode
+            for label, point in zip(family.labels, points, strict=True):
+                if label is None:  # a label value UTF-8 cannot encode
                     dropped += 1
                     continue
                 value = point.value
@@ -403,7 +418,7 @@ class FastExposition:
                     text = small[value]
                 else:
                     text = floatToGoString(value)
-                lines.append("%s%s %s\n" % (sample, entry[2], text))
+                lines.append("%s%s %s\n" % (sample, label, text))
             if dropped:
                 self._counts.dropped(REASON_UNENCODABLE, dropped)
         out.append("".join(lines))
@@ -411,19 +426,21 @@ class FastExposition:
 
     def _render_histogram(
         self,
+        family: _Family,
         points: Sequence[Any],
-        entries: dict[int, tuple[Any, ...]],
+        keys: tuple[str, ...],
         sample_names: list[str],
         lines: list[str],
     ) -> None:
         bucket, count, total = sample_names
         small = _SMALL_INTS
+        # `le` goes where it sorts among the label keys: first (`{le="1",a="x"}`), or after a key.
+        le_format = ('le="%s",' if keys else 'le="%s"') if bisect_left(keys, "le") == 0 else ',le="%s"'
         bounds_key: Any = None
         le_parts: list[str] = []
         with_totals = True
         dropped = 0
-        for point in points:
-            _, _, plain, pre, post = entries[id(point.attributes)]
+        for plain, cut, point in zip(family.labels, family.cuts, points, strict=True):
             if plain is None:  # a label value UTF-8 cannot encode
                 dropped += 1
                 continue
@@ -434,10 +451,11 @@ class FastExposition:
                 # _convert_buckets: f"{bound}" and "+Inf"; the sum and count go only with a non-negative first bucket.
                 les = [f"{b}" for b in bounds]
                 les.append("+Inf")
-                le_parts = ['le="%s"' % _escape_value(le) for le in les]
+                le_parts = [le_format % _escape_value(le) for le in les]
                 with_totals = float(les[0]) >= 0
-            head = "%s{%s" % (bucket, pre)
-            tail = "%s} " % post
+            shape = plain or "{}"
+            head = bucket + shape[:cut]
+            tail = shape[cut:] + " "
             cumulative = 0
             for le_part, cumulative in zip(le_parts, accumulate(point.bucket_counts), strict=False):
                 lines.append(
@@ -453,37 +471,43 @@ class FastExposition:
         if dropped:
             self._counts.dropped(REASON_UNENCODABLE, dropped)
 
-    def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
-        point_keys, raw = self._point_keys(attributes)
-        collector = self._collector
-        check = functools.partial(_seam.check_value, collector)
+    def _label_string(self, attributes: Any, keys: tuple[str, ...], split: int) -> tuple[str | None, int] | None:
+        """A series' label string and where ``le`` goes into it; (None, 0) when UTF-8 cannot encode it.
+
+        None when a value is not a scalar or a tuple of scalars: such a value could change in place while
+        its series lives, and the cached string would go stale (not a valid OTel attribute from our code).
+        """
+        names = self._label_names
         values: dict[str, str] = {}
-        for label, value in raw.items():
-            if not isinstance(value, (str, int, float, bool, tuple)) or (
-                isinstance(value, tuple) and not all(isinstance(v, (str, int, float, bool)) for v in value)
+        for key, value in attributes.items():
+            if type(value) is str:
+                text = value
+            elif isinstance(value, _SCALARS) or (
+                isinstance(value, tuple) and all(isinstance(v, _SCALARS) for v in value)
             ):
-                # A list (or anything mutable) could change in place while its series lives; the cached
-                # string would go stale. Such values are not valid OTel attributes from our code anyway.
+                text = _seam.check_value(self._collector, value)
+            else:
                 return None
-            text = check(value)
-            if not encodable(text) or not encodable(label):
-                # Cached as left out: the series is skipped (and counted) at every scrape while it lives.
-                return (attributes, point_keys, None, None, None) if histogram else (attributes, point_keys, None)
-            text, cut = cap(text)
-            if cut:
+            label = names.get(key, _MISSING)
+            if label is _MISSING:
+                label = sanitize_attribute(key)
+                label = label if encodable(label) else None
+                if len(names) > 4096:
+                    names.clear()
+                names[key] = label
+            if label is None or not encodable(text):
+                return None, 0  # left out (and counted) at every scrape while the series lives
+            if len(text) > MAX_LABEL_VALUE:
+                text = text[:MAX_LABEL_VALUE]
                 self._counts.truncated()
             values[label] = _escape_value(text)
-        intern = self._intern
-        if not histogram:
-            text = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
-            text = "{%s}" % text if text else ""
-            return (attributes, point_keys, intern.setdefault(text, text))
-        split = bisect_left(keys, "le")
-        pre = "".join(['%s="%s",' % (k, values.get(k, "")) for k in keys[:split]])
-        post = "".join([',%s="%s"' % (k, values.get(k, "")) for k in keys[split:]])
-        plain = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
-        plain = "{%s}" % plain if plain else ""
-        return (attributes, point_keys, intern.setdefault(plain, plain), intern.setdefault(pre, pre), post)
+        parts = ['%s="%s"' % (k, values.get(k, "")) for k in keys]
+        if not parts:
+            return "", 1
+        plain = "{%s}" % ",".join(parts)
+        # Where `le` goes: after "{" when it sorts first, else after the labels before it.
+        cut = 1 + len(",".join(parts[:split])) if split else 1
+        return self._intern.setdefault(plain, plain), cut
 
 
 def self_check() -> str | None:
