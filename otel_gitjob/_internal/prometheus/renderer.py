@@ -30,6 +30,7 @@ from __future__ import annotations
 import operator
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +41,7 @@ from prometheus_client.utils import floatToGoString
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus._seam import map_unit, sanitize_attribute
-from otel_gitjob._internal.prometheus.sanitize import (
-    MAX_LABEL_VALUE,
-    REASON_UNENCODABLE,
-    ScrapeCounts,
-    clean_families,
-    encodable,
-)
+from otel_gitjob._internal.prometheus.sanitize import REASON_UNENCODABLE, ScrapeCounts, cap, clean_families, encodable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
@@ -62,6 +57,7 @@ _SMALL_INTS = tuple("%d.0" % i for i in range(_SMALL))
 _ESCAPE_SAFE = frozenset('\\\n"')
 
 
+@dataclass(frozen=True, slots=True)
 class Format:
     """A negotiated exposition: Prometheus text or OpenMetrics, with its name escaping.
 
@@ -72,22 +68,13 @@ class Format:
             matters for native histograms, which the OTel exporter never produces).
     """
 
-    __slots__ = ("escaping", "openmetrics", "version")
-
-    def __init__(self, openmetrics: bool = False, escaping: str = _seam.UNDERSCORES, version: str = "1.0.0") -> None:
-        self.openmetrics = openmetrics
-        self.escaping = escaping
-        self.version = version
-
-    def key(self) -> tuple[bool, str]:
-        return (self.openmetrics, self.escaping)
+    openmetrics: bool = False
+    escaping: str = _seam.UNDERSCORES
+    version: str = "1.0.0"
 
     def encode(self, registry: Any) -> bytes:
         """Render ``registry`` the old way (prometheus_client) in this format."""
         return _seam.encode(registry, self.openmetrics, self.escaping, self.version)
-
-    def __repr__(self) -> str:
-        return "Format(openmetrics=%r, escaping=%r, version=%r)" % (self.openmetrics, self.escaping, self.version)
 
 
 class _One:
@@ -116,26 +103,17 @@ _SCALARS = (str, int, float, bool)
 
 
 class _Family:
-    """One Prometheus family's cached series, in the order of its points (parallel lists).
-
-    Attributes:
-        keys: The sorted union of the label keys of the family's points.
-        attributes: Each series' attributes object (held, so that its identity is not reused).
-        point_keys: Each series' own sorted label keys (shared tuples).
-        labels: Each series' label string (``{a="x",b="y"}``); None when UTF-8 cannot encode it.
-        cuts: Histograms only: where ``le`` goes into each series' label string.
-        missing: Whether some label string is :data:`_MISSING`.
-    """
+    """One Prometheus family's cached series: parallel lists in the order of its points."""
 
     __slots__ = ("attributes", "cuts", "keys", "labels", "missing", "point_keys")
 
     def __init__(self) -> None:
-        self.keys: tuple[str, ...] | None = None
-        self.attributes: list[Any] = []
-        self.point_keys: list[tuple[str, ...]] = []
-        self.labels: list[str | None] = []
-        self.cuts: list[int] = []
-        self.missing = False
+        self.keys: tuple[str, ...] | None = None  # the sorted union of its points' label keys
+        self.attributes: list[Any] = []  # held, so that no identity is reused
+        self.point_keys: list[tuple[str, ...]] = []  # each series' own sorted label keys
+        self.labels: list[str | None] = []  # None: UTF-8 cannot encode it
+        self.cuts: list[int] = []  # histograms: where `le` goes into the label string
+        self.missing = False  # some label string is _MISSING
 
 
 # opentelemetry-exporter-prometheus 0.66b0 and later have the collector this renderer reproduces; on older
@@ -167,21 +145,15 @@ class FastExposition:
         self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
-        """Whether the collector's options are ones this renderer reproduces.
+        """Whether this renderer reproduces the collector's output.
 
-        ``target_info``, scope labels and resource-attribute labels are off in
-        otel-gitjob's reader by default; with any of them on, with an exporter
-        release whose collector has another shape, or with the prometheus seam
-        degraded (its self-check failed, or forced), serve the old way.
+        Not with ``target_info``, scope or resource-attribute labels on (off in otel-gitjob's reader by
+        default), an exporter whose collector has another shape, or the prometheus seam degraded.
         """
         return _seam.fast_path_ok(self_check) and _seam.collector_is_plain(self._collector)
 
     def cached_series(self, *, own: bool = True) -> int:
-        """Number of cached label strings (for tests and the memory benchmark).
-
-        Args:
-            own: Count the package's own ``otel_gitjob_*`` self-metric series too.
-        """
+        """Number of cached label strings; ``own=False`` leaves out the ``otel_gitjob_*`` self-metrics."""
         return sum(
             len(family.labels)
             for family_id, family in self._families.items()
@@ -199,32 +171,26 @@ class FastExposition:
             The exposition, UTF-8 encoded.
         """
         with self._lock:
-            out: list[str] = []
+            out: list[bytes] = []  # one chunk per family: no copy of the whole text besides the answer
             if metrics_data is not None:
                 self._render(metrics_data, fmt, out)
             elif self._families:  # nothing collected: no series is live any more
                 self._families.clear()
                 self._rebuild_intern()
             if fmt.openmetrics:
-                out.append("# EOF\n")
-            text = "".join(out)
-            try:
-                return text.encode("utf-8")
-            except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
-                return self._encode_families(out)
+                out.append(b"# EOF\n")
+            return b"".join(out)
 
-    def _encode_families(self, out: list[str]) -> bytes:
-        parts = []
-        for family_text in out:
-            if encodable(family_text):
-                parts.append(family_text.encode("utf-8"))
-            else:
-                self._counts.dropped(REASON_UNENCODABLE, max(1, family_text.count("\n") - 2))
-        return b"".join(parts)
+    def _emit(self, out: list[bytes], text: str) -> None:
+        """Add one family's text; left out (and counted) when a help text or name UTF-8 cannot encode."""
+        try:
+            out.append(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            self._counts.dropped(REASON_UNENCODABLE, max(1, text.count("\n") - 2))
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _render(self, metrics_data: MetricsData, fmt: Format, out: list[str]) -> None:
+    def _render(self, metrics_data: MetricsData, fmt: Format, out: list[bytes]) -> None:
         collector = self._collector
         # Group metrics into Prometheus families as the exporter does (name|description|unit|type),
         # in the order the exporter's dict would yield them.
@@ -323,18 +289,16 @@ class FastExposition:
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
-    def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[str]) -> None:
+    def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[bytes]) -> None:
         families: dict[str, PromFamily] = {}
         for metric, *_ in members:
             _seam.translate_metric(self._collector, metric, families)
-        text = fmt.encode(_One(clean_families(families.values(), self._counts))).decode("utf-8")
-        if fmt.openmetrics and text.endswith("# EOF\n"):
-            text = text[: -len("# EOF\n")]
-        out.append(text)
+        body = fmt.encode(_One(clean_families(families.values(), self._counts)))
+        out.append(body.removesuffix(b"# EOF\n") if fmt.openmetrics else body)
 
     def _header(self, name: str, description: str, unit: str, kind: type, fmt: Format) -> tuple[str, PromFamily]:
         family = kind(name=name, documentation=description, labels=(), unit=unit)
-        key = (name, description, unit, kind, fmt.key())
+        key = (name, description, unit, kind, fmt)
         header = self._headers.get(key)
         if header is None:
             header = fmt.encode(_One([family])).decode("utf-8")
@@ -363,7 +327,7 @@ class FastExposition:
         unit: str,
         kind: type,
         fmt: Format,
-        out: list[str],
+        out: list[bytes],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
         histogram = kind is HistogramMetricFamily
@@ -421,7 +385,7 @@ class FastExposition:
                 lines.append("%s%s %s\n" % (sample, label, text))
             if dropped:
                 self._counts.dropped(REASON_UNENCODABLE, dropped)
-        out.append("".join(lines))
+        self._emit(out, "".join(lines))
         return True
 
     def _render_histogram(
@@ -497,8 +461,8 @@ class FastExposition:
                 names[key] = label
             if label is None or not encodable(text):
                 return None, 0  # left out (and counted) at every scrape while the series lives
-            if len(text) > MAX_LABEL_VALUE:
-                text = text[:MAX_LABEL_VALUE]
+            text, truncated = cap(text)
+            if truncated:
                 self._counts.truncated()
             values[label] = _escape_value(text)
         parts = ['%s="%s"' % (k, values.get(k, "")) for k in keys]
