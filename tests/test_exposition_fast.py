@@ -9,7 +9,10 @@ forgotten, expire and come back.
 
 from __future__ import annotations
 
+import gc
 import gzip
+import sys
+import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -232,6 +235,31 @@ def test_forgotten_and_expired_series_leave_the_cache(world: World) -> None:
     text = world.assert_identical()
     assert b'fleet_gitjob_duration_seconds_gauge{name="repo-15",namespace="ns"} 7.0' in text
     assert world.fast.cached_series(own=False) == 10 * 2 + 1 + 1
+
+
+@needs_fast_path
+def test_the_label_cache_holds_one_string_per_repo_and_a_few_pointers_per_series(world: World) -> None:
+    repos = 500
+    for i in range(repos):
+        world.gitjob.job_created(("ns", "repo-%03d" % i))
+        world.gitjob.job_succeeded(("ns", "repo-%03d" % i), 3.0)  # histogram + transient gauge
+    data = world.collect()
+    fast = FastExposition(world.reader._collector)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        assert fast.render(data, Format())
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename") if "renderer" in str(stat.traceback))
+    # A repo's three series share one label string; beyond it each series costs list slots and the shared
+    # string's intern entry, not an object of its own (a tuple and a dict entry each cost 130 bytes or more).
+    label = sys.getsizeof('{name="repo-000",namespace="ns"}')
+    assert fast.cached_series(own=False) == 3 * repos
+    assert held / repos <= label + 3 * 64, held / repos
 
 
 @needs_fast_path
