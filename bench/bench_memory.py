@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             if set_name == "gitjob":
                 command.append("--gitjob-only")
             result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            print("### %s, %s set, %s repos: %.0f B/repo traced\n" % (variant, set_name, f"{args.repos:,}", result["total"]))
+            print(
+                "### %s, %s set, %s repos: %.0f B/repo traced\n"
+                % (variant, set_name, f"{args.repos:,}", result["total"])
+            )
             print("| allocation site | B/repo |\n|---|---:|")
             for site, per in result["sites"]:
                 print("| `%s` | %.0f |" % (site, per))

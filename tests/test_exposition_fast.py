@@ -29,6 +29,7 @@ from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecycleP
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
+from otel_gitjob._internal.prometheus.sanitize import MAX_LABEL_VALUE
 
 FORMATS = [
     Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default
@@ -260,6 +261,18 @@ def test_the_label_cache_holds_one_string_per_repo_and_a_few_pointers_per_series
     label = sys.getsizeof('{name="repo-000",namespace="ns"}')
     assert fast.cached_series(own=False) == 3 * repos
     assert held / repos <= label + 3 * 64, held / repos
+
+
+@needs_fast_path
+def test_a_cut_label_value_is_counted_once_for_each_series_that_carries_it(world: World) -> None:
+    meter = world.provider.get_meter("test")
+    attributes = {"namespace": "ns", "name": "big", "paths": "p" * (MAX_LABEL_VALUE + 10)}
+    for name in ("big_a", "big_b", "big_c"):  # three families, one label set: its string is made once
+        meter.create_counter(name).add(1, attributes)
+    for _ in range(2):  # the second scrape renders from the cache
+        text = world.fast.render(world.collect(), Format())
+    assert text.count(b'paths="' + b"p" * MAX_LABEL_VALUE + b'"} 1.0') == 3
+    assert world.fast._counts.truncated_count() == 3
 
 
 @needs_fast_path

@@ -142,6 +142,7 @@ class FastExposition:
         # key -> label name (None when UTF-8 cannot encode it). Both bounded: families come and go with views.
         self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._label_names: dict[str, str | None] = {}
+        self._memo: dict[Any, tuple[str | None, int, int]] = {}  # one scrape's label strings by label set
         self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
@@ -173,7 +174,10 @@ class FastExposition:
         with self._lock:
             out: list[bytes] = []  # one chunk per family: no copy of the whole text besides the answer
             if metrics_data is not None:
-                self._render(metrics_data, fmt, out)
+                try:
+                    self._render(metrics_data, fmt, out)
+                finally:
+                    self._memo.clear()
             elif self._families:  # nothing collected: no series is live any more
                 self._families.clear()
                 self._rebuild_intern()
@@ -208,8 +212,7 @@ class FastExposition:
                         kind = GaugeMetricFamily
                     elif isinstance(data, Histogram):
                         kind = HistogramMetricFamily
-                    else:
-                        # The exporter logs and skips it; let it do both.
+                    else:  # the exporter logs and skips it; let it do both
                         kind = type(None)
                     name = _seam.resolve_metric_name(collector, metric.name)
                     description = metric.description or ""
@@ -354,15 +357,24 @@ class FastExposition:
         # strings are not allocated in between a scrape's short-lived lines.
         if family.missing:
             split = bisect_left(keys, "le")
-            labels, cuts = family.labels, family.cuts
+            labels, cuts, memo = family.labels, family.cuts, self._memo
             for i, attributes in enumerate(family.attributes):
                 if labels[i] is _MISSING:
-                    made = self._label_string(attributes, keys, split)
+                    # A repo's series in other families have equal attributes: one string made per scrape.
+                    items = tuple(attributes.items())
+                    same = (keys, items) if all(type(value) is str for _, value in items) else None
+                    made = memo.get(same) if same is not None else None
                     if made is None:
-                        return False
-                    labels[i] = made[0]
+                        made = self._label_string(attributes, keys, split)
+                        if made is None:
+                            return False
+                        if same is not None:
+                            memo[same] = made
+                    labels[i], cut, truncated = made
                     if histogram:
-                        cuts[i] = made[1]
+                        cuts[i] = cut
+                    if truncated:
+                        self._counts.truncated(truncated)
             family.missing = False
 
         # The lines, joined per family so that a scrape holds one family's lines at a time.
@@ -435,14 +447,15 @@ class FastExposition:
         if dropped:
             self._counts.dropped(REASON_UNENCODABLE, dropped)
 
-    def _label_string(self, attributes: Any, keys: tuple[str, ...], split: int) -> tuple[str | None, int] | None:
-        """A series' label string and where ``le`` goes into it; (None, 0) when UTF-8 cannot encode it.
+    def _label_string(self, attributes: Any, keys: tuple[str, ...], split: int) -> tuple[str | None, int, int] | None:
+        """A series' label string (None when UTF-8 cannot encode it), where ``le`` goes, values cut.
 
         None when a value is not a scalar or a tuple of scalars: such a value could change in place while
         its series lives, and the cached string would go stale (not a valid OTel attribute from our code).
         """
         names = self._label_names
         values: dict[str, str] = {}
+        truncations = 0
         for key, value in attributes.items():
             if type(value) is str:
                 text = value
@@ -460,18 +473,17 @@ class FastExposition:
                     names.clear()
                 names[key] = label
             if label is None or not encodable(text):
-                return None, 0  # left out (and counted) at every scrape while the series lives
+                return None, 0, truncations  # left out (and counted) at every scrape while the series lives
             text, truncated = cap(text)
-            if truncated:
-                self._counts.truncated()
+            truncations += truncated
             values[label] = _escape_value(text)
         parts = ['%s="%s"' % (k, values.get(k, "")) for k in keys]
         if not parts:
-            return "", 1
+            return "", 1, truncations
         plain = "{%s}" % ",".join(parts)
         # Where `le` goes: after "{" when it sorts first, else after the labels before it.
         cut = 1 + len(",".join(parts[:split])) if split else 1
-        return self._intern.setdefault(plain, plain), cut
+        return self._intern.setdefault(plain, plain), cut, truncations
 
 
 def self_check() -> str | None:
