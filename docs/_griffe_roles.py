@@ -1,5 +1,8 @@
 """Griffe extension: Sphinx roles in docstrings (``:class:`~a.B```) render as code, not as raw text.
 
+An ``.. envvar:: NAME`` line (the OpenTelemetry SDK's notation for its variables) is dropped: the member's
+heading on the site names the variable already.
+
 The docstrings are read in editors and ``help()`` too, where the roles are the usual notation; on the
 site each role becomes a code span of the name it shows (``~`` keeps the last component, as Sphinx does).
 """
@@ -11,6 +14,7 @@ from typing import Any
 
 import griffe
 
+_ENVVAR = re.compile(r"^[ \t]*\.\. envvar:: *\S+[ \t]*\n?", re.MULTILINE)
 _ROLE = re.compile(r":(?:py:)?(class|func|meth|attr|data|mod|exc|obj|const):`(~?)([^`]+)`(?:\\\\ )?")
 
 
@@ -24,8 +28,8 @@ def _code(match: re.Match[str]) -> str:
 
 
 def convert(text: str) -> str:
-    """``text`` with every Sphinx role replaced by a Markdown code span."""
-    return _ROLE.sub(_code, text)
+    """``text`` with every Sphinx role replaced by a Markdown code span, and no ``.. envvar::`` line."""
+    return _ROLE.sub(_code, _ENVVAR.sub("", text))
 
 
 class SphinxRoles(griffe.Extension):

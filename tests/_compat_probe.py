@@ -30,7 +30,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExpor
 from prometheus_client import CollectorRegistry, generate_latest
 
 try:
-    from otel_gitjob import GitJobMetrics, Lifecycle, setup
+    from otel_gitjob import GitJobMetrics, Lifecycle, LifecycleExporter, LifecyclePrometheusReader, setup
 
     IMPORT_PROBLEM = None
 except Exception as error:  # a release that breaks the import is a row of the table, not a crash of the run
@@ -139,7 +139,8 @@ def gauge_visibility(ttl: float = 60.0, scrapes: int = 5) -> str:
     clock = _Clock()
     with Lifecycle(clock=clock) as lifecycle:
         registry = CollectorRegistry()
-        provider = MeterProvider(metric_readers=[lifecycle.prometheus_reader(registry)], views=lifecycle.views())
+        reader = LifecyclePrometheusReader(lifecycle, registry)
+        provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
         try:
             gitjob = GitJobMetrics(provider, lifecycle=lifecycle, gauge_ttl=ttl)
             gitjob.job_succeeded(REPO, 42.0)
@@ -170,7 +171,7 @@ def otlp_markers(protocol: str) -> str:
     sink = otlp_helpers.HttpSink() if protocol == "http" else otlp_helpers.GrpcSink()
     try:
         with Lifecycle() as lifecycle:
-            exporter = lifecycle.wrap_exporter(otlp_helpers.otlp_exporter(protocol, sink.endpoint))
+            exporter = LifecycleExporter(lifecycle, otlp_helpers.otlp_exporter(protocol, sink.endpoint))
             reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
             provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
             try:

@@ -74,6 +74,7 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference_from_doc
     assert "otel_gitjob.listener.ResourceListener" in api
     # Sphinx roles in the docstrings render as code, never raw (docs/_griffe_roles.py).
     assert not re.findall(r":(?:class|func|meth|attr|data|mod|exc|obj):", api)
+    assert not re.findall(r"\.\. \w+::", api), "a Sphinx directive shows raw"  # e.g. ``.. envvar:: NAME``
     # mkdocstrings rendered the docstrings themselves, not just the names.
     for documented in (otel_gitjob.Lifecycle, otel_gitjob.GitJobMetrics, otel_gitjob.Lifecycle.forget):
         first_line = documented.__doc__.strip().splitlines()[0].replace("``", "").replace(":class:", "")

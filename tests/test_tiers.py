@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 from tiers import ROOT, TESTS, TIERS, markers, tier_of
 
-INTEGRATION = {"e2e": "tests/e2e", "collector": "tests/collector", "kube": "tests/kube", "image": "tests/test_image.py"}
+INTEGRATION = {
+    "e2e": "tests/e2e",
+    "collector": "tests/collector",
+    "helm": "tests/kube/test_chart.py",
+    "kube": "tests/kube",
+    "image": "tests/test_image.py",
+}
 
 
 def test_pyproject_registers_every_tier_marker():
@@ -33,6 +39,8 @@ def test_pyproject_registers_every_tier_marker():
         ("e2e/test_dashboard.py", "e2e"),
         ("collector/test_collector_build.py", "collector"),
         ("kube/test_watch_real_server.py", "kube"),
+        ("kube/test_chart.py", "helm"),
+        ("kube/test_chart_on_server.py", "kube"),
         ("test_image.py", "image"),
     ],
 )

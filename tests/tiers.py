@@ -55,6 +55,15 @@ def _kube_apiserver() -> str | None:
     return None
 
 
+def _helm() -> str | None:
+    version = re.search(r"^VERSION=(\S+)$", (ROOT / "scripts" / "helm").read_text(), re.M)
+    cache = Path(os.environ.get("OTEL_GITJOB_CACHE") or CACHE)  # where scripts/helm puts it
+    built = version is not None and os.access(cache / ("helm-%s" % version.group(1)) / "helm", os.X_OK)
+    if built or os.access(os.environ.get("HELM_BIN", ""), os.X_OK):
+        return None
+    return "helm (install Go and run ./scripts/helm, or set HELM_BIN)"
+
+
 def _image_tools() -> str | None:
     missing = [tool for tool in ("buildah", "debootstrap") if shutil.which(tool) is None]
     if os.geteuid() == 0 and not missing:
@@ -91,6 +100,7 @@ TIERS = (
         "OTLP through the real OpenTelemetry Collector into Prometheus",
         (_otelcol, _prometheus),
     ),
+    Tier("helm", ("kube/test_chart.py",), "the Helm chart linted and rendered by the helm binary", (_helm,)),
     Tier("kube", ("kube",), "the listener and kopf against a real kube-apiserver + etcd", (_kube_apiserver,)),
     Tier("image", ("test_image.py",), "the sidecar image, built with buildah and run", (_image_tools,)),
     Tier("unit", ("",), "everything in-process: no server, no binary"),

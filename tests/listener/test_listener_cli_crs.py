@@ -12,7 +12,9 @@ from rv_emulator import WIDGETS
 from support import scrape, wait_until
 from test_listener_cli import announced_url
 
-from otel_gitjob._internal.app.cli import EXIT_CONFIGURATION, main
+from otel_gitjob.__main__ import EXIT_CODES, main
+
+EXIT_CONFIGURATION = next(code for code, meaning in EXIT_CODES.items() if "ConfigurationError" in meaning)
 
 CONFIG = """
 kind: CustomResourceStateMetrics

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_gitjob._internal.app.exporters import exporters_from_environment
-from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, setup
+from otel_gitjob._internal.app.setup import DEFAULT_HOST, DEFAULT_PORT, listen_address, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob.environment_variables import (
     OTEL_EXPORTER_PROMETHEUS_HOST,
@@ -99,7 +99,6 @@ class _Exit(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,14 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--host",
-        default=None,
         help="address of /metrics (env %s; default %s; 0.0.0.0 in a pod)"
         % (OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST),
     )
     common.add_argument(
         "--port",
         type=int,
-        default=None,
         help="port of /metrics (env %s; default %d; 0 picks a free port)"
         % (OTEL_EXPORTER_PROMETHEUS_PORT, DEFAULT_PORT),
     )
@@ -139,12 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--gauge-ttl",
         type=float,
-        default=None,
         help="seconds the job-duration gauge stays after its last set (env %s; default %g here, so that one "
         "expires within the first minute; Fleet's is 120)" % (OTEL_GITJOB_GAUGE_TTL, DEFAULT_DEMO_GAUGE_TTL),
     )
-    demo.add_argument("--seed", type=int, default=None, help="random seed")
-    demo.add_argument("--events", type=int, default=None, help="stop after this many events")
+    demo.add_argument("--seed", type=int, help="random seed")
+    demo.add_argument("--events", type=int, help="stop after this many events")
 
     watch = commands.add_parser(
         "watch",
@@ -152,31 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch GitRepos and serve their metrics (sidecar mode)",
         description="Watch Fleet GitRepos; forget the series of deleted ones and serve the fleet_gitrepo_* gauges.",
     )
-    watch.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    watch.add_argument("--namespace", help="watch one namespace (default: all)")
     watch.add_argument(
         "--kinds",
-        default=None,
         help="comma-separated kinds to watch (default: gitrepos,helmops; none with a custom resource state config)",
     )
     watch.add_argument(
         "--custom-resource-state-config-file",
-        default=None,
         metavar="FILE",
         help="also serve the metrics of a kube-state-metrics Custom Resource State config (YAML file)",
     )
     watch.add_argument(
         "--custom-resource-state-config",
-        default=None,
         metavar="YAML",
         help="the same config inline; wins over the file, as in kube-state-metrics",
     )
     watch.add_argument(
         "--kubeconfig",
-        default=None,
         help="kubeconfig path (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
     )
     shard = watch.add_mutually_exclusive_group()
-    shard.add_argument("--shard-id", default=None, help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
+    shard.add_argument("--shard-id", help="handle GitRepos labelled fleet.cattle.io/shard-ref=ID")
     shard.add_argument("--all-shards", action="store_true", help="handle all GitRepos, whatever their shard")
     return parser
 
@@ -240,15 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signals.install()
     try:
         return signals.exit_code(_run(args, signals.stop))
-    except _Exit as failure:
+    except (_Exit, ConfigurationError) as failure:  # ConfigurationError: raised later than setup()
         if args.debug:
             traceback.print_exc()
-        print("otel-gitjob: error: %s" % failure.message, file=sys.stderr, flush=True)
-        return failure.code
-    except ConfigurationError as error:  # raised later than setup(), e.g. by the listener's settings
-        if args.debug:
-            traceback.print_exc()
-        print("otel-gitjob: error: %s: %s" % (_qualname(error), error), file=sys.stderr, flush=True)
+        if isinstance(failure, _Exit):
+            print("otel-gitjob: error: %s" % failure, file=sys.stderr, flush=True)
+            return failure.code
+        print("otel-gitjob: error: %s: %s" % (_qualname(failure), failure), file=sys.stderr, flush=True)
         return EXIT_CONFIGURATION
     except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
         return EXIT_INTERRUPTED
@@ -341,15 +331,14 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
-    """``setup()`` with the CLI's host and port; its errors become one line each."""
-    host = args.host if args.host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
+    """``setup()`` with the CLI's host and port; an address it cannot listen on becomes its own exit code."""
+    host, port = listen_address(args.host, args.port)
     try:
         # watch also pushes where OTEL_METRICS_EXPORTER says (the demo serves /metrics only).
         exporters = exporters_from_environment() if args.command == "watch" else []
-        return setup(host=args.host, port=args.port, gauge_ttl=gauge_ttl, exporters=exporters)
+        return setup(host=host, port=port, gauge_ttl=gauge_ttl, exporters=exporters)
     except ConfigurationError as error:
         cause = error.__cause__
-        port = args.port if args.port is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, DEFAULT_PORT)
         if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
             raise _Exit(
                 EXIT_PORT_IN_USE,
@@ -364,15 +353,11 @@ def _setup(args: argparse.Namespace, gauge_ttl: float | None) -> Any:
                 "cannot listen on host %r (%s): set %s or --host to an address of this machine, "
                 "such as 127.0.0.1 or 0.0.0.0" % (host, cause.strerror or cause, OTEL_EXPORTER_PROMETHEUS_HOST),
             ) from error
-        raise _Exit(EXIT_CONFIGURATION, "%s: %s" % (_qualname(error), error)) from error
+        raise  # one line and EXIT_CONFIGURATION, from main()
 
 
 def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Import the listener and load the cluster configuration before anything is served.
-
-    Returns:
-        ``(run_sidecar, configuration)``.
-    """
+    """``(run_sidecar, configuration)``: the listener imported and the cluster reached before anything is served."""
     try:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
@@ -436,9 +421,7 @@ def _prepare_watch(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _qualname(error: BaseException) -> str:
-    """The class as users import it: ``otel_gitjob.ConfigurationError``, not its internal module."""
-    if isinstance(error, ConfigurationError):
-        return "otel_gitjob.ConfigurationError"
+    """The class as users import it (``otel_gitjob.ConfigurationError`` says so in its ``__module__``)."""
     cls = type(error)
     return cls.__name__ if cls.__module__ == "builtins" else "%s.%s" % (cls.__module__, cls.__qualname__)
 

@@ -1,11 +1,8 @@
 """A simulated GitJob controller, so a newcomer can watch series appear and vanish.
 
-Repos appear, their git jobs run and sometimes fail, commits are polled, and
-repos get deleted (their series vanish from the next scrape) and recreated
-(their counts start from zero). Both cleanup groups show: ``-`` lines are
-deletions (every series of the repo at once), ``~`` lines are the transient
-job-duration gauge expiring a TTL after its last set. Durations are simulated:
-a job "succeeded in 12.0s" is recorded at once, nothing waits.
+Repos appear, their git jobs run and sometimes fail, commits are polled, and repos get deleted (every
+series gone from the next scrape: ``-`` lines) and recreated (counts from zero); ``~`` lines are the
+transient job-duration gauge expiring a TTL after its last set. Durations are simulated: nothing waits.
 """
 
 from __future__ import annotations
@@ -101,11 +98,7 @@ def run_demo(
 
 
 class _GaugeWatch:
-    """Tells when a repo's job-duration gauge has left ``/metrics``, by reading what a scrape reads.
-
-    The registry's output is what Prometheus would see; a repo whose gauge was set
-    and is no longer there, while the repo lives, has expired.
-    """
+    """Tells when a live repo's job-duration gauge has left ``/metrics``, by reading what a scrape reads."""
 
     def __init__(self, registry: CollectorRegistry, gauge_name: str, clock: Callable[[], float] = time.monotonic):
         self._registry = registry

@@ -1,12 +1,10 @@
 """The push exporters ``otel-gitjob watch`` runs, from the SDK's own environment variables.
 
-``OTEL_METRICS_EXPORTER`` (comma-separated) names them as the SDK's auto-instrumentation does:
-``prometheus`` (the ``/metrics`` endpoint, always served: the health probes share its server),
-``otlp`` (an OTLP exporter, ``http/protobuf`` or ``grpc`` after ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``
-or ``OTEL_EXPORTER_OTLP_PROTOCOL``; its endpoint, headers and timeout come from the usual
-``OTEL_EXPORTER_OTLP_*`` variables, which the exporter reads itself), ``none``. Unset means
-``prometheus``. A name or protocol we do not know, or ``otlp`` without the ``[otlp]`` extra, is a
-``ConfigurationError`` with the fix.
+``OTEL_METRICS_EXPORTER`` (comma-separated, default ``prometheus``) names them as the SDK's
+auto-instrumentation does: ``prometheus`` (``/metrics``, always served: the probes share its server),
+``otlp`` (``http/protobuf`` or ``grpc`` after ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``; the exporter reads
+the other ``OTEL_EXPORTER_OTLP_*`` variables itself) or ``none``. Anything else, or ``otlp`` without the
+``[otlp]`` extra, is a ``ConfigurationError`` with the fix.
 """
 
 from __future__ import annotations

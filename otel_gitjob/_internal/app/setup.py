@@ -29,7 +29,7 @@ from otel_gitjob.environment_variables import (
     OTEL_GITJOB_GAUGE_TTL,
 )
 
-__all__ = ["Instrumentation", "setup", "with_instance_id"]
+__all__ = ["Instrumentation", "listen_address", "setup", "with_instance_id"]
 
 SERVICE_INSTANCE_ID = "service.instance.id"
 
@@ -87,7 +87,7 @@ class Instrumentation:
         """
         if self._server is not None:
             raise ConfigurationError("this instrumentation serves /metrics already, on %s" % (self.address,))
-        host, port = _listen_address(host, port)
+        host, port = listen_address(host, port)
         server = _serve(host, port, self.registry, self._reader, self.health)
         address = (host, server.server_address[1])
         # Frozen for users; these two fields describe the one server this method starts.
@@ -107,10 +107,9 @@ class Instrumentation:
 def with_instance_id(resource: Resource) -> Resource:
     """``resource``, with this process's random ``service.instance.id`` (a UUID) unless it has one.
 
-    A Collector tells the series of two exporting processes apart by their resource only: two shards
-    with the same resource would overwrite each other's points of the same object. Recent SDK releases
-    set such an id themselves (one per process), older ones none; this gives every supported release the
-    same behaviour. A deployment sets a stable one (the pod's name) in ``OTEL_RESOURCE_ATTRIBUTES``.
+    A Collector tells two exporting processes apart by their resource only; recent SDK releases set such an
+    id themselves, older ones none. A deployment sets a stable one (the pod's name) in
+    ``OTEL_RESOURCE_ATTRIBUTES``.
     """
     if resource.attributes.get(SERVICE_INSTANCE_ID):
         return resource
@@ -166,7 +165,7 @@ def setup(
         collect_timeout: Seconds a scrape's collection may take; ``OTEL_GITJOB_COLLECT_TIMEOUT`` or 300 s.
         **lifecycle_options: Passed to :class:`Lifecycle`.
     """
-    host, port = _listen_address(host, port)
+    host, port = listen_address(host, port)
     if gauge_ttl is None:
         raw_ttl = os.environ.get(OTEL_GITJOB_GAUGE_TTL)
         try:
@@ -224,7 +223,7 @@ def setup(
     return Instrumentation(gitjob, lifecycle, provider, registry, address, server, health, reader)
 
 
-def _listen_address(host: str | None, port: int | None) -> tuple[str, int]:
+def listen_address(host: str | None, port: int | None) -> tuple[str, int]:
     """The arguments, else the environment variables, else the defaults; a bad port is a ConfigurationError."""
     host = host if host is not None else os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, DEFAULT_HOST)
     if port is None:

@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Sample
 
+from otel_gitjob._internal.core.identity import coerce_repo
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GitJobMetrics
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
@@ -181,9 +182,6 @@ class MetricsKit:
 
 
 def _identity(obj: Any) -> tuple[str, str]:
-    if isinstance(obj, tuple) and len(obj) == 2:
-        return str(obj[0]), str(obj[1])
-    metadata = obj.get("metadata") if isinstance(obj, Mapping) else getattr(obj, "metadata", None)
-    if isinstance(metadata, Mapping):
-        return str(metadata.get("namespace")), str(metadata.get("name"))
-    return str(getattr(metadata, "namespace", None)), str(getattr(metadata, "name", None))
+    """``(namespace, name)`` as the lifecycle reads them; an object it cannot identify matches no series."""
+    ref, _reason = coerce_repo(obj)
+    return (ref.namespace, ref.name) if ref is not None else ("", "")

@@ -1,15 +1,10 @@
 """Which seams onto foreign internals run degraded, process-wide.
 
-Each seam (``sdk``: opentelemetry-sdk; ``prometheus``: prometheus_client and
-opentelemetry-exporter-prometheus; ``push``: the OTLP exporters) checks the
-installed release by behaviour at first use. A seam whose check fails calls
-:func:`mark_degraded`: one WARNING per seam and process, and
-``otel_gitjob_degraded{seam="…"} 1`` on the self-metrics. A degraded seam
-takes its slower path that relies on no internals; it is never wrong.
-
-``OTEL_GITJOB_DEGRADED=sdk,prometheus,push`` (any subset, or ``all``) forces
-seams onto that path: the escape hatch when an installed release misbehaves in
-a way the self-check does not catch, and how the tests prove the path correct.
+Each seam (``sdk``, ``prometheus``, ``push``) checks the installed release by behaviour at first use; one
+whose check fails calls :func:`mark_degraded` (one WARNING per seam and process, and
+``otel_gitjob_degraded{seam="…"} 1``) and takes its slower path that relies on no internals and is never
+wrong. ``OTEL_GITJOB_DEGRADED=sdk,prometheus,push`` (any subset, or ``all``) forces that path: the escape
+hatch for a release the self-check misjudges, and how the tests prove the path correct.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Dropped measurements: counted, logged once per kind, never raised.
 
-Recording calls follow the OTel API convention and never raise into the
-controller. Every drop goes through :class:`DropRecorder`, which counts it by
-reason (exported as ``otel_gitjob_dropped_measurements_total{reason}``) and
-logs the first drop of each reason, then at most one summary per interval.
-A log line names what was dropped by a short description only (a type, an
-identity, truncated): an object body may carry credentials and be megabytes.
+Recording calls never raise into the controller (the OTel API convention). :class:`DropRecorder` counts
+every drop by reason (``otel_gitjob_dropped_measurements_total{reason}``) and logs the first of each reason,
+then at most one summary per interval, naming what was dropped by a short description only: an object
+body may carry credentials and be megabytes.
 """
 
 from __future__ import annotations
@@ -29,11 +27,7 @@ _MAX_DETAIL = 200
 
 
 def safe_detail(obj: object) -> str:
-    """A description of a dropped object that is safe to log: its type, never its contents.
-
-    Numbers are shown (a bad duration is the useful part); strings and objects
-    only by type and length, since a body or a URL may carry a secret.
-    """
+    """A description of a dropped object that is safe to log: numbers as they are, else type and length."""
     try:
         if isinstance(obj, (bool, int, float)) or obj is None:
             big = isinstance(obj, int) and obj.bit_length() >= 100
@@ -51,10 +45,7 @@ class DropRecorder:
     """Counts and logs dropped measurements; thread-safe.
 
     Args:
-        log_interval: Seconds between two log lines for the same reason. The
-            first drop of a reason is always logged; later ones are summarised
-            so that a controller recording a bad repo in a hot loop cannot flood
-            its log.
+        log_interval: Seconds between two log lines for the same reason (a hot loop cannot flood the log).
         clock: Monotonic clock, injectable for tests.
     """
 

@@ -1,37 +1,23 @@
 """The expiry processor: transient series disappear a TTL after their last write.
 
-Fleet keeps ``fleet_gitjob_duration_seconds_gauge`` for 120 s after a job so
-that Prometheus scrapes it at least once, then deletes it. Here any instrument
-can be declared transient (:meth:`Lifecycle.transient`); each of its series
-then lives until ``last write + TTL``.
+Fleet keeps ``fleet_gitjob_duration_seconds_gauge`` for 120 s after a job, then deletes it. Here any
+instrument can be declared transient (:meth:`Lifecycle.transient`); each of its series lives until
+``last write + TTL``.
 
-Design:
-
-* A min-heap of ``(deadline, seq, entry, generation)``. A write only moves the
-  entry's deadline forward (no heap push, no lock): when the heap entry comes
-  due the sweeper sees the later deadline and pushes it once more. The heap
-  therefore holds at most one live entry per series however often it is set,
-  and a series re-set within its TTL is never cut short (Fleet's goroutine
-  per job deletes whatever value is there 120 s after *each* job).
-* Lazy deletion: forgetting an object bumps its entries' generation; their heap
-  entries are skipped when popped, and the heap is compacted when such stale
-  entries make up most of it.
-* One sweeper thread per processor, started on the first schedule, sleeping
-  on a condition until the earliest deadline (no polling); stopped by
-  ``Lifecycle.shutdown()``, between two eviction slices at the latest.
-* Series are keyed by the SDK instrument object and the series key, so two
-  meters with a same-named transient instrument never share an entry.
-* A write that races its own expiry survives: eviction re-checks the deadline
-  under the SDK's lock, and a writer holding the evicted aggregation is sent
-  back to the SDK, which creates the series afresh (``_sdk.TouchingAggregation``).
-  An eviction only ever removes the aggregation of the entry it expires: when
-  the object was forgotten and written again meanwhile, the series in storage
-  is the new incarnation's, with its own deadline, and stays.
-* Exact at collection: readers run :meth:`ExpiryProcessor.expire_due` before
-  collecting and filter points past their deadline before exporting, so a
-  lagging sweeper never lets an expired series out; nor does a sweep under way
-  on another thread, which has taken its entries off the heap but not yet
-  evicted them (collections meanwhile are filtered).
+* A min-heap of ``(deadline, seq, entry, generation)``. A write only moves the entry's deadline (no push,
+  no lock); when the heap entry comes due the sweeper sees the later deadline and pushes it again. So the
+  heap holds one live entry per series, and a series re-set within its TTL is never cut short.
+* Lazy deletion: forgetting an object bumps its entries' generation; popped stale entries are skipped,
+  and the heap is compacted when they make up most of it.
+* One sweeper thread, started on the first schedule, waiting on a condition until the earliest deadline
+  (no polling); stopped by ``Lifecycle.shutdown()`` between two eviction slices at the latest.
+* Series are keyed by the SDK instrument object and the series key: two meters' same-named instruments
+  never share an entry.
+* A write racing its own expiry survives: eviction re-checks the deadline under the SDK's lock, and a
+  writer holding the evicted aggregation is sent back to the SDK (``_sdk.TouchingAggregation``). An
+  eviction removes only its own entry's aggregation, never a later incarnation's.
+* Exact at collection: readers run :meth:`ExpiryProcessor.expire_due` before collecting and filter points
+  past their deadline, so neither a lagging sweeper nor a sweep under way lets an expired series out.
 """
 
 from __future__ import annotations
@@ -168,7 +154,7 @@ class ExpiryProcessor:
             heapq.heappush(self._heap, (entry.deadline, next(self._seq), entry, entry.generation))
             if self._heap[0][2] is entry:
                 self._cond.notify()
-            if self._thread is None and not self._stopping:
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="otel-gitjob-expiry", daemon=True)
                 self._thread.start()
 
@@ -178,14 +164,11 @@ class ExpiryProcessor:
         """Expire every series whose deadline has passed; returns how many.
 
         Args:
-            sweeper: Called by the sweeper thread, which stops between two
-                slices once shut down (a reader's call always finishes).
+            sweeper: Called by the sweeper thread, which stops between two slices once shut down.
         """
         now = self._clock()
         due = self._take_due(now)
-        if not due:
-            return 0
-        return self._remove(due, now, sweeper)
+        return self._remove(due, now, sweeper) if due else 0
 
     def _take_due(self, now: float) -> list[_Entry]:
         due = []
@@ -399,9 +382,7 @@ class ExpiryProcessor:
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop the sweeper for good (the lifecycle's shutdown): nothing is scheduled after it.
 
-        Never called with a lock held: the sweeper may need the registry's
-        lock to finish its current slice, and joining it under that lock
-        would wait for the whole timeout.
+        Never called with a lock held: the sweeper may need the registry's lock to finish its slice.
         """
         with self._cond:
             thread, self._thread = self._thread, None

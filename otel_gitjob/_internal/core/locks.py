@@ -1,12 +1,9 @@
 """Every lock of the package, by name and rank: the lock order, written once and checked in tests.
 
-A thread holding a lock may only take locks of a strictly higher rank (an
-``RLock`` may be re-entered). :data:`RANKS` is the order; docs/design/locks.md
-explains it, with the OpenTelemetry SDK's own locks in between. With
-``OTEL_GITJOB_LOCK_CHECK=1`` in the environment (the test suite sets it),
-:func:`ranked_lock` returns a lock that records, per thread, the ranks held and
-fails on an inversion; otherwise it returns a plain ``threading`` lock, so the
-check costs nothing in production.
+A thread holding a lock may only take locks of a strictly higher rank (an ``RLock`` may be re-entered);
+docs/design/locks.md explains :data:`RANKS`, with the SDK's own locks in between. With
+``OTEL_GITJOB_LOCK_CHECK=1`` (the test suite sets it) :func:`ranked_lock` returns a lock that fails on an
+inversion; otherwise a plain ``threading`` lock, so the check costs nothing in production.
 """
 
 from __future__ import annotations
@@ -62,14 +59,14 @@ class LockOrderError(AssertionError):
     """A thread took a lock while holding one of an equal or higher rank (test mode only)."""
 
 
-_held = threading.local()
+class _Held(threading.local):
+    """The checked locks this thread holds, in the order taken."""
+
+    def __init__(self) -> None:
+        self.stack: list[_CheckedLock] = []
 
 
-def _stack() -> list[_CheckedLock]:
-    stack: list[_CheckedLock] | None = getattr(_held, "stack", None)
-    if stack is None:
-        stack = _held.stack = []
-    return stack
+_held = _Held()
 
 
 class _CheckedLock:
@@ -84,17 +81,13 @@ class _CheckedLock:
         self.reentrant = reentrant
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        stack = _stack()
+        stack = _held.stack
         # A try-acquire cannot deadlock (Condition uses one to ask whether it owns the lock).
         if blocking and not (self.reentrant and self in stack):
             for held in stack:
                 if held.rank >= self.rank:
-                    message = "took %s (rank %d) while holding %s (rank %d)" % (
-                        self.name,
-                        self.rank,
-                        held.name,
-                        held.rank,
-                    )
+                    message = "took %s (rank %d) while holding %s (rank %d)"
+                    message %= (self.name, self.rank, held.name, held.rank)
                     violations.append(message)
                     raise LockOrderError(message)
         acquired = bool(self._lock.acquire(blocking, timeout))
@@ -104,14 +97,14 @@ class _CheckedLock:
 
     def release(self) -> None:
         self._lock.release()
-        stack = _stack()
+        stack = _held.stack
         for index in range(len(stack) - 1, -1, -1):
             if stack[index] is self:
                 del stack[index]
                 break
 
     def locked(self) -> bool:
-        return self in _stack() if self.reentrant else bool(self._lock.locked())
+        return self in _held.stack if self.reentrant else bool(self._lock.locked())
 
     __enter__ = acquire
 
@@ -136,7 +129,7 @@ def ranked_condition(name: str) -> threading.Condition:
 def join(thread: threading.Thread, timeout: float | None = None) -> None:
     """``thread.join(timeout)``; in test mode, fails if this thread holds a lock of ours (a deadlock risk)."""
     if CHECK:
-        held = [lock.name for lock in _stack()]
+        held = [lock.name for lock in _held.stack]
         if held:
             message = "joined %s while holding %s" % (thread.name, ", ".join(held))
             violations.append(message)

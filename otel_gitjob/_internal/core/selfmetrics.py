@@ -1,14 +1,9 @@
 """The package's own metrics: one table of ``otel_gitjob_*`` instruments, fed by every component.
 
-Operators need to see the machinery. Each component (the registry, the expiry
-processor, the OTLP staleness markers, the listener) adds a *source* for the
-rows it can answer; :meth:`SelfMetrics.register` creates one observable
-instrument per row on a meter, whose callback asks every source of that row.
-The series carry no identity attributes, so the lifecycle never manages them.
-
-Names follow the OpenTelemetry and Prometheus conventions: counters are
-cumulative totals (the Prometheus exporter appends ``_total``), gauges are
-current values, units in UCUM curly braces for counts.
+Each component (registry, expiry, OTLP markers, listener) adds a *source* for the rows it can answer;
+:meth:`SelfMetrics.register` creates one observable instrument per row whose callback asks every source of
+that row. The series carry no identity attributes, so the lifecycle never manages them. Counters are
+cumulative (``_total`` on /metrics), units UCUM.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -31,14 +25,7 @@ Source = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
 
 @dataclass(frozen=True)
 class SelfMetric:
-    """One row of the self-metrics table.
-
-    Attributes:
-        name: The instrument name (``_total`` is added on /metrics for counters).
-        kind: ``gauge`` or ``counter``.
-        unit: UCUM unit.
-        description: The help text; says what to alert on where it matters.
-    """
+    """One row of the self-metrics table: name, ``gauge`` or ``counter``, UCUM unit, help text."""
 
     name: str
     kind: str
@@ -149,15 +136,8 @@ class SelfMetrics:
                 return
             self._meters.append(meter)
         for row in SELF_METRICS:
-            callback = self._callback(row.name)
-            if row.kind == "counter":
-                meter.create_observable_counter(
-                    row.name, callbacks=[callback], unit=row.unit, description=row.description
-                )
-            else:
-                meter.create_observable_gauge(
-                    row.name, callbacks=[callback], unit=row.unit, description=row.description
-                )
+            create = meter.create_observable_counter if row.kind == "counter" else meter.create_observable_gauge
+            create(row.name, callbacks=[self._callback(row.name)], unit=row.unit, description=row.description)
 
     def observe(self, name: str) -> list[tuple[float, dict[str, str]]]:
         """What the sources of ``name`` say now, summed per attribute set (tests, debugging)."""
@@ -178,8 +158,3 @@ class SelfMetrics:
             return [Observation(value, attributes) for value, attributes in self.observe(name)]
 
         return callback
-
-
-def constant(value: Any, **attributes: str) -> Source:
-    """A source that reports ``value()`` (a callable) under fixed attributes."""
-    return lambda: [(float(value()), dict(attributes))]

@@ -1,9 +1,7 @@
 """The view filter: the ingest-side hook that indexes new series and blocks late writes.
 
-The SDK asks a view's aggregation for a new aggregation exactly once per new
-attribute set (per reader), which is where the lifecycle check belongs: it
-costs nothing on the measurements that follow. This layer sits above the
-registry and the expiry processor and uses their operations only.
+The SDK asks a view's aggregation for a new aggregation once per new attribute set (per reader): the
+lifecycle check there costs nothing on the measurements that follow.
 """
 
 from __future__ import annotations
@@ -110,9 +108,8 @@ def lifecycle_views(
 ) -> list[View]:
     """The user's views with managed aggregations, then a default view for every other instrument.
 
-    The default view gives the series of managed objects no exemplar reservoir
-    unless ``exemplars``; every other series, and the user's own views, keep the
-    SDK's. A user's view that the SDK refuses for an instrument (a histogram on an
+    The default view gives managed objects' series no exemplar reservoir unless ``exemplars``; other series
+    and the user's views keep the SDK's. A user's view the SDK refuses for an instrument (a histogram on an
     asynchronous one) is refused the same way, so the default view takes it.
     """
     wrapped: list[View] = []

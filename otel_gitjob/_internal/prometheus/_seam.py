@@ -1,26 +1,15 @@
 """THE seam onto prometheus_client's and opentelemetry-exporter-prometheus's internals.
 
-Only this module touches a ``_``-prefixed name of either package. It holds
-one adapter per shape those internals take across the supported releases:
+Only this module touches a ``_``-prefixed name of either package, with one adapter per shape those
+internals take across the supported releases: prometheus_client's name escaping (:data:`CLIENT_SHAPE`:
+``escaping`` from 0.23.1, ``quoting`` in 0.22, ``legacy`` in 0.20 and 0.21) and the exporter's collector
+(:data:`EXPORTER_SHAPE`: ``fast`` from 0.66b0, else ``exporter``, whose own rendering serves ``/metrics``).
 
-* prometheus_client's name escaping (:data:`CLIENT_SHAPE`): ``escaping``
-  (0.23.1 and later: negotiated ``escaping=`` schemes, UTF-8 names),
-  ``quoting`` (0.22: UTF-8 names quoted, no schemes) and ``legacy`` (0.20 and
-  0.21: names written as they are).
-* opentelemetry-exporter-prometheus's collector (:data:`EXPORTER_SHAPE`):
-  ``fast`` (0.66b0 and later: ``_translate_metric`` and the options the fast
-  renderer reproduces) or ``exporter`` (earlier releases: ``/metrics`` is the
-  exporter's own rendering, which the fast renderer does not attempt).
-
-Before the fast renderer serves its first scrape, :func:`fast_path_ok` checks
-it by behaviour: a small known collection (counter, gauge, histogram, label
-values with every character the formats escape) is rendered by the fast
-renderer and by prometheus_client from a public ``PrometheusMetricReader``,
-in each format; any byte of difference, or any exception, and the seam runs
-*degraded*: ``/metrics`` is prometheus_client's own ``generate_latest`` of the
-registry (public API only; the reader's lifecycle filter still runs on every
-collection), one WARNING, ``otel_gitjob_degraded{seam="prometheus"} 1``.
-``OTEL_GITJOB_DEGRADED=prometheus`` forces that path.
+Before the fast renderer serves its first scrape, :func:`fast_path_ok` checks it by behaviour against
+prometheus_client's rendering of a public ``PrometheusMetricReader``, in each format. Any difference or
+exception and the seam runs *degraded* (``OTEL_GITJOB_DEGRADED=prometheus`` forces it): ``/metrics`` is
+prometheus_client's own ``generate_latest`` (the lifecycle filter still runs), with one WARNING and
+``otel_gitjob_degraded{seam="prometheus"} 1``.
 """
 
 from __future__ import annotations
@@ -28,11 +17,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import socket
 from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler
 
 import opentelemetry.exporter.prometheus as _exporter
 from prometheus_client import exposition as _text
@@ -52,8 +39,6 @@ __all__ = [
     "SEAM",
     "UNDERSCORES",
     "FilteringReader",
-    "SilentHandler",
-    "best_family",
     "check_value",
     "collector_is_plain",
     "collector_of",
@@ -149,20 +134,6 @@ def label_name_kept(name: str, escaping: str) -> bool:
     if CLIENT_SHAPE == "quoting":
         return bool(_om.escape_label_name(name) == name)
     return bool(_om.escape_label_name(name, escaping) == name)
-
-
-class SilentHandler(WSGIRequestHandler):
-    """A WSGI handler that logs no request line (prometheus_client's server does the same)."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's parameter name)
-        """Log nothing."""
-
-
-def best_family(address: str, port: int) -> tuple[socket.AddressFamily, str]:
-    """The address family and host to bind ``address:port`` with (IPv6 when it resolves to IPv6)."""
-    infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, sockaddr = next(iter(infos))
-    return family, str(sockaddr[0])
 
 
 def registry_serves_only(registry: Any, collector: Any) -> bool:
@@ -302,12 +273,11 @@ def reset_check() -> None:
 def fast_path_ok(check: Callable[[], str | None]) -> bool:
     """Whether the fast renderer may serve ``/metrics``: its shape is present and its self-check passed.
 
+    Runs the check once per process. False when forced degraded, with the older exporter shape (its
+    own path is that shape's adapter) or when the check failed (degraded, with one warning).
+
     Args:
         check: The renderer's self-check: None when its output is identical, else what differed.
-
-    Runs the check once per process. False when forced degraded, when the
-    exporter's shape is the older one (its own path is this shape's adapter)
-    or when the check failed (degraded, with one warning).
     """
     if degraded.forced(SEAM):
         degraded.mark_degraded(SEAM, "forced by %s" % degraded.FORCE_ENV)
@@ -339,7 +309,7 @@ def _run_check(check: Callable[[], str | None]) -> str | None:
         minor = re.match(r"0\.(\d+)", version)
         if minor is not None and int(minor.group(1)) < 66:
             return ""
-        return "opentelemetry-exporter-prometheus %s has none of the collector shapes known here" % _exporter_version()
+        return "opentelemetry-exporter-prometheus %s has none of the collector shapes known here" % version
     try:
         return check()
     except Exception as exc:  # any failure means: not proven identical

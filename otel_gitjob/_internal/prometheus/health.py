@@ -1,11 +1,8 @@
 """``/healthz`` and ``/readyz``: checks the application registers, answered without a collection.
 
-The endpoint knows nothing of what runs beside it (listeners, the expiry
-sweeper): the application registers a callable per component, each returning
-``(ok, detail)``. Liveness is "every registered thread still runs"; readiness
-is "every registered component is ready". With nothing registered (a library
-user's :func:`otel_gitjob.setup` without listeners) both answer ok as soon as
-the server answers at all.
+The application registers ``(ok, detail)`` callables per component (listeners, the expiry sweeper).
+Liveness is "every registered thread still runs", readiness "every registered component is ready"; with
+nothing registered both answer ok as soon as the server answers.
 """
 
 from __future__ import annotations

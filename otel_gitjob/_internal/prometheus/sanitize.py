@@ -1,14 +1,9 @@
 """What one series may not do to a scrape: fail it (a value UTF-8 cannot encode) or bloat it (a huge label value).
 
-A lone surrogate (``"\\udcff"``, what ``os.fsdecode`` and ``surrogateescape``
-make of undecodable bytes) in any label value makes prometheus_client's
-``generate_latest`` raise, so one such series would turn every scrape into an
-HTTP 500. Such a series is left out of the scrape and counted. A label value
-longer than :data:`MAX_LABEL_VALUE` characters (a GitRepo's ``paths`` list
-can be megabytes, repeated in each of its status gauges) is cut to that length
-and counted. Both counts are self-metrics
-(``otel_gitjob_scrape_series_dropped_total{reason}``,
-``otel_gitjob_label_values_truncated_total``).
+A lone surrogate (what ``surrogateescape`` makes of undecodable bytes) in a label value makes
+prometheus_client's ``generate_latest`` raise, turning every scrape into an HTTP 500: such a series is left
+out and counted. A label value longer than :data:`MAX_LABEL_VALUE` (a GitRepo's ``paths`` can be megabytes,
+repeated in each status gauge) is cut and counted. Both counts are self-metrics.
 """
 
 from __future__ import annotations
@@ -96,8 +91,8 @@ class ScrapeCounts:
 def clean_families(families: Iterable[Any], counts: ScrapeCounts) -> Iterator[Any]:
     """prometheus_client families without unencodable samples and with capped label values.
 
-    A family needing no change is passed on as is; otherwise a shallow copy
-    carries the cleaned samples (a collector may hand out the same object twice).
+    A family needing no change is passed on as is; otherwise a shallow copy carries the cleaned samples
+    (a collector may hand out the same object twice).
     """
     for family in families:
         if not encodable(family.name) or not encodable(family.documentation or ""):

@@ -1,21 +1,10 @@
 """The HTTP server under ``/metrics``, ``/healthz`` and ``/readyz``: a fixed number of threads, whatever the clients do.
 
-prometheus_client's ``start_http_server`` starts a thread per connection and
-listens with a backlog of 5: a few hundred clients that connect and send
-nothing hold as many threads, and a burst of scrapes and probes overflows the
-backlog. This server instead:
-
-* accepts on one thread and reads every request's header there, non-blocking,
-  with a deadline (:data:`HEADER_TIMEOUT`) and a size cap: a client that is
-  slow to ask costs a socket, never a thread;
-* hands complete requests to :data:`WORKERS` threads, which run the WSGI
-  application and write the answer (a blocked write gives up after
-  :data:`WRITE_TIMEOUT`);
-* holds at most :data:`MAX_CONNECTIONS` connections: past that it closes the
-  oldest one whose request has not arrived yet, or leaves new ones in the
-  kernel's queue (:data:`LISTEN_BACKLOG`) until a worker is free.
-
-One request per connection (HTTP/1.0 semantics, as prometheus_client's server).
+prometheus_client's server spends a thread per connection and listens with a backlog of 5. This one
+reads every request header on the accept thread, non-blocking, with a deadline and a size cap (a slow
+client costs a socket, never a thread); hands complete requests to :data:`WORKERS` threads; and holds at
+most :data:`MAX_CONNECTIONS` connections, closing the oldest one still without a header or leaving new ones
+in the kernel's queue. One request per connection (HTTP/1.0, as prometheus_client's server).
 """
 
 from __future__ import annotations
@@ -79,26 +68,6 @@ class _Pending:
         self.buffer = bytearray()
 
 
-class _Writer:
-    """``wfile`` for the handler: every write is a ``sendall`` (a plain socket file may write partially)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def write(self, data: bytes) -> None:
-        self._sock.sendall(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    @property
-    def closed(self) -> bool:
-        return False
-
-
 class _Handler(WSGIRequestHandler):
     """wsgiref's request handler, fed the header the accept thread already read; logs nothing per request."""
 
@@ -107,9 +76,9 @@ class _Handler(WSGIRequestHandler):
         super().__init__(sock, address, server)  # type: ignore[arg-type]
 
     def setup(self) -> None:
-        self.connection = self.request
+        super().setup()  # its wfile writes with sendall (wbufsize 0)
+        self.rfile.close()
         self.rfile = io.BytesIO(self._header)
-        self.wfile = _Writer(self.connection)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's parameter name
         """Silent, like prometheus_client's handler."""
@@ -177,7 +146,9 @@ class BoundedWSGIServer:
             "SCRIPT_NAME": "",
         }
         self._ready: queue.Queue[tuple[socket.socket, Any, bytes] | None] = queue.Queue()
-        self._lock = ranked_lock("server.held")  # guards _held and _accepting
+        # The accept thread's own (serve_forever): connections still without their header, oldest first.
+        self._pending: collections.OrderedDict[socket.socket, _Pending] = collections.OrderedDict()
+        self._lock = ranked_lock("server.held")  # guards _held
         self._held = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -253,7 +224,7 @@ class BoundedWSGIServer:
 
     def _serve(self) -> None:
         selector = selectors.DefaultSelector()
-        pending: collections.OrderedDict[socket.socket, _Pending] = collections.OrderedDict()
+        pending = self._pending
         listening = False
         try:
             selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -272,19 +243,19 @@ class BoundedWSGIServer:
                     if key.data == "wake":
                         self._drain_wake()
                     elif key.data == "accept":
-                        self._accept(selector, pending)
+                        self._accept(selector)
                     else:
-                        self._read(selector, pending, key.fileobj)  # type: ignore[arg-type]
+                        self._read(selector, key.fileobj)  # type: ignore[arg-type]
                 now = time.monotonic()
                 while pending:  # every header has the same timeout: the oldest expires first
                     sock, state = next(iter(pending.items()))
                     if state.deadline > now:
                         break
                     self.timed_out += 1
-                    self._drop(selector, pending, sock)
+                    self._drop(selector, sock)
         finally:
             for sock in list(pending):
-                self._drop(selector, pending, sock)
+                self._drop(selector, sock)
             selector.close()
 
     def _drain_wake(self) -> None:
@@ -294,9 +265,8 @@ class BoundedWSGIServer:
         except OSError:
             pass
 
-    def _accept(
-        self, selector: selectors.BaseSelector, pending: collections.OrderedDict[socket.socket, _Pending]
-    ) -> None:
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        pending = self._pending
         deadline = time.monotonic() + self.header_timeout
         while True:
             with self._lock:
@@ -305,7 +275,7 @@ class BoundedWSGIServer:
                 if not pending:
                     return
                 self.evicted += 1
-                self._drop(selector, pending, next(iter(pending)))
+                self._drop(selector, next(iter(pending)))
             try:
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -321,13 +291,8 @@ class BoundedWSGIServer:
             pending[sock] = _Pending(address, deadline)
             selector.register(sock, selectors.EVENT_READ, "read")
 
-    def _read(
-        self,
-        selector: selectors.BaseSelector,
-        pending: collections.OrderedDict[socket.socket, _Pending],
-        sock: socket.socket,
-    ) -> None:
-        state = pending[sock]
+    def _read(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        state = self._pending[sock]
         try:
             data = sock.recv(MAX_HEADER_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -335,24 +300,19 @@ class BoundedWSGIServer:
         except OSError:
             data = b""
         if not data:  # the client went away
-            self._drop(selector, pending, sock)
+            self._drop(selector, sock)
             return
         state.buffer += data
         if any(end in state.buffer for end in _HEADER_END):
             selector.unregister(sock)
-            del pending[sock]
+            del self._pending[sock]
             self._ready.put((sock, state.address, bytes(state.buffer)))
         elif len(state.buffer) > MAX_HEADER_BYTES:
             self.timed_out += 1
-            self._drop(selector, pending, sock)
+            self._drop(selector, sock)
 
-    def _drop(
-        self,
-        selector: selectors.BaseSelector,
-        pending: collections.OrderedDict[socket.socket, _Pending],
-        sock: socket.socket,
-    ) -> None:
-        del pending[sock]
+    def _drop(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        del self._pending[sock]
         selector.unregister(sock)
         self._close(sock)
 
