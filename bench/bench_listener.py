@@ -129,6 +129,13 @@ class TimingSink:
         if self.inner is not None:
             self.inner.declare_kind(kind, *instrument_names, owner=owner)
 
+    def provider_for(self, meter_provider: Any, user: str) -> Any:
+        if self.inner is not None:
+            return self.inner.provider_for(meter_provider, user)
+        from opentelemetry.metrics import get_meter_provider
+
+        return meter_provider if meter_provider is not None else get_meter_provider()
+
 
 def make_stack() -> tuple[Any, Any, Any]:
     """(lifecycle or None, meter provider, reader)."""

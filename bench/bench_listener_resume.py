@@ -89,6 +89,9 @@ class TimingSink:
     def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
         self.lifecycle.declare_kind(kind, *instrument_names, owner=owner)
 
+    def provider_for(self, meter_provider: Any, user: str) -> Any:
+        return self.lifecycle.provider_for(meter_provider, user)
+
     @property
     def drops(self) -> Any:
         return self.lifecycle.drops

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from opentelemetry.metrics import MeterProvider, get_meter_provider
+
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.selfmetrics import SelfMetrics
 
@@ -38,6 +40,9 @@ class SinkBase:
 
     def declare_kind(self, kind: str, *instrument_names: str, owner: Any = None) -> None:
         self.other_calls.append(("declare_kind", kind, instrument_names))
+
+    def provider_for(self, meter_provider: MeterProvider | None, user: str) -> MeterProvider:
+        return meter_provider if meter_provider is not None else get_meter_provider()
 
 
 class RecordingSink(SinkBase):

@@ -13,8 +13,8 @@ import otel_gitjob
 from otel_gitjob._internal.core.identity import ObjectRef
 from otel_gitjob._internal.core.lifecycle import hooks_of
 from otel_gitjob._internal.kube._types import Sink
-from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
 from otel_gitjob.fleet import GITREPO, HELMOP
+from otel_gitjob.listener import ResourceListener
 
 
 class KindAware(SinkBase):
@@ -31,28 +31,51 @@ class KindAware(SinkBase):
     def observe(self, ref: Any, *, kind: str | None = None) -> None:
         self.calls.append(("observe", ref.name, kind))
 
+    def provider_for(self, meter_provider: Any, user: str) -> Any:
+        self.calls.append(("provider_for", user))
+        return super().provider_for(meter_provider, user)
+
+
+def helmop(name: str, uid: str, chart: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": uid}, "spec": {"helm": {"chart": chart}}}
+
 
 def test_every_call_carries_the_kind() -> None:
     sink = KindAware()
-    calls = KindCalls(sink, "HelmOp")
-    assert calls.forget(ObjectRef("ns", "x")) == 2
-    calls.observe(ObjectRef("ns", "x"))
-    assert calls.retain([ObjectRef("ns", "x")]) == 0
-    assert calls.retire("g", {"name": "x"}) == 1
-    calls.declare(("g",))
-    calls.declare(())  # nothing to scope: no call
-    assert sink.calls == [
-        ("forget", "x", "HelmOp"),
-        ("observe", "x", "HelmOp"),
-        ("retain", ["x"], "HelmOp"),
-        ("forget_series", "g", {"name": "x"}, "HelmOp"),
-        ("declare_kind", "HelmOp", ("g",)),
-    ]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        listener = ResourceListener(sink, HELMOP, api=object(), meter_provider=provider)  # type: ignore[arg-type]
+        listener.apply_event({"type": "ADDED", "object": helmop("x", "u1", "a")})
+        reader.collect()
+        listener.apply_event(
+            {"type": "MODIFIED", "object": helmop("x", "u1", "b")}
+        )  # a label edit: the old set retires
+        reader.collect()
+        listener.apply_event({"type": "DELETED", "object": helmop("x", "u1", "b")})
+    finally:
+        provider.shutdown()
+    assert ("declare_kind", "HelmOp", HELMOP.gauge_names) in sink.calls
+    assert ("provider_for", "ResourceListener") in sink.calls
+    assert ("observe", "x", "HelmOp") in sink.calls and ("forget", "x", "HelmOp") in sink.calls
+    retired = [call for call in sink.calls if call[0] == "forget_series"]
+    assert len(retired) == len(HELMOP.gauges) and all(
+        call[2]["chart"] == "a" and call[3] == "HelmOp" for call in retired
+    )
 
 
 def test_the_lifecycle_has_every_member_of_the_sink_protocol_with_the_same_keywords() -> None:
     members = [name for name in vars(Sink) if not name.startswith("_")]
-    assert set(members) == {"drops", "self_metrics", "forget", "observe", "retain", "forget_series", "declare_kind"}
+    assert set(members) == {
+        "drops",
+        "self_metrics",
+        "forget",
+        "observe",
+        "retain",
+        "forget_series",
+        "declare_kind",
+        "provider_for",
+    }
     lifecycle = otel_gitjob.Lifecycle()
     try:
         for name in members:
@@ -96,8 +119,7 @@ def test_retain_through_a_real_lifecycle_forgets_only_this_kinds_missing_objects
         for name in ("gone", "live"):
             gitjob.job_created(("ns", name))
         helmop_gauge.set(1, {"namespace": "ns", "name": "gone"})  # a HelmOp of the same name lives on
-        calls = KindCalls(lifecycle, GITREPO.kind)
-        assert calls.retain([ObjectRef("ns", "live")]) == 1
+        assert lifecycle.retain([ObjectRef("ns", "live")], kind=GITREPO.kind) == 1
         assert hooks_of(lifecycle).registry.objects_of_kind("GitRepo") == [("GitRepo", ("ns", "live"))]
         assert hooks_of(lifecycle).registry.objects_of_kind("HelmOp") == [("HelmOp", ("ns", "gone"))]
     finally:

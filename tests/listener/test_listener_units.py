@@ -5,24 +5,26 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sinks import SinkBase
 
 from otel_gitjob import ConfigurationError
-from otel_gitjob._internal.fleet.presets import GAUGES, GITREPO, HELMOP, repo_attributes, repo_state, sanitize_repo_url
-from otel_gitjob._internal.kube import (
-    Action,
-    ActionKind,
-    Backoff,
-    ListenerSettings,
-    MalformedEventError,
-    ObjectRef,
-    WatchErrorEvent,
-    backoff_delay,
-    decide_actions,
-    diff_relist,
-    parse_event_line,
-    shard_selector,
+from otel_gitjob._internal.core.identity import ObjectRef
+from otel_gitjob._internal.fleet.presets import (
+    GAUGES,
+    GITREPO,
+    HELMOP,
+    SHARD_LABEL,
+    repo_attributes,
+    repo_state,
+    sanitize_repo_url,
 )
+from otel_gitjob._internal.kube.actions import Action, ActionKind, decide_actions, diff_relist
+from otel_gitjob._internal.kube.backoff import Backoff, backoff_delay
 from otel_gitjob._internal.kube.cache import ObjectCache
+from otel_gitjob._internal.kube.events import MalformedEventError, WatchErrorEvent, parse_event_line
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
+from otel_gitjob._internal.kube.listener import ResourceListener
+from otel_gitjob._internal.kube.settings import ListenerSettings, shard_selector
 from otel_gitjob._internal.kube.workqueue import WorkQueue
 
 
@@ -211,9 +213,9 @@ def test_modified_unknown_repo_is_observed_as_it_joined_the_shard() -> None:
     assert kinds(decide_actions("MODIFIED", None, state())) == [("observe", "r", "u1")]
 
 
-def test_modified_known_repo_only_refreshes() -> None:
-    assert kinds(decide_actions("MODIFIED", state(), state())) == [("refresh", "r", "u1")]
-    assert kinds(decide_actions("ADDED", state(), state())) == [("refresh", "r", "u1")]
+def test_modified_known_repo_needs_no_lifecycle_call() -> None:
+    assert decide_actions("MODIFIED", state(), state()) == []  # the gauges read the cache
+    assert decide_actions("ADDED", state(), state()) == []
 
 
 def test_deleted_repo_is_forgotten() -> None:
@@ -229,7 +231,7 @@ def test_uid_change_under_same_name_is_delete_plus_add() -> None:
 
 
 def test_unknown_uid_is_not_a_uid_change() -> None:
-    assert kinds(decide_actions("MODIFIED", state(uid=None), state(uid="u2"))) == [("refresh", "r", "u2")]
+    assert decide_actions("MODIFIED", state(uid=None), state(uid="u2")) == []
 
 
 def test_decide_actions_rejects_other_event_types() -> None:
@@ -291,12 +293,12 @@ def test_backoff_resets_after_a_quiet_period() -> None:
 
 
 def test_shard_selectors_follow_fleet() -> None:
-    assert shard_selector("shard1") == "fleet.cattle.io/shard-ref=shard1"
-    assert shard_selector(None) == "!fleet.cattle.io/shard-ref"
-    assert shard_selector("") == "!fleet.cattle.io/shard-ref"
-    assert shard_selector(None, all_shards=True) is None
+    assert shard_selector(SHARD_LABEL, "shard1") == "fleet.cattle.io/shard-ref=shard1"
+    assert shard_selector(SHARD_LABEL, None) == "!fleet.cattle.io/shard-ref"
+    assert shard_selector(SHARD_LABEL, "") == "!fleet.cattle.io/shard-ref"
+    assert shard_selector(SHARD_LABEL, None, all_shards=True) is None
     with pytest.raises(ConfigurationError, match="not both"):
-        shard_selector("s", all_shards=True)
+        ListenerSettings(shard_id="s", all_shards=True)
 
 
 def test_the_watch_read_timeout_outlasts_the_servers_deadline_unless_set() -> None:
@@ -307,7 +309,6 @@ def test_the_watch_read_timeout_outlasts_the_servers_deadline_unless_set() -> No
 
 
 def test_settings_validate_at_construction() -> None:
-    assert ListenerSettings(shard_id="s").label_selector == "fleet.cattle.io/shard-ref=s"
     for bad in (
         {"shard_id": "s", "all_shards": True},
         {"backoff_base": 0},
@@ -319,28 +320,56 @@ def test_settings_validate_at_construction() -> None:
             ListenerSettings(**bad)
 
 
+WIDGET = {"group": "example.com", "version": "v1", "plural": "widgets", "kind": "Widget"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "9Widget"}, "kind name such as 'Deployment'"),  # the lifecycle could never scope it
+        ({"kind": ""}, "KindSpec.kind must be a non-empty string"),
+        ({"group": None}, "KindSpec.group must be a string"),
+        ({"gauges": (GaugeSpec("g", "d", ("status", "x")),) * 2}, "declares a gauge name twice"),
+    ],
+)
+def test_a_kind_spec_is_checked_at_construction(fields: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        KindSpec(**{**WIDGET, **fields})
+
+
+def test_only_a_sharded_kind_selects_on_its_shard_label() -> None:
+    settings = ListenerSettings(shard_id="s1")
+    widget = KindSpec(**WIDGET, label_selector="app=x")
+    sharded = KindSpec(**WIDGET, label_selector="app=x", shard_label="example.com/shard")
+    for kind, selector in ((widget, "app=x"), (sharded, "app=x,example.com/shard=s1")):
+        listener = ResourceListener(SinkBase(), kind, api=object(), settings=settings)  # type: ignore[arg-type]
+        assert listener.label_selector == selector
+
+
 # ---------------------------------------------------------------- the work queue
 
 
-class GatedSink:
+class GatedSink(SinkBase):
     """Records calls; the first call blocks until ``gate`` is set (a stuck consumer)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, str, str | None]] = []
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def forget(self, ref: ObjectRef) -> int:
-        self._call("forget", ref)
+    def forget(self, ref: ObjectRef, *, kind: str | None = None) -> int:
+        self._call("forget", ref, kind)
         return 1
 
-    def observe(self, ref: ObjectRef) -> None:
-        self._call("observe", ref)
+    def observe(self, ref: ObjectRef, *, kind: str | None = None) -> None:
+        self._call("observe", ref, kind)
 
-    def _call(self, kind: str, ref: ObjectRef) -> None:
+    def _call(self, call: str, ref: ObjectRef, kind: str | None) -> None:
+        assert kind == "GitRepo"
         self.entered.set()
         self.gate.wait(5)
-        self.calls.append((kind, ref.name, ref.uid))
+        self.calls.append((call, ref.name, ref.uid))
 
 
 def act(kind: ActionKind, name: str, uid: str = "u1") -> Action:
@@ -349,13 +378,13 @@ def act(kind: ActionKind, name: str, uid: str = "u1") -> Action:
 
 def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
     sink = GatedSink()
-    work = WorkQueue(sink)
+    work = WorkQueue(sink, "GitRepo")
     worker = threading.Thread(target=work.run)
     worker.start()
     try:
         work.submit([act(ActionKind.OBSERVE, "busy")])
         assert sink.entered.wait(5)  # the worker is now stuck in the sink
-        work.submit([act(ActionKind.OBSERVE, "a"), act(ActionKind.REFRESH, "a")])
+        work.submit([act(ActionKind.OBSERVE, "a")])
         work.submit([act(ActionKind.FORGET, "a")])  # observe then forget nets to forget
         work.submit([act(ActionKind.FORGET, "b", "old"), act(ActionKind.OBSERVE, "b", "new")])
         work.submit([act(ActionKind.OBSERVE, "c")] * 1000)  # a burst costs one entry
@@ -376,14 +405,14 @@ def test_work_queue_coalesces_per_repo_and_keeps_forget_order() -> None:
 
 
 def test_work_queue_survives_a_failing_sink(caplog: pytest.LogCaptureFixture) -> None:
-    class Broken:
-        def forget(self, ref: ObjectRef) -> int:
+    class Broken(SinkBase):
+        def forget(self, ref: ObjectRef, *, kind: str | None = None) -> int:
             raise RuntimeError("boom")
 
-        def observe(self, ref: ObjectRef) -> None:
+        def observe(self, ref: ObjectRef, *, kind: str | None = None) -> None:
             raise RuntimeError("boom")
 
-    work = WorkQueue(Broken())
+    work = WorkQueue(Broken(), "GitRepo")
     worker = threading.Thread(target=work.run)
     worker.start()
     work.submit([act(ActionKind.FORGET, "a"), act(ActionKind.OBSERVE, "b")])

@@ -53,4 +53,4 @@ def test_an_event_of_another_kind_in_the_stream_is_dropped_and_counted(
     wait_for(lambda: sink.names("observe") == ["after"])
     assert listener.cache.get(("fleet-local", "s")) is None
     assert listener.cache.get(("fleet-local", "v2")) is None
-    assert listener.drops.counts()[REASON_WRONG_KIND] == 2
+    assert sink.drops.counts()[REASON_WRONG_KIND] == 2

@@ -82,10 +82,9 @@ def run_sidecar(
         for kind in kinds
     ]
     logger.info(
-        "watching %s in %s, selector %s",
-        ", ".join(kind.kind for kind in kinds),
+        "watching %s in %s",
+        ", ".join("%s (selector %s)" % (each.kind.kind, each.label_selector or "none") for each in listeners),
         settings.namespace or "all namespaces",
-        settings.label_selector or "(all shards)",
     )
     names: list[str] = []
     for listener in listeners:  # two kinds of one plural (other groups) get distinct check names

@@ -1,8 +1,6 @@
-"""Fleet's two kinds as :class:`~.kind.KindSpec` presets, and the credential-free ``repo`` label.
+"""Fleet's GitRepo and HelmOp as :class:`~.kind.KindSpec` presets, and the credential-free ``repo`` label.
 
-``otel_gitjob.fleet`` re-exports :data:`GITREPO` and :data:`HELMOP`. Both carry
-Fleet's ten status gauges (``fleet_gitrepo_*`` and ``fleet_helmop_*``) with the
-labels Fleet's collectors set; the contract is in ``fleet-metrics.md``.
+Both carry Fleet's ten status gauges with the labels Fleet's collectors set (the contract: ``fleet-metrics.md``).
 """
 
 from __future__ import annotations
@@ -19,13 +17,15 @@ __all__ = [
     "HELMOP",
     "HELMOP_GAUGES",
     "KINDS",
-    "GaugeSpec",
+    "SHARD_LABEL",
     "helmop_attributes",
     "repo_attributes",
     "repo_state",
     "sanitize_repo_url",
 ]
 
+SHARD_LABEL = "fleet.cattle.io/shard-ref"
+"""The label Fleet's sharded controllers select on (``--shard-id``)."""
 
 _STATUS_FIELDS = (
     ("desired_ready_clusters", ("desiredReadyClusters",), "Number of clusters the %s's bundles should be ready on."),
@@ -83,8 +83,7 @@ def repo_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def helmop_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
-    """The HelmOp gauge labels: ``repo`` = ``spec.helm.repo`` (without credentials),
-    ``chart`` = ``spec.helm.chart``, ``version`` = ``status.version``."""
+    """The HelmOp gauge labels: ``repo`` (``spec.helm.repo``, no credentials), ``chart``, ``version``."""
     ref = metadata_ref(obj)
     helm = _mapping(_mapping(obj.get("spec")).get("helm"))
     return {
@@ -101,7 +100,7 @@ GITREPO = KindSpec(
     version="v1alpha1",
     plural="gitrepos",
     kind="GitRepo",
-    sharded=True,
+    shard_label=SHARD_LABEL,
     gauges=GAUGES,
     labels=repo_attributes,
 )
@@ -112,7 +111,7 @@ HELMOP = KindSpec(
     version="v1alpha1",
     plural="helmops",
     kind="HelmOp",
-    sharded=True,
+    shard_label=SHARD_LABEL,
     gauges=HELMOP_GAUGES,
     labels=helmop_attributes,
 )

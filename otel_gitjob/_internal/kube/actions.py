@@ -1,9 +1,4 @@
-"""Deciding what an event or a relist means for the metrics: pure functions.
-
-``decide_actions`` handles one watch event, ``diff_relist`` a full list
-compared with what was known before. Both return :class:`Action` lists and
-touch nothing; the listener applies them.
-"""
+"""What a watch event or a relist means for the metrics: pure functions returning :class:`Action` lists."""
 
 from __future__ import annotations
 
@@ -19,14 +14,12 @@ __all__ = ["Action", "ActionKind", "decide_actions", "diff_relist"]
 
 
 class ActionKind(enum.Enum):
-    """What to do for one repo."""
+    """What to do for one object."""
 
     OBSERVE = "observe"
-    """The repo exists: ``sink.observe(ref)``."""
+    """The object exists: ``sink.observe(ref)``."""
     FORGET = "forget"
-    """The repo is gone (or was replaced): ``sink.forget(ref)``."""
-    REFRESH = "refresh"
-    """Only the status changed. The gauges read the cache, so no sink call."""
+    """The object is gone (or was replaced): ``sink.forget(ref)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +28,7 @@ class Action:
 
     Attributes:
         kind: What to do.
-        ref: The repo it applies to (the old uid for a FORGET after a uid change).
+        ref: The object it applies to (the old uid for a FORGET after a uid change).
     """
 
     kind: ActionKind
@@ -43,7 +36,7 @@ class Action:
 
     @property
     def key(self) -> ObjectKey:
-        """``(namespace, name)`` of the repo."""
+        """``(namespace, name)`` of the object."""
         return (self.ref.namespace, self.ref.name)
 
 
@@ -60,14 +53,9 @@ def decide_actions(event_type: str, old: ObjectState | None, new: ObjectState) -
         new: The state read off the event's object.
 
     Returns:
-        * DELETED: forget the repo.
-        * ADDED or MODIFIED of an unknown repo: observe it (a MODIFIED for an
-          unknown repo happens when it was relabelled into our shard).
-        * ADDED or MODIFIED with a different uid under the same name: the old
-          repo was deleted and a new one created while we looked away, so
-          forget the old one, then observe the new one.
-        * Otherwise (status change, or the replayed ADDED of a reconnect):
-          refresh.
+        DELETED: forget. An unknown object (a MODIFIED too: relabelled into our shard): observe. A new uid
+        under the same name (deleted and re-created while we looked away): forget the old, observe the new.
+        Otherwise (a status change, a reconnect's replayed ADDED): nothing, the gauges read the cache.
     """
     if event_type == DELETED:
         return [Action(ActionKind.FORGET, new.ref)]
@@ -77,16 +65,13 @@ def decide_actions(event_type: str, old: ObjectState | None, new: ObjectState) -
         return [Action(ActionKind.OBSERVE, new.ref)]
     if _uid_changed(old, new):
         return [Action(ActionKind.FORGET, old.ref), Action(ActionKind.OBSERVE, new.ref)]
-    return [Action(ActionKind.REFRESH, new.ref)]
+    return []
 
 
 def diff_relist(known: Mapping[ObjectKey, ObjectState], listed: Mapping[ObjectKey, ObjectState]) -> list[Action]:
-    """Decide the actions for a relist, given what was known before it.
+    """Decide the actions for a relist: forget what is no longer listed, observe what is new.
 
-    Repos known but no longer listed were deleted (or left our shard) while the
-    watch was down: forget them. New repos are observed; a uid change is a
-    forget plus an observe. Unchanged repos need nothing (status changes are
-    served from the cache).
+    A uid change is a forget plus an observe; unchanged objects need nothing (the gauges read the cache).
 
     Args:
         known: The cache before the relist.

@@ -18,11 +18,10 @@ def backoff_delay(
     jitter: float = 0.5,
     rand: Callable[[], float] = random.random,
 ) -> float:
-    """Return the delay before retry number ``step`` (0-based).
+    """The delay in seconds before retry number ``step`` (0-based).
 
-    The nominal delay is ``min(cap, base * factor**step)``; jitter removes up to
-    ``jitter`` of it at random, so the result lies in ``[d * (1 - jitter), d]``
-    and is never below half the nominal delay with the default jitter.
+    The nominal delay is ``min(cap, base * factor**step)``; jitter removes up to ``jitter`` of it at
+    random, so the result lies in ``[d * (1 - jitter), d]``.
 
     Args:
         step: How many failures came before this one without a reset.
@@ -31,9 +30,6 @@ def backoff_delay(
         factor: Growth per step.
         jitter: Fraction of the delay drawn at random, in ``[0, 1)``.
         rand: Source of uniform randoms in ``[0, 1)`` (injectable for tests).
-
-    Returns:
-        The delay in seconds.
     """
     # Compare exponents rather than computing factor**step, which overflows for long outages.
     nominal = cap if step >= 64 else min(cap, base * factor**step)
@@ -41,20 +37,10 @@ def backoff_delay(
 
 
 class Backoff:
-    """Tracks consecutive failures and hands out the next delay.
+    """Counts consecutive failures and hands out the next delay (:func:`backoff_delay`).
 
-    The step grows with each failure and starts over once ``reset_after``
-    seconds pass without one, like client-go's backoff manager. Not thread-safe:
-    one watch loop owns one instance.
-
-    Args:
-        base: See :func:`backoff_delay`.
-        cap: See :func:`backoff_delay`.
-        factor: See :func:`backoff_delay`.
-        jitter: See :func:`backoff_delay`.
-        reset_after: Quiet seconds after which the step resets to 0.
-        clock: Monotonic clock (injectable for tests).
-        rand: Uniform random source (injectable for tests).
+    The step starts over once ``reset_after`` seconds pass without a failure, like client-go's backoff
+    manager. Not thread-safe: one watch loop owns one instance. ``clock`` and ``rand`` are injectable for tests.
     """
 
     def __init__(

@@ -1,22 +1,15 @@
 """kube-state-metrics' Custom Resource State config, read into :class:`~.kind.KindSpec` s.
 
-The format is KSM's ``kind: CustomResourceStateMetrics``: ``spec.resources[]``,
-each a ``groupVersionKind`` with ``metricNamePrefix``, ``labelsFromPath``,
-``commonLabels`` and ``metrics[]`` of ``each.type`` Gauge, StateSet or Info.
-Every family becomes a multi-series gauge (:attr:`~.kind.GaugeSpec.samples`)
-whose series are exactly the ones KSM exposes for the same object: the value
-conversions, the path syntax (``"[key=value]"``, list indexes, ``"k=v"``),
-the ``*`` label copies and the ``customresource_group/version/kind`` labels
-follow KSM's ``pkg/customresourcestate`` line by line (``registry_factory.go``),
-with Go's formatting of label values (:mod:`.gostrings`).
+Every family of a ``kind: CustomResourceStateMetrics`` config becomes a multi-series gauge
+(:attr:`~.kind.GaugeSpec.samples`) whose series are exactly KSM's for the same object: value
+conversions, path syntax, ``*`` label copies and the ``customresource_*`` labels follow KSM's
+``pkg/customresourcestate`` (``registry_factory.go``), label values Go's formatting (:mod:`.gostrings`).
 
-Refused at start, where KSM would start and expose something else than asked
-(each with a :class:`~otel_gitjob.ConfigurationError` naming the resource and
-the path): unknown keys (a misspelt ``valueFrom`` silently yields no series in
-KSM), a second resource for the same group/version/kind (KSM's documentation
-says it exits; its v2.20 store keeps only the last one), wildcard versions and
-kinds (they need CRD discovery), a family name used by two resources, and
-metric and label names the exposition format cannot carry.
+Refused at start, where KSM would start and expose something else than asked (a
+:class:`~otel_gitjob.ConfigurationError` naming the resource and the path): unknown keys (a misspelt
+``valueFrom`` silently yields no series in KSM), a second resource for one group/version/kind (KSM v2.20
+keeps only the last), wildcard versions and kinds (they need CRD discovery), a family name used by two
+resources, and metric and label names the exposition format cannot carry.
 """
 
 from __future__ import annotations
@@ -25,16 +18,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cmp_to_key
 from typing import Any
 
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.kube.gostrings import (
-    go_parse_float,
-    go_sprint,
-    parse_quantity,
-    parse_rfc3339,
-)
+from otel_gitjob._internal.kube.gostrings import go_parse_float, go_sprint, parse_quantity, parse_rfc3339
 from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec, Sample
 
 __all__ = ["DEFAULT_METRIC_NAME_PREFIX", "CustomResourceFamily", "kinds_from_crs_config", "load_crs_config"]
@@ -127,9 +114,6 @@ class _Path:
     def __str__(self) -> str:
         return "[%s]" % ",".join(op.part for op in self.ops)
 
-    def __len__(self) -> int:
-        return len(self.ops)
-
 
 def _list_lookup(part: str, where: str) -> _Op:
     key, sep, val = part[1:-1].partition("=")
@@ -184,17 +168,8 @@ def _field(part: str) -> _Op:
 
 
 def _compile_path(parts: Sequence[str], where: str) -> _Path:
-    ops = []
-    for part in parts:
-        if part.startswith("[") and part.endswith("]"):
-            ops.append(_list_lookup(part, where))
-        else:
-            ops.append(_field(part))
+    ops = [_list_lookup(part, where) if part.startswith("[") and part.endswith("]") else _field(part) for part in parts]
     return _Path(ops)
-
-
-def _sanitize_label_name(name: str) -> str:
-    return _INVALID_LABEL_CHARS.sub("_", name)
 
 
 def _add_path_labels(obj: Value, labels: Mapping[str, _Path], result: dict[str, str]) -> None:
@@ -206,28 +181,14 @@ def _add_path_labels(obj: Value, labels: Mapping[str, _Path], result: dict[str, 
             for key, value in found.items():
                 if star.endswith("*"):
                     key = star[:-1] + key
-                result[_sanitize_label_name(key)] = go_sprint(value)
+                result[_INVALID_LABEL_CHARS.sub("_", key)] = go_sprint(value)
     for key, path in labels.items():
         if key.startswith("*") or key.endswith("*"):
             continue
         value = path.get(obj)
         if value is None:
             continue
-        result[_sanitize_label_name(key)] = go_sprint(value)
-
-
-def _compare_labels(a: Mapping[str, str], b: Mapping[str, str]) -> int:
-    a_keys, b_keys = sorted(a), sorted(b)
-    for ka, kb in zip(a_keys, b_keys, strict=False):
-        if ka != kb:
-            return -1 if ka < kb else 1
-        if a[ka] != b[kb]:
-            return -1 if a[ka] < b[kb] else 1
-    return len(a_keys) - len(b_keys)
-
-
-def _compare_each(a: _Each, b: _Each) -> int:
-    return _compare_labels(a[0], b[0])
+        result[_INVALID_LABEL_CHARS.sub("_", key)] = go_sprint(value)
 
 
 # -- the three metric types ------------------------------------------------------------------------------------
@@ -263,28 +224,19 @@ class _Gauge:
             value_from = str(self.value_from)
             single = "," not in value_from and len(value_from) > 2
             for key, it in v.items():
-                ev: _Each | None = None
-                err: str | None = None
+                labels: dict[str, str]
+                # Fresh labels either way: no labelFromKey conflict with labelsFromPath is possible yet.
                 if single and key == value_from[1:-1]:
                     try:
-                        ev = ({}, _to_float(it, self.nil_is_zero))
+                        labels, value = {}, _to_float(it, self.nil_is_zero)
                     except ValueError as exc:
                         errors.append("%s: [%s]: %s" % (self.path, key, exc))
                         continue
                 else:
-                    ev, err = self._value(it)
+                    ev = self._value(it)[0]
                     if ev is None:
                         continue  # KSM drops this element's error too
-                if err is not None:
-                    errors.append("%s: [%s]: %s" % (self.path, key, err))
-                    continue
-                labels, value = ev
-                if self.label_from_key in labels:
-                    errors.append(
-                        "%s: labelFromKey (%s) generated labels conflict with labelsFromPath, consider renaming it"
-                        % (self.path, self.label_from_key)
-                    )
-                    continue
+                    labels, value = ev
                 if key != "" and self.label_from_key != "":
                     labels[self.label_from_key] = key
                 _add_path_labels(it, self.labels_from_path, labels)
@@ -295,11 +247,9 @@ class _Gauge:
                 ev, err = self._value(it)
                 if err is not None:
                     errors.append("%s: [%d]: %s" % (self.path, i, err))
-                    continue
-                if ev is None:
-                    continue
-                _add_path_labels(it, self.labels_from_path, ev[0])
-                result.append(ev)
+                elif ev is not None:
+                    _add_path_labels(it, self.labels_from_path, ev[0])
+                    result.append(ev)
         else:
             ev, err = self._value(v)
             if err is not None:
@@ -338,11 +288,9 @@ class _StateSet:
         result: list[_Each] = []
         errors: list[str] = []
         for item in v:
-            values, errs = self._one(item)
-            if errs:
-                errors.extend(errs)
-                continue
+            values, errs = self._one(item)  # one or the other
             result.extend(values)
+            errors.extend(errs)
         return result, errors
 
 
@@ -390,19 +338,16 @@ class _Info:
 class CustomResourceFamily:
     """One compiled metric of a resource: what KSM calls a ``compiledFamily``.
 
-    Calling it with an object returns the family's series for that object,
-    as KSM's ``generate`` does; values KSM would log an error for and skip are
-    skipped too, and reported to ``dropped``.
+    Called with an object, it returns the family's series for that object as KSM's ``generate`` does;
+    values KSM would log an error for and skip are skipped too, and reported to ``dropped``.
 
     Attributes:
         name: The full metric name (prefix included).
         help: Its HELP text.
-        type: ``gauge``, ``stateset`` or ``info`` (KSM's text exposition says ``gauge`` for all three).
     """
 
     name: str
     help: str
-    type: str
     each: _Gauge | _StateSet | _Info
     common_labels: Mapping[str, str]
     labels_from_path: Mapping[str, _Path]
@@ -414,7 +359,7 @@ class CustomResourceFamily:
         if dropped is not None:
             for error in errors:
                 dropped("%s: %s" % (self.name, error))
-        values.sort(key=cmp_to_key(_compare_each))
+        values.sort(key=lambda each: sorted(each[0].items()))  # KSM's order: by the sorted label pairs
         samples: list[Sample] = []
         for labels, value in values:
             for key, label in base.items():
@@ -445,11 +390,10 @@ class _Reader:
     def at(self, key: str) -> str:
         return "%s.%s" % (self.where, key)
 
-    def text(self, key: str, default: str | None = None) -> str | None:
+    def text(self, key: str) -> str:
+        """The scalar at ``key`` as text; ``""`` when absent."""
         value = self.data.get(key)
-        if value is None:
-            return default
-        return _text(value, self.at(key))
+        return "" if value is None else _text(value, self.at(key))
 
     def flag(self, key: str) -> bool:
         value = self.data.get(key)
@@ -464,31 +408,25 @@ class _Reader:
     def strings(self, key: str) -> list[str]:
         return _strings(self.data.get(key), self.at(key))
 
-    def string_map(self, key: str) -> dict[str, str]:
+    def _get(self, key: str, kind: type, expected: str) -> Any:
+        """The value at ``key`` (``None`` when absent or empty), refused unless a ``kind``."""
         value = self.data.get(key)
         if value is None or value == "":
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigurationError("%s: expected a mapping of strings, got %s" % (self.at(key), _describe(value)))
+            return None
+        if not isinstance(value, kind):
+            raise ConfigurationError("%s: expected %s, got %s" % (self.at(key), expected, _describe(value)))
+        return value
+
+    def string_map(self, key: str) -> dict[str, str]:
+        value = self._get(key, Mapping, "a mapping of strings") or {}
         return {_text(k, self.at(key)): _text(v, "%s.%s" % (self.at(key), k)) for k, v in value.items()}
 
     def paths(self, key: str) -> dict[str, list[str]]:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigurationError(
-                "%s: expected a mapping of label names to paths, got %s" % (self.at(key), _describe(value))
-            )
+        value = self._get(key, Mapping, "a mapping of label names to paths") or {}
         return {_text(k, self.at(key)): _strings(v, "%s.%s" % (self.at(key), k)) for k, v in value.items()}
 
     def items(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return []
-        if not isinstance(value, list):
-            raise ConfigurationError("%s: expected a list, got %s" % (self.at(key), _describe(value)))
-        return value
+        return self._get(key, list, "a list") or []
 
 
 def _describe(value: Any) -> str:
@@ -582,8 +520,8 @@ def _check_label(name: str, where: str) -> None:
         )
 
 
-def _compile_each(each: _Reader, where: str) -> tuple[str, _Gauge | _StateSet | _Info]:
-    raw_type = each.text("type", "") or ""
+def _compile_each(each: _Reader, where: str) -> _Gauge | _StateSet | _Info:
+    raw_type = each.text("type")
     kind = raw_type.lower()
     if kind not in _TYPE_KEYS:
         raise ConfigurationError(
@@ -595,31 +533,17 @@ def _compile_each(each: _Reader, where: str) -> tuple[str, _Gauge | _StateSet | 
     spec = _Reader(each.data[section], "%s.%s" % (where, section), keys)
     path = _compile_path(spec.strings("path"), spec.at("path"))
     labels = _compile_paths(spec.paths("labelsFromPath"), spec.at("labelsFromPath"))
-    if kind == _GAUGE:
-        label_from_key = spec.text("labelFromKey", "") or ""
-        if label_from_key:
-            _check_label(label_from_key, spec.at("labelFromKey"))
-        return kind, _Gauge(
-            path,
-            labels,
-            _compile_path(spec.strings("valueFrom"), spec.at("valueFrom")),
-            spec.flag("nilIsZero"),
-            label_from_key,
-        )
-    if kind == _STATESET:
-        label_name = spec.text("labelName", "") or ""
-        _check_label(label_name, spec.at("labelName"))
-        return kind, _StateSet(
-            path,
-            labels,
-            _compile_path(spec.strings("valueFrom"), spec.at("valueFrom")),
-            label_name,
-            tuple(spec.strings("list")),
-        )
-    label_from_key = spec.text("labelFromKey", "") or ""
+    value_from = _compile_path(spec.strings("valueFrom"), spec.at("valueFrom"))  # empty for Info
+    label_from_key = spec.text("labelFromKey")  # empty for StateSet
     if label_from_key:
         _check_label(label_from_key, spec.at("labelFromKey"))
-    return kind, _Info(path, labels, label_from_key)
+    if kind == _GAUGE:
+        return _Gauge(path, labels, value_from, spec.flag("nilIsZero"), label_from_key)
+    if kind == _STATESET:
+        label_name = spec.text("labelName")
+        _check_label(label_name, spec.at("labelName"))
+        return _StateSet(path, labels, value_from, label_name, tuple(spec.strings("list")))
+    return _Info(path, labels, label_from_key)
 
 
 def _plural(kind: str) -> str:
@@ -632,10 +556,10 @@ def _plural(kind: str) -> str:
     return lower + "s"
 
 
-def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str | None, list[CustomResourceFamily]]:
+def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str, list[CustomResourceFamily]]:
     resource = _Reader(raw, where, _RESOURCE)
     gvk = _Reader(resource.data.get("groupVersionKind"), resource.at("groupVersionKind"), ("group", "version", "kind"))
-    group, version, kind = (gvk.text(key, "") or "" for key in ("group", "version", "kind"))
+    group, version, kind = (gvk.text(key) for key in ("group", "version", "kind"))
     where = "%s (%s_%s_%s)" % (where, group, version, kind)
     for key, value in (("version", version), ("kind", kind)):
         if not value:
@@ -655,10 +579,10 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str |
     for i, raw_metric in enumerate(resource.items("metrics")):
         at = "%s.metrics[%d]" % (where, i)
         generator = _Reader(raw_metric, at, _GENERATOR)
-        name = generator.text("name", "") or ""
+        name = generator.text("name")
         at = "%s (%s)" % (at, name)
         each = _Reader(generator.data.get("each"), generator.at("each"), _EACH)
-        kind_name, each_metric = _compile_each(each, "%s.each" % at)
+        each_metric = _compile_each(each, "%s.each" % at)
         full = "%s_%s" % (prefix, name) if prefix else name
         if not _METRIC_NAME.match(full):
             raise ConfigurationError(
@@ -673,8 +597,7 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str |
         families.append(
             CustomResourceFamily(
                 name=full,
-                help=generator.text("help", "") or "",
-                type=kind_name,
+                help=generator.text("help"),
                 each=each_metric,
                 common_labels=common,
                 labels_from_path=_compile_paths(paths, "%s.labelsFromPath" % at),
@@ -683,17 +606,13 @@ def _compile_resource(raw: Any, where: str) -> tuple[tuple[str, str, str], str |
     return (group, version, kind), resource.text("resourcePlural"), families
 
 
-class _Merged:
+def _merged(families: Sequence[CustomResourceFamily]) -> Callable[..., list[Sample]]:
     """Families that share a name within one resource: KSM writes them as one family, the first's HELP."""
 
-    def __init__(self, families: Sequence[CustomResourceFamily]) -> None:
-        self.families = tuple(families)
+    def samples(obj: Mapping[str, Any], dropped: Callable[[str], None] | None = None) -> list[Sample]:
+        return [sample for family in families for sample in family(obj, dropped)]
 
-    def __call__(self, obj: Mapping[str, Any], dropped: Callable[[str], None] | None = None) -> list[Sample]:
-        samples: list[Sample] = []
-        for family in self.families:
-            samples.extend(family(obj, dropped))
-        return samples
+    return samples
 
 
 def kinds_from_crs_config(config: str | bytes | Mapping[str, Any]) -> list[KindSpec]:
@@ -751,7 +670,7 @@ def kinds_from_crs_config(config: str | bytes | Mapping[str, Any]) -> list[KindS
             GaugeSpec(
                 name=name,
                 description=group_families[0].help,
-                samples=group_families[0] if len(group_families) == 1 else _Merged(group_families),
+                samples=group_families[0] if len(group_families) == 1 else _merged(group_families),
             )
             for name, group_families in by_name.items()
         )

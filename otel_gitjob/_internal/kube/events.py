@@ -1,9 +1,8 @@
-"""Parsing one line of a Kubernetes watch stream.
+"""Parsing one line of a Kubernetes watch stream: newline-delimited ``{"type": ..., "object": ...}``.
 
-A watch response is newline-delimited JSON, one ``{"type": ..., "object": ...}``
-per line. ``ERROR`` lines carry a ``Status`` (410 when the resource version is
-too old) and end the stream. Anything else that is not a well-formed event is a
-:class:`MalformedEventError`: the stream cannot be trusted past it.
+``ERROR`` lines carry a ``Status`` (410 when the resource version is too old) and end the stream.
+Anything else that is not a well-formed event is a :class:`MalformedEventError`: the stream cannot be
+trusted past it.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 __all__ = [
     "ADDED",
@@ -98,16 +97,13 @@ def parse_event_line(line: str | bytes) -> WatchEvent | None:
     if kind == ERROR:
         status = obj if isinstance(obj, dict) else {}
         code = status.get("code")
-        _raise_error(code if isinstance(code, int) else None, status)
+        reason, message = str(status.get("reason") or ""), str(status.get("message") or "")
+        raise WatchErrorEvent(code if isinstance(code, int) else None, reason, message)
     if kind not in _OBJECT_EVENTS:
         raise MalformedEventError("unknown event type %r" % (kind,))
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
         raise MalformedEventError("%s event without an object with metadata" % kind)
     return WatchEvent(kind, obj)
-
-
-def _raise_error(code: int | None, status: Mapping[str, Any]) -> NoReturn:
-    raise WatchErrorEvent(code, str(status.get("reason") or ""), str(status.get("message") or ""))
 
 
 def _excerpt(line: str | bytes, limit: int = 80) -> str:

@@ -1,48 +1,41 @@
 """A kind's status gauges, served from the watch cache.
 
-Fleet re-keys its status gauges on every collect (it deletes by partial match
-on name and namespace, then sets the current label set). The callbacks here do
-the same: when an object's labels changed since the last collection (a
-GitRepo's ``branch``, ``paths`` or ``repo`` was edited), the old label set is
-retired from SDK storage before the new one is observed, so an edit leaves
-exactly one series per gauge and object instead of one per label set ever seen.
+A label set an object no longer has is retired from SDK storage at the next collection, so an edit
+leaves one series per gauge and object, as Go controllers that re-key on every collect do.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, ObservableGauge, Observation
 
 from otel_gitjob._internal.core.locks import ranked_lock
-from otel_gitjob._internal.kube._types import ObjectKey
+from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.cache import ObjectCache
-from otel_gitjob._internal.kube.kind import GaugeSpec
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
 
-__all__ = ["SeriesOwners", "register_status_gauges"]
+__all__ = ["SeriesOwners", "register_status_gauges", "serve_kind"]
 
 logger = logging.getLogger(__name__)
 
 Retire = Callable[[str, Mapping[str, Any]], Any]
+_LabelSet = frozenset[tuple[str, str]]
 
 
 class SeriesOwners:
     """Which object each series of a kind's multi-series gauges belongs to (the lifecycle asks).
 
-    Multi-series gauges (``GaugeSpec.samples``) carry whatever labels their
-    function gives, perhaps no ``namespace``/``name`` at all (a
-    kube-state-metrics family), so the lifecycle cannot tell their object from
-    the labels. Each collection publishes, per gauge, a table from label set to
-    object; the lifecycle's view hook reads it when the SDK creates a series,
-    so that ``forget`` finds the object's series as it finds any other.
-
-    Tables are replaced whole, never changed in place: a reader needs no lock.
+    Their series may carry no ``namespace``/``name`` (a kube-state-metrics family). Each collection
+    publishes, per gauge, a table from label set to object, which the lifecycle's view hook reads when
+    the SDK creates a series. Tables are replaced whole, never changed in place: a reader needs no lock.
     """
 
     def __init__(self) -> None:
-        self._tables: dict[str, dict[frozenset[tuple[str, str]], Mapping[str, str]]] = {}
+        self._tables: dict[str, dict[_LabelSet, Mapping[str, str]]] = {}
 
     def owner(self, instrument_name: str, attributes: Mapping[str, Any]) -> Mapping[str, str] | None:
         """The identity (``{"namespace": ..., "name": ...}``) of the object a series belongs to, if known."""
@@ -54,80 +47,63 @@ class SeriesOwners:
         except TypeError:  # an unhashable attribute value: not one of ours
             return None
 
-    def publish(self, instrument_name: str, table: dict[frozenset[tuple[str, str]], Mapping[str, str]]) -> None:
+    def publish(self, instrument_name: str, table: dict[_LabelSet, Mapping[str, str]]) -> None:
         self._tables[instrument_name.lower()] = table
 
 
 class _Callback:
-    """One gauge's callback: observations from the cache, with re-keying of changed label sets."""
+    """One gauge's callback: its series of every cached object, label sets an object no longer has retired.
 
-    def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None) -> None:
-        self._cache, self._index, self._name, self._retire = cache, index, name, retire
-        self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
-        self._last: dict[ObjectKey, Mapping[str, str]] = {}
+    ``owners`` is set for a multi-series gauge, whose series need not name their object.
+    """
 
-    def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
-        states = self._cache.snapshot()  # a copy taken under the cache lock
-        with self._lock:
-            last, current = self._last, {}
-            for state in states:
-                current[state.key] = state.attributes
-                previous = last.get(state.key)
-                if previous is not None and previous != state.attributes and self._retire is not None:
-                    try:
-                        self._retire(self._name, previous)
-                    except Exception:  # collection must go on
-                        logger.exception("retiring an old label set of %s failed", self._name)
-            # Objects gone from the cache were forgotten (all their series) by the lifecycle.
-            self._last = current
-        observations = []
-        for state in states:
-            value = state.values[self._index]
-            if isinstance(value, (int, float)):  # a dropped (bad) field has no point, rather than a made-up one
-                observations.append(Observation(value, state.attributes))
-        return observations
-
-
-class _SamplesCallback:
-    """A multi-series gauge's callback: every series of every cached object, with their owners published."""
-
-    def __init__(self, cache: ObjectCache, index: int, name: str, retire: Retire | None, owners: SeriesOwners) -> None:
+    def __init__(
+        self, cache: ObjectCache, index: int, name: str, retire: Retire | None, owners: SeriesOwners | None
+    ) -> None:
         self._cache, self._index, self._name, self._retire, self._owners = cache, index, name, retire, owners
         self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
-        self._last: dict[ObjectKey, frozenset[frozenset[tuple[str, str]]]] = {}
+        # Per object: its labels (one series), or the frozenset of its series' label sets (multi-series).
+        self._last: dict[ObjectKey, Any] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
-        states = self._cache.snapshot()  # a copy taken under the cache lock
         observations = []
-        table: dict[frozenset[tuple[str, str]], Mapping[str, str]] = {}
-        current: dict[ObjectKey, frozenset[frozenset[tuple[str, str]]]] = {}
-        for state in states:
-            samples = state.values[self._index]
-            if not isinstance(samples, tuple):
+        table: dict[_LabelSet, Mapping[str, str]] = {}
+        current: dict[ObjectKey, Any] = {}
+        for state in self._cache.snapshot():  # a copy taken under the cache lock
+            value = state.values[self._index]
+            if self._owners is None:
+                current[state.key] = state.attributes
+                if isinstance(value, (int, float)):  # a dropped (bad) field has no point, rather than a made-up one
+                    observations.append(Observation(value, state.attributes))
+                continue
+            if not isinstance(value, tuple):  # its samples function raised
                 continue
             # Cluster-scoped objects have no namespace, which is no identity the lifecycle accepts:
             # their series still leave with the object (nothing observes them), unindexed.
             owner = {"namespace": state.ref.namespace, "name": state.ref.name} if state.ref.namespace else None
-            series = []
-            for labels, value in samples:
-                series_key = frozenset(labels.items())
-                series.append(series_key)
+            label_sets = []
+            for labels, sample in value:
+                label_set = frozenset(labels.items())
+                label_sets.append(label_set)
                 if owner is not None:
-                    table[series_key] = owner
-                observations.append(Observation(value, labels))
-            current[state.key] = frozenset(series)
+                    table[label_set] = owner
+                observations.append(Observation(sample, labels))
+            current[state.key] = frozenset(label_sets)
         with self._lock:
             if self._retire is not None:
+                # Retired while the old owner table still names their object. Objects gone from the
+                # cache were forgotten (all their series) by the lifecycle.
                 for object_key, now in current.items():
                     previous = self._last.get(object_key)
-                    # Series an object no longer has (a label value changed): evicted while the old table
-                    # still names their owner. Objects gone from the cache were forgotten by the lifecycle.
-                    for gone in previous - now if previous else ():
+                    if previous is None or previous == now:
+                        continue
+                    for gone in (previous,) if self._owners is None else previous - now:
                         try:
                             self._retire(self._name, dict(gone))
                         except Exception:  # collection must go on
                             logger.exception("retiring an old label set of %s failed", self._name)
-            self._owners.publish(self._name, table)
+            if self._owners is not None:
+                self._owners.publish(self._name, table)
             self._last = current
         return observations
 
@@ -139,20 +115,16 @@ def register_status_gauges(
     retire: Retire | None = None,
     owners: SeriesOwners | None = None,
 ) -> list[ObservableGauge]:
-    """Create one observable gauge per :class:`~.kind.GaugeSpec`.
+    """Create one observable gauge per :class:`~.kind.GaugeSpec`, reading ``cache``.
 
-    An object that leaves the cache (deleted, or relabelled out of the shard)
-    simply stops being observed; dropping its series' storage is the
-    lifecycle's ``forget``.
+    An object that leaves the cache simply stops being observed; dropping its series is the lifecycle's ``forget``.
 
     Args:
         meter: Where to create the instruments.
         cache: The watch cache the callbacks read.
         gauges: The kind's gauges; ``ObjectState.values`` follows their order.
-        retire: ``retire(instrument_name, old_attributes)`` evicts a label set
-            an object no longer has.
-        owners: Where multi-series gauges publish the object of each series
-            (declare it to the lifecycle with the kind's instruments).
+        retire: ``retire(instrument_name, old_attributes)`` evicts a label set an object no longer has.
+        owners: Where multi-series gauges publish the object of each series (declare it to the lifecycle).
 
     Returns:
         The gauges, in table order.
@@ -161,12 +133,35 @@ def register_status_gauges(
     return [
         meter.create_observable_gauge(
             spec.name,
-            callbacks=[
-                _SamplesCallback(cache, i, spec.name, retire, owners)
-                if spec.samples is not None
-                else _Callback(cache, i, spec.name, retire)
-            ],
+            callbacks=[_Callback(cache, i, spec.name, retire, owners if spec.samples is not None else None)],
             description=spec.description,
         )
         for i, spec in enumerate(gauges)
     ]
+
+
+def serve_kind(
+    sink: Sink,
+    kind: KindSpec,
+    cache: ObjectCache,
+    *,
+    meter_provider: MeterProvider | None,
+    status_gauges: bool,
+    user: str,
+    scope: str,
+) -> list[ObservableGauge]:
+    """Declare ``kind``'s instruments to the sink and create its status gauges reading ``cache``.
+
+    ``meter_provider`` is checked by ``sink.provider_for`` for ``user`` (who asks, named in the error);
+    ``scope`` names the gauges' meter. Returns the gauges (none with ``status_gauges=False``).
+    """
+    names = kind.instrument_names if status_gauges else kind.instruments
+    if names:
+        sink.declare_kind(kind.kind, *names)
+    if not status_gauges or not kind.gauges:
+        return []
+    owners = SeriesOwners()
+    if kind.sample_gauge_names:  # the series of multi-series gauges name their object through the owners
+        sink.declare_kind(kind.kind, *kind.sample_gauge_names, owner=owners.owner)
+    meter = sink.provider_for(meter_provider, user).get_meter(scope)
+    return register_status_gauges(meter, cache, kind.gauges, partial(sink.forget_series, kind=kind.kind), owners)

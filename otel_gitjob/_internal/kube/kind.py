@@ -1,14 +1,6 @@
-"""A declarative description of a Kubernetes kind the listener watches.
+"""A declarative description of a Kubernetes kind the listener watches (:class:`KindSpec`).
 
-The listener is generic: everything it knows about a kind is in a
-:class:`KindSpec` (where the API serves it, which objects to select, and a
-*projection* of one object onto what the metrics need: its identity, the
-labels of its status gauges and their values). Fleet's GitRepo and HelmOp are
-two presets (``otel_gitjob.fleet``); a user's own CRD is a third spec.
-
-Only the projection is kept per object (identity, a few label strings, a few
-numbers), not the object: 10,000 objects with their specs and conditions
-would otherwise sit in memory twice.
+Only an object's projection is cached (its identity, a few label strings and numbers), never the object.
 """
 
 from __future__ import annotations
@@ -28,6 +20,7 @@ __all__ = [
     "KindSpec",
     "ObjectState",
     "Sample",
+    "check_kind",
     "metadata_labels",
     "metadata_ref",
 ]
@@ -44,7 +37,7 @@ SampleFunction = Callable[[Mapping[str, Any], Callable[[str], None]], Sequence[S
 """``samples(obj, dropped)``: an object's series of one gauge; ``dropped(detail)`` reports each value skipped."""
 
 _MAX_VALUE = 2**53
-"""Larger integers lose precision as floats and overflow int64 exporters: no Fleet count comes near it."""
+"""Larger integers lose precision as floats and overflow int64 exporters: no object count comes near it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +45,15 @@ class GaugeSpec:
     """One status gauge of a kind.
 
     Attributes:
-        name: Instrument name (``fleet_gitrepo_ready_clusters``).
+        name: Instrument name (``deployment_ready_replicas``).
         description: Instrument description.
-        path: Keys leading from the object to the number (``("status", "readyClusters")``).
-            A missing field reads as 0 (Fleet's collector exports Go's zero value);
+        path: Keys leading from the object to the number (``("status", "readyReplicas")``).
+            A missing field reads as 0 (Go's zero value, as a Go controller exports it);
             a present field that is not a finite, non-negative number is dropped.
-        samples: Instead of ``path``: a function giving an object's series of
-            this gauge, each with its own labels (the kind's ``labels`` do not
-            apply), as ``samples(obj, dropped)``; ``dropped(detail)`` counts a
-            value it skipped. A kube-state-metrics Custom Resource State family
-            is one (``kinds_from_crs_config``). If it raises, the object has no
-            series of this gauge (counted); its other gauges are kept. The
-            lifecycle forgets these series with their object, whatever their
-            labels.
+        samples: Instead of ``path``: ``samples(obj, dropped)`` gives an object's series of this gauge,
+            each with its own labels (not the kind's ``labels``), and counts each value it skips with
+            ``dropped(detail)``; a kube-state-metrics family is one. If it raises, the object has no series
+            of this gauge (counted). The series are forgotten with their object, whatever their labels.
     """
 
     name: str
@@ -151,29 +140,21 @@ class KindSpec:
     """Everything the listener needs to know about one kind.
 
     Attributes:
-        group: API group (``fleet.cattle.io``; ``""`` for the core group).
-        version: API version (``v1alpha1``).
-        plural: Resource plural (``gitrepos``).
-        kind: Kind name (``GitRepo``): what the lifecycle scopes identities by,
-            and what the logs say.
-        namespaced: Whether objects live in namespaces. A cluster-scoped kind
-            is always listed cluster-wide.
-        label_selector: A label selector of the kind's own, and-ed with the
-            listener settings' shard selector when ``sharded``.
-        sharded: Whether Fleet's shard label applies to this kind (the
-            listener's ``shard_id``/``all_shards`` settings then select on it).
+        group: API group (``apps``; ``""`` for the core group).
+        version: API version (``v1``).
+        plural: Resource plural (``deployments``).
+        kind: Kind name (``Deployment``): what the lifecycle scopes identities by, and what the logs say.
+        namespaced: Whether objects live in namespaces. A cluster-scoped kind is listed cluster-wide.
+        label_selector: A label selector of the kind's own, and-ed with the shard selector.
+        shard_label: The label the kind's sharded controllers select on (the listener's ``shard_id`` and
+            ``all_shards`` settings select on it); ``None``: not sharded.
         gauges: The status gauges, one per number read off an object.
-        labels: Projection of an object onto its gauge labels. It must return
-            the lifecycle's identity keys (``name``, ``namespace``) so that
-            ``forget`` finds the gauges' series. It may raise: the object is
-            then skipped and counted as dropped.
-        identity: Projection of an object onto its identity; the default reads
-            ``metadata``.
-        instruments: Names of your own instruments whose series belong to
-            this kind (labelled with the object's ``namespace`` and ``name``);
-            the listener declares them, with the status gauges, to a lifecycle
-            that scopes instruments by kind, so that forgetting an object of
-            this kind removes them and never another kind's.
+        labels: Projection of an object onto its gauge labels, with the lifecycle's identity keys
+            (``name``, ``namespace``) so that ``forget`` finds the series. If it raises, the object
+            is dropped and counted.
+        identity: Projection of an object onto its identity; the default reads ``metadata``.
+        instruments: Your own instruments whose series (labelled with the object's ``namespace`` and
+            ``name``) belong to this kind: forgetting an object of this kind removes them, never another kind's.
     """
 
     group: str
@@ -182,16 +163,18 @@ class KindSpec:
     kind: str
     namespaced: bool = True
     label_selector: str | None = None
-    sharded: bool = False
+    shard_label: str | None = None
     gauges: tuple[GaugeSpec, ...] = ()
     labels: Callable[[Mapping[str, Any]], Mapping[str, str]] = field(default=metadata_labels)
     identity: Callable[[Mapping[str, Any]], ObjectRef] = field(default=metadata_ref)
     instruments: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for what in ("version", "plural", "kind"):
-            if not isinstance(getattr(self, what), str) or not getattr(self, what):
-                raise ConfigurationError("KindSpec.%s must be a non-empty string, got %r" % (what, getattr(self, what)))
+        for what, value in (("version", self.version), ("plural", self.plural), ("kind", self.kind)):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError("KindSpec.%s must be a non-empty string, got %r" % (what, value))
+        if not self.kind[0].isalpha():
+            raise ConfigurationError("KindSpec.kind must be a kind name such as 'Deployment', got %r" % self.kind)
         if not isinstance(self.group, str):
             raise ConfigurationError("KindSpec.group must be a string ('' for the core group), got %r" % (self.group,))
         names = [gauge.name for gauge in self.gauges]
@@ -244,36 +227,48 @@ class KindSpec:
             raise ValueError(
                 "%s %s/%s: labels projection failed: %r" % (self.kind, ref.namespace, ref.name, exc)
             ) from exc
-        values: list[int | float | tuple[Sample, ...] | None] = []
-        for gauge in self.gauges:
-            if gauge.samples is not None:
-                values.append(self._samples(gauge, obj, ref, bad_value))
-                continue
-            value, ok = _value_at(obj, gauge.path)
-            if not ok and bad_value is not None:
-                bad_value(
-                    REASON_BAD_STATUS_VALUE,
-                    "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, ".".join(gauge.path)),
-                )
-            values.append(value)
-        return ObjectState(ref, attributes, tuple(values))
-
-    def _samples(
-        self,
-        gauge: GaugeSpec,
-        obj: Mapping[str, Any],
-        ref: ObjectRef,
-        bad_value: Callable[[str, str], None] | None,
-    ) -> tuple[Sample, ...] | None:
-        """One multi-series gauge of an object; ``None`` (counted) when its function raised."""
 
         def dropped(detail: str) -> None:
             if bad_value is not None:
                 bad_value(REASON_BAD_STATUS_VALUE, "%s %s/%s %s" % (self.kind, ref.namespace, ref.name, detail))
 
+        values: list[int | float | tuple[Sample, ...] | None] = []
+        for gauge in self.gauges:
+            if gauge.samples is None:
+                value, ok = _value_at(obj, gauge.path)
+                if not ok:
+                    dropped(".".join(gauge.path))
+                values.append(value)
+                continue
+            try:
+                values.append(tuple((dict(labels), float(value)) for labels, value in gauge.samples(obj, dropped)))
+            except Exception as exc:  # one bad object never stops the kind: it has no series of this gauge
+                dropped("%s: %r" % (gauge.name, exc))
+                values.append(None)
+        return ObjectState(ref, attributes, tuple(values))
+
+    def project_or_drop(
+        self, obj: Mapping[str, Any], drop: Callable[[str, str], None], *, deleted: bool = False
+    ) -> ObjectState | None:
+        """:meth:`project`, or ``None`` (dropped and counted) when the object cannot be projected.
+
+        A ``deleted`` object that cannot be projected falls back to its identity: its deletion is still forgotten.
+        """
         try:
-            assert gauge.samples is not None
-            return tuple((dict(labels), float(value)) for labels, value in gauge.samples(obj, dropped))
-        except Exception as exc:  # one bad object never stops the kind
-            dropped("%s: %r" % (gauge.name, exc))
+            return self.project(obj, drop)
+        except Exception as exc:  # ValueError from the projection, or anything a user's projection raised
+            drop(REASON_BAD_OBJECT, "%s: %s" % (self.kind, exc))
+        if not deleted:
             return None
+        try:
+            return ObjectState(self.identity(obj), {}, (None,) * len(self.gauges))
+        except Exception:
+            return None
+
+
+def check_kind(kind: Any) -> None:
+    """Refuse anything but a :class:`KindSpec` at once, with the fix."""
+    if not isinstance(kind, KindSpec):
+        raise ConfigurationError(
+            "kind must be a KindSpec (otel_gitjob.listener.KindSpec describes a kind), got %r" % (kind,)
+        )

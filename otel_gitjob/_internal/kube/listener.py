@@ -1,51 +1,14 @@
 """Watch one Kubernetes kind and turn its objects' lifecycle into metric lifecycle actions.
 
-Why our own list/watch loop and not ``kubernetes.informer.SharedInformer``
-(kubernetes 37.x), whose shape we keep (list, watch from the list's
-resourceVersion, resume, relist diff after 410 Gone):
+A list/watch loop shaped like client-go's reflector. Not ``kubernetes.informer.SharedInformer`` (37.x):
+it reads ``CustomObjectsApi`` lists as empty, retries without backoff, sets no request timeout, runs
+handlers on the watch thread and keys its relist diff on the name alone.
 
-* it reads the list with ``getattr(resp, "items", [])``, but
-  ``CustomObjectsApi`` returns dicts, so for a CRD such as GitRepo every list
-  comes back empty and every relist would "delete" every object;
-* it retries a failed list after a fixed 5 s and reconnects a failed watch
-  at once, with no backoff and no jitter: a persistent 403 on watch spins;
-* it forwards no ``_request_timeout``, so a hung API server hangs it forever,
-  and it turns a malformed line into an ``AttributeError`` on ``None``;
-* its handlers run on the watch thread (a slow consumer stalls the watch), and
-  its relist diff is keyed on name only, so a uid change is a MODIFIED.
-
-What this loop does instead, like client-go's reflector, one small function per step:
-
-1. ``_relist``: list every page, project each object through the
-   :class:`~.kind.KindSpec`, replace the cache and queue the diff
-   (:func:`~.actions.diff_relist`), then ``retain`` the live set: every
-   object of the kind the lifecycle still tracks and the list does not hold
-   is forgotten (the watch cache is authoritative, as in kube-state-metrics).
-2. ``_watch``: watch from the newest resourceVersion seen (the list's, then
-   each event's and each bookmark's, ``allowWatchBookmarks``); each line goes
-   through :func:`~.events.parse_event_line`, the cache, and
-   :func:`~.actions.decide_actions` onto the :class:`~.workqueue.WorkQueue`.
-3. When the stream ends at the ``timeoutSeconds`` we asked for, or breaks in
-   a way that keeps the position (a dropped connection, the inactivity
-   timeout, an error status, an ERROR event other than 410), *resume* the
-   watch from that resourceVersion: the API server replays what happened
-   since, deletions included, so nothing is missed and nothing is relisted.
-   Only an expired position (410 Gone, "too old resource version"), a
-   malformed line (the stream cannot be trusted past it) or a failed list
-   goes back to 1. Every failure waits a capped, jittered backoff first.
-
-One bad object never stops the loop: an object without a usable identity, a
-projection that raises, or a status field like ``1e400`` is dropped and
-counted (``otel_gitjob_dropped_measurements_total{reason}``), on the list
-and the watch path alike. A kind the API server does not serve (the list
-answers 404: the CRD is not installed, e.g. HelmOp on an older Fleet) is
-reported once and retried every ``missing_kind_retry`` seconds; objects of it
-the cache still held (the CRD was removed) are forgotten then, as a relist
-that found none would. An event whose ``kind``/``apiVersion`` is not the
-watched kind's is dropped and counted (``reason="wrong_kind"``), never gauged.
-
-:meth:`ResourceListener.health` answers the sidecar's ``/readyz``: ready once
-the kind was listed (or the list said it is not served) and while its watch is open.
+List every page (replace the cache, queue the diff, ``retain`` the live set: the watch cache is
+authoritative), then watch from the newest resourceVersion seen. A stream that ends or breaks keeping
+its position resumes from there (the API server replays what happened since); only an expired position
+(410), a malformed line or a failed list relists. Every failure waits a jittered backoff. A bad object
+is dropped and counted; a kind the API server does not serve (404) is retried every ``missing_kind_retry``.
 """
 
 from __future__ import annotations
@@ -64,8 +27,6 @@ from kubernetes.watch.watch import iter_resp_lines
 from opentelemetry import metrics
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-from otel_gitjob._internal.core.drops import DropRecorder
-from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.locks import join, ranked_lock
 from otel_gitjob._internal.core.selfmetrics import Source
 from otel_gitjob._internal.kube._types import ObjectKey, Sink
@@ -79,10 +40,9 @@ from otel_gitjob._internal.kube.events import (
     WatchErrorEvent,
     parse_event_line,
 )
-from otel_gitjob._internal.kube.gauges import SeriesOwners, register_status_gauges
-from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState
-from otel_gitjob._internal.kube.lifecycle_calls import KindCalls
-from otel_gitjob._internal.kube.settings import ListenerSettings
+from otel_gitjob._internal.kube.gauges import serve_kind
+from otel_gitjob._internal.kube.kind import REASON_BAD_OBJECT, KindSpec, ObjectState, check_kind
+from otel_gitjob._internal.kube.settings import ListenerSettings, shard_selector
 from otel_gitjob._internal.kube.workqueue import WorkQueue
 
 __all__ = ["REASON_WRONG_KIND", "ResourceListener", "describe_failure", "loses_position"]
@@ -103,29 +63,13 @@ class _Stopped(Exception):
 class StreamClosedEarly(Exception):
     """The server closed the watch cleanly before the ``timeoutSeconds`` we asked for."""
 
-    def __init__(self, elapsed: float) -> None:
-        super().__init__(elapsed)
-        self.elapsed = elapsed
-
-    def __str__(self) -> str:
-        return "watch closed by the server after %.1fs" % self.elapsed
-
 
 class MalformedListError(ValueError):
     """A list response that is not a Kubernetes list."""
 
 
-def describe_failure(exc: BaseException, settings: ListenerSettings | None = None, phase: str = "watch") -> str:
-    """One-line reason for a failed list or watch, for the log.
-
-    Args:
-        exc: What ended the list or the stream.
-        settings: Used to name the timeout that fired.
-        phase: ``"list"`` or ``"watch"``: which read timeout applies.
-
-    Returns:
-        A short human-readable reason.
-    """
+def describe_failure(exc: BaseException, settings: ListenerSettings, phase: str) -> str:
+    """One-line reason for a failed ``phase`` (``"list"`` or ``"watch"``), for the log."""
     if isinstance(exc, ApiException):
         if exc.status == 410:
             return "HTTP 410 Gone (resource version expired)"
@@ -136,10 +80,8 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
         return str(exc)
     if isinstance(exc, ReadTimeoutError):
         if phase == "list":
-            limit = settings.list_timeout if settings else None
-            return "no answer from the API server for %ss (list timeout)" % (limit,)
-        limit = settings.watch_read_timeout if settings else None
-        return "no data from the API server for %ss (inactivity timeout)" % (limit,)
+            return "no answer from the API server for %ss (list timeout)" % settings.list_timeout
+        return "no data from the API server for %ss (inactivity timeout)" % settings.watch_read_timeout
     if isinstance(exc, ProtocolError):
         return "connection dropped mid-stream: %s" % (exc,)
     if isinstance(exc, (MalformedEventError, MalformedListError, StreamClosedEarly)):
@@ -152,12 +94,10 @@ def describe_failure(exc: BaseException, settings: ListenerSettings | None = Non
 def loses_position(exc: BaseException) -> bool:
     """Whether a watch failure means the stream position cannot be resumed from.
 
-    410 Gone (as a status or an ERROR event) and "too old resource version"
-    mean the server no longer holds the history since our resourceVersion; a
-    malformed line means an event may have been lost; a 404 means the kind
-    itself went away. Everything else
-    (dropped connection, timeout, 5xx, 403, an early close) leaves the
-    position valid, as client-go's reflector treats it.
+    410 Gone and "too old resource version": the server no longer holds the history since our
+    resourceVersion; a malformed line: an event may have been lost; a 404: the kind went away.
+    Everything else (dropped connection, timeout, 5xx, 403, an early close) leaves the position
+    valid, as client-go's reflector treats it.
     """
     if isinstance(exc, ApiException):
         # 404: the kind is no longer served (its CRD was removed): relist, which reports it.
@@ -174,34 +114,36 @@ class _KindMissing(Exception):
 class ResourceListener:
     """Keeps a cache of one kind's objects and the lifecycle's metric lifecycle in step.
 
-    DELETED → ``lifecycle.forget(ref, kind=...)``; ADDED → ``observe``;
-    MODIFIED → the status gauges (read from the cache at collection time)
-    change; a uid change under the same name is a forget plus an observe;
-    objects that vanish between two lists are forgotten after the second. The
-    watch runs on one thread and never waits on the lifecycle, which is called
-    from a second thread. Every lifecycle call goes through
-    :mod:`~.lifecycle_calls`.
+    DELETED → ``lifecycle.forget(ref, kind=...)``; ADDED → ``observe``; MODIFIED → the status gauges
+    (read from the cache at collection time) change; a uid change under the same name is a forget plus
+    an observe; objects that vanish between two lists are forgotten after the second. The watch thread
+    never waits on the lifecycle, which a second thread calls.
 
     Args:
-        lifecycle: Receives ``forget``/``observe`` (``otel_gitjob.Lifecycle``).
-        kind: What to watch (``otel_gitjob.fleet.GITREPO``, ``HELMOP``, or your own).
-        configuration: Client configuration (kubeconfig or in-cluster); the
-            default configuration when omitted. The listener builds its own
-            client from a copy with urllib3 retries off: it owns retrying, and
-            urllib3's default of three immediate retries would both hide
-            failures from its backoff and quadruple the inactivity timeout.
-        api: A ready ``CustomObjectsApi`` to use instead (tests, custom
-            clients); then ``configuration`` is ignored and its retry settings
-            are the caller's business.
+        lifecycle: ``otel_gitjob.Lifecycle`` (or another :class:`~._types.Sink`).
+        kind: What to watch (a :class:`~.kind.KindSpec`).
+        configuration: Client configuration (kubeconfig or in-cluster); the default configuration
+            when omitted. The listener's client uses a copy with urllib3 retries off: the listener
+            owns retrying, and urllib3's three immediate retries would hide failures from its backoff
+            and quadruple the inactivity timeout.
+        api: A ready ``CustomObjectsApi`` to use instead (tests, custom clients); ``configuration``
+            is then ignored.
         settings: Namespace, shard, backoff and timeouts.
-        meter_provider: Where the kind's status gauges are created; the
-            global provider when omitted.
+        meter_provider: Where the kind's status gauges are created; the global provider when omitted.
         status_gauges: Set ``False`` to not create the gauges at all.
-        drops: Where dropped objects and fields are counted; the lifecycle's
-            ``drops`` recorder when it has one.
+
+    Attributes:
+        relists: Lists completed (the first one included).
+        watches: Watch requests made.
+        requests: List-page and watch requests made.
+        failures: Lists or watches that failed.
+        resumes: Watch streams that ended at the server's timeout and were resumed.
+        bookmarks: BOOKMARK events received (their resourceVersion becomes :attr:`resource_version`).
+        last_relist_seconds: How long the latest full list took.
+        gauges: The kind's status gauges (empty with ``status_gauges=False``).
 
     Example:
-        >>> listener = ResourceListener(lifecycle, HELMOP, meter_provider=provider)  # doctest: +SKIP
+        >>> listener = ResourceListener(lifecycle, kind, meter_provider=provider)  # doctest: +SKIP
         >>> listener.start(); listener.wait_synced(30)  # doctest: +SKIP
     """
 
@@ -215,19 +157,15 @@ class ResourceListener:
         settings: ListenerSettings | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         status_gauges: bool = True,
-        drops: DropRecorder | None = None,
     ) -> None:
-        if not isinstance(kind, KindSpec):
-            raise ConfigurationError(
-                "kind must be a KindSpec (otel_gitjob.fleet.GITREPO, HELMOP, or your own), got %r" % (kind,)
-            )
+        check_kind(kind)
         self.kind = kind
         self.settings = settings or ListenerSettings()
         self._api = api or k8s_client.CustomObjectsApi(k8s_client.ApiClient(_without_retries(configuration)))
-        self._calls = KindCalls(lifecycle, kind.kind)
-        self.drops: DropRecorder = drops if drops is not None else lifecycle.drops
+        self._sink = lifecycle
+        self._drop = lifecycle.drops.drop
         self._cache = ObjectCache()
-        self._work = WorkQueue(self._calls)
+        self._work = WorkQueue(lifecycle, kind.kind)
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._response_lock = ranked_lock("kube.response")
@@ -237,40 +175,18 @@ class ResourceListener:
         self._missing_reported = False
         self._missing = False  # the latest list answered 404
         self._watch_open = False
-        self._api_version = "%s/%s" % (kind.group, kind.version) if kind.group else kind.version
-        self.relists = 0
-        """How many lists have completed (first one included)."""
-        self.watches = 0
-        """How many watch requests have been made."""
-        self.requests = 0
-        """How many list-page and watch requests have been made."""
-        self.failures = 0
-        """How many lists or watches have failed."""
-        self.resumes = 0
-        """How many watch streams ended normally (the server's timeout) and were resumed."""
-        self.bookmarks = 0
-        """How many BOOKMARK events have been received (their resourceVersion becomes :attr:`resource_version`)."""
+        self.relists = self.watches = self.requests = self.failures = self.resumes = self.bookmarks = 0
         self.last_relist_seconds = 0.0
-        """How long the latest full list took."""
-        self._self_metric_sources: list[tuple[str, Any]] = []
         self._add_self_metric_sources(lifecycle)
-        self.gauges: list[metrics.ObservableGauge] = []
-        """The kind's status gauges (empty with ``status_gauges=False``)."""
-        owners = SeriesOwners()
-        try:
-            self._calls.declare(kind.instrument_names if status_gauges else kind.instruments)
-            if status_gauges:  # the series of multi-series gauges name their object through the owners
-                self._calls.declare(kind.sample_gauge_names, owners.owner)
-        except Exception:  # the series are still recorded and forgotten, only not scoped to the kind
-            logger.exception("declaring the %s instruments to the lifecycle failed", kind.kind)
-        if status_gauges and kind.gauges:
-            check = getattr(lifecycle, "provider_for", None)  # a Lifecycle refuses a provider it cannot index
-            provider = (
-                check(meter_provider, "ResourceListener") if check else meter_provider or metrics.get_meter_provider()
-            )
-            self.gauges = register_status_gauges(
-                provider.get_meter("otel_gitjob.listener"), self._cache, kind.gauges, self._calls.retire, owners
-            )
+        self.gauges: list[metrics.ObservableGauge] = serve_kind(
+            lifecycle,
+            kind,
+            self._cache,
+            meter_provider=meter_provider,
+            status_gauges=status_gauges,
+            user="ResourceListener",
+            scope="otel_gitjob.listener",
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -282,9 +198,10 @@ class ResourceListener:
     @property
     def label_selector(self) -> str | None:
         """The selector sent to the API server: the kind's own, and the shard's when the kind is sharded."""
-        terms = [self.kind.label_selector, self.settings.label_selector if self.kind.sharded else None]
-        joined = ",".join(term for term in terms if term)
-        return joined or None
+        terms = [self.kind.label_selector]
+        if self.kind.shard_label:
+            terms.append(shard_selector(self.kind.shard_label, self.settings.shard_id, self.settings.all_shards))
+        return ",".join(term for term in terms if term) or None
 
     def start(self) -> None:
         """Start the watch thread and the lifecycle worker thread.
@@ -328,25 +245,20 @@ class ResourceListener:
 
     def _add_self_metric_sources(self, lifecycle: Sink) -> None:
         """Report watch restarts, relists and the work queue in the lifecycle's ``otel_gitjob_*`` self-metrics."""
-        self_metrics = lifecycle.self_metrics
         kind = {"kind": self.kind.kind}
-        sources: list[tuple[str, Source]] = [
-            (
-                "otel_gitjob_watch_restarts",
-                lambda: [
-                    (self.resumes, {**kind, "reason": "stream_end"}),
-                    (self.failures, {**kind, "reason": "error"}),
-                ],
-            ),
-            ("otel_gitjob_relists", lambda: [(self.relists, kind)]),
-            ("otel_gitjob_relist_duration_seconds", lambda: [(self.last_relist_seconds, kind)]),
-            ("otel_gitjob_workqueue_depth", lambda: [(self._work.depth(), kind)]),
-            ("otel_gitjob_workqueue_latency_seconds", lambda: [(self._work.oldest_age(), kind)]),
-        ]
+        sources: dict[str, Source] = {
+            "otel_gitjob_watch_restarts": lambda: [
+                (self.resumes, {**kind, "reason": "stream_end"}),
+                (self.failures, {**kind, "reason": "error"}),
+            ],
+            "otel_gitjob_relists": lambda: [(self.relists, kind)],
+            "otel_gitjob_relist_duration_seconds": lambda: [(self.last_relist_seconds, kind)],
+            "otel_gitjob_workqueue_depth": lambda: [(self._work.depth(), kind)],
+            "otel_gitjob_workqueue_latency_seconds": lambda: [(self._work.oldest_age(), kind)],
+        }
         # For the listener's lifetime; two listeners of one kind in a process add up.
-        for name, source in sources:
-            self_metrics.add(name, source)
-        self._self_metric_sources = sources
+        for name, source in sources.items():
+            lifecycle.self_metrics.add(name, source)
 
     def __enter__(self) -> ResourceListener:
         self.start()
@@ -461,8 +373,8 @@ class ResourceListener:
         level = logging.DEBUG if self._missing_reported else logging.WARNING
         logger.log(
             level,
-            "%s: the API server does not serve %s/%s (list answered 404: is its CRD installed? an older Fleet has "
-            "no HelmOp); the other kinds go on, retrying this one every %ss",
+            "%s: the API server does not serve %s/%s (list answered 404: is its CRD installed?); "
+            "the other kinds go on, retrying this one every %ss",
             self.kind.kind,
             self.kind.resource,
             self.kind.version,
@@ -475,18 +387,21 @@ class ResourceListener:
         first = not self._missing
         self._missing = True
         if first or len(self._cache):
-            self._work.submit(self._cache.replace({}))
-            self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain([]))
+            self._replace({})
+
+    def _replace(self, listed: Mapping[ObjectKey, ObjectState]) -> None:
+        """Replace the cache, queue the diff, then ``retain`` the live set (the watch cache is authoritative)."""
+        self._work.submit(self._cache.replace(listed))
+        live = [state.ref for state in listed.values()]
+        self._work.submit_call(_RETAIN_KEY, lambda: self._sink.retain(live, kind=self.kind.kind))
 
     def _relist(self) -> str | None:
-        """List every object, replace the cache, queue the diff and the retain; return the resourceVersion."""
+        """List every object into the cache (:meth:`_replace`); return the list's resourceVersion."""
         started = time.monotonic()
         listed, resource_version = self._list_all()
         self.last_relist_seconds = time.monotonic() - started
         self._check_stop()
-        self._work.submit(self._cache.replace(listed))
-        live = [state.ref for state in listed.values()]
-        self._work.submit_call(_RETAIN_KEY, lambda: self._calls.retain(live))
+        self._replace(listed)
         self.relists += 1
         self._missing = False
         if self._missing_reported:
@@ -516,12 +431,12 @@ class ResourceListener:
                 raise
             page = _parse_list(self._read_body(response))
             for item in page["items"]:
-                state = self._project(item) if isinstance(item, dict) and not self._foreign(item) else None
-                if state is None:
-                    if not isinstance(item, dict):
-                        self.drops.drop(REASON_BAD_OBJECT, "%s list item %r" % (self.kind.kind, item))
+                if not isinstance(item, dict):
+                    self._drop(REASON_BAD_OBJECT, "%s list item %r" % (self.kind.kind, item))
                     continue
-                listed[state.key] = state
+                state = None if self._foreign(item) else self.kind.project_or_drop(item, self._drop)
+                if state is not None:
+                    listed[state.key] = state
             meta = page.get("metadata")
             meta = meta if isinstance(meta, dict) else {}
             resource_version = _str_or_none(meta.get("resourceVersion")) or resource_version
@@ -530,21 +445,11 @@ class ResourceListener:
                 return listed, resource_version
             self._check_stop()
 
-    def _project(self, obj: dict[str, Any]) -> ObjectState | None:
-        """Project one object; ``None`` (dropped and counted) when it has no usable identity."""
-        try:
-            return self.kind.project(obj, self.drops.drop)
-        except Exception as exc:  # ValueError from the projection, or anything a user's projection raised
-            self.drops.drop(REASON_BAD_OBJECT, "%s: %s" % (self.kind.kind, exc))
-            return None
-
     def _watch(self, resource_version: str | None) -> str | None:
         """Stream events into the cache and the work queue until the stream ends.
 
-        Returns the resourceVersion to resume from when the server closed the
-        stream at (about) the ``timeoutSeconds`` we asked for; raises for
-        every other ending (``self._position`` then holds the newest
-        resourceVersion seen).
+        Returns the resourceVersion to resume from when the server closed the stream at (about) our
+        ``timeoutSeconds``; raises for any other ending (``self._position`` holds the newest one seen).
         """
         kwargs: dict[str, Any] = {
             "watch": True,
@@ -568,7 +473,7 @@ class ResourceListener:
         self._check_stop()
         elapsed = time.monotonic() - started
         if elapsed < self.settings.watch_timeout_seconds * 0.9:
-            raise StreamClosedEarly(elapsed)
+            raise StreamClosedEarly("watch closed by the server after %.1fs" % elapsed)
         return self._position
 
     def _handle_line(self, line: str) -> None:
@@ -580,9 +485,7 @@ class ResourceListener:
         elif self._foreign(event.object):
             pass  # counted by _foreign; its resourceVersion still moves the position
         else:
-            state = self._project(dict(event.object))
-            if state is None and event.type == DELETED:
-                state = self._deleted_state(event.object)
+            state = self.kind.project_or_drop(dict(event.object), self._drop, deleted=event.type == DELETED)
             if state is not None:
                 self._work.submit(self._cache.apply_event(event.type, state))
         # Advance only after the event is in the cache: resuming from here must not skip it.
@@ -595,21 +498,13 @@ class ResourceListener:
         """
         kind = obj.get("kind")
         api_version = obj.get("apiVersion")
-        if (kind is None or kind == self.kind.kind) and (api_version is None or api_version == self._api_version):
+        if (kind is None or kind == self.kind.kind) and (api_version is None or api_version == self.kind.api_version):
             return False
-        self.drops.drop(
+        self._drop(
             REASON_WRONG_KIND,
             "%s stream: an object of kind %.60r, apiVersion %.60r" % (self.kind.kind, kind, api_version),
         )
         return True
-
-    def _deleted_state(self, obj: Any) -> ObjectState | None:
-        """A deletion must be forgotten even when the object cannot be projected: fall back to its identity."""
-        try:
-            ref = self.kind.identity(obj)
-        except Exception:
-            return None
-        return ObjectState(ref, {}, (None,) * len(self.kind.gauges))
 
     # ------------------------------------------------------------------ I/O
 
