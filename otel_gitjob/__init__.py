@@ -17,6 +17,8 @@ Usage
     gitjob = instrumentation.gitjob
 
     gitjob.job_created(("fleet-local", "my-repo"))
+    repo = gitjob.bind(("fleet-local", "my-repo"))   # a handle: the same calls, cheaper
+    repo.job_created()
     gitjob.job_succeeded(("fleet-local", "my-repo"), duration_seconds=42.0)
     with gitjob.time_commit_fetch(("fleet-local", "my-repo")):
         poll_latest_commit()
@@ -39,16 +41,22 @@ Or wire it into your own MeterProvider:
 from otel_gitjob._internal.app.deprecated import aliases
 from otel_gitjob._internal.app.setup import Instrumentation, setup
 from otel_gitjob._internal.core.errors import ConfigurationError
+from otel_gitjob._internal.core.handles import BoundCounter, BoundGauge, BoundHistogram, BoundUpDownCounter
 from otel_gitjob._internal.core.identity import ObjectRef
 from otel_gitjob._internal.core.lifecycle import Lifecycle
-from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, InstrumentSpec
+from otel_gitjob._internal.fleet.gitjob import GITJOB_INSTRUMENTS, GitJobHandle, GitJobMetrics, InstrumentSpec
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
 from otel_gitjob._internal.push.exporter import LifecycleExporter
 from otel_gitjob.version import __version__
 
 __all__ = [
     "GITJOB_INSTRUMENTS",
+    "BoundCounter",
+    "BoundGauge",
+    "BoundHistogram",
+    "BoundUpDownCounter",
     "ConfigurationError",
+    "GitJobHandle",
     "GitJobMetrics",
     "InstrumentSpec",
     "Instrumentation",

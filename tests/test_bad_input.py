@@ -228,7 +228,10 @@ anything = st.recursive(
 )
 
 
-def test_no_input_escapes_any_recording_method_forget_or_observe(gitjob, lifecycle, registry):
+def test_no_input_escapes_any_recording_method_forget_or_observe(gitjob, lifecycle, registry, provider):
+    histogram = provider.get_meter("test").create_histogram("bound_histogram")
+    gauge = provider.get_meter("test").create_gauge("bound_gauge")
+
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(repo=anything, duration=anything, kind=st.one_of(st.none(), st.just("GitRepo"), anything))
     def record_everything(repo: Any, duration: Any, kind: Any) -> None:
@@ -244,6 +247,12 @@ def test_no_input_escapes_any_recording_method_forget_or_observe(gitjob, lifecyc
         with pytest.raises(Boom, match="the poll's own"):  # the block's own exception, and only it
             with gitjob.time_commit_fetch(repo):
                 raise Boom("the poll's own")
+        handle = gitjob.bind(repo)
+        handle.job_succeeded(duration)
+        handle.commit_fetched(duration)
+        gitjob.bind(REPO).job_succeeded(duration)
+        lifecycle.bind(histogram, repo).record(duration)
+        lifecycle.bind(gauge, REPO).set(duration)
         lifecycle.observe(repo)
         lifecycle.observe(repo, kind=kind)
         assert isinstance(lifecycle.forget(repo), int)

@@ -136,7 +136,7 @@ def test_a_set_whose_series_expires_between_the_sdks_check_and_its_re_lookup_sur
             return present
 
     match._attributes_aggregation = ExpiresAfterTheCheck(table, table._raced)
-    gitjob.job_succeeded(REPO, 7.0)
+    gauge.set(7.0, dict(LABELS))  # the SDK's own path (a typed call writes through its bound handle)
     assert not expire_now
     assert samples(registry).get((GAUGE, LABELS)) == 7.0
     assert lifecycle.drops.counts().get("raced_eviction", 0) == 0

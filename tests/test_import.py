@@ -5,7 +5,12 @@ def test_public_names_are_pinned():
     assert sorted(otel_gitjob.__all__) == sorted(
         [
             "GITJOB_INSTRUMENTS",
+            "BoundCounter",
+            "BoundGauge",
+            "BoundHistogram",
+            "BoundUpDownCounter",
             "ConfigurationError",
+            "GitJobHandle",
             "GitJobMetrics",
             "InstrumentSpec",
             "Instrumentation",
@@ -44,6 +49,7 @@ def test_listener_public_names_are_pinned():
 # What a user holds in mind: construction, the views, the controller's operations, shutdown, and what
 # they may read back. Everything else is plumbing behind hooks_of() or the listener's Sink.
 LIFECYCLE_SURFACE = {
+    "bind",
     "declare_kind",
     "default_kind",
     "degraded",

@@ -14,6 +14,8 @@ from typing import Any
 
 import kopf
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from kubernetes import client as k8s
 from kubernetes import watch
 from lightkube import codecs
@@ -25,7 +27,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import points_of
 
 import otel_gitjob
-from otel_gitjob._internal.core.identity import ObjectRef, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import ObjectRef, coerce_object, fast_identity, kind_of
 
 RAW = {
     "apiVersion": "fleet.cattle.io/v1alpha1",
@@ -86,11 +88,54 @@ SHAPES: dict[str, tuple[Any, str | None]] = {
 def test_every_shape_names_its_object(shape: str) -> None:
     factory, kind = SHAPES[shape]
     obj = factory()
-    ref, reason = coerce_repo(obj)
+    ref, reason = coerce_object(obj)
     assert reason is None and ref is not None
     assert (ref.namespace, ref.name) == ("ns", "r")
     assert ref.uid == (None if shape == "tuple" else "u1")
     assert kind_of(obj) == kind
+
+
+# The shapes whose type gets a fast reader: the typed calls read them without coerce_object().
+FAST_SHAPES = {
+    "dict",
+    "kopf body",
+    "kopf meta",
+    "kubernetes model",
+    "kubernetes metadata model",
+    "kr8s APIObject (CRD class)",
+    "kr8s APIObject (built-in)",
+    "lightkube model",
+    "lightkube Generic",
+    "lightkube Generic from_dict",
+    "ObjectRef",
+    "tuple",
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_fast_read_of_every_shape_is_the_full_read(shape: str) -> None:
+    factory, _ = SHAPES[shape]
+    ref, _reason = coerce_object(factory())
+    assert ref is not None
+    fast_identity(factory())  # the first object of a type teaches it its reader
+    found = fast_identity(factory())
+    if shape in FAST_SHAPES:
+        assert found == (ref.namespace, ref.name, ref.uid)
+    else:
+        assert found is None
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["namespace", "name", "uid", "other"]),
+        st.one_of(st.none(), st.text(max_size=5), st.integers(), st.lists(st.integers(), max_size=2)),
+    )
+)
+def test_the_fast_read_answers_what_the_full_read_answers_or_nothing(metadata: dict[str, Any]) -> None:
+    for obj in ({"metadata": metadata}, kopf.Body({"metadata": metadata}), kopf.Body({"metadata": metadata}).meta):
+        ref, _reason = coerce_object(obj)
+        found = fast_identity(obj)
+        assert found is None or (ref is not None and found == (ref.namespace, ref.name, ref.uid))
 
 
 @pytest.fixture()
@@ -192,9 +237,10 @@ BROKEN = {
 def test_identity_never_raises_and_recording_drops_and_counts(shape: str, stack: Any) -> None:
     lifecycle, gitjob, reader = stack
     obj = BROKEN[shape]()
-    ref, reason = coerce_repo(obj)
+    ref, reason = coerce_object(obj)
     assert ref is None and reason in ("bad_repo", "bad_identity_value")
     assert kind_of(obj) is None
+    assert fast_identity(obj) is None
     gitjob.job_created(obj)  # never raises into the controller
     assert sum(lifecycle.drops.counts().values()) == 1
     assert names(reader) == set()

@@ -131,7 +131,7 @@ def test_series_recreated_before_the_next_export_is_not_marked(
     sink.wait_requests(2)
     second = of(sink.points(), ATTRS_A, request=1)
     assert [(p.stale, p.value) for p in second] == [(False, 1)]
-    assert pipeline.exporter.staleness.pending() == 0
+    assert pipeline.exporter.staleness.store.pending() == 0
 
 
 def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
@@ -144,12 +144,12 @@ def test_marker_survives_a_failed_export_and_goes_out_with_the_next(
     lifecycle.forget(REPO_A)
     sink.fail_next = 2  # 400 / INTERNAL, not retried by the exporters: the export, then force_flush's marker send
     pipeline.provider.force_flush(10_000)
-    assert pipeline.exporter.staleness.pending() == 1
+    assert pipeline.exporter.staleness.store.pending() == 1
     pipeline.flush()
     sink.wait_requests(3)
     stale = [p for p in sink.points() if p.stale]
     assert [(p.request, p.metric, p.attributes) for p in stale] == [(2, "fleet_gitjobs_created_success_total", ATTRS_A)]
-    assert pipeline.exporter.staleness.pending() == 0
+    assert pipeline.exporter.staleness.store.pending() == 0
 
 
 def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
@@ -157,7 +157,7 @@ def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
 ) -> None:
     pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint, timeout=2), lifecycle)
     staleness: StalenessMarkers = pipeline.exporter.staleness
-    staleness.max_pending = 3
+    staleness.store.max_pending = 3
     repos = [("fleet-local", "repo-%d" % i) for i in range(5)]
     for repo in repos:
         pipeline.gitjob.job_created(repo)
@@ -165,8 +165,8 @@ def test_pending_markers_are_bounded_oldest_dropped_with_a_log_line(
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         for repo in repos:
             lifecycle.forget(repo)
-    assert staleness.pending() == 3
-    assert staleness.dropped_total == 2
+    assert staleness.store.pending() == 3
+    assert staleness.store.dropped_total == 2
     assert "staleness markers dropped, oldest first" in caplog.text
     pipeline.gitjob.job_created(REPO_B)
     pipeline.flush()
@@ -185,12 +185,12 @@ def test_unsent_marker_is_dropped_after_max_age_with_a_log_line(
     lifecycle.forget(REPO_A)
     http_sink.fail_next = 2
     pipeline.provider.force_flush(10_000)  # export and the marker-only flush fail
-    assert staleness.pending() == 1
-    clock.advance(staleness.max_age_seconds + 1)
+    assert staleness.store.pending() == 1
+    clock.advance(staleness.store.max_age_seconds + 1)
     with caplog.at_level(logging.WARNING, logger="otel_gitjob"):
         pipeline.flush()
     assert "staleness markers dropped after" in caplog.text
-    assert staleness.pending() == 0
+    assert staleness.store.pending() == 0
     assert not [p for p in http_sink.points() if p.stale]
 
 
@@ -233,7 +233,7 @@ def test_idle_flusher_sends_markers_when_no_export_comes(
     http_sink: Sink, lifecycle: Lifecycle, make_pipeline: Any
 ) -> None:
     pipeline = make_pipeline(otlp_exporter("http", http_sink.endpoint), lifecycle)
-    pipeline.exporter.staleness.idle_flush_seconds = 0.2
+    pipeline.exporter.staleness.flusher.interval = 0.2
     pipeline.gitjob.job_created(REPO_A)
     pipeline.flush()
     lifecycle.forget(REPO_A)  # no flush from the test from here on
@@ -298,7 +298,7 @@ def test_installed_otlp_exporters_pass_the_push_seams_self_check(
     monkeypatch.setattr(degraded, "_checked", {})
     _seam.reset_checks()
     exporter = otlp_exporter(sink.protocol, sink.endpoint)
-    transport, _ = _seam.transport_for(exporter)
+    transport = _seam.transport_for(exporter)
     assert transport is not None and transport.sends_requests, transport
     assert degraded.seam_states() == {"push": None}
     exporter.shutdown()
@@ -345,7 +345,7 @@ def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
     monkeypatch.setattr(degraded, "_checked", {})
     monkeypatch.setattr(_seam, "_warned_markers", threading.Event())
     _seam.reset_checks()
-    adapter = next(a for a in _seam._HTTP_ADAPTERS if a.fits(OTLPMetricExporter))
+    adapter = next(a for a in _seam._ADAPTERS[0][2] if a.fits(OTLPMetricExporter))
     method, result = {
         "http-export-batch": ("_export_batch", MetricExportResult.SUCCESS),
         "http-export-with-retries": ("_export_with_retries", MetricExportResult.SUCCESS),
@@ -358,7 +358,7 @@ def test_an_adapter_whose_method_no_longer_delivers_fails_the_self_check(
         return result
 
     monkeypatch.setattr(OTLPMetricExporter, method, sends_nothing)
-    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
+    transport = _seam.transport_for(OTLPMetricExporter(endpoint=http_sink.endpoint))
     _seam.reset_checks()
     assert isinstance(transport, _seam.PublicTransport)
     assert "failed its self-check" in (degraded.seam_states()["push"] or "")
@@ -387,7 +387,7 @@ def test_a_grpc_exporter_that_no_longer_sends_what_translate_data_returns_fails_
         return MetricExportResult.SUCCESS
 
     monkeypatch.setattr(OTLPMetricExporter, "_export", encodes_itself)
-    transport, _ = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
+    transport = _seam.transport_for(OTLPMetricExporter(endpoint="127.0.0.1:9", insecure=True))
     _seam.reset_checks()
     assert isinstance(transport, _seam.PublicTransport)
     assert "failed its self-check" in (degraded.seam_states()["push"] or "")

@@ -71,9 +71,9 @@ def test_forgotten_and_expired_series_never_leave_the_process_healthy_or_degrade
     if degraded_seam != "push":
         # repo-a's seven series and repo-b's expired gauge.
         assert len(stale) == 8 and {(p.metric, p.attributes) for p in stale} >= {(CREATED, ATTRS_A), (GAUGE, ATTRS_B)}
-        assert staleness.dropped_total == 0
+        assert staleness.store.dropped_total == 0
     else:
         assert stale == []
         # Every marker the healthy path sends (the same eight) is counted as dropped.
-        assert staleness.dropped_total == 8 and staleness.pending() == 0
+        assert staleness.store.dropped_total == 8 and staleness.store.pending() == 0
     assert degraded.seam_states()["push"] == (None if degraded_seam != "push" else "forced by OTEL_GITJOB_DEGRADED")

@@ -16,7 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Sample
 
-from otel_gitjob._internal.core.identity import coerce_repo
+from otel_gitjob._internal.core.identity import coerce_object
 from otel_gitjob._internal.core.lifecycle import Lifecycle
 from otel_gitjob._internal.fleet.gitjob import GitJobMetrics
 from otel_gitjob._internal.prometheus.reader import LifecyclePrometheusReader
@@ -183,5 +183,5 @@ class MetricsKit:
 
 def _identity(obj: Any) -> tuple[str, str]:
     """``(namespace, name)`` as the lifecycle reads them; an object it cannot identify matches no series."""
-    ref, _reason = coerce_repo(obj)
+    ref, _reason = coerce_object(obj)
     return (ref.namespace, ref.name) if ref is not None else ("", "")

@@ -22,7 +22,13 @@ What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
   instrument as ``instrument._measurement_consumer``;
 * ``Aggregation._create_aggregation(instrument, attributes, reservoir_factory,
   start_time)``, the hook our views implement, called under the match's lock;
-* ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``.
+* ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``;
+* for bound writes (:class:`BoundSeries`): ``_Aggregation.aggregate(measurement,
+  should_sample_exemplar)`` reads the measurement's ``value`` (its time, context and
+  attributes only to offer an exemplar), ``_reservoir`` and ``_attributes``, the view's
+  ``_attribute_keys``, the configuration's ``exemplar_filter``, and, where they exist,
+  ``_Synchronous._is_enabled`` and ``_ViewInstrumentMatch._reset_on_collect`` (1.45.2: a
+  delta reader's table is replaced at each collection, so such a series is never bound).
 
 What differs, one adapter each:
 
@@ -61,8 +67,9 @@ from typing import Any
 _logger = logging.getLogger("otel_gitjob")
 
 # Public SDK API: stable across every release we support.
+from opentelemetry.context import get_current  # noqa: E402
 from opentelemetry.metrics import Asynchronous  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
     InMemoryMetricReader,
@@ -129,6 +136,8 @@ __all__ = [
     "Placeholder",
     "SelectiveView",
     "SelfCheck",
+    "BoundSeries",
+    "Instruments",
     "TouchingAggregation",
     "calling_match",
     "evict",
@@ -847,6 +856,135 @@ def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Agg
     )
 
 
+# -- bound writes -------------------------------------------------------------------------------------------------
+
+
+class _Write:
+    """A measurement as the SDK's aggregations read it, without the SDK's per-call attribute cleaning.
+
+    The attributes were checked once, when the writer was bound; the self-check
+    proves that aggregations accept it as they accept the SDK's own.
+    """
+
+    __slots__ = ("value", "time_unix_nano", "instrument", "context", "attributes")
+
+    def __init__(self, value: Any, time_unix_nano: int, instrument: Any, context: Any, attributes: Any) -> None:
+        self.value = value
+        self.time_unix_nano = time_unix_nano
+        self.instrument = instrument
+        self.context = context
+        self.attributes = attributes
+
+
+def _offers_exemplars(aggregation: Any) -> bool:
+    inner = aggregation._inner if isinstance(aggregation, TouchingAggregation) else aggregation
+    return getattr(inner, "_reservoir", None) is not _NO_EXEMPLARS
+
+
+def _evicted(aggregation: Any) -> bool:
+    """Whether :func:`evict` took ``aggregation`` out of its table (it marks each aggregation it evicts)."""
+    if type(aggregation) is TouchingAggregation:
+        return aggregation._match is not None
+    return aggregation.aggregate.__self__ is not aggregation
+
+
+class Instruments:
+    """The instruments that bound series write to, by index, and what the SDK asks of each write.
+
+    Shared by every :class:`BoundSeries` of the same instruments.
+    """
+
+    __slots__ = ("instruments", "enabled")
+
+    def __init__(self, instruments: Iterable[Any]) -> None:
+        self.instruments = tuple(instruments)
+        # An SDK instrument whose meter is disabled records nothing (opentelemetry-sdk 1.44 and later).
+        self.enabled = tuple(getattr(instrument, "_is_enabled", None) for instrument in self.instruments)
+
+
+class BoundSeries:
+    """One attribute set on each of several instruments, written straight into the SDK's aggregations.
+
+    ``write(i, value)`` refuses (returns False) unless instrument ``i``'s series
+    is bound and :func:`evict` took none of its aggregations since; the caller
+    then takes the instrument's own path and calls ``bind(i)``. A view match
+    that drops its table at each delta collection is never bound. The exemplar
+    filter is consulted as the SDK does, unless no aggregation of the series
+    offers exemplars (the shared no-op reservoir) or the filter is always off.
+    A series with one reader holds its aggregation itself, else a tuple of them.
+    """
+
+    __slots__ = ("_instruments", "_attributes", "_targets", "_sampling")
+
+    def __init__(self, instruments: Instruments, attributes: Mapping[str, Any]) -> None:
+        self._instruments = instruments
+        self._attributes = attributes
+        self._targets: list[Any] = [None] * len(instruments.instruments)
+        self._sampling: Any = None  # the exemplar filter, once a bound series offers exemplars
+
+    def bind(self, i: int) -> bool:
+        """Find instrument ``i``'s aggregations for the attribute set (after a write through it)."""
+        self._targets[i] = None
+        found = []
+        offers = False
+        for match in _matches_of(self._instruments.instruments[i]):
+            keys = match._view._attribute_keys
+            attributes = self._attributes
+            if keys is not None:
+                attributes = {key: value for key, value in attributes.items() if key in keys}
+            aggregation = match._attributes_aggregation.get(series_key(attributes))
+            if (
+                getattr(match, "_reset_on_collect", False)
+                or not isinstance(aggregation, (_Aggregation, TouchingAggregation))
+                or isinstance(aggregation, (Placeholder, Gate))
+                or _evicted(aggregation)
+            ):
+                return False
+            offers = offers or _offers_exemplars(aggregation)
+            found.append(aggregation)
+        if not found:
+            return False
+        # Share the attribute set the SDK keeps with the aggregation rather than hold an equal one.
+        first = found[0]._inner if isinstance(found[0], TouchingAggregation) else found[0]
+        kept = getattr(first, "_attributes", None)
+        if kept is not self._attributes and type(kept) is dict and kept == self._attributes:
+            self._attributes = kept
+        if offers and self._sampling is None:
+            config = getattr(self._instruments.instruments[i]._measurement_consumer, "_sdk_config", None)
+            exemplar_filter = getattr(config, "exemplar_filter", None)
+            if exemplar_filter is not None and not isinstance(exemplar_filter, AlwaysOffExemplarFilter):
+                self._sampling = exemplar_filter
+        self._targets[i] = found[0] if len(found) == 1 else tuple(found)
+        return True
+
+    def write(self, i: int, value: Any) -> bool:
+        """Record ``value`` (valid for the instrument); False when the caller must take the instrument's path."""
+        target = self._targets[i]
+        if target is None:
+            return False
+        enabled = self._instruments.enabled[i]
+        if enabled is not None and not enabled():
+            return False
+        targets = target if type(target) is tuple else (target,)
+        for aggregation in targets:
+            if _evicted(aggregation):
+                self._targets[i] = None
+                return False
+        exemplar_filter = self._sampling
+        now = time.time_ns()
+        if exemplar_filter is None:
+            measurement = _Write(value, now, self._instruments.instruments[i], None, self._attributes)
+            for aggregation in targets:
+                aggregation.aggregate(measurement, False)
+            return True
+        context = get_current()
+        sample = exemplar_filter.should_sample(value, now, self._attributes, context)
+        measurement = _Write(value, now, self._instruments.instruments[i], context, self._attributes)
+        for aggregation in targets:
+            aggregation.aggregate(measurement, sample)
+        return True
+
+
 # -- the behavioural self-check -------------------------------------------------------------------------------------
 
 
@@ -927,6 +1065,7 @@ def _run_self_check() -> list[str]:
         points = _points(reader, "probe")
         if [point.value for point in points] != [2]:
             problems.append("a series written again after eviction did not start afresh (got %r)" % (points,))
+        problems.extend(_check_writer(provider, reader, counter))
         if ADAPTER.guard_relookup and match is not None:
             table = match._attributes_aggregation
             if not isinstance(table, _GuardedTable):
@@ -951,6 +1090,22 @@ def _run_self_check() -> list[str]:
         except Exception:  # pragma: no cover - a broken SDK's shutdown
             pass
     return problems
+
+
+def _check_writer(provider: MeterProvider, reader: InMemoryMetricReader, counter: Any) -> list[str]:
+    """A bound writer records what the instrument would, and refuses once its series was evicted."""
+    attributes = {"namespace": "ns", "name": "bound"}
+    writer = BoundSeries(Instruments([counter]), attributes)
+    counter.add(1, attributes)
+    if not writer.bind(0) or not writer.write(0, 2):
+        return ["a bound writer does not write"]
+    values = [p.value for p in _points(reader, "probe") if p.attributes.get("name") == "bound"]
+    if values != [3]:
+        return ["a bound writer's write is not collected as the SDK's (got %r)" % (values,)]
+    evict(counter, series_key(attributes))
+    if writer.write(0, 1):
+        return ["a bound writer writes into an evicted series"]
+    return []
 
 
 _check_lock = ranked_lock("sdk.self_check")

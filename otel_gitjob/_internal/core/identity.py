@@ -6,20 +6,21 @@ model and ``raw_object`` a dict), a kopf ``body`` or kopf ``meta`` (the
 metadata itself, no ``metadata`` key), a ``kubernetes`` client model, a kr8s
 ``APIObject``, a lightkube model or ``Generic`` resource, a ``(namespace,
 name)`` tuple, or our own :class:`ObjectRef`. The recording path turns any of
-them into a :class:`ObjectRef` without raising: :func:`coerce_repo` returns
+them into a :class:`ObjectRef` without raising: :func:`coerce_object` returns
 ``None`` plus a reason for anything unusable (including an object whose
 property getter or ``Mapping.get`` raises), and the caller drops the
-measurement. :func:`kind_of` reads the Kubernetes kind an object carries.
+measurement. :func:`fast_identity` reads the same identity by the object's
+type, for caches. :func:`kind_of` reads the Kubernetes kind an object carries.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ObjectRef", "coerce_repo", "kind_of", "valid_identity_value"]
+__all__ = ["ObjectRef", "coerce_object", "fast_identity", "kind_of", "valid_identity_value"]
 
 # Kubernetes names are at most 253 characters (DNS subdomains; namespaces are 63-character labels).
 MAX_NAME_LENGTH = 253
@@ -52,21 +53,21 @@ class ObjectRef:
 
 
 # Reasons are label values of the dropped-measurements self-metric; keep them few and stable.
-REASON_BAD_REPO = "bad_repo"
+REASON_BAD_OBJECT = "bad_repo"
 REASON_BAD_IDENTITY_VALUE = "bad_identity_value"
 
 
-def coerce_repo(repo: Any) -> tuple[ObjectRef | None, str | None]:
+def coerce_object(obj: Any) -> tuple[ObjectRef | None, str | None]:
     """Turn anything that names an object into a :class:`ObjectRef`.
 
     Returns:
-        ``(ref, None)`` on success, ``(None, reason)`` when ``repo`` has no usable
-        string namespace and name. Never raises, whatever ``repo`` does.
+        ``(ref, None)`` on success, ``(None, reason)`` when ``obj`` has no usable
+        string namespace and name. Never raises, whatever ``obj`` does.
     """
     try:
-        return _coerce(repo)
+        return _coerce(obj)
     except Exception:  # a property or Mapping.get that raises: unusable, never the controller's problem
-        return None, REASON_BAD_REPO
+        return None, REASON_BAD_OBJECT
 
 
 def _coerce(repo: Any) -> tuple[ObjectRef | None, str | None]:
@@ -77,10 +78,10 @@ def _coerce(repo: Any) -> tuple[ObjectRef | None, str | None]:
     else:
         metadata = _metadata_of(repo)
         if metadata is None:
-            return None, REASON_BAD_REPO
+            return None, REASON_BAD_OBJECT
         namespace, name, uid = _field(metadata, "namespace"), _field(metadata, "name"), _field(metadata, "uid")
     if namespace is None or name is None:
-        return None, REASON_BAD_REPO
+        return None, REASON_BAD_OBJECT
     if type(namespace) is not str or type(name) is not str:
         # Subclasses of str (enums, kopf's wrappers) are fine; anything else would
         # be exported as a JSON blob label or collide with a real repo's identity.
@@ -88,7 +89,7 @@ def _coerce(repo: Any) -> tuple[ObjectRef | None, str | None]:
             return None, REASON_BAD_IDENTITY_VALUE
         namespace, name = str(namespace), str(name)
     if not namespace or not name:
-        return None, REASON_BAD_REPO
+        return None, REASON_BAD_OBJECT
     if uid is not None:
         uid = str(uid) if isinstance(uid, str) and uid else None
     if type(repo) is ObjectRef:
@@ -169,3 +170,104 @@ def _field(metadata: Any, key: str) -> Any:
     if isinstance(metadata, Mapping):
         return metadata.get(key)
     return getattr(metadata, key, None)
+
+
+Identified = tuple[str, str, "str | None"]  # (namespace, name, uid)
+
+
+def _of_ref(obj: ObjectRef) -> Identified | None:
+    return _checked(obj.namespace, obj.name, obj.uid)
+
+
+def _of_tuple(obj: tuple[Any, ...]) -> Identified | None:
+    if len(obj) == 2 and type(obj[0]) is str and type(obj[1]) is str:
+        return obj[0], obj[1], None
+    return None
+
+
+def _checked(namespace: Any, name: Any, uid: Any) -> Identified | None:
+    if type(namespace) is not str or type(name) is not str or not namespace or not name:
+        return None
+    if uid is None or type(uid) is str:
+        return namespace, name, uid or None
+    return None
+
+
+def _of_metadata_dict(metadata: Any) -> Identified | None:
+    if type(metadata) is not dict:
+        return None
+    return _checked(metadata.get("namespace"), metadata.get("name"), metadata.get("uid"))
+
+
+def _of_dict(obj: dict[str, Any]) -> Identified | None:
+    return _of_metadata_dict(obj.get("metadata"))
+
+
+def _of_mapping_metadata(obj: Mapping[str, Any]) -> Identified | None:
+    # Subscripts: a lazy mapping's get() of an absent key may cost an exception (kopf's do).
+    return _of_metadata_dict(obj["metadata"])
+
+
+def _of_mapping_fields(obj: Mapping[str, Any]) -> Identified | None:
+    try:
+        uid = obj["uid"]
+    except KeyError:  # an object not created by an API server (tests, dry runs)
+        uid = None
+    return _checked(obj["namespace"], obj["name"], uid)
+
+
+def _of_metadata_attribute(obj: Any) -> Identified | None:
+    metadata = getattr(obj, "metadata", None)
+    return _checked(
+        getattr(metadata, "namespace", None), getattr(metadata, "name", None), getattr(metadata, "uid", None)
+    )
+
+
+def _of_own_attributes(obj: Any) -> Identified | None:
+    return _checked(getattr(obj, "namespace", None), getattr(obj, "name", None), getattr(obj, "uid", None))
+
+
+_Reader = Callable[[Any], "Identified | None"]
+# A type's reader, once one agreed with coerce_object() on an object of the type (None: the type has none).
+_READERS: dict[type, _Reader | None] = {ObjectRef: _of_ref, tuple: _of_tuple, dict: _of_dict}
+_MAX_READER_TYPES = 256
+
+
+def fast_identity(obj: Any) -> Identified | None:
+    """``(namespace, name, uid)`` of ``obj`` read by its type, or None when only :func:`coerce_object` can tell.
+
+    Cheap for every shape a controller holds (no probing of absent keys, which
+    costs an exception on kopf's mappings). A type gets a reader once the
+    reader agreed with :func:`coerce_object` on one of its objects; where the
+    reader answers at all, it answers what :func:`coerce_object` would (a
+    watch event, a bad name or a cluster-scoped object gets None). Never raises.
+    """
+    try:
+        reader = _READERS[type(obj)]
+    except KeyError:
+        reader = _learn(obj)
+    except TypeError:
+        return None
+    if reader is None:
+        return None
+    try:
+        return reader(obj)
+    except Exception:
+        return None
+
+
+def _learn(obj: Any) -> _Reader | None:
+    ref, _reason = coerce_object(obj)
+    if ref is None or len(_READERS) >= _MAX_READER_TYPES:
+        return None  # nothing to compare with yet
+    expected = (ref.namespace, ref.name, ref.uid)
+    readers = (_of_mapping_metadata, _of_mapping_fields) if isinstance(obj, Mapping) else ()
+    for reader in (*readers, _of_metadata_attribute, _of_own_attributes):
+        try:
+            if reader(obj) == expected:
+                _READERS[type(obj)] = reader
+                return reader
+        except Exception:
+            continue
+    _READERS[type(obj)] = None
+    return None

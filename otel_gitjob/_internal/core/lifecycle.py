@@ -1,11 +1,9 @@
-"""The ``Lifecycle`` façade: composes the registry, the expiry processor and the views.
+"""The ``Lifecycle`` façade: composes the registry, the expiry processor, the views and bound handles.
 
-It sits on top of the core (``registry`` ← ``expiry`` ← ``views``) and adds
-nothing of its own but the object references a controller holds (bodies,
-models, tuples) and ownership: whoever creates a Lifecycle shuts it down;
-readers and exporters never do. What readers, exporters and instruments need
-of it (:class:`~.hooks.LifecycleHooks`) they reach through :func:`hooks_of`,
-off its public surface.
+It adds the object references a controller holds (bodies, models, tuples) and
+ownership: whoever creates a Lifecycle shuts it down; readers and exporters
+never do. What they need of it (:class:`~.hooks.LifecycleHooks`) they reach
+through :func:`hooks_of`, off its public surface.
 """
 
 from __future__ import annotations
@@ -24,14 +22,16 @@ from otel_gitjob._internal.core import _sdk, degraded
 from otel_gitjob._internal.core.drops import DropRecorder, safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.expiry import ExpiryProcessor
+from otel_gitjob._internal.core.handles import BoundInstrument, Kit, handle_class
 from otel_gitjob._internal.core.hooks import LifecycleHooks
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, kind_of
+from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, coerce_object, kind_of, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
     DEFAULT_KIND,
     REASON_STALE_UID,
     Identity,
+    Incarnation,
     ObjectKey,
     SeriesRegistry,
     positive_seconds,
@@ -167,9 +167,7 @@ class Lifecycle:
             exemplars: Keep the SDK's per-series exemplar reservoirs for the series of
                 managed objects that no view of yours matches (every other series
                 keeps them). Off by default: the Prometheus text format never shows
-                exemplars, and one reservoir per series cost about a tenth of the
-                heap and of the SDK's collect time at Fleet scale. Turn it on for an
-                OTLP backend that shows exemplars.
+                exemplars; turn it on for an OTLP backend that does.
 
         As with the SDK's own default view, instruments no view of yours matches get
         the aggregation the reader asks for (an exporter's ``preferred_aggregation``,
@@ -363,6 +361,57 @@ class Lifecycle:
             _logger.debug("otel-gitjob: forget_series failed", exc_info=True)
             return 0
 
+    def bind(self, instrument: Any, obj: Any, attributes: Mapping[str, Any] | None = None) -> BoundInstrument:
+        """A handle on the series of ``instrument`` for ``obj``, with ``attributes`` besides its identity.
+
+        The handle writes with ``add``, ``record`` or ``set`` (as the instrument
+        has) at a fraction of the instrument's cost, and never raises. It belongs
+        to the object's incarnation (its uid, when ``obj`` carries one): once the
+        object is forgotten, or bound again under another uid, the handle writes
+        nothing and never brings the series back (each write is counted as
+        ``stale_handle``). A handle bound before the first write creates the
+        series on its first write. An ``obj`` that names no object gives a handle
+        whose writes are all dropped and counted.
+
+        Args:
+            instrument: A counter, up-down counter, histogram or gauge (transient or
+                not) created on a MeterProvider built with :meth:`views`.
+            obj: The object, in any form :meth:`forget` takes.
+            attributes: The series' other attributes (not the identity keys).
+
+        Raises:
+            ConfigurationError: ``instrument`` is not one of those, or ``attributes``
+                is not a mapping of string keys to scalar values that leaves out the
+                identity keys.
+        """
+        handle_type, instrument_kind = handle_class(instrument)
+        extra = dict(attributes or {})
+        if (
+            not all(isinstance(key, str) and key for key in extra)
+            or not all(isinstance(value, (str, bool, int, float)) for value in extra.values())
+            or set(extra) & set(self.identity_keys)
+        ):
+            raise ConfigurationError(
+                "bind() attributes are the series' other attributes: non-empty string keys, str/bool/int/float "
+                "values, without the identity keys %s (the object gives those); got %r"
+                % (self.identity_keys, attributes)
+            )
+        kit = Kit([instrument], [instrument_kind], self._drops, fast=not self.degraded)
+        try:
+            key, uid = self._object_of(obj, None, "bind")
+            if key is None or not all(valid_identity_value(value) for value in key[1]):
+                if key is not None:
+                    self._drops.drop(REASON_BAD_OBJECT, "bind: a name that is not a valid Kubernetes name")
+                return handle_type(kit, extra, None)
+            series = {**extra, **dict(zip(self.identity_keys, key[1], strict=True))}
+            owner = self._registry.object_of(instrument.name, series)
+            incarnation = self._registry.incarnation(owner, uid) if owner is not None else Incarnation(uid)
+            return handle_type(kit, series, incarnation)
+        except Exception as error:
+            self._drops.drop("internal_error", "bind: %s" % (type(error).__name__,))
+            _logger.debug("otel-gitjob: bind failed", exc_info=True)
+            return handle_type(kit, extra, None)
+
     def shutdown(self) -> None:
         """Stop the expiry sweeper and drop all state. Idempotent; call it when you are done.
 
@@ -442,16 +491,16 @@ class Lifecycle:
                 return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
                     uid, str
                 ) and uid else None
-        ref, reason = coerce_repo(obj)
+        ref, reason = coerce_object(obj)
         if ref is None:
-            self._drops.drop(reason or REASON_BAD_REPO, "%s: %s" % (operation, safe_detail(obj)))
+            self._drops.drop(reason or REASON_BAD_OBJECT, "%s: %s" % (operation, safe_detail(obj)))
             return None, None
         kind = kind or kind_of(obj) or self.default_kind
         if len(keys) == 2:
             return (kind, (ref.namespace, ref.name)), ref.uid
         if len(keys) == 1:
             return (kind, (ref.name,)), ref.uid
-        self._drops.drop(REASON_BAD_REPO, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
+        self._drops.drop(REASON_BAD_OBJECT, "%s: with identity keys %s, name objects by a mapping" % (operation, keys))
         return None, None
 
 
@@ -477,9 +526,7 @@ class _Hooks:
         self.registry.housekeeping()
 
     def filter(self, metrics_data: MetricsData) -> MetricsData:
-        # Series removed before a collection are already gone from the SDK storage; only a removal racing
-        # the collection leaves points to drop, so a collection stamped after the latest removal passes
-        # untouched (in degraded mode every collection is filtered).
+        # Only a removal racing the collection leaves points to drop (degraded: every collection is filtered).
         expiry = self._lifecycle._expiry
         if expiry is not None:
             metrics_data = expiry.filter_expired(metrics_data)
@@ -487,10 +534,10 @@ class _Hooks:
         if not registry.removed_since(collection_stamp(metrics_data)):
             return metrics_data
         object_of = registry.object_of
-        hidden = registry.hidden
+        blocked = registry.is_blocked
         return filter_points(
             metrics_data,
-            lambda name, attributes: (obj := object_of(name, attributes)) is None or not hidden(obj),
+            lambda name, attributes: (obj := object_of(name, attributes)) is None or not blocked(obj),
         )
 
     def uses(self, views: Sequence[View]) -> bool:

@@ -8,11 +8,6 @@ Forgetting evicts those series from every reader's SDK storage (freeing the
 memory and the cardinality slot) and leaves a *block* (a tombstone) that
 drops late writes until the object is seen alive again.
 
-This module sits at the bottom of the package: it imports only the SDK seam
-(``_sdk``), the drop recorder and the error type. The expiry processor, the
-view filter, the exporters and the :class:`~otel_gitjob.Lifecycle` façade use
-its operations, never its fields.
-
 Locks: ``_op_lock`` (``registry.op``) serialises the operations that evict or
 lift, so that an eviction never races a later re-creation of the same series;
 ``_state_lock`` (``registry.state``) guards the index, the blocks and the retired
@@ -28,17 +23,17 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.drops import DropRecorder
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, valid_identity_value
+from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
 
-__all__ = ["DEFAULT_KIND", "Identity", "ObjectKey", "SeriesRegistry"]
+__all__ = ["DEFAULT_KIND", "Identity", "Incarnation", "ObjectKey", "SeriesRegistry"]
 
 _logger = logging.getLogger("otel_gitjob")
 
@@ -72,6 +67,32 @@ class _Block:
     # Series that already have a counting placeholder: with several readers the SDK
     # creates one placeholder per reader, and a late write must be counted once.
     counted: set[SeriesRef] = field(default_factory=set)
+
+
+class Incarnation:
+    """One life of an object, as bound handles know it: ``dead`` once it is forgotten or superseded.
+
+    A handle's write through the instrument holds ``guard`` (the registry's op
+    lock), so that it lands wholly before a forget or is refused after it.
+    """
+
+    __slots__ = ("uid", "dead", "caches", "guard")
+
+    def __init__(self, uid: str | None, guard: AbstractContextManager[Any] | None = None) -> None:
+        self.uid = uid
+        self.guard = guard if guard is not None else nullcontext()
+        self.dead = False
+        self.caches: tuple[Any, ...] = ()  # cache, key, cache, key, ...: entries to drop at its end
+
+    def cached(self, cache: dict[Any, Any], key: Any) -> None:
+        """``cache[key]`` holds a handle of this incarnation: drop it when the incarnation ends."""
+        self.caches += (cache, key)
+
+    def end(self) -> None:
+        self.dead = True
+        caches, self.caches = self.caches, ()
+        for i in range(0, len(caches), 2):
+            caches[i].pop(caches[i + 1], None)
 
 
 class SeriesRegistry:
@@ -117,12 +138,12 @@ class SeriesRegistry:
         self._blocks: OrderedDict[ObjectKey, _Block] = OrderedDict()
         self._retired_uids: OrderedDict[tuple[ObjectKey, str], None] = OrderedDict()
         self._pending_placeholders: set[ObjectKey] = set()
+        self._incarnations: dict[ObjectKey, Incarnation] = {}  # objects that bound handles write to
         # Series refused for an identity that cannot be a label value (a lone surrogate took every scrape down).
         self._rejected: list[tuple[Any, Hashable, _sdk.Placeholder]] = []
         # time.time_ns() at which the latest removal finished, and how many removals are under way: a
         # collection stamped after the former, while none is under way, cannot contain a removed series, so
-        # the export filter can skip its scan. (Marking only the start let a collection that began after it
-        # read a series that the removal had not reached yet, and export it.)
+        # the export filter can skip its scan.
         self._last_removal_ns = 0
         self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
@@ -134,15 +155,7 @@ class SeriesRegistry:
     # -- configuration --------------------------------------------------------------------------------------
 
     def declare_kind(self, kind: str, instrument_names: Iterable[str], owner: Owner | None = None) -> None:
-        """Series of these instruments belong to objects of ``kind`` (others: the default kind).
-
-        Args:
-            kind: The Kubernetes kind.
-            instrument_names: The instruments.
-            owner: ``owner(instrument_name, attributes)`` names the object of a
-                series by a mapping of the identity keys, for instruments whose
-                series do not carry them (None: not known, the series is not managed).
-        """
+        """Series of these instruments belong to objects of ``kind``; see :meth:`Lifecycle.declare_kind`."""
         kind = validate_kind(kind)
         for name in instrument_names:
             if not isinstance(name, str) or not name:
@@ -151,9 +164,6 @@ class SeriesRegistry:
             self._kinds[name.lower()] = kind
             if owner is not None:
                 self._owners[name.lower()] = owner
-
-    def kind_of_instrument(self, instrument_name: str) -> str:
-        return self._kinds.get(instrument_name, self.default_kind)
 
     def add_removal_listener(self, listener: RemovalListener) -> None:
         """Hear of each removed series as ``(object, [(instrument, attributes), ...], final_points)``.
@@ -321,6 +331,9 @@ class SeriesRegistry:
                 self._blocks[obj] = block
                 evicted_blocks = self._trim_blocks_locked(now)
                 series = self._index.pop(obj, {})
+                incarnation = self._incarnations.pop(obj, None)
+            if incarnation is not None:
+                incarnation.end()
             removed = self._evict(obj, series.items())
             for old in evicted_blocks:
                 self._evict_placeholders(old)
@@ -360,17 +373,36 @@ class SeriesRegistry:
             self.lift(obj, uid)
         return True
 
+    def incarnation(self, obj: ObjectKey, uid: str | None) -> Incarnation | None:
+        """The incarnation of ``obj`` that a handle binds to; None when writes to it are refused.
+
+        Refused: the object is forgotten and not seen alive again, or ``uid`` is
+        one it was forgotten under. A ``uid`` other than the current
+        incarnation's starts a new one (the object was recreated); the old one ends.
+        """
+        if not self.admit(obj, uid) or (uid is None and obj in self._blocks):
+            return None
+        with self._state_lock:
+            if obj in self._blocks:
+                return None  # forgotten again meanwhile
+            current = self._incarnations.get(obj)
+            if current is not None and (uid is None or current.uid in (None, uid)):
+                if current.uid is None:
+                    current.uid = uid
+                return current
+            fresh = self._incarnations[obj] = Incarnation(uid, self._op_lock)
+        if current is not None:
+            current.end()
+        return fresh
+
     def is_blocked(self, obj: ObjectKey) -> bool:
+        """Whether ``obj`` is forgotten and not seen alive again (its series are kept out of exports)."""
         return obj in self._blocks
 
     def blocked(self) -> frozenset[ObjectKey]:
         """A snapshot of the blocked objects."""
         with self._state_lock:
             return frozenset(self._blocks)
-
-    def hidden(self, obj: ObjectKey) -> bool:
-        """Whether ``obj``'s series must be kept out of exports (forgotten, not yet alive again)."""
-        return obj in self._blocks
 
     def removed_since(self, stamp_ns: int | None) -> bool:
         """Whether a collection stamped ``stamp_ns`` may hold a series removed since (then it is filtered)."""
@@ -512,6 +544,9 @@ class SeriesRegistry:
             self._retired_uids.clear()
             self._pending_placeholders.clear()
             self._gates.clear()
+            ended, self._incarnations = list(self._incarnations.values()), {}
+        for incarnation in ended:
+            incarnation.end()
 
     # -- introspection ---------------------------------------------------------------------------------------
 
@@ -532,10 +567,6 @@ class SeriesRegistry:
             for (kind, _identity), series in self._index.items():
                 counts[kind] = counts.get(kind, 0) + len(series)
             return counts
-
-    def tracked_series(self) -> int:
-        with self._state_lock:
-            return sum(len(series) for series in self._index.values())
 
     def blocked_objects(self) -> int:
         with self._state_lock:
@@ -591,7 +622,7 @@ class SeriesRegistry:
         drops = self.drops
 
         def count() -> None:
-            drops.drop(REASON_BAD_REPO, "an identity that is not a valid Kubernetes name")
+            drops.drop(REASON_BAD_OBJECT, "an identity that is not a valid Kubernetes name")
 
         return count
 

@@ -8,7 +8,6 @@ holds and never raise.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -16,17 +15,24 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry.metrics import MeterProvider
 
 from otel_gitjob._internal.core.drops import safe_detail
 from otel_gitjob._internal.core.errors import ConfigurationError
-from otel_gitjob._internal.core.identity import REASON_BAD_REPO, coerce_repo, valid_identity_value
+from otel_gitjob._internal.core.handles import Handle, Kit
+from otel_gitjob._internal.core.identity import (
+    REASON_BAD_OBJECT,
+    coerce_object,
+    fast_identity,
+    valid_identity_value,
+)
 from otel_gitjob._internal.core.lifecycle import Lifecycle, hooks_of
+from otel_gitjob._internal.core.registry import Incarnation
 from otel_gitjob.version import __version__
 
-__all__ = ["GITJOB_INSTRUMENTS", "GitJobMetrics", "InstrumentSpec"]
+__all__ = ["GITJOB_INSTRUMENTS", "GitJobHandle", "GitJobMetrics", "InstrumentSpec"]
 
 # Fleet's ShortLivedMetricsTTL: long enough for a few scrapes at the usual 30-60 s interval.
 DEFAULT_GAUGE_TTL = 120.0
@@ -36,24 +42,9 @@ REASON_INTERNAL = "internal_error"
 
 _logger = logging.getLogger("otel_gitjob")
 
+_INF = math.inf
+
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-_Method = TypeVar("_Method", bound=Callable[..., None])
-
-
-def _never_raises(method: _Method) -> _Method:
-    """Recording methods follow the OTel API convention: whatever the input, nothing escapes."""
-
-    @functools.wraps(method)
-    def guarded(self: GitJobMetrics, *args: Any, **kwargs: Any) -> None:
-        try:
-            method(self, *args, **kwargs)
-        except Exception as error:
-            self._drops.drop(REASON_INTERNAL, "%s: %s" % (method.__name__, type(error).__name__))
-            _logger.debug("otel-gitjob: %s failed", method.__name__, exc_info=True)
-
-    return guarded  # type: ignore[return-value]
-
 
 # Fleet's bucket bounds. Whole numbers are ints on purpose: the Prometheus
 # exporter prints a bound as Python formats it, and Fleet's output says le="1".
@@ -129,6 +120,9 @@ GITJOB_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
 )
 
 
+_INDEX = {spec.key: i for i, spec in enumerate(GITJOB_INSTRUMENTS)}
+
+
 class GitJobMetrics:
     """Fleet's seven GitJob instruments, with typed recording methods.
 
@@ -136,6 +130,7 @@ class GitJobMetrics:
     tuple, a mapping with ``metadata`` (a watch event object or kopf body) or a
     ``kubernetes`` client model, and never raises: unusable input is dropped,
     logged once per kind and counted in ``otel_gitjob_dropped_measurements_total``.
+    :meth:`bind` gives the same calls for one GitRepo (:class:`GitJobHandle`).
 
     Args:
         meter_provider: Where to create the instruments; the global provider when None. It must be
@@ -186,6 +181,9 @@ class GitJobMetrics:
         self._kind = lifecycle.default_kind
         self._namespace_key, self._name_key = lifecycle.identity_keys
         self._drops = lifecycle.drops
+        self._registry = self._hooks.registry
+        # Handles by (namespace, name, uid) as the typed calls met them; an incarnation's end drops its entries.
+        self._handles: dict[Any, GitJobHandle] = {}
         provider = lifecycle.provider_for(meter_provider, "GitJobMetrics")
         meter = provider.get_meter("otel_gitjob", __version__)
         self.names: dict[str, str] = {}
@@ -193,48 +191,35 @@ class GitJobMetrics:
             name = "%s_%s" % (prefix, spec.suffix) if prefix else spec.suffix
             self.names[spec.key] = name
             setattr(self, "_" + spec.key, _create(meter, spec, name) if spec.key in enabled else _DISABLED)
+        instruments = [getattr(self, "_" + spec.key) for spec in GITJOB_INSTRUMENTS]
+        kinds = [spec.kind for spec in GITJOB_INSTRUMENTS]
+        self._kit = Kit(instruments, kinds, self._drops, fast=not lifecycle.degraded)
+        self._slow_kit = Kit(instruments, kinds, self._drops, fast=False)
         # Declared even when the gauge is left out, so that a bad TTL is reported all the same.
         lifecycle.transient(self.names["duration_gauge"], gauge_ttl)
         lifecycle.register_self_metrics(meter)
 
     # -- recording ------------------------------------------------------------------------------------------
 
-    @_never_raises
     def job_created(self, repo: Any) -> None:
         """A git job was created for the repo."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._created_success.add(1, attributes)
+        self._bound(repo).job_created()
 
-    @_never_raises
     def job_creation_failed(self, repo: Any) -> None:
         """Creating the repo's git job failed."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._created_failure.add(1, attributes)
+        self._bound(repo).job_creation_failed()
 
-    @_never_raises
     def job_succeeded(self, repo: Any, duration_seconds: float) -> None:
         """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
-        attributes = self._attributes(repo)
-        if attributes is not None and self._valid_duration(duration_seconds):
-            self._duration.record(duration_seconds, attributes)
-            self._duration_gauge.set(duration_seconds, attributes)
+        self._bound(repo).job_succeeded(duration_seconds)
 
-    @_never_raises
     def commit_fetched(self, repo: Any, duration_seconds: float) -> None:
         """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
-        attributes = self._attributes(repo)
-        if attributes is not None and self._valid_duration(duration_seconds):
-            self._fetch_success.add(1, attributes)
-            self._fetch_duration.record(duration_seconds, attributes)
+        self._bound(repo).commit_fetched(duration_seconds)
 
-    @_never_raises
     def commit_fetch_failed(self, repo: Any) -> None:
         """Polling the git host for the repo's latest commit failed."""
-        attributes = self._attributes(repo)
-        if attributes is not None:
-            self._fetch_failure.add(1, attributes)
+        self._bound(repo).commit_fetch_failed()
 
     def time_commit_fetch(self, repo: Any) -> _CommitFetchTimer:
         """Time a latest-commit poll: ``with metrics.time_commit_fetch(repo): poll()``.
@@ -242,37 +227,120 @@ class GitJobMetrics:
         Records success and duration when the block completes, a failure when
         it raises (the exception propagates).
         """
-        return _CommitFetchTimer(self, repo)
+        return _CommitFetchTimer(self._bound(repo))
+
+    def bind(self, repo: Any) -> GitJobHandle:
+        """The typed calls for one GitRepo, without naming it again: ``metrics.bind(repo).job_created()``.
+
+        The handle belongs to the repo's incarnation (its uid, when ``repo``
+        carries one): once the repo is forgotten, or bound again under another
+        uid, it records nothing and never brings a series back (each call is
+        counted as ``stale_handle``). Never raises; a ``repo`` that names no
+        GitRepo gives a handle that records nothing (counted).
+        """
+        handle = self._handle(repo, for_call=False)
+        return handle if isinstance(handle, GitJobHandle) else GitJobHandle(self._slow_kit, {}, None)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _attributes(self, repo: Any) -> dict[str, str] | None:
-        ref, reason = coerce_repo(repo)
-        if ref is None:
-            self._drops.drop(reason or REASON_BAD_REPO, safe_detail(repo))
-            return None
-        if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
-            self._drops.drop(REASON_BAD_REPO, "a namespace/name that is not a valid Kubernetes name")
-            return None
-        if ref.uid is not None and not self._hooks.admit(self._kind, (ref.namespace, ref.name), ref.uid):
-            return None
-        return {self._namespace_key: ref.namespace, self._name_key: ref.name}
+    def _bound(self, repo: Any) -> GitJobHandle | _Disabled:
+        """The handle a typed call records through: cached by identity, which is read by the repo's type."""
+        handle = self._handles.get(fast_identity(repo))
+        if handle is not None and handle.alive:
+            return handle
+        return self._handle(repo, for_call=True)
 
-    def _valid_duration(self, value: Any) -> bool:
+    def _handle(self, repo: Any, for_call: bool) -> GitJobHandle | _Disabled:
+        """A handle for ``repo``, cached for the typed calls; ``_NOTHING`` when it names no GitRepo. Never raises."""
+        try:
+            ref, reason = coerce_object(repo)
+            if ref is None:
+                self._drops.drop(reason or REASON_BAD_OBJECT, safe_detail(repo))
+                return _NOTHING
+            key = (ref.namespace, ref.name, ref.uid)
+            handle = self._handles.get(key) if for_call else None
+            if handle is not None and handle.alive:
+                return handle
+            if not (valid_identity_value(ref.namespace) and valid_identity_value(ref.name)):
+                self._drops.drop(REASON_BAD_OBJECT, "a namespace/name that is not a valid Kubernetes name")
+                return _NOTHING
+            identity = (ref.namespace, ref.name)
+            if for_call and ref.uid is not None and not self._hooks.admit(self._kind, identity, ref.uid):
+                return _NOTHING  # a late write of a forgotten incarnation (counted)
+            attributes = {self._namespace_key: ref.namespace, self._name_key: ref.name}
+            incarnation = self._registry.incarnation((self._kind, identity), ref.uid)
+            if incarnation is None and for_call:
+                # Forgotten and not seen alive again: the SDK path drops the write at the block, and counts it.
+                return GitJobHandle(self._slow_kit, attributes, Incarnation(None))
+            handle = GitJobHandle(self._kit, attributes, incarnation)
+            if for_call and incarnation is not None:
+                self._handles[key] = handle
+                incarnation.cached(self._handles, key)
+                if incarnation.dead:  # forgotten meanwhile: its end may have missed this entry
+                    self._handles.pop(key, None)
+            return handle
+        except Exception as error:  # recording never raises into the controller
+            self._drops.drop(REASON_INTERNAL, "%s: %s" % ("record" if for_call else "bind", type(error).__name__))
+            _logger.debug("otel-gitjob: binding a repo failed", exc_info=True)
+            return _NOTHING
+
+
+class GitJobHandle(Handle):
+    """The typed calls of :class:`GitJobMetrics` for one GitRepo (``GitJobMetrics.bind(repo)``). Never raises."""
+
+    __slots__ = ()
+
+    # The instruments' indexes in GITJOB_INSTRUMENTS (the kit's order).
+    _CREATED = _INDEX["created_success"]
+    _CREATION_FAILED = _INDEX["created_failure"]
+    _DURATION = _INDEX["duration"]
+    _DURATION_GAUGE = _INDEX["duration_gauge"]
+    _FETCHED = _INDEX["fetch_success"]
+    _FETCH_FAILED = _INDEX["fetch_failure"]
+    _FETCH_DURATION = _INDEX["fetch_duration"]
+
+    def job_created(self) -> None:
+        """A git job was created for the repo."""
+        self._non_negative(self._CREATED, 1)
+
+    def job_creation_failed(self) -> None:
+        """Creating the repo's git job failed."""
+        self._non_negative(self._CREATION_FAILED, 1)
+
+    def job_succeeded(self, duration_seconds: float) -> None:
+        """A git job of the repo succeeded after ``duration_seconds`` (histogram and transient gauge)."""
+        if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
+            self._non_negative(self._DURATION, duration_seconds)
+            self._finite(self._DURATION_GAUGE, duration_seconds)
+
+    def commit_fetched(self, duration_seconds: float) -> None:
+        """Polling the git host for the repo's latest commit succeeded after ``duration_seconds``."""
+        if (type(duration_seconds) is float and 0 <= duration_seconds < _INF) or self._valid(duration_seconds):
+            self._non_negative(self._FETCHED, 1)
+            self._non_negative(self._FETCH_DURATION, duration_seconds)
+
+    def commit_fetch_failed(self) -> None:
+        """Polling the git host for the repo's latest commit failed."""
+        self._non_negative(self._FETCH_FAILED, 1)
+
+    def time_commit_fetch(self) -> _CommitFetchTimer:
+        """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
+        return _CommitFetchTimer(self)
+
+    def _valid(self, value: Any) -> bool:
         try:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
                 return True
-        except OverflowError:  # an int too large for a float
+        except Exception:  # an int too large for a float, a number whose comparison raises
             pass
-        self._drops.drop(REASON_BAD_DURATION, safe_detail(value))
+        self._instruments.drops.drop(REASON_BAD_DURATION, safe_detail(value))  # type: ignore[attr-defined]
         return False
 
 
 class _CommitFetchTimer:
-    __slots__ = ("_metrics", "_repo", "_start")
+    __slots__ = ("_repo", "_start")
 
-    def __init__(self, metrics: GitJobMetrics, repo: Any) -> None:
-        self._metrics = metrics
+    def __init__(self, repo: GitJobHandle | _Disabled) -> None:
         self._repo = repo
         self._start = 0.0
 
@@ -284,21 +352,24 @@ class _CommitFetchTimer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is None:
-            self._metrics.commit_fetched(self._repo, time.perf_counter() - self._start)
+            self._repo.commit_fetched(time.perf_counter() - self._start)
         else:
-            self._metrics.commit_fetch_failed(self._repo)
+            self._repo.commit_fetch_failed()
 
 
 class _Disabled:
-    """Stands for an instrument the user left out."""
+    """Stands for an instrument the user left out, and for the repo of a call that was dropped."""
+
+    name = "(left out)"
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    record = set = add
+    record = set = job_created = job_creation_failed = job_succeeded = commit_fetched = commit_fetch_failed = add
 
 
 _DISABLED = _Disabled()
+_NOTHING: Any = _DISABLED
 
 _FACTORIES: dict[str, Callable[..., Any]] = {
     "counter": lambda meter, spec, name: meter.create_counter(name, unit=spec.unit, description=spec.description),

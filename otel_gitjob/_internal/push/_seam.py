@@ -1,40 +1,22 @@
 """THE seam onto the OTLP metric exporters' internals: sending a request we built through their own client.
 
 Only this module touches a ``_``-prefixed name of
-``opentelemetry-exporter-otlp-proto-http`` or ``-grpc``. Markers and final
-deltas travel in requests of their own, never inside the exporter's requests
-of live data, so they can neither delay nor (by pushing a request past a size
-limit) drop live data. Each request goes out with the exporter's own endpoint,
-TLS, headers, compression and timeout. One adapter per shape of the exporters:
-
-* OTLP/HTTP 1.45 and later: ``_export_batch(request)`` sends one request,
-  checking the exporter's ``max_request_size`` and retrying.
-* OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``.
-* OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once and returns
-  the response; a failed send stays pending and goes again with the next
-  export (the exporter's own retries are inside ``export()``, not there).
-* OTLP/gRPC (every supported release): ``_export(data)`` encodes with
-  ``_translate_data(data)`` once per attempt; that method is patched on the
-  exporter *instance* to hand back our request for our data, and to call the
-  exporter's own for anything else.
+``opentelemetry-exporter-otlp-proto-http`` or ``-grpc``. Markers and final deltas
+go in requests of their own, never inside the exporter's requests of live data,
+with the exporter's own endpoint, TLS, headers, compression, timeout and limits
+(``max_export_batch_size``, ``max_request_size``, ``grpc.max_send_message_length``,
+at most :data:`MAX_REQUEST_BYTES`). One adapter per shape of the exporters: see
+the ``Transport`` subclasses.
 
 Before the first marker of an exporter class is sent, :func:`transport_for`
-checks its adapter by behaviour with a throwaway exporter of that class: over
-HTTP a known request must reach a receiver on loopback exactly; over gRPC the
-exporter's client (a recorder) must be handed exactly that request, and the
-exporter's own live data unchanged. When no
-adapter fits or the check fails, the seam runs *degraded* (one WARNING,
-``otel_gitjob_degraded{seam="push"} 1``): :class:`PublicTransport` uses the
-exporter's public ``export()`` only. Final deltas (data recorded before a
-forget) still go out through it; staleness markers cannot (the SDK's data
-model has no point flags), so they are counted as dropped and the receivers
-drop those series at their own expiry. Forgotten and expired series never
-leave the process either way: the lifecycle filter runs before the exporter.
-``OTEL_GITJOB_DEGRADED=push`` forces that path.
-
-Limits follow the exporter's: ``max_export_batch_size`` points per request, and
-at most :data:`MAX_REQUEST_BYTES` (or the exporter's ``max_request_size`` /
-the channel's ``grpc.max_send_message_length``, when smaller).
+checks its adapter with a throwaway exporter of that class: over HTTP a known
+request must reach a loopback receiver exactly; over gRPC the exporter's client
+(a recorder) must get exactly that request, and live data unchanged. When no
+adapter fits or the check fails (or ``OTEL_GITJOB_DEGRADED=push``), the seam
+runs *degraded* (one WARNING, ``otel_gitjob_degraded{seam="push"} 1``):
+:class:`PublicTransport` uses the public ``export()`` only, which carries final
+deltas but not markers (SDK data has no point flags); markers are counted as
+dropped and receivers drop those series at their own expiry.
 """
 
 from __future__ import annotations
@@ -50,14 +32,12 @@ from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 
 from otel_gitjob._internal.core import degraded
 from otel_gitjob._internal.core.locks import join, ranked_lock
+from otel_gitjob._internal.push.encoding import NO_RECORDED_VALUE, metrics_data
 
 __all__ = ["MAX_REQUEST_BYTES", "SEAM", "PublicTransport", "Transport", "reset_checks", "transport_for"]
 
 SEAM = "push"
 _logger = logging.getLogger("otel_gitjob")
-
-_HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.metric_exporter"
-_GRPC_MODULE = "opentelemetry.exporter.otlp.proto.grpc.metric_exporter"
 
 # 4 MiB: the default max_recv_msg_size_mib of the Collector's OTLP/gRPC receiver, and well below its
 # HTTP receiver's 20 MiB body limit. Markers are never urgent enough to risk a refused request.
@@ -65,12 +45,15 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 class Transport:
-    """Sends a prebuilt ``ExportMetricsServiceRequest`` through one OTLP exporter instance."""
+    """Sends a prebuilt ``ExportMetricsServiceRequest`` through one OTLP exporter instance.
 
-    #: The adapter's name (logs, the self-check's reason).
-    name = "none"
-    #: False for :class:`PublicTransport`: only SDK data can go, through the exporter's ``export()``.
-    sends_requests = True
+    An adapter fits an exporter class whose ``method`` takes ``params`` first.
+    """
+
+    name = "none"  # in logs and the self-check's reason
+    sends_requests = True  # False for PublicTransport: only SDK data goes, through export()
+    method = ""
+    params: tuple[str, ...] = ()
 
     def __init__(self, exporter: Any) -> None:
         self.exporter = exporter
@@ -78,7 +61,8 @@ class Transport:
     @classmethod
     def fits(cls, exporter_class: type) -> bool:
         """Whether the exporter class has this adapter's shape."""
-        return False
+        function = getattr(exporter_class, cls.method, None) if cls.method else None
+        return function is not None and tuple(_params(function)[: len(cls.params)]) == cls.params
 
     def install(self) -> None:
         """Patch the exporter instance, where the transport needs to."""
@@ -94,10 +78,6 @@ class Transport:
 
     def send(self, request: Any) -> MetricExportResult:
         raise NotImplementedError
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000) -> MetricExportResult:
-        """Send SDK data through the exporter's public ``export()``."""
-        return self.exporter.export(metrics_data, timeout_millis=timeout_millis)  # type: ignore[no-any-return]
 
 
 def _params(function: Any) -> list[str]:
@@ -115,64 +95,44 @@ class _Http(Transport):
             max_bytes = min(max_bytes, limit)
         return max_points, max_bytes
 
-    def _shut_down(self) -> bool:
-        return bool(getattr(self.exporter, "_shutdown", False))
+    def send(self, request: Any) -> MetricExportResult:
+        if getattr(self.exporter, "_shutdown", False):
+            return MetricExportResult.FAILURE
+        return self._post(request)
+
+    def _post(self, request: Any) -> MetricExportResult:
+        raise NotImplementedError
 
 
 class HttpTransport(_Http):
-    """OTLP/HTTP 1.45 and later: ``_export_batch`` sends one encoded request (size check, compression, retries)."""
+    """OTLP/HTTP 1.45 and later: ``_export_batch`` sends one request (size check, compression, retries)."""
 
-    name = "http-export-batch"
+    name, method, params = "http-export-batch", "_export_batch", ("export_request",)
 
-    @classmethod
-    def fits(cls, exporter_class: type) -> bool:
-        return _params(getattr(exporter_class, "_export_batch", None))[:1] == ["export_request"]
-
-    def send(self, request: Any) -> MetricExportResult:
-        if self._shut_down():
-            return MetricExportResult.FAILURE
+    def _post(self, request: Any) -> MetricExportResult:
         return self.exporter._export_batch(request)  # type: ignore[no-any-return]
 
 
 class HttpRetriesTransport(_Http):
     """OTLP/HTTP 1.41 - 1.44: ``_export_with_retries(request, deadline[, points])``, with the exporter's retries."""
 
-    name = "http-export-with-retries"
+    name, method, params = "http-export-with-retries", "_export_with_retries", ("export_request", "deadline_sec")
 
-    @classmethod
-    def fits(cls, exporter_class: type) -> bool:
-        return _params(getattr(exporter_class, "_export_with_retries", None))[:2] == ["export_request", "deadline_sec"]
-
-    def send(self, request: Any) -> MetricExportResult:
-        if self._shut_down():
-            return MetricExportResult.FAILURE
+    def _post(self, request: Any) -> MetricExportResult:
         deadline = time.time() + float(getattr(self.exporter, "_timeout", 10) or 10)
         if "num_items" not in _params(self.exporter._export_with_retries):  # 1.41
             return self.exporter._export_with_retries(request, deadline)  # type: ignore[no-any-return]
-        points = sum(
-            len(getattr(metric, metric.WhichOneof("data")).data_points)
-            for resource_metrics in request.resource_metrics
-            for scope_metrics in resource_metrics.scope_metrics
-            for metric in scope_metrics.metrics
-        )
+        # Each of our metrics holds one point.
+        points = sum(len(scope.metrics) for resource in request.resource_metrics for scope in resource.scope_metrics)
         return self.exporter._export_with_retries(request, deadline, points)  # type: ignore[no-any-return]
 
 
 class HttpPostTransport(_Http):
-    """OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once (compression, TLS, headers).
+    """OTLP/HTTP 1.33 - 1.40: ``_export(bytes[, timeout])`` posts once; a failed send stays pending."""
 
-    No retry here: a failed send keeps its items pending for the next export or idle flush.
-    """
+    name, method, params = "http-export-bytes", "_export", ("serialized_data",)
 
-    name = "http-export-bytes"
-
-    @classmethod
-    def fits(cls, exporter_class: type) -> bool:
-        return _params(getattr(exporter_class, "_export", None))[:1] == ["serialized_data"]
-
-    def send(self, request: Any) -> MetricExportResult:
-        if self._shut_down():
-            return MetricExportResult.FAILURE
+    def _post(self, request: Any) -> MetricExportResult:
         import requests
 
         try:
@@ -196,16 +156,17 @@ class _Prebuilt(MetricsData):
 
 
 class GrpcTransport(Transport):
-    """OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt (retries re-send)."""
+    """OTLP/gRPC: ``_export(data)`` calls ``_translate_data(data)`` once per attempt (retries re-send).
 
-    name = "grpc-translate-data"
-    patched = "_translate_data"
+    ``_translate_data`` is patched on the exporter *instance* to hand back our request for our data,
+    and to call the exporter's own for anything else.
+    """
+
+    name, method = "grpc-translate-data", "_translate_data"
 
     @classmethod
     def fits(cls, exporter_class: type) -> bool:
-        return callable(getattr(exporter_class, "_translate_data", None)) and "data" in _params(
-            getattr(exporter_class, "_export", None)
-        )
+        return super().fits(exporter_class) and "data" in _params(getattr(exporter_class, "_export", None))
 
     def install(self) -> None:
         translate = self.exporter._translate_data
@@ -237,15 +198,18 @@ class PublicTransport(Transport):
     name = "public"
     sends_requests = False
 
-    def send(self, request: Any) -> MetricExportResult:
-        raise AssertionError("the degraded push seam sends no prebuilt requests")
 
-
-_HTTP_ADAPTERS: tuple[type[Transport], ...] = (HttpTransport, HttpRetriesTransport, HttpPostTransport)
-_GRPC_ADAPTERS: tuple[type[Transport], ...] = (GrpcTransport,)
+_ADAPTERS: tuple[tuple[str, str, tuple[type[Transport], ...]], ...] = (
+    (
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+        "http",
+        (HttpTransport, HttpRetriesTransport, HttpPostTransport),
+    ),
+    ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "grpc", (GrpcTransport,)),
+)
 
 _checks_lock = ranked_lock("push.self_check")  # guards _checks; a check runs outside it (it starts and joins threads)
-_checks: dict[type, tuple[type[Transport] | None, str | None]] = {}  # exporter class -> (adapter, why degraded)
+_checks: dict[type, tuple[type[Transport] | None, str]] = {}  # exporter class -> (adapter, why degraded)
 _warned_markers = threading.Event()
 
 
@@ -255,58 +219,47 @@ def reset_checks() -> None:
         _checks.clear()
 
 
-def transport_for(exporter: Any) -> tuple[Transport | None, str | None]:
-    """The transport for an OTLP metric exporter instance, and the exporter's class name.
+def transport_for(exporter: Any) -> Transport | None:
+    """The transport for an OTLP metric exporter instance; None for any other exporter.
 
-    ``(None, None)`` for any other exporter. For an OTLP exporter: its
-    adapter once the class passed the self-check, else (or when forced)
-    :class:`PublicTransport`, with the seam marked degraded.
-
-    Looks the exporter classes up in ``sys.modules`` so that nothing is imported
-    for other exporters (the OTLP packages are optional).
+    An OTLP exporter gets its adapter once the class passed the self-check, else
+    (or when forced) :class:`PublicTransport`, with the seam marked degraded. The
+    exporter classes are looked up in ``sys.modules``: nothing is imported for
+    other exporters (the OTLP packages are optional).
     """
-    for module_name, adapters, protocol in (
-        (_HTTP_MODULE, _HTTP_ADAPTERS, "http"),
-        (_GRPC_MODULE, _GRPC_ADAPTERS, "grpc"),
-    ):
-        module = sys.modules.get(module_name)
-        exporter_class = getattr(module, "OTLPMetricExporter", None)
+    for module_name, protocol, adapters in _ADAPTERS:
+        exporter_class = getattr(sys.modules.get(module_name), "OTLPMetricExporter", None)
         if exporter_class is None or not isinstance(exporter, exporter_class):
             continue
-        name = exporter_class.__qualname__
         if degraded.forced(SEAM):
-            _degrade("forced by %s" % degraded.FORCE_ENV)
-            return PublicTransport(exporter), name
-        adapter, reason = _checked(type(exporter), exporter_class, adapters, protocol)
+            adapter, reason = None, "forced by %s" % degraded.FORCE_ENV
+        else:
+            adapter, reason = _checked(type(exporter), exporter_class, adapters, protocol)
         if adapter is None:
-            _degrade(reason or "no adapter fits %s" % name)
-            return PublicTransport(exporter), name
+            degraded.mark_degraded(SEAM, reason)
+            if not _warned_markers.is_set():
+                _warned_markers.set()
+                _logger.warning(
+                    "otel-gitjob: OTLP staleness markers are not sent while the push seam is degraded; forgotten "
+                    "and expired series are still never exported, receivers drop them at their own expiry "
+                    "(counted in otel_gitjob_staleness_markers_dropped)"
+                )
+            return PublicTransport(exporter)
         degraded.mark_checked(SEAM)
-        return adapter(exporter), name
-    return None, None
-
-
-def _degrade(reason: str) -> None:
-    degraded.mark_degraded(SEAM, reason)
-    if not _warned_markers.is_set():
-        _warned_markers.set()
-        _logger.warning(
-            "otel-gitjob: OTLP staleness markers are not sent while the push seam is degraded; forgotten and "
-            "expired series are still never exported, receivers drop them at their own expiry "
-            "(counted in otel_gitjob_staleness_markers_dropped)"
-        )
+        return adapter(exporter)
+    return None
 
 
 def _checked(
     cls: type, exporter_class: type, adapters: tuple[type[Transport], ...], protocol: str
-) -> tuple[type[Transport] | None, str | None]:
+) -> tuple[type[Transport] | None, str]:
     with _checks_lock:
         known = _checks.get(cls)
     if known is not None:
         return known
     fitting = [adapter for adapter in adapters if adapter.fits(cls)]
     if not fitting:
-        result: tuple[type[Transport] | None, str | None] = (
+        result: tuple[type[Transport] | None, str] = (
             None,
             "no adapter fits %s.%s" % (exporter_class.__module__, exporter_class.__qualname__),
         )
@@ -318,7 +271,7 @@ def _checked(
             _logger.debug("otel-gitjob: the push self-check raised", exc_info=True)
             problem = "%s: %s" % (type(exc).__name__, exc)
         if problem is None:
-            result = (adapter, None)
+            result = (adapter, "")
         else:
             result = (None, "the %s adapter failed its self-check (%s)" % (adapter.name, problem))
     with _checks_lock:
@@ -328,15 +281,12 @@ def _checked(
 # -- the behavioural self-checks: a known request through a throwaway exporter of the class ---------------------
 
 
-def _probe_request(marker: str) -> Any:
+def _probe_request() -> Any:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     request = ExportMetricsServiceRequest()
-    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
-    metric.name = marker
-    point = metric.gauge.data_points.add()
-    point.time_unix_nano = 1
-    point.flags = 1  # NO_RECORDED_VALUE: the flag must arrive
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="otel_gitjob_push_self_check")
+    metric.gauge.data_points.add(time_unix_nano=1, flags=NO_RECORDED_VALUE)  # the flag must arrive
     return request
 
 
@@ -375,7 +325,7 @@ def _check_http(cls: type, adapter: type[Transport]) -> str | None:
             session=session,
         )
         try:
-            request = _probe_request("otel_gitjob_push_self_check")
+            request = _probe_request()
             result = adapter(exporter).send(request)
         finally:
             exporter.shutdown()
@@ -394,7 +344,7 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
     # The exporter's stub is replaced by a recorder: what is checked is the exporter's own send step
     # (_export calling _translate_data, then Export), with no channel, network or proxy involved.
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics
+    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -411,31 +361,12 @@ def _check_grpc(cls: type, adapter: type[Transport]) -> str | None:
         transport = adapter(exporter)
         transport.install()
         try:
-            request = _probe_request("otel_gitjob_push_self_check")
+            request = _probe_request()
             result = transport.send(request)
-            live = MetricsData(
-                resource_metrics=[
-                    ResourceMetrics(
-                        resource=Resource.create({}),
-                        scope_metrics=[
-                            ScopeMetrics(
-                                scope=InstrumentationScope("otel-gitjob-self-check"),
-                                metrics=[
-                                    Metric(
-                                        name="otel_gitjob_push_self_check_live",
-                                        description="",
-                                        unit="",
-                                        data=Gauge([NumberDataPoint({}, 0, 1, 7)]),
-                                    )
-                                ],
-                                schema_url="",
-                            )
-                        ],
-                        schema_url="",
-                    )
-                ]
-            )
-            live_result = exporter.export(live)
+            gauge = Gauge([NumberDataPoint({}, 0, 1, 7)])
+            live = Metric(name="otel_gitjob_push_self_check_live", description="", unit="", data=gauge)
+            scope = InstrumentationScope("otel-gitjob-self-check")
+            live_result = exporter.export(metrics_data({Resource.create({}): {scope: [live]}}))
         finally:
             transport.uninstall()
     finally:

@@ -1,17 +1,14 @@
-"""Shape learning and encoding: what a marker must look like, and the requests that carry it.
+"""Shapes and encoding: what a marker must look like, and the requests that carry it.
 
-A marker must match the exported stream exactly (name, type, temporality,
-monotonicity, resource, scope), so the shapes are learnt from the exports
-themselves. Each item is encoded once, with the exporter's own public encoder
-(``encode_metrics``), into a serialized OTLP ``Metric`` holding its one point;
-a marker's point is then flagged ``NO_RECORDED_VALUE`` and its value cleared.
-Requests are assembled from those bytes, split to the exporter's limits: a
-failed send re-sends the same bytes, it never re-encodes.
-
-Every item is its own ``Metric`` message with one data point: the Collector
-Contrib ``prometheus`` exporter's accumulator returns from a metric's point loop
-at the first flagged point, so a marker sharing a ``Metric`` with other points
-would hide them from it.
+A marker must match its exported stream exactly (name, type, temporality,
+monotonicity, resource, scope), so shapes are learnt from the exports. Per shape
+and flush, one marker goes through the exporter's own ``encode_metrics`` and is
+flagged ``NO_RECORDED_VALUE``; the shape's markers are copies of it with their
+series' attributes and timestamps. Final deltas go through ``encode_metrics``,
+one call per shape. Each item is encoded once, as a serialized ``ScopeMetrics``
+holding its one ``Metric`` of one point: a request joins a group's items with one
+parse, and a failed send never re-encodes. One point per ``Metric``, since the
+Collector's ``prometheus`` exporter stops reading a metric at its first flagged point.
 """
 
 from __future__ import annotations
@@ -53,11 +50,20 @@ NO_RECORDED_VALUE = 1
 ShapeKey = tuple[str, str]  # (scope name, stream name)
 Exported = tuple[Metric, Any, Any]  # (metric, its SDK Resource, its InstrumentationScope)
 
-# Bytes a Metric adds to a request beyond its own: a tag and a length varint (at most 5 bytes).
-_PER_METRIC_OVERHEAD = 6
-# A request's bytes beyond its metrics, per (resource, scope) group: tags and lengths of the
-# ResourceMetrics and ScopeMetrics messages and their schema URLs (resource and scope counted apart).
-_PER_GROUP_OVERHEAD = 32
+# A group's bytes in a request beyond its header's: the tag and length varints of its ResourceMetrics and
+# ScopeMetrics, which grow with the metrics they hold.
+_PER_GROUP_OVERHEAD = 16
+# The AnyValue field of each attribute type a marker copies itself; any other goes through encode_metrics.
+_VALUE_FIELDS = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
+_DATA_TYPES: dict[type, type] = {HistogramDataPoint: Histogram, ExponentialHistogramDataPoint: ExponentialHistogram}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Group:
+    """A resource and scope: an encoded ``ResourceMetrics`` holding one empty ``ScopeMetrics``, and its size."""
+
+    header: Any
+    size: int
 
 
 @dataclass(slots=True, eq=False)
@@ -76,14 +82,11 @@ class Shape:
     time_unix_nano: int
     # A histogram's bucket bounds: its marker must carry them (see _marker_data).
     explicit_bounds: tuple[float, ...] = ()
+    group: Group | None = None  # set by the first encoding
 
 
 def attributes_key(attributes: Mapping[str, Any]) -> Hashable:
-    """A compact key of an attribute set: its keys and values, sorted by key, in one flat tuple.
-
-    A flat tuple costs a third of a ``frozenset`` of item pairs, and each pending
-    marker holds one.
-    """
+    """A compact key of an attribute set: its keys and values, sorted by key, in one flat tuple."""
     try:
         key = tuple(itertools.chain.from_iterable(sorted(attributes.items())))
         hash(key)
@@ -119,71 +122,72 @@ class ShapeBook:
 
     def __init__(self) -> None:
         self.shapes: dict[ShapeKey, Shape] = {}
+        # One Group per (resource, scope), so that a request carries each once; hashed once per shape.
+        self._groups: dict[tuple[Resource, InstrumentationScope], Group] = {}
 
     def learn(self, by_shape: Mapping[ShapeKey, list[Exported]]) -> list[tuple[ShapeKey, list[Exported]]]:
         """Learn from one export; returns its delta streams (for the store's delta index)."""
         delta = []
         for shape_key, metrics in by_shape.items():
             metric, resource, scope = metrics[0]
-            data = metric.data
-            first = data.data_points[0]
-            temporality = getattr(data, "aggregation_temporality", None)
-            self.shapes[shape_key] = Shape(
-                resource=resource,
-                scope=scope,
-                name=metric.name,
-                description=metric.description,
-                unit=metric.unit,
-                data_type=type(data),
-                temporality=temporality,
-                is_monotonic=getattr(data, "is_monotonic", False),
-                start_time_unix_nano=getattr(first, "start_time_unix_nano", 0) or 0,
-                time_unix_nano=first.time_unix_nano,
-                explicit_bounds=tuple(getattr(first, "explicit_bounds", None) or ()),
-            )
-            if temporality is AggregationTemporality.DELTA:
+            shape = self.shapes[shape_key] = _shape(metric, resource, scope, metric.data.data_points[0].time_unix_nano)
+            if shape.temporality is AggregationTemporality.DELTA:
                 delta.append((shape_key, metrics))
         return delta
 
     def learn_final(self, item: Item) -> None:
         """Learn the shape a final delta carries: its stream may never have been exported yet."""
-        final = item.final
-        assert final is not None
-        point = final.point
-        if isinstance(point, HistogramDataPoint):
-            data_type: type = Histogram
-        elif isinstance(point, ExponentialHistogramDataPoint):
-            data_type = ExponentialHistogram
-        else:
-            data_type = Sum
-        self.shapes.setdefault(
-            item.key[:2],
-            Shape(
-                resource=final.resource,
-                scope=final.scope,
-                name=final.name,
-                description=final.description,
-                unit=final.unit,
-                data_type=data_type,
-                temporality=AggregationTemporality.DELTA,
-                is_monotonic=final.monotonic,
-                start_time_unix_nano=point.start_time_unix_nano,
-                time_unix_nano=point.start_time_unix_nano,
-                explicit_bounds=tuple(getattr(point, "explicit_bounds", None) or ()),
-            ),
-        )
+        final = cast("_sdk.FinalPoint", item.final)
+        shape = _shape(_final_metric(final), final.resource, final.scope, final.point.start_time_unix_nano)
+        self.shapes.setdefault(item.key[:2], shape)
+
+    def encode_sdk(self, shape: Shape, metrics: list[Metric]) -> list[Any]:
+        """``metrics`` of ``shape``'s stream as protobuf ``Metric`` messages, by the exporter's own encoder."""
+        # Imported here: the OTLP packages are optional, and only their users get here.
+        from opentelemetry.exporter.otlp.proto.common import metrics_encoder
+
+        request = metrics_encoder.encode_metrics(metrics_data({shape.resource: {shape.scope: metrics}}))
+        resource_metrics = request.resource_metrics[0]
+        scope_metrics = resource_metrics.scope_metrics[0]
+        if shape.group is None:
+            header = type(resource_metrics)(resource=resource_metrics.resource, schema_url=resource_metrics.schema_url)
+            header.scope_metrics.add(scope=scope_metrics.scope, schema_url=scope_metrics.schema_url)
+            group = Group(header, header.ByteSize() + _PER_GROUP_OVERHEAD)
+            shape.group = self._groups.setdefault((shape.resource, shape.scope), group)
+        return list(scope_metrics.metrics)  # one scope in, one scope out, metrics in the order given
+
+
+def _shape(metric: Metric, resource: Resource, scope: InstrumentationScope, time_unix_nano: int) -> Shape:
+    data = metric.data
+    first = data.data_points[0]
+    return Shape(
+        resource=resource,
+        scope=scope,
+        name=metric.name,
+        description=metric.description,
+        unit=metric.unit,
+        data_type=type(data),
+        temporality=getattr(data, "aggregation_temporality", None),
+        is_monotonic=getattr(data, "is_monotonic", False),
+        start_time_unix_nano=getattr(first, "start_time_unix_nano", 0) or 0,
+        time_unix_nano=time_unix_nano,
+        explicit_bounds=tuple(getattr(first, "explicit_bounds", None) or ()),
+    )
+
+
+def _marker_start(shape: Shape) -> int:
+    """The latest start of a marker of ``shape`` (the marker's own time when earlier)."""
+    if shape.temporality is AggregationTemporality.DELTA:
+        # The interval since the last export: where this series' next delta would have started.
+        return shape.time_unix_nano
+    # Cumulative: the metric's start as last exported (receivers key a stale point by name and
+    # attributes, so the exact per-series start the SDK no longer holds is not needed).
+    return shape.start_time_unix_nano
 
 
 def _marker_data(shape: Shape, attributes: Mapping[str, Any], time_unix_nano: int) -> Any:
     """SDK data holding one zero point for ``shape``; the flag is set after encoding."""
-    if shape.temporality is AggregationTemporality.DELTA:
-        # The interval since the last export: where this series' next delta would have started.
-        start = shape.time_unix_nano
-    else:
-        # Cumulative: the metric's start as last exported (receivers key a stale point by name and
-        # attributes, so the exact per-series start the SDK no longer holds is not needed).
-        start = shape.start_time_unix_nano
-    start = min(start, time_unix_nano)
+    start = min(_marker_start(shape), time_unix_nano)
     # Sum, Histogram and ExponentialHistogram always carry an aggregation_temporality, so a shape
     # learnt from one has one; only a Gauge's shape has None.
     temporality = cast(AggregationTemporality, shape.temporality)
@@ -204,121 +208,131 @@ def _marker_data(shape: Shape, attributes: Mapping[str, Any], time_unix_nano: in
     return Gauge([NumberDataPoint(attributes, 0, time_unix_nano, 0)])
 
 
-def _final_data(shape: Shape, item: Item) -> Any:
-    final = item.final
-    assert final is not None
-    point = final.point
-    if shape.data_type is Histogram:
-        return Histogram([point], AggregationTemporality.DELTA)
-    if shape.data_type is ExponentialHistogram:
-        return ExponentialHistogram([point], AggregationTemporality.DELTA)
-    return Sum([point], AggregationTemporality.DELTA, shape.is_monotonic)
+def _sdk_marker(book: ShapeBook, shape: Shape, attributes: Mapping[str, Any], time_unix_nano: int) -> Any:
+    """A marker through the exporter's own encoder, flagged."""
+    data = _marker_data(shape, attributes, time_unix_nano)
+    metric = Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
+    encoded = book.encode_sdk(shape, [metric])[0]
+    kind = encoded.WhichOneof("data")
+    point = getattr(encoded, kind).data_points[0]
+    point.flags |= NO_RECORDED_VALUE
+    # OTLP: a flagged point's value is to be ignored; send none at all. A histogram keeps its (zero)
+    # sum: the remote-write translator ends _sum only when the point has one.
+    for field in ("value",) if kind in ("sum", "gauge") else ("min", "max"):
+        point.ClearField(field)
+    return encoded
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Group:
-    """The resource and scope a set of encoded metrics belongs to, as protobuf messages."""
+def _encode_markers(book: ShapeBook, shape: Shape, items: list[Item], framing: type) -> None:
+    """Each marker is the shape's template (encoded by ``_sdk_marker``) with its attributes and timestamps."""
+    template = _sdk_marker(book, shape, {}, shape.time_unix_nano)
+    kind = template.WhichOneof("data")
+    framed_template = _framed(framing, template)
+    latest_start = _marker_start(shape)
+    for item in items:
+        attributes = cast("Mapping[str, Any]", item.attributes)
+        time_unix_nano = item.time_unix_nano
+        frame = framing.FromString(framed_template)  # type: ignore[attr-defined]
+        point = getattr(frame.metrics[0], kind).data_points[0]
+        entries = point.attributes
+        try:
+            for key, value in attributes.items():
+                setattr(entries.add(key=key).value, _VALUE_FIELDS[type(value)], value)
+        except (KeyError, TypeError, ValueError):  # another type, or out of range: the exporter's encoder decides
+            _encoded(item, _framed(framing, _sdk_marker(book, shape, attributes, time_unix_nano)), shape)
+            continue
+        point.time_unix_nano = time_unix_nano
+        if kind != "gauge":
+            point.start_time_unix_nano = min(latest_start, time_unix_nano)
+        _encoded(item, frame.SerializeToString(), shape)
 
-    resource: Any
-    resource_schema_url: str
-    scope: Any
-    scope_schema_url: str
-    size: int
+
+def _framed(framing: type, metric: Any) -> bytes:
+    frame = framing()
+    frame.metrics.append(metric)
+    return frame.SerializeToString()  # type: ignore[no-any-return]
 
 
-def encode(items: list[Item], shapes: ShapeBook) -> None:
-    """Encode each item without an encoding yet (``item.encoded``); one ``encode_metrics`` call per group.
+def _final_metric(final: _sdk.FinalPoint) -> Metric:
+    points: Any = [final.point]
+    data_type = _DATA_TYPES.get(type(final.point), Sum)
+    if data_type is Sum:
+        data = Sum(points, AggregationTemporality.DELTA, final.monotonic)
+    else:
+        data = data_type(points, AggregationTemporality.DELTA)
+    return Metric(name=final.name, description=final.description, unit=final.unit, data=data)
+
+
+def _by_shape(items: Iterable[Item], book: ShapeBook, finals_only: bool) -> dict[int, tuple[Shape, list[Item]]]:
+    """Items not encoded yet by the shape of their stream (by identity); those never exported are left out."""
+    grouped: dict[int, tuple[Shape, list[Item]]] = {}
+    for item in items:
+        if item.encoded is not None or (finals_only and not item.is_final):
+            continue
+        if item.is_final:
+            book.learn_final(item)
+        shape = book.shapes.get(item.key[:2])
+        if shape is not None:
+            grouped.setdefault(id(shape), (shape, []))[1].append(item)
+    return grouped
+
+
+def encode(items: list[Item], book: ShapeBook) -> None:
+    """Encode each item without an encoding yet (``item.encoded``), releasing its attributes.
 
     Items whose stream was never exported here need no marker: they are left
-    unencoded (the caller settles them). The attributes are released once encoded.
+    unencoded (the caller settles them).
     """
-    # Imported here: the OTLP packages are optional, and only their users get here.
-    from opentelemetry.exporter.otlp.proto.common import metrics_encoder
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import ScopeMetrics as framing
 
-    for (resource, scope), pairs in _grouped(items, shapes).items():
-        data = _metrics_data(resource, scope, [metric for _, metric in pairs])
-        request = metrics_encoder.encode_metrics(data)
-        resource_metrics = request.resource_metrics[0]
-        scope_metrics = resource_metrics.scope_metrics[0]
-        group = Group(
-            resource_metrics.resource,
-            resource_metrics.schema_url,
-            scope_metrics.scope,
-            scope_metrics.schema_url,
-            resource_metrics.resource.ByteSize() + scope_metrics.scope.ByteSize() + _PER_GROUP_OVERHEAD,
-        )
-        # One scope in, one scope out, metrics in the order given.
-        for (item, _), encoded in zip(pairs, scope_metrics.metrics, strict=True):
-            if not item.is_final:
-                _flag(encoded)
-            item.encoded = encoded.SerializeToString()
-            item.group = group
-            # The key identifies the series from now on: release what the encoding holds.
-            item.attributes = None
-            item.final = None
+    for shape, shape_items in _by_shape(items, book, finals_only=False).values():
+        finals = [item for item in shape_items if item.is_final]
+        if len(finals) < len(shape_items):
+            _encode_markers(book, shape, [item for item in shape_items if not item.is_final], framing)
+        if finals:
+            encoded = book.encode_sdk(shape, [_final_metric(cast("_sdk.FinalPoint", item.final)) for item in finals])
+            for item, metric in zip(finals, encoded, strict=True):
+                _encoded(item, _framed(framing, metric), shape)
 
 
-def final_deltas(items: list[Item], shapes: ShapeBook) -> tuple[MetricsData | None, list[Item]]:
+def _encoded(item: Item, encoded: bytes, shape: Shape) -> None:
+    item.encoded = encoded
+    item.group = shape.group
+    # The key identifies the series from now on: release what the encoding holds.
+    item.attributes = None
+    item.final = None
+
+
+def final_deltas(items: list[Item], book: ShapeBook) -> tuple[MetricsData | None, list[Item]]:
     """The final deltas among ``items`` as SDK data, for an exporter's public ``export()``, and those items.
 
     The degraded push path sends these (they carry what was recorded before a
     forget); markers need the OTLP point flag, which SDK data cannot carry.
     """
-    finals = [item for item in items if item.is_final]
-    grouped = _grouped(finals, shapes)
-    if not grouped:
-        return None, []
-    resource_metrics = [
-        _metrics_data(resource, scope, [metric for _, metric in pairs]).resource_metrics[0]
-        for (resource, scope), pairs in grouped.items()
-    ]
-    carried = [item for pairs in grouped.values() for item, _ in pairs]
-    return MetricsData(resource_metrics=resource_metrics), carried
+    groups: dict[Any, dict[Any, list[Metric]]] = {}
+    carried: list[Item] = []
+    for shape, finals in _by_shape(items, book, finals_only=True).values():
+        metrics = groups.setdefault(shape.resource, {}).setdefault(shape.scope, [])
+        metrics.extend(_final_metric(cast("_sdk.FinalPoint", item.final)) for item in finals)
+        carried.extend(finals)
+    return (metrics_data(groups), carried) if carried else (None, [])
 
 
-def _grouped(items: list[Item], shapes: ShapeBook) -> dict[tuple[Any, Any], list[tuple[Item, Metric]]]:
-    """Items not encoded yet as SDK metrics, by (resource, scope); those of streams never exported are left out."""
-    grouped: dict[tuple[Any, Any], list[tuple[Item, Metric]]] = {}
-    for item in items:
-        if item.encoded is not None:
-            continue
-        if item.is_final:
-            shapes.learn_final(item)
-        shape = shapes.shapes.get(item.key[:2])
-        if shape is None:
-            continue
-        if item.is_final:
-            data = _final_data(shape, item)
-        else:
-            data = _marker_data(shape, cast("Mapping[str, Any]", item.attributes), item.time_unix_nano)
-        metric = Metric(name=shape.name, description=shape.description, unit=shape.unit, data=data)
-        grouped.setdefault((shape.resource, shape.scope), []).append((item, metric))
-    return grouped
-
-
-def _metrics_data(resource: Any, scope: Any, metrics: list[Metric]) -> MetricsData:
+def metrics_data(groups: Mapping[Any, Mapping[Any, list[Metric]]]) -> MetricsData:
+    """SDK data of ``{resource: {scope: metrics}}``: one ResourceMetrics per resource, as the encoder expects."""
     return MetricsData(
         resource_metrics=[
             ResourceMetrics(
                 resource=resource,
-                scope_metrics=[ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")],
+                scope_metrics=[
+                    ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")
+                    for scope, metrics in scopes.items()
+                ],
                 schema_url=resource.schema_url or "",
             )
+            for resource, scopes in groups.items()
         ]
     )
-
-
-def _flag(metric: Any) -> None:
-    kind = metric.WhichOneof("data")
-    for point in getattr(metric, kind).data_points:
-        point.flags |= NO_RECORDED_VALUE
-        # OTLP: a flagged point's value is to be ignored; send none at all.
-        if kind in ("sum", "gauge"):
-            point.ClearField("value")
-        else:
-            # The sum stays (a zero): the remote-write translator ends _sum only when the point has one.
-            for name in ("min", "max"):
-                point.ClearField(name)
 
 
 def build_requests(items: list[Item], max_points: int | None, max_bytes: int) -> list[tuple[Any, list[Item]]]:
@@ -335,11 +349,11 @@ def build_requests(items: list[Item], max_points: int | None, max_bytes: int) ->
     groups: set[Group] = set()
     for item in items:
         assert item.encoded is not None
-        grows = len(item.encoded) + _PER_METRIC_OVERHEAD + (0 if item.group in groups else item.group.size)
+        grows = len(item.encoded) + (0 if item.group in groups else item.group.size)
         if current and (size + grows > max_bytes or (max_points is not None and len(current) >= max_points)):
             requests.append((_assemble(ExportMetricsServiceRequest, current), current))
             current, size, groups = [], 0, set()
-            grows = len(item.encoded) + _PER_METRIC_OVERHEAD + item.group.size
+            grows = len(item.encoded) + item.group.size
         current.append(item)
         groups.add(item.group)
         size += grows
@@ -349,17 +363,13 @@ def build_requests(items: list[Item], max_points: int | None, max_bytes: int) ->
 
 
 def _assemble(request_class: Any, items: list[Item]) -> Any:
-    request = request_class()
-    scopes: dict[Group, Any] = {}
+    """The request of ``items``, in order within each (resource, scope) group: one parse per group."""
+    chunks: dict[Group, list[bytes]] = {}
     for item in items:
-        scope_metrics = scopes.get(item.group)
-        if scope_metrics is None:
-            group = item.group
-            resource_metrics = request.resource_metrics.add()
-            resource_metrics.resource.CopyFrom(group.resource)
-            resource_metrics.schema_url = group.resource_schema_url
-            scope_metrics = scopes[group] = resource_metrics.scope_metrics.add()
-            scope_metrics.scope.CopyFrom(group.scope)
-            scope_metrics.schema_url = group.scope_schema_url
-        scope_metrics.metrics.add().MergeFromString(item.encoded)
+        chunks.setdefault(item.group, []).append(cast(bytes, item.encoded))
+    request = request_class()
+    for group, encoded in chunks.items():
+        resource_metrics = request.resource_metrics.add()
+        resource_metrics.CopyFrom(group.header)
+        resource_metrics.scope_metrics[0].MergeFromString(b"".join(encoded))  # each a ScopeMetrics of one Metric
     return request

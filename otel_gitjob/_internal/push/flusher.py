@@ -13,8 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from otel_gitjob._internal.core.locks import join, ranked_condition
+
+if TYPE_CHECKING:
+    from otel_gitjob._internal.push.store import MarkerStore
 
 __all__ = ["IdleFlusher"]
 
@@ -26,21 +30,13 @@ class IdleFlusher:
 
     Args:
         interval: Seconds to wait; 0 disables the flusher.
-        oldest_seq: The sequence number of the oldest pending item, None when none.
-        last_seq: The sequence number of the latest enqueued item.
+        store: The pending items (their sequence numbers tell whether an export sent them meanwhile).
         flush: Sends what is pending.
     """
 
-    def __init__(
-        self,
-        interval: float,
-        oldest_seq: Callable[[], int | None],
-        last_seq: Callable[[], int],
-        flush: Callable[[], object],
-    ) -> None:
+    def __init__(self, interval: float, store: MarkerStore, flush: Callable[[], object]) -> None:
         self.interval = interval
-        self._oldest_seq = oldest_seq
-        self._last_seq = last_seq
+        self._store = store
         self._flush = flush
         self._cond = ranked_condition("push.flusher")
         self._thread: threading.Thread | None = None
@@ -59,12 +55,12 @@ class IdleFlusher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and self._oldest_seq() is None:
+                while not self._closed and self._store.oldest_seq() is None:
                     self._cond.wait()
-                waiting_since = self._last_seq()
+                waiting_since = self._store.last_seq()
                 if not self._sleep_locked(self.interval):
                     return
-            oldest = self._oldest_seq()
+            oldest = self._store.oldest_seq()
             if oldest is not None and oldest <= waiting_since:
                 try:
                     self._flush()

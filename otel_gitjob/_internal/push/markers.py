@@ -1,12 +1,12 @@
 """``StalenessMarkers``: ties the store, the encoding, the transport and the flusher to one OTLP exporter.
 
 Each export goes out first, exactly as the exporter alone would send it; then
-the pending items, in requests of their own, in order: the final deltas of
-forgotten series, then their markers (see the package docstring).
+the pending items, in order, in requests of their own.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -39,18 +39,6 @@ __all__ = ["StalenessMarkers", "staleness_markers_for"]
 
 _logger = logging.getLogger("otel_gitjob")
 
-# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval, which no
-# Collector outage can grow past. A pending marker, encoded, holds about 535 bytes (tracemalloc, Fleet's
-# attributes; test_memory_of_pending_markers_matches_the_documented_bound checks the figure below), so
-# 50,000 hold at most 50,000 x 600 B = 29 MiB (was ~720 B each before the compact keys and plain dict).
-DEFAULT_MAX_PENDING = 50_000
-BYTES_PER_PENDING_MARKER = 600
-# Past 5 minutes a marker is pointless: the Collector's prometheus exporter
-# (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
-DEFAULT_MAX_AGE_SECONDS = 300.0
-# Delta series tracked to mark idle ones on forget: far more than the SDK's default
-# cardinality limit (2,000 per instrument) times Fleet's 7 instruments.
-DEFAULT_MAX_TRACKED_DELTA = 200_000
 # A final delta and its marker must not share a millisecond: Prometheus keys samples by millisecond,
 # and remote write refuses a second sample (the stale NaN) at the same timestamp.
 _MARKER_AFTER_FINAL_NS = 1_000_000
@@ -63,16 +51,8 @@ def staleness_markers_for(
     owner: Any = None,
     self_metrics: SelfMetrics | None = None,
 ) -> StalenessMarkers | None:
-    """Staleness markers for ``exporter`` when it is an OTLP/HTTP or OTLP/gRPC metric exporter, else None.
-
-    Args:
-        registry: The registry whose removals are marked.
-        exporter: The exporter to send through.
-        owner: The exporter the SDK reader calls (the ``LifecycleExporter``): final
-            deltas are taken from that reader's storage only.
-        self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
-    """
-    transport, _ = transport_for(exporter)
+    """:class:`StalenessMarkers` (same arguments) when ``exporter`` is an OTLP/HTTP or OTLP/gRPC exporter, else None."""
+    transport = transport_for(exporter)
     if transport is None:
         return None
     return StalenessMarkers(registry, exporter, transport, owner=owner, self_metrics=self_metrics)
@@ -81,22 +61,16 @@ def staleness_markers_for(
 class StalenessMarkers:
     """Sends each series the lifecycle removes one final time, flagged ``NO_RECORDED_VALUE``.
 
-    Owned by a :class:`~otel_gitjob._internal.prometheus.reader.LifecycleExporter` wrapping an
-    OTLP exporter; registers itself as a removal listener of the registry.
+    Owned by the :class:`~otel_gitjob.LifecycleExporter` wrapping an OTLP exporter; listens to the
+    registry's removals. The bounds and counters are the :attr:`store`'s; items pending with no
+    export for ``OTEL_METRIC_EXPORT_INTERVAL`` are sent by the :attr:`flusher`.
 
     Args:
-        registry: The registry whose removals are marked.
+        registry: The registry whose removals are marked; its clock ages the items.
         exporter: The OTLP metric exporter (HTTP or gRPC) that sends the markers.
         transport: How requests are sent through that exporter.
         owner: The exporter the SDK reader calls (final deltas of that reader only); ``exporter`` when None.
         self_metrics: Where ``otel_gitjob_staleness_markers_*`` are reported.
-        max_pending: Items kept while they cannot be sent; the oldest are dropped beyond it.
-        max_age_seconds: An item not sent within this time is dropped.
-        idle_flush_seconds: When this long passes with items pending and no export,
-            they are sent on their own. ``OTEL_METRIC_EXPORT_INTERVAL`` when None; 0 disables.
-        max_tracked_delta: Bound on the delta series remembered so that a forget
-            marks them even when they were idle.
-        clock: Monotonic clock in seconds for ages; the registry's by default.
     """
 
     def __init__(
@@ -107,31 +81,18 @@ class StalenessMarkers:
         *,
         owner: Any = None,
         self_metrics: SelfMetrics | None = None,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-        idle_flush_seconds: float | None = None,
-        max_tracked_delta: int = DEFAULT_MAX_TRACKED_DELTA,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self._registry = registry
         self._exporter = exporter
         self._owner = owner if owner is not None else exporter
         self._transport = transport
-        clock = clock if clock is not None else getattr(registry, "_clock", time.monotonic)
-        if idle_flush_seconds is None:
-            idle_flush_seconds = _export_interval_seconds()
-        self.store = MarkerStore(
-            max_pending=max_pending,
-            max_age_seconds=max_age_seconds,
-            max_tracked_delta=max_tracked_delta,
-            clock=clock,
-            warn_interval=max(idle_flush_seconds, 60.0),
-        )
+        interval = _export_interval_seconds()
+        self.store = MarkerStore(clock=getattr(registry, "_clock", time.monotonic), warn_interval=max(interval, 60.0))
         self._shapes = ShapeBook()
         self._seen_removal_ns = 0
         # Serialises the sends (exports and item-only flushes); shapes are only touched under it.
         self._send_lock = ranked_lock("markers.send")
-        self._flusher = IdleFlusher(idle_flush_seconds, self.store.oldest_seq, self.store.last_seq, self.flush)
+        self.flusher = IdleFlusher(interval, self.store, self.flush)
         self._closed = False
         self._self_metrics = self_metrics
         self._sources: list[tuple[str, Callable[[], Any]]] = [
@@ -144,48 +105,6 @@ class StalenessMarkers:
                 self_metrics.add(name, source)
         transport.install()
         registry.add_removal_listener(self._on_removed)
-
-    # -- settings and counters (kept on the store; exposed here for callers and tests) ---------------------------
-
-    @property
-    def max_pending(self) -> int:
-        return self.store.max_pending
-
-    @max_pending.setter
-    def max_pending(self, value: int) -> None:
-        self.store.max_pending = value
-
-    @property
-    def max_age_seconds(self) -> float:
-        return self.store.max_age_seconds
-
-    @property
-    def max_tracked_delta(self) -> int:
-        return self.store.max_tracked_delta
-
-    @max_tracked_delta.setter
-    def max_tracked_delta(self, value: int) -> None:
-        self.store.max_tracked_delta = value
-
-    @property
-    def idle_flush_seconds(self) -> float:
-        return self._flusher.interval
-
-    @idle_flush_seconds.setter
-    def idle_flush_seconds(self, value: float) -> None:
-        self._flusher.interval = value
-
-    @property
-    def dropped_total(self) -> int:
-        return self.store.dropped_total
-
-    @property
-    def sent_total(self) -> int:
-        return self.store.sent_total
-
-    def pending(self) -> int:
-        """Items (markers and final deltas) waiting to be sent."""
-        return self.store.pending()
 
     # -- the removal listener (called by the registry under its op lock) ----------------------------------------
 
@@ -214,7 +133,7 @@ class StalenessMarkers:
             stamp = max(stamp, max(final.point.time_unix_nano for _, final in ours) + _MARKER_AFTER_FINAL_NS)
         forgotten = identity is not None and self._registry.is_blocked(identity)
         self.store.removed(identity, keys, ours, forgotten, stamp)
-        self._flusher.poke()
+        self.flusher.poke()
 
     # -- exporting ----------------------------------------------------------------------------------------------
 
@@ -251,16 +170,11 @@ class StalenessMarkers:
 
     def _mark_forgotten_delta_series(self) -> None:
         """Mark tracked delta series of objects forgotten since the last look (the listener saw none of them)."""
-        registry = self._registry
-        stamp = registry.last_removal_ns
-        if stamp == self._seen_removal_ns or not self.store.has_tracked_delta():
-            self._seen_removal_ns = stamp
-            return
+        stamp = self._registry.last_removal_ns
+        if stamp != self._seen_removal_ns and (tracked := self.store.tracked_identities()):
+            blocks = self._registry.blocked()  # a snapshot, since forget changes the blocks concurrently
+            self.store.forgotten([identity for identity in tracked if identity in blocks], time.time_ns())
         self._seen_removal_ns = stamp
-        blocks = registry.blocked()  # a snapshot, since forget changes the blocks concurrently
-        forgotten = [identity for identity in self.store.tracked_identities() if identity in blocks]
-        if forgotten:
-            self.store.forgotten(forgotten, time.time_ns())
 
     def _send_pending(self, by_shape: Mapping[ShapeKey, list[Any]]) -> bool:
         """Send every pending item in order, in requests within the exporter's limits; stop at a failure."""
@@ -268,7 +182,8 @@ class StalenessMarkers:
         items = self.store.take()
         if not items:
             return True
-        send, settled = self._select(items, by_shape)
+        # Without live data in this send, no series can be alive again in it.
+        send, settled = self._select(items, by_shape) if by_shape else (items, [])
         if not self._transport.sends_requests:
             return self._send_public(send, settled)
         encode(send, self._shapes)
@@ -281,16 +196,21 @@ class StalenessMarkers:
             return True
         max_points, max_bytes = self._transport.limits()
         for request, carried in build_requests(send, max_points, max_bytes):
-            try:
-                result = self._transport.send(request)
-            except Exception:
-                _logger.exception("otel-gitjob: sending %d staleness markers failed", len(carried))
-                result = MetricExportResult.FAILURE
-            if result is not MetricExportResult.SUCCESS:
-                # In order, so a marker never overtakes the final delta it ends; the rest waits too.
-                _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
-                return False
-            self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
+            if not self._deliver(functools.partial(self._transport.send, request), carried):
+                return False  # in order, so a marker never overtakes the final delta it ends: the rest waits too
+        return True
+
+    def _deliver(self, send: Callable[[], MetricExportResult], carried: list[Item]) -> bool:
+        """Send ``carried``; settle them when it succeeded."""
+        try:
+            result = send()
+        except Exception:
+            _logger.exception("otel-gitjob: sending %d staleness markers or final deltas failed", len(carried))
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            _logger.info("otel-gitjob: a send failed; %d staleness markers stay pending", self.store.pending())
+            return False
+        self.store.settle(carried, sent=sum(1 for item in carried if not item.is_final))
         return True
 
     def _send_public(self, send: list[Item], settled: list[Item]) -> bool:
@@ -303,18 +223,7 @@ class StalenessMarkers:
         self.store.settle(settled)
         if markers:
             self.store.drop(markers)
-        if data is None:
-            return True
-        try:
-            result = self._transport.export(data)
-        except Exception:
-            _logger.exception("otel-gitjob: sending %d final deltas failed", len(finals))
-            result = MetricExportResult.FAILURE
-        if result is not MetricExportResult.SUCCESS:
-            _logger.info("otel-gitjob: a send failed; %d final deltas stay pending", len(finals))
-            return False
-        self.store.settle(finals)
-        return True
+        return data is None or self._deliver(functools.partial(self._exporter.export, data), finals)
 
     def _select(self, items: list[Item], by_shape: Mapping[ShapeKey, list[Any]]) -> tuple[list[Item], list[Item]]:
         """Split items into those to send and those settled without sending (alive again in this export)."""
@@ -340,18 +249,17 @@ class StalenessMarkers:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
-    def close(self, flush: bool = True) -> None:
+    def close(self) -> None:
         """Send what is pending (best effort), stop listening and stop the idle flusher. Idempotent."""
         if self._closed:
             return
-        if flush:
-            try:
-                self.flush()
-            except Exception:
-                _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
+        try:
+            self.flush()
+        except Exception:
+            _logger.exception("otel-gitjob: sending staleness markers at shutdown failed")
         self._closed = True
         self._registry.remove_removal_listener(self._on_removed)
-        self._flusher.close()
+        self.flusher.close()
         self.store.clear()
         self._transport.uninstall()
         if self._self_metrics is not None:

@@ -1,16 +1,12 @@
 """The pending-marker store: what is waiting to be sent, bounded, ordered, settled only on success.
 
-An *item* is either a staleness marker (a removed series, sent flagged
-``NO_RECORDED_VALUE``) or a final delta (what a forgotten delta series
-recorded since its last export, sent unflagged before its marker). Items are
-kept in removal order; a newer marker of the same series replaces the older
-one and moves to the back, final deltas never replace each other (each holds
-increments of its own). The store is bounded by count and age, oldest first,
-and every drop is counted and logged at most once per ``warn_interval``.
-
-It also remembers exported delta series by object (see :meth:`MarkerStore.track_delta`):
-the SDK forgets a delta series at each collection, so a repo idle before its
-``forget`` has nothing left to evict, and only this index knows to mark it.
+An *item* is a staleness marker (a removed series) or a final delta (what a
+forgotten delta series recorded since its last export, sent before its marker).
+Items keep removal order; a newer marker of a series replaces the older one and
+moves to the back, while final deltas never replace each other. Bounded by count
+and age, oldest first; every drop is counted, and logged at most once per
+``warn_interval``. The store also indexes exported delta series by object
+(:meth:`MarkerStore.track_delta`).
 """
 
 from __future__ import annotations
@@ -33,14 +29,22 @@ _logger = logging.getLogger("otel_gitjob")
 
 SeriesKey = tuple[str, str, Hashable]  # (scope name, stream name, attribute key)
 
+# 50,000 items is the deletion of ~7,000 GitRepos (7 series each) in one export interval. A pending
+# marker, encoded, holds about 590 bytes (Fleet's attributes; checked by
+# test_memory_of_pending_markers_matches_the_documented_bound), so 50,000 hold at most 29 MiB.
+DEFAULT_MAX_PENDING = 50_000
+BYTES_PER_PENDING_MARKER = 600
+# Past 5 minutes a marker is pointless: the Collector's prometheus exporter
+# (metric_expiration) and Prometheus (lookback delta) have dropped the series by then.
+DEFAULT_MAX_AGE_SECONDS = 300.0
+# Delta series tracked to mark idle ones on forget: far more than the SDK's default
+# cardinality limit (2,000 per instrument) times Fleet's 7 instruments.
+DEFAULT_MAX_TRACKED_DELTA = 200_000
+
 
 @dataclass(slots=True, eq=False)
 class Item:
-    """One pending marker or final delta (``is_final``).
-
-    ``attributes`` is released once the item is encoded (``encoded`` holds the
-    serialized OTLP ``Metric``): only the key is needed after that.
-    """
+    """One pending marker or final delta (``is_final``); ``attributes`` and ``final`` are released once encoded."""
 
     key: SeriesKey
     identity: ObjectKey | None
@@ -50,8 +54,13 @@ class Item:
     time_unix_nano: int
     is_final: bool = False
     final: FinalPoint | None = None  # released once encoded
-    encoded: bytes | None = None
+    encoded: bytes | None = None  # a serialized OTLP ScopeMetrics holding the item's one Metric
     group: Any = None  # the (resource, scope) group the encoding belongs to
+
+    @property
+    def slot(self) -> Hashable:
+        """Its key in the store: a marker's replaces an older one of its series, a final delta's is its own."""
+        return ("final", self.seq) if self.is_final else self.key
 
 
 class _Throttled:
@@ -77,26 +86,19 @@ class _Throttled:
 class MarkerStore:
     """Pending items and the delta index; thread-safe (one lock, never held during I/O).
 
+    The bounds are attributes, settable: ``max_pending`` items are kept while they
+    cannot be sent (the oldest dropped beyond it), an item unsent after
+    ``max_age_seconds`` is dropped, and ``max_tracked_delta`` bounds the delta index.
+
     Args:
-        max_pending: Items kept while they cannot be sent; the oldest are dropped beyond it.
-        max_age_seconds: An item not sent within this time is dropped.
-        max_tracked_delta: Bound on the delta series remembered by :meth:`track_delta`.
         clock: Monotonic clock in seconds.
         warn_interval: At most one WARNING per kind of drop in this many seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        max_pending: int,
-        max_age_seconds: float,
-        max_tracked_delta: int,
-        clock: Callable[[], float],
-        warn_interval: float = 60.0,
-    ) -> None:
-        self.max_pending = max_pending
-        self.max_age_seconds = max_age_seconds
-        self.max_tracked_delta = max_tracked_delta
+    def __init__(self, clock: Callable[[], float], warn_interval: float = 60.0) -> None:
+        self.max_pending = DEFAULT_MAX_PENDING
+        self.max_age_seconds = DEFAULT_MAX_AGE_SECONDS
+        self.max_tracked_delta = DEFAULT_MAX_TRACKED_DELTA
         self._clock = clock
         # Taken by the removal listener (under the registry's op lock) and by senders; a leaf but for logging.
         self._lock = ranked_lock("markers.store")
@@ -126,54 +128,43 @@ class MarkerStore:
         with self._lock:
             for key, final in finals:
                 # Final deltas go first: the receiver must count them before the marker ends the series.
-                self._append_locked(
-                    ("final", self._seq + 1), key, identity, None, now, final.point.time_unix_nano, final
-                )
-            tracked = self._delta.pop(identity, None) if forgotten and identity is not None else None
-            if tracked is not None:
-                self._delta_count -= len(tracked)
-                for key, attributes in tracked.items():
-                    self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
+                self._enqueue_locked(key, identity, None, now, final.point.time_unix_nano, final)
+            if forgotten and identity is not None:
+                self._mark_tracked_locked(identity, now, time_unix_nano)
             for key, attributes in keys:
-                self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
+                self._enqueue_locked(key, identity, attributes, now, time_unix_nano)
             self._trim_locked()
 
-    def forgotten(self, identities: Iterable[ObjectKey], time_unix_nano: int) -> bool:
-        """Mark the tracked delta series of objects forgotten without a removal (idle). True when any."""
+    def forgotten(self, identities: Iterable[ObjectKey], time_unix_nano: int) -> None:
+        """Mark the tracked delta series of objects forgotten without a removal (idle)."""
         now = self._clock()
-        found = False
         with self._lock:
             for identity in identities:
-                tracked = self._delta.pop(identity, None)
-                if tracked is None:
-                    continue
-                found = True
-                self._delta_count -= len(tracked)
-                for key, attributes in tracked.items():
-                    self._enqueue_marker_locked(key, identity, attributes, now, time_unix_nano)
-            if found:
-                self._trim_locked()
-        return found
+                self._mark_tracked_locked(identity, now, time_unix_nano)
+            self._trim_locked()
 
-    def _enqueue_marker_locked(
-        self, key: SeriesKey, identity: ObjectKey | None, attributes: Mapping[str, Any], now: float, stamp: int
-    ) -> None:
-        # A newer removal of the same series replaces the older marker and moves to the back.
-        self._pending.pop(key, None)
-        self._append_locked(key, key, identity, attributes, now, stamp, None)
+    def _mark_tracked_locked(self, identity: ObjectKey, now: float, stamp: int) -> None:
+        tracked = self._delta.pop(identity, None)
+        if tracked is not None:
+            self._delta_count -= len(tracked)
+            for key, attributes in tracked.items():
+                self._enqueue_locked(key, identity, attributes, now, stamp)
 
-    def _append_locked(
+    def _enqueue_locked(
         self,
-        slot: Hashable,
         key: SeriesKey,
         identity: ObjectKey | None,
         attributes: Mapping[str, Any] | None,
         now: float,
         stamp: int,
-        final: FinalPoint | None,
+        final: FinalPoint | None = None,
     ) -> None:
         self._seq += 1
-        self._pending[slot] = Item(key, identity, attributes, now, self._seq, stamp, final is not None, final)
+        item = Item(key, identity, attributes, now, self._seq, stamp, final is not None, final)
+        if final is None:
+            # A newer removal of the same series replaces the older marker and moves to the back.
+            self._pending.pop(key, None)
+        self._pending[item.slot] = item
 
     def _trim_locked(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -225,8 +216,8 @@ class MarkerStore:
     def _settle_locked(self, items: Iterable[Item]) -> None:
         pending = self._pending
         for item in items:
-            slot: Hashable = ("final", item.seq) if item.is_final else item.key
             # Only if not replaced meanwhile by a newer removal of the same series.
+            slot = item.slot
             if pending.get(slot) is item:
                 del pending[slot]
 
@@ -249,9 +240,8 @@ class MarkerStore:
         """Remember exported delta series by object, so that a forget marks them even when they were idle.
 
         The SDK drops a delta series from its storage at each collection, so a
-        repo idle in the interval before its ``forget`` has nothing left to
-        evict and the registry reports no removal: the series exported earlier
-        would be left to the Collector's expiry. Bounded by ``max_tracked_delta``.
+        repo idle before its ``forget`` has nothing to evict and the registry
+        reports no removal. Bounded by ``max_tracked_delta``.
         """
         with self._lock:
             delta = self._delta
@@ -277,9 +267,6 @@ class MarkerStore:
         """How many delta series are remembered (never negative, never above ``max_tracked_delta``)."""
         with self._lock:
             return self._delta_count
-
-    def has_tracked_delta(self) -> bool:
-        return bool(self._delta)
 
     def tracked_identities(self) -> list[ObjectKey]:
         with self._lock:
