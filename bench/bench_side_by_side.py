@@ -11,8 +11,8 @@
 * **memory**, **scrape**: servers in processes of their own (``bench_scale.measure_servers``), three
   processes per variant: RSS per live repo after three scrapes for the GitJob set and the full set;
   the first scrape's server CPU and the steady scrape's (text) for the full set.
-* **markers**: the CPU of flushing 50,000 pending staleness markers after an outage of the OTLP
-  receiver (a sink in a child process answering 400 during the outage).
+* **markers**: ``bench_otlp.py --only outage``: the CPU of flushing 50,000 staleness markers left
+  pending by an outage of the OTLP receiver, beside the bare exporter sending as many points.
 
 Prints markdown tables and a ``**Goals:** n/m met`` line; exits 1 when a goal is missed (not with
 ``--quick`` or ``--no-fail``).
@@ -21,19 +21,16 @@ Prints markdown tables and a ``**Goals:** n/m met`` line; exits 1 when a goal is
 from __future__ import annotations
 
 import argparse
-import http.server
-import math
 import os
+import re
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH)
+sys.path.insert(0, os.path.dirname(BENCH))
 
 import prometheus_client  # noqa: E402
 from _common import goals_summary, load, log, median, paired, stamp, table, timed  # noqa: E402
@@ -47,7 +44,6 @@ PROM = "prometheus_client `labels(ns, name).inc()`"
 BARE = "bare OTel `counter.add(1, attrs)`"
 SERVERS = ["prometheus_client", "bare_sdk", "gitjob_fast"]
 MARKERS = 50_000
-SERIES_PER_REPO = 7
 UNAVAILABLE = "not available on this commit"
 
 
@@ -281,143 +277,22 @@ def scrape_section(
 # -- staleness markers after an outage -----------------------------------------------------------------------
 
 
-def serve_sink(port_file: str) -> None:
-    """Child process: an OTLP/HTTP sink; ``POST /outage/on`` makes it answer 400 until ``/outage/off``."""
-    state = {"down": False}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if self.path.startswith("/outage/"):
-                state["down"] = self.path == "/outage/on"
-            self.send_response(400 if state["down"] and self.path == "/v1/metrics" else 200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    with open(port_file, "w") as file:
-        file.write(str(server.server_address[1]))
-    server.serve_forever()
-
-
-class Sink:
-    def __init__(self) -> None:
-        with tempfile.NamedTemporaryFile("r", suffix=".port", delete=False) as file:
-            port_file = file.name
-        self.process = subprocess.Popen([sys.executable, __file__, "--sink", port_file])
-        deadline = time.monotonic() + 30
-        port = ""
-        while not port and time.monotonic() < deadline:
-            time.sleep(0.05)
-            with open(port_file) as file:
-                port = file.read().strip()
-        os.unlink(port_file)
-        if not port:
-            self.process.kill()
-            raise SystemExit("the OTLP sink did not start")
-        self.url = "http://127.0.0.1:%s" % port
-
-    def outage(self, down: bool) -> None:
-        urllib.request.urlopen(urllib.request.Request(self.url + "/outage/" + ("on" if down else "off"), data=b""))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
-def flush_round(sink: Sink, repos: int) -> tuple[int, float, float, int, float]:
-    """Forget ``repos`` repos during an outage; the flush once the sink is back.
-
-    Returns the markers pending, the CPU and wall seconds of the export that flushes them, the
-    markers left after it, and the CPU seconds of the next export (same live series, nothing pending).
-    """
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    from otel_gitjob import LifecycleExporter
-
-    lifecycle = Lifecycle()
-    exporter = LifecycleExporter(lifecycle, OTLPMetricExporter(endpoint=sink.url + "/v1/metrics", timeout=60))
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
-    provider = MeterProvider(metric_readers=[reader], views=lifecycle.views(cardinality_limit=repos + 1000))
-    gitjob = GitJobMetrics(provider, lifecycle=lifecycle)
-    try:
-        steady = [
-            ("steady", "repo-%d" % i) for i in range(100)
-        ]  # live beside the deleted ones: the export is not empty
-        deleted = [("ns-%d" % (i % 50), "repo-%d" % i) for i in range(repos)]
-        for repo in steady + deleted:
-            gitjob.job_created(repo)
-            gitjob.job_creation_failed(repo)
-            gitjob.job_succeeded(repo, 12.0)
-            gitjob.commit_fetched(repo, 0.3)
-            gitjob.commit_fetch_failed(repo)
-        reader.collect()
-        sink.outage(True)
-        for repo in deleted:
-            lifecycle.forget(repo)
-        reader.collect()  # fails: the markers wait
-        staleness = exporter.staleness
-        assert staleness is not None
-        pending = staleness.pending()
-        sink.outage(False)
-        cpu, wall = time.process_time(), time.perf_counter()
-        reader.collect()  # the next export after the outage carries them
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        left = staleness.pending()
-        plain = time.process_time()
-        reader.collect()  # the same live series, nothing pending: the baseline
-        plain = time.process_time() - plain
-    finally:
-        provider.shutdown()
-        lifecycle.shutdown()
-    return pending, cpu, wall, left, plain
-
-
 def bench_markers(rounds: int, markers: int, goals: list[tuple[str, bool]]) -> str:
-    repos = markers // SERIES_PER_REPO  # at most the default bound of pending markers: none dropped
-    log("markers: %d repos forgotten during an outage, %d rounds" % (repos, rounds))
-    sink = Sink()
-    try:
-        runs = [flush_round(sink, repos) for _ in range(rounds)]
-    finally:
-        sink.stop()
-    pending, left = runs[-1][0], max(run[3] for run in runs)
-    cpu, wall, plain = ([run[i] for run in runs] for i in (1, 2, 4))
-    text = "### Flushing %s pending staleness markers after an outage (%d rounds; load %s)\n\n" % (
-        f"{pending:,}",
-        rounds,
-        load(),
-    )
-    text += table(
-        ["measure", "median", "rounds min–max"],
-        [
-            [
-                "CPU of the first export after the outage (100 live repos + the markers; the goal's figure)",
-                "%.2f s" % median(cpu),
-                "%.2f–%.2f" % (min(cpu), max(cpu)),
-            ],
-            ["wall time of that export", "%.2f s" % median(wall), "%.2f–%.2f" % (min(wall), max(wall))],
-            [
-                "CPU of the next export (same live repos, nothing pending)",
-                "%.2f s" % median(plain),
-                "%.2f–%.2f" % (min(plain), max(plain)),
-            ],
-            ["markers left pending after it", str(left), "–"],
-        ],
-    )
-    goals.append(
-        (
-            "%s markers flushed in ≤ 0.5 s of CPU (%.2f s)" % (f"{pending:,}", median(cpu)),
-            median(cpu) <= 0.5 and left == 0,
-        )
-    )
-    return text
+    """bench_otlp.py's outage benchmark (``--only outage``) in a process of its own; its table as printed."""
+    log("markers: bench_otlp.py --only outage, %d markers, %d rounds" % (markers, rounds))
+    command = [sys.executable, os.path.join(BENCH, "bench_otlp.py"), "--only", "outage"]
+    command += ["--markers", str(markers), "--rounds", str(rounds)]
+    environment = dict(os.environ, PYTHONPATH=os.path.dirname(BENCH))  # this checkout, installed or not
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=environment).stdout
+    first = re.search(r"^\| first flush once the endpoint is back \| ([0-9.]+) s \|", output, re.MULTILINE)
+    pending = re.search(r"^## Flushing (\d+) staleness markers", output, re.MULTILINE)
+    if first is None or pending is None:
+        raise SystemExit("bench_otlp.py --only outage printed no first-flush figure:\n" + output)
+    seconds = float(first.group(1))
+    count = f"{int(pending.group(1)):,}"
+    goals.append(("%s markers flushed in ≤ 0.5 s of CPU (%.2f s)" % (count, seconds), seconds <= 0.5))
+    heading, rest = output[pending.start() :].split("\n", 1)
+    return "#%s; load %s\n%s\n" % (heading, load(), rest.split("\n**Goal:**")[0].rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,11 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50_000, help="calls per recording round")
     parser.add_argument("--steady", type=int, default=4, help="steady scrapes per server process")
     parser.add_argument("--no-fail", action="store_true")
-    parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.sink:
-        serve_sink(args.sink)
-        return 0
     if args.quick:
         args.repos, args.processes, args.rounds, args.calls, args.steady = 1000, 1, 3, 5_000, 2
     only = set(args.only or ["recording", "memory", "scrape", "markers"])
