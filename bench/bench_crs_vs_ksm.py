@@ -39,7 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "kube")]
 
-from real_apiserver import KubeApiServer, find_binaries, free_port, terminate  # noqa: E402
+from real_apiserver import KubeApiServer, find_binaries  # noqa: E402
+from support import free_port, stop_process  # noqa: E402
 from test_crs_vs_ksm import crd, ksm_binary  # noqa: E402
 
 NAMESPACE = "bench"
@@ -130,7 +131,7 @@ class Exporter:
         raise RuntimeError("%s never served %d series" % (self.name, wanted))
 
     def stop(self) -> None:
-        terminate(self.process)
+        stop_process(self.process)
 
 
 def start(name: str, ksm: str, config: Path, kubeconfig: str, directory: Path) -> Exporter:

@@ -9,7 +9,10 @@ forgotten, expire and come back.
 
 from __future__ import annotations
 
+import gc
 import gzip
+import sys
+import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +29,7 @@ from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecycleP
 from otel_gitjob._internal.prometheus import _seam
 from otel_gitjob._internal.prometheus.endpoint import MetricsEndpoint, start_http_server
 from otel_gitjob._internal.prometheus.renderer import EXPORTER_SUPPORTED, FastExposition, Format
+from otel_gitjob._internal.prometheus.sanitize import MAX_LABEL_VALUE
 
 FORMATS = [
     Format(openmetrics=False),  # Prometheus text 0.0.4, what prometheus_client serves by default
@@ -70,6 +74,9 @@ class World:
             "odd_signed_hist", unit="ms", explicit_bucket_boundaries_advisory=(-1.5, 0, 0.25, 2)
         )
         self.float_counter = meter.create_counter("odd_float_total", unit="{repos}")
+        # "le" goes between the label keys (app < le < name), or last, or alone.
+        self.mixed = meter.create_histogram("odd_mixed_hist", unit="s")
+        self.early = meter.create_histogram("odd_early_hist", unit="s")
         self.observed: dict[tuple[str, str], dict[str, Any]] = {}
         meter.create_observable_gauge("odd_status", callbacks=[self._observe], unit="1", description="status")
         self.fast = FastExposition(self.reader._collector)
@@ -114,8 +121,8 @@ class World:
                     for metric in sm.metrics:
                         live.update(id(point.attributes) for point in metric.data.data_points)
         for family in self.fast._families.values():
-            for key, entry in family.entries.items():
-                assert key == id(entry[0]) and key in live
+            assert len(family.attributes) == len(family.labels) == len(family.point_keys)
+            assert all(id(attributes) in live for attributes in family.attributes)
         return text
 
 
@@ -180,6 +187,8 @@ def test_fast_path_is_byte_identical_to_the_old_path_across_scrapes(
                     w.updown.add(which - 2, odd)
                     w.signed.record(value / 1000, attrs)
                     w.float_counter.add(value / 7, {**attrs, "n": which})
+                    w.mixed.record(value, {**attrs, "app": extra})
+                    w.early.record(value, {"app": extra} if which % 2 else {})
                 elif op == "observe":
                     w.observed[repo] = {**attrs, "branch": extra, "paths": "a;b"}
                 else:
@@ -196,8 +205,8 @@ def test_fast_path_is_byte_identical_to_the_old_path_across_scrapes(
         w.clock.advance(121)
         w.assert_identical()
         for family in w.fast._families.values():
-            for entry in family.entries.values():
-                assert "namespace" not in entry[0], entry[0]
+            for attributes in family.attributes:
+                assert "namespace" not in attributes, attributes
     finally:
         w.close()
 
@@ -230,6 +239,43 @@ def test_forgotten_and_expired_series_leave_the_cache(world: World) -> None:
 
 
 @needs_fast_path
+def test_the_label_cache_holds_one_string_per_repo_and_a_few_pointers_per_series(world: World) -> None:
+    repos = 500
+    for i in range(repos):
+        world.gitjob.job_created(("ns", "repo-%03d" % i))
+        world.gitjob.job_succeeded(("ns", "repo-%03d" % i), 3.0)  # histogram + transient gauge
+    data = world.collect()
+    fast = FastExposition(world.reader._collector)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        assert fast.render(data, Format())
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename") if "renderer" in str(stat.traceback))
+    # A repo's three series share one label string; beyond it each series costs list slots and the shared
+    # string's intern entry, not an object of its own (a tuple and a dict entry each cost 130 bytes or more).
+    label = sys.getsizeof('{name="repo-000",namespace="ns"}')
+    assert fast.cached_series(own=False) == 3 * repos
+    assert held / repos <= label + 3 * 64, held / repos
+
+
+@needs_fast_path
+def test_a_cut_label_value_is_counted_once_for_each_series_that_carries_it(world: World) -> None:
+    meter = world.provider.get_meter("test")
+    attributes = {"namespace": "ns", "name": "big", "paths": "p" * (MAX_LABEL_VALUE + 10)}
+    for name in ("big_a", "big_b", "big_c"):  # three families, one label set: its string is made once
+        meter.create_counter(name).add(1, attributes)
+    for _ in range(2):  # the second scrape renders from the cache
+        text = world.fast.render(world.collect(), Format())
+    assert text.count(b'paths="' + b"p" * MAX_LABEL_VALUE + b'"} 1.0') == 3
+    assert world.fast._counts.truncated_count() == 3
+
+
+@needs_fast_path
 def test_label_strings_are_shared_between_families(world: World) -> None:
     for i in range(5):
         world.gitjob.job_created(("ns", "r%d" % i))
@@ -237,8 +283,8 @@ def test_label_strings_are_shared_between_families(world: World) -> None:
     world.assert_identical()
     strings = {}
     for family in world.fast._families.values():
-        for entry in family.entries.values():
-            strings.setdefault(entry[2], set()).add(id(entry[2]))
+        for label in family.labels:
+            strings.setdefault(label, set()).add(id(label))
     assert strings and all(len(ids) == 1 for ids in strings.values())
 
 

@@ -41,15 +41,12 @@ releases           series key          how a first write reaches its aggregation
                                        limit (``View(aggregation_cardinality_limit=)``) exists
 =================  ==================  ==================================================================
 
-The re-lookup is a race with eviction: a forget between the SDK's lock
-release and its ``table[key]`` raised ``KeyError`` out of ``counter.add()``.
-On those releases each view match's table is swapped, when the match is built,
-for a dict whose ``__missing__`` hands the write back to the match, which
-decides afresh (a forgotten object's write is dropped and counted at its
-block; a set racing its series' expiry creates the series again). On every
-release an evicted aggregation that a writer already holds is turned into one
-that drops and counts (writes to a forgotten object are dropped by design);
-transient series and placeholders re-route such a write to the SDK instead
+The re-lookup races eviction (a forget between the SDK's lock release and its
+``table[key]`` raised ``KeyError`` out of ``counter.add()``), so on those
+releases each view match's table is a :class:`_GuardedTable`, which hands
+such a write back to the match to decide afresh. On every release an evicted
+aggregation that a writer still holds drops and counts the write; transient
+series and placeholders send it back to the SDK instead
 (:class:`TouchingAggregation`, :class:`Placeholder`), so a set racing its own
 expiry, or a write racing the ``observe()`` that lifts a block, survives.
 """
@@ -69,7 +66,7 @@ _logger = logging.getLogger("otel_gitjob")
 # Public SDK API: stable across every release we support.
 from opentelemetry.context import get_current  # noqa: E402
 from opentelemetry.metrics import Asynchronous  # noqa: E402
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, Counter, MeterProvider, ObservableCounter  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
     InMemoryMetricReader,
@@ -111,6 +108,7 @@ try:
     from opentelemetry.sdk.metrics._internal.aggregation import (
         _ExplicitBucketHistogramAggregation,
         _ExponentialBucketHistogramAggregation,
+        _LastValueAggregation,
         _SumAggregation,
     )
 
@@ -120,11 +118,8 @@ try:
         _ExplicitBucketHistogramAggregation,
         _ExponentialBucketHistogramAggregation,
     )
-except Exception:  # pragma: no cover - only on an SDK that moved its internals
+except Exception:  # pragma: no cover - only on an SDK that moved its internals: no final deltas, no kept gauges
     _DELTA_AGGREGATIONS = ()
-try:
-    from opentelemetry.sdk.metrics._internal.aggregation import _LastValueAggregation
-except Exception:  # pragma: no cover - only on an SDK that moved its internals
     _LastValueAggregation = None  # type: ignore[assignment,misc]
 
 __all__ = [
@@ -237,15 +232,11 @@ def supports_cardinality_limit() -> bool:
 
 
 def calling_match() -> tuple[Any, SeriesKey | None]:
-    """The view match (and its series key) that is asking our aggregation for a new one.
+    """``(match, key)`` of the SDK view match asking our aggregation for a new series; ``(None, None)`` if unknown.
 
     Called from ``_create_aggregation`` only: walks up a few frames to the SDK's
-    own function. Knowing the match lets us guard its table and re-route a
-    write that races an expiry; reusing the SDK's key object instead of
-    computing our own halves the memory the index costs.
-
-    Returns:
-        ``(match, key)``; ``(None, None)`` when the caller is not a known SDK frame.
+    own function. The match lets us guard its table and re-route a write that
+    races an expiry; reusing the SDK's key object halves the memory the index costs.
     """
     frame: Any = sys._getframe(2)
     for _ in range(4):
@@ -265,9 +256,8 @@ class _RacedWrite:
     """What a write gets when its aggregation was evicted between the SDK's lookup and its use.
 
     With the view match it came from (a re-lookup that missed), the write goes
-    back to the match, which decides afresh: a forgotten object's write meets
-    its block (a counted placeholder), a set racing its series' expiry creates
-    the series again. Without one, or without a measurement, it is dropped and counted.
+    back to the match, which decides afresh (a forgotten object's write meets its
+    block; a set racing its expiry creates the series again); else it is dropped and counted.
     """
 
     __slots__ = ("_on_drop", "_match")
@@ -339,11 +329,7 @@ class FinalPoint:
 
     Attributes:
         exporter: The exporter of the reader whose storage held it (``reader._exporter``), or None.
-        resource: The MeterProvider's resource.
-        scope: The instrument's instrumentation scope.
-        name: The stream name (a View may rename the instrument).
-        description: The stream description.
-        unit: The instrument's unit.
+        name: The stream name (a View may rename the instrument); ``description`` is the stream's too.
         monotonic: Whether a Sum is monotonic (a Counter).
         point: The SDK data point (``NumberDataPoint``, ``HistogramDataPoint``, ...), delta temporality.
     """
@@ -366,9 +352,6 @@ def stream_names(instrument: Any) -> tuple[str, ...]:
 
 def _final_point(reader: Any, storage: Any, match: Any, instrument: Any, aggregation: Any) -> FinalPoint | None:
     """Collect what an evicted aggregation holds, when its reader exports deltas (else the last export has it)."""
-    from opentelemetry.sdk.metrics import Counter, ObservableCounter
-    from opentelemetry.sdk.metrics.export import AggregationTemporality
-
     try:
         temporality = storage._instrument_class_temporality.get(instrument.__class__)
         inner = aggregation._inner if isinstance(aggregation, TouchingAggregation) else aggregation
@@ -458,7 +441,6 @@ def series_count(provider: MeterProvider, include_placeholders: bool = False, in
     """Attribute sets held in all reader storages of ``provider`` (tests and benchmarks).
 
     Args:
-        provider: The provider whose storages are counted.
         include_placeholders: Count the placeholders of forgotten objects too.
         instrument: Count only the series of the instrument of this (lower-case) name.
     """
@@ -487,11 +469,9 @@ def _has_limit(match: Any) -> bool:
 
 
 class Placeholder(_DropAggregation):  # type: ignore[misc]
-    """Stands in the SDK storage for a late write to a forgotten object.
+    """Stands in the SDK storage for a late write to a forgotten object; exports nothing.
 
-    The SDK stores whatever aggregation we return for an unseen attribute set,
-    so a blocked write leaves this inert object behind. It aggregates and
-    exports nothing and is evicted at the next collection or when the block lifts.
+    Evicted at the next collection or when the block lifts.
     """
 
     def __init__(self, attributes: Mapping[str, Any], on_drop: Callable[[], None] | None, match: Any = None) -> None:
@@ -526,18 +506,13 @@ class Placeholder(_DropAggregation):  # type: ignore[misc]
 
 
 class TouchingAggregation(_Aggregation):  # type: ignore[misc]
-    """Delegates to a real aggregation and reports each measurement it aggregates.
+    """A transient series' aggregation: delegates to the real one and reports each measurement to expiry.
 
-    Used for transient instruments only, so the extra call costs nothing
-    elsewhere. When expiry evicts it while a writer still holds it, the write
-    is handed back to the view match, which creates the series again: a set
-    that arrives after the decision to expire survives.
-
-    A transient gauge stays in every cumulative collection until it expires.
-    opentelemetry-sdk releases before 1.45.0 clear a synchronous gauge's value
-    at each collection (so a second scrape saw nothing); the last value set is
-    kept here and reported when the SDK's aggregation has none, which is what
-    later releases do for cumulative readers.
+    When expiry evicts it while a writer still holds it, the write goes back to
+    the view match, which creates the series again: a set that arrives after the
+    decision to expire survives. A gauge's last value is kept and reported to a
+    cumulative reader when the SDK's aggregation has none (releases before 1.45.0
+    clear it at each collection), so it stays in every scrape until it expires.
     """
 
     __slots__ = ("_inner", "_touch", "_entry", "_match", "_lock", "_last", "_attributes")
@@ -600,14 +575,12 @@ class TouchingAggregation(_Aggregation):  # type: ignore[misc]
 class Gate(_Aggregation):  # type: ignore[misc]
     """Degraded mode's stand-in for eviction: an aggregation of ours in the SDK's storage that we can empty.
 
-    When eviction cannot be trusted, a managed or transient series' aggregation
-    stays in the SDK's table for good. The view gives the SDK a gate instead,
-    which builds the real aggregation on the first admitted write. Emptying the
-    gate (a forget, a label edit, an expiry) throws the data away: the series
-    is in no collection until written again, and then starts afresh. While its
-    object is blocked a write is dropped (and counted by one gate per series).
-    Writes, collections and emptying take the gate's lock, so each sees the
-    series wholly before or wholly after an emptying. Uses no SDK internals.
+    Without trusted eviction a series' aggregation stays in the SDK's table for
+    good, so the view gives the SDK a gate, which builds the real aggregation on
+    the first admitted write. Emptying it (a forget, a label edit, an expiry)
+    throws the data away until the series is written again. While its object is
+    blocked a write is dropped (counted by one gate per series). Writes,
+    collections and emptying take the gate's lock. Uses no SDK internals.
     """
 
     __slots__ = ("_build", "_inner", "_lock", "_blocked", "_on_drop", "_start")
@@ -859,6 +832,7 @@ def exporter_preferences(exporter: Any) -> tuple[dict[type, Any], dict[type, Agg
 # -- bound writes -------------------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False)
 class _Write:
     """A measurement as the SDK's aggregations read it, without the SDK's per-call attribute cleaning.
 
@@ -866,14 +840,11 @@ class _Write:
     proves that aggregations accept it as they accept the SDK's own.
     """
 
-    __slots__ = ("value", "time_unix_nano", "instrument", "context", "attributes")
-
-    def __init__(self, value: Any, time_unix_nano: int, instrument: Any, context: Any, attributes: Any) -> None:
-        self.value = value
-        self.time_unix_nano = time_unix_nano
-        self.instrument = instrument
-        self.context = context
-        self.attributes = attributes
+    value: Any
+    time_unix_nano: int
+    instrument: Any
+    context: Any
+    attributes: Any
 
 
 def _offers_exemplars(aggregation: Any) -> bool:
@@ -1113,12 +1084,7 @@ _check_result: SelfCheck | None = None
 
 
 def self_check(*, rerun: bool = False) -> SelfCheck:
-    """Prove, once per process, that eviction works on the installed SDK.
-
-    Runs on a private MeterProvider: a series is created, evicted, must be gone
-    from storage and from the collection, and must start afresh when written
-    again; the race guard must drop and count; where the SDK has a cardinality
-    limit, the evicted series' slot must be returned. Never raises.
+    """Prove, once per process, on a private MeterProvider, that eviction works on the installed SDK. Never raises.
 
     Args:
         rerun: Run it again instead of returning the cached outcome (tests).

@@ -5,12 +5,9 @@ Controllers hold an object as a dict from the API, a watch event (``{"type",
 model and ``raw_object`` a dict), a kopf ``body`` or kopf ``meta`` (the
 metadata itself, no ``metadata`` key), a ``kubernetes`` client model, a kr8s
 ``APIObject``, a lightkube model or ``Generic`` resource, a ``(namespace,
-name)`` tuple, or our own :class:`ObjectRef`. The recording path turns any of
-them into a :class:`ObjectRef` without raising: :func:`coerce_object` returns
-``None`` plus a reason for anything unusable (including an object whose
-property getter or ``Mapping.get`` raises), and the caller drops the
-measurement. :func:`fast_identity` reads the same identity by the object's
-type, for caches. :func:`kind_of` reads the Kubernetes kind an object carries.
+name)`` tuple, or our own :class:`ObjectRef`. Nothing here raises, whatever
+the object does: what cannot be read is refused with a reason, and the caller
+drops and counts the measurement.
 """
 
 from __future__ import annotations

@@ -177,14 +177,18 @@ class Lifecycle:
             isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 1
         ):
             raise ConfigurationError("cardinality_limit must be a positive int, got %r" % (cardinality_limit,))
-        return lifecycle_views(self._registry, self._current_expiry, user_views, cardinality_limit, exemplars)
+        return lifecycle_views(self._registry, lambda: self._expiry, user_views, cardinality_limit, exemplars)
 
     def transient(self, instrument_name: str, ttl_seconds: float) -> None:
         """Declare an instrument transient: each series disappears ``ttl_seconds`` after its last write.
 
         Declare before the instrument records its first value.
         """
-        self._expiry_processor().declare(instrument_name, ttl_seconds)
+        with self._expiry_lock:
+            if self._expiry is None:
+                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
+            expiry = self._expiry
+        expiry.declare(instrument_name, ttl_seconds)
 
     def declare_kind(
         self, kind: str, *instrument_names: str, owner: Callable[[str, Mapping[str, Any]], Any] | None = None
@@ -275,12 +279,7 @@ class Lifecycle:
             key, uid = self._object_of(obj, kind, "forget")
             if key is None:
                 return 0
-            removed = self._registry.forget(key, uid)
-            expiry = self._expiry
-            if expiry is not None:
-                expiry.discard_object(key)
-            self._forgets_total += 1
-            return removed
+            return self._forget(key, uid)
         except Exception as error:  # recording-side calls never raise into the controller
             self._drops.drop("internal_error", "forget: %s" % (type(error).__name__,))
             _logger.debug("otel-gitjob: forget failed", exc_info=True)
@@ -324,10 +323,7 @@ class Lifecycle:
                     keep.add(key)
             stale = [obj for obj in self._registry.objects_of_kind(kind) if obj not in keep]
             for obj in stale:
-                self._registry.forget(obj, None)
-                if self._expiry is not None:
-                    self._expiry.discard_object(obj)
-            self._forgets_total += len(stale)
+                self._forget(obj, None)
             return len(stale)
         except Exception as error:
             self._drops.drop("internal_error", "retain: %s" % (type(error).__name__,))
@@ -469,14 +465,13 @@ class Lifecycle:
 
     # -- internals ----------------------------------------------------------------------------------------------
 
-    def _current_expiry(self) -> ExpiryProcessor | None:
-        return self._expiry
-
-    def _expiry_processor(self) -> ExpiryProcessor:
-        with self._expiry_lock:
-            if self._expiry is None:
-                self._expiry = ExpiryProcessor(self._registry, clock=self._clock)
-            return self._expiry
+    def _forget(self, obj: ObjectKey, uid: str | None) -> int:
+        removed = self._registry.forget(obj, uid)
+        expiry = self._expiry
+        if expiry is not None:
+            expiry.discard_object(obj)
+        self._forgets_total += 1
+        return removed
 
     def _object_of(self, obj: Any, kind: str | None, operation: str) -> tuple[ObjectKey | None, str | None]:
         """The object a controller's reference names, and its uid; drops and counts what it cannot read."""
@@ -488,9 +483,8 @@ class Lifecycle:
             identity = self._registry.identity_of(obj)
             if identity is not None:
                 uid = obj.get("uid")
-                return (kind or kind_of(obj) or self.default_kind, identity), uid if isinstance(
-                    uid, str
-                ) and uid else None
+                key = (kind or kind_of(obj) or self.default_kind, identity)
+                return key, uid if isinstance(uid, str) and uid else None
         ref, reason = coerce_object(obj)
         if ref is None:
             self._drops.drop(reason or REASON_BAD_OBJECT, "%s: %s" % (operation, safe_detail(obj)))
@@ -516,7 +510,6 @@ class _Hooks:
 
     @property
     def expiry(self) -> ExpiryProcessor | None:
-        """The expiry processor, once an instrument was declared transient."""
         return self._lifecycle._expiry
 
     def before_collect(self) -> None:

@@ -21,10 +21,11 @@ import logging
 import math
 import time
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from otel_gitjob._internal.core import _sdk
@@ -40,9 +41,9 @@ _logger = logging.getLogger("otel_gitjob")
 Identity = tuple[str, ...]
 ObjectKey = tuple[str, Identity]  # (Kubernetes kind, identity values)
 SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
-# (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
 # owner(instrument_name, attributes) -> a mapping of the identity keys, or None.
 Owner = Callable[[str, Mapping[str, Any]], "Mapping[str, Any] | None"]
+# (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
 RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]], list[_sdk.FinalPoint]], None]
 
 DEFAULT_KIND = "GitRepo"
@@ -98,18 +99,14 @@ class Incarnation:
 class SeriesRegistry:
     """The index from objects to their series, tombstones, and eviction.
 
+    Takes the arguments of :class:`~otel_gitjob.Lifecycle`, plus:
+
     Args:
-        identity_keys: Attribute keys that together identify an object.
-        default_kind: The kind of series whose instrument declared none.
-        max_blocks: How many forgotten objects are remembered to drop their late writes.
-        block_seconds: How long a forgotten object's late writes are dropped.
-        clock: Monotonic clock in seconds.
         drops: Where dropped writes are counted.
-        evicts: False when the SDK seam runs degraded (its self-check failed, or
-            ``OTEL_GITJOB_DEGRADED`` forces it): nothing is evicted from SDK storage;
-            each managed or transient series stands there behind a :class:`_sdk.Gate`,
-            which removal empties, and the export filters hide what a collection
-            took while a removal was under way.
+        evicts: False when the SDK seam runs degraded: nothing is evicted from SDK
+            storage; each managed or transient series stands there behind a
+            :class:`_sdk.Gate`, which removal empties, and the export filters hide
+            what a collection took while a removal was under way.
     """
 
     def __init__(
@@ -147,7 +144,10 @@ class SeriesRegistry:
         self._last_removal_ns = 0
         self._removals_in_flight = 0
         self._listeners: list[RemovalListener] = []
-        self._on_raced = self._count_raced
+        self._on_raced = partial(drops.drop, REASON_RACED, None)
+        self._count_bad_identity = partial(
+            drops.drop, REASON_BAD_OBJECT, "an identity that is not a valid Kubernetes name"
+        )
         # Degraded mode only: the gates standing in the SDK's storages (one per reader), by series. Weak: the SDK
         # drops a delta reader's table at each collection (1.45.2 and later), and its gates with it.
         self._gates: dict[SeriesRef, weakref.WeakSet[_sdk.Gate]] = {}
@@ -220,13 +220,9 @@ class SeriesRegistry:
     ) -> _sdk.Placeholder | None:
         """Index a series the SDK is creating, or return a placeholder when its object is blocked.
 
-        Runs under the SDK's view-match lock, once per reader storage.
-
-        Args:
-            instrument: The SDK instrument.
-            attributes: The attribute set, as the SDK stores it.
-            key: The SDK's own series key object when the seam found it (shared, not copied).
-            match: The SDK view match creating the series, when the seam found it.
+        Runs under the SDK's view-match lock, once per reader storage. ``key`` and
+        ``match`` are the SDK's own series key object (shared, not copied) and view
+        match, when the seam found them.
         """
         obj = self.object_of(instrument.name, attributes)
         if obj is None:
@@ -236,7 +232,7 @@ class SeriesRegistry:
         if not all(valid_identity_value(value) for value in obj[1]):
             if not self.evicts:
                 return None  # degraded: gate() gives it a gate that drops every write
-            placeholder = _sdk.Placeholder(attributes, self._bad_identity_counter(), match)
+            placeholder = _sdk.Placeholder(attributes, self._count_bad_identity, match)
             with self._state_lock:
                 self._rejected.append((instrument, key, placeholder))
             return placeholder
@@ -249,7 +245,9 @@ class SeriesRegistry:
             counts = ref not in block.counted
             if counts:
                 block.counted.add(ref)
-            placeholder = _sdk.Placeholder(attributes, self._late_write_counter(obj) if counts else None, match)
+            placeholder = _sdk.Placeholder(
+                attributes, partial(self.drops.drop, REASON_FORGOTTEN, _describe(obj)) if counts else None, match
+            )
             block.placeholders.append((instrument, key, placeholder))
             self._pending_placeholders.add(obj)
         return placeholder
@@ -265,21 +263,15 @@ class SeriesRegistry:
     ) -> Any:
         """Degraded mode: what the SDK stores for a new series; a gate when the lifecycle manages it.
 
-        Runs under the SDK's view-match lock, after :meth:`on_new_series`.
-
-        Args:
-            instrument: The SDK instrument.
-            attributes: The attribute set.
-            key: The series key, if known.
-            build: Builds the real aggregation, given its start time.
-            start_time_unix_nano: The start time the SDK gave.
-            transient: The instrument is transient (expiry empties its gates).
+        Runs under the SDK's view-match lock, after :meth:`on_new_series`, with its
+        arguments plus ``build`` (the real aggregation, given its start time) and
+        ``transient`` (expiry empties the instrument's gates).
         """
         obj = self.object_of(instrument.name, attributes)
         if obj is None and not transient:
             return build(start_time_unix_nano)  # nothing will ever remove it: the SDK's own
         if obj is not None and not all(valid_identity_value(value) for value in obj[1]):
-            return _sdk.Gate(build, start_time_unix_nano, _always, self._bad_identity_counter())
+            return _sdk.Gate(build, start_time_unix_nano, _always, self._count_bad_identity)
         ref = (instrument, key if key is not None else _sdk.series_key(attributes))
         with self._state_lock:
             gates = self._gates.get(ref)
@@ -302,7 +294,7 @@ class SeriesRegistry:
                 rebuild,
                 start_time_unix_nano,
                 blocked if obj is not None else None,
-                self._late_write_counter(obj) if counts and obj is not None else None,
+                partial(self.drops.drop, REASON_FORGOTTEN, _describe(obj)) if counts and obj is not None else None,
             )
             gates.add(gate)
         return gate
@@ -528,9 +520,7 @@ class SeriesRegistry:
                 stale = [self._blocks[obj] for obj in objects if obj in self._blocks]
                 expired = self._trim_blocks_locked(now)
                 rejected, self._rejected = self._rejected, []
-            for block in stale:
-                self._evict_placeholders(block)
-            for block in expired:
+            for block in stale + expired:
                 self._evict_placeholders(block)
             if self.evicts:
                 for instrument, key, placeholder in rejected:
@@ -556,17 +546,14 @@ class SeriesRegistry:
 
     def objects_by_kind(self) -> dict[str, int]:
         with self._state_lock:
-            counts: dict[str, int] = {}
-            for kind, _identity in self._index:
-                counts[kind] = counts.get(kind, 0) + 1
-            return counts
+            return dict(Counter(kind for kind, _identity in self._index))
 
     def series_by_kind(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
         with self._state_lock:
-            counts: dict[str, int] = {}
             for (kind, _identity), series in self._index.items():
-                counts[kind] = counts.get(kind, 0) + len(series)
-            return counts
+                counts[kind] += len(series)
+        return dict(counts)
 
     def blocked_objects(self) -> int:
         with self._state_lock:
@@ -608,26 +595,6 @@ class SeriesRegistry:
                 listener(obj, gone, finals or [])
             except Exception:  # a listener must not break forget
                 _logger.exception("otel-gitjob: removal listener %r failed", listener)
-
-    def _late_write_counter(self, obj: ObjectKey) -> Callable[[], None]:
-        drops = self.drops
-        detail = _describe(obj)
-
-        def count() -> None:
-            drops.drop(REASON_FORGOTTEN, detail)
-
-        return count
-
-    def _bad_identity_counter(self) -> Callable[[], None]:
-        drops = self.drops
-
-        def count() -> None:
-            drops.drop(REASON_BAD_OBJECT, "an identity that is not a valid Kubernetes name")
-
-        return count
-
-    def _count_raced(self) -> None:
-        self.drops.drop(REASON_RACED, None)
 
     def _retire_uid_locked(self, obj: ObjectKey, uid: str) -> None:
         self._retired_uids[(obj, uid)] = None

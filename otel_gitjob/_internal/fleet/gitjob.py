@@ -12,9 +12,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
@@ -143,7 +143,7 @@ class GitJobMetrics:
             create; all seven when None. Recording to a left-out one does nothing.
     """
 
-    # Set from GITJOB_INSTRUMENTS, one attribute per row's key.
+    # Set from GITJOB_INSTRUMENTS, one attribute per row's key (tests and benchmarks reach them).
     _created_success: Any
     _created_failure: Any
     _duration: Any
@@ -190,7 +190,9 @@ class GitJobMetrics:
         for spec in GITJOB_INSTRUMENTS:
             name = "%s_%s" % (prefix, spec.suffix) if prefix else spec.suffix
             self.names[spec.key] = name
-            setattr(self, "_" + spec.key, _create(meter, spec, name) if spec.key in enabled else _DISABLED)
+            setattr(
+                self, "_" + spec.key, _FACTORIES[spec.kind](meter, spec, name) if spec.key in enabled else _DISABLED
+            )
         instruments = [getattr(self, "_" + spec.key) for spec in GITJOB_INSTRUMENTS]
         kinds = [spec.kind for spec in GITJOB_INSTRUMENTS]
         self._kit = Kit(instruments, kinds, self._drops, fast=not lifecycle.degraded)
@@ -221,13 +223,13 @@ class GitJobMetrics:
         """Polling the git host for the repo's latest commit failed."""
         self._bound(repo).commit_fetch_failed()
 
-    def time_commit_fetch(self, repo: Any) -> _CommitFetchTimer:
+    def time_commit_fetch(self, repo: Any) -> AbstractContextManager[None]:
         """Time a latest-commit poll: ``with metrics.time_commit_fetch(repo): poll()``.
 
         Records success and duration when the block completes, a failure when
         it raises (the exception propagates).
         """
-        return _CommitFetchTimer(self._bound(repo))
+        return _commit_fetch_timer(self._bound(repo))
 
     def bind(self, repo: Any) -> GitJobHandle:
         """The typed calls for one GitRepo, without naming it again: ``metrics.bind(repo).job_created()``.
@@ -323,9 +325,9 @@ class GitJobHandle(Handle):
         """Polling the git host for the repo's latest commit failed."""
         self._non_negative(self._FETCH_FAILED, 1)
 
-    def time_commit_fetch(self) -> _CommitFetchTimer:
+    def time_commit_fetch(self) -> AbstractContextManager[None]:
         """Time a latest-commit poll: ``with handle.time_commit_fetch(): poll()``."""
-        return _CommitFetchTimer(self)
+        return _commit_fetch_timer(self)
 
     def _valid(self, value: Any) -> bool:
         try:
@@ -337,24 +339,15 @@ class GitJobHandle(Handle):
         return False
 
 
-class _CommitFetchTimer:
-    __slots__ = ("_repo", "_start")
-
-    def __init__(self, repo: GitJobHandle | _Disabled) -> None:
-        self._repo = repo
-        self._start = 0.0
-
-    def __enter__(self) -> _CommitFetchTimer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self._repo.commit_fetched(time.perf_counter() - self._start)
-        else:
-            self._repo.commit_fetch_failed()
+@contextmanager
+def _commit_fetch_timer(repo: GitJobHandle | _Disabled) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        repo.commit_fetch_failed()
+        raise
+    repo.commit_fetched(time.perf_counter() - start)
 
 
 class _Disabled:
@@ -381,13 +374,3 @@ _FACTORIES: dict[str, Callable[..., Any]] = {
         explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
     ),
 }
-
-
-def _create(meter: Any, spec: InstrumentSpec, name: str) -> Any:
-    try:
-        factory = _FACTORIES[spec.kind]
-    except KeyError:
-        raise ConfigurationError(
-            "instrument %r has unknown kind %r; use one of %s" % (spec.suffix, spec.kind, sorted(_FACTORIES))
-        ) from None
-    return factory(meter, spec, name)

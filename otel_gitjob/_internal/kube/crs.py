@@ -90,32 +90,29 @@ def _parse_go_bool(text: str) -> bool | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Op:
-    part: str
-    op: Callable[[Value], Value]
+_Step = Callable[[Value], Value]
 
 
 class _Path:
     """A compiled KSM path (``valuePath``): ``get`` walks it, nil when any part is missing."""
 
-    __slots__ = ("ops",)
+    __slots__ = ("parts", "steps")
 
-    def __init__(self, ops: Sequence[_Op]) -> None:
-        self.ops = tuple(ops)
+    def __init__(self, parts: Sequence[str], steps: Sequence[_Step]) -> None:
+        self.parts, self.steps = tuple(parts), tuple(steps)
 
     def get(self, obj: Value) -> Value:
-        for op in self.ops:
+        for step in self.steps:
             if obj is None:
                 return None
-            obj = op.op(obj)
+            obj = step(obj)
         return obj
 
     def __str__(self) -> str:
-        return "[%s]" % ",".join(op.part for op in self.ops)
+        return "[%s]" % ",".join(self.parts)
 
 
-def _list_lookup(part: str, where: str) -> _Op:
+def _list_lookup(part: str, where: str) -> _Step:
     key, sep, val = part[1:-1].partition("=")
     if not sep:
         raise ConfigurationError("%s: invalid list lookup: %s (write [key=value])" % (where, part))
@@ -144,10 +141,10 @@ def _list_lookup(part: str, where: str) -> _Op:
                 return item
         return None
 
-    return _Op(part, op)
+    return op
 
 
-def _field(part: str) -> _Op:
+def _field(part: str) -> _Step:
     kv = part.split("=")
 
     def op(m: Value) -> Value:
@@ -164,12 +161,12 @@ def _field(part: str) -> _Op:
             return m[i] if 0 <= i < len(m) else None
         return None
 
-    return _Op(part, op)
+    return op
 
 
 def _compile_path(parts: Sequence[str], where: str) -> _Path:
     ops = [_list_lookup(part, where) if part.startswith("[") and part.endswith("]") else _field(part) for part in parts]
-    return _Path(ops)
+    return _Path(parts, ops)
 
 
 def _add_path_labels(obj: Value, labels: Mapping[str, _Path], result: dict[str, str]) -> None:
@@ -273,7 +270,7 @@ class _StateSet:
         if comparable is None:
             return [], []
         if not isinstance(comparable, str):
-            where = "[%s]" % ",".join(op.part for op in self.path.ops + self.value_from.ops)
+            where = "[%s]" % ",".join(self.path.parts + self.value_from.parts)
             return [], ["%s: expected value for path to be string, got %s" % (where, type(comparable).__name__)]
         result: list[_Each] = []
         for entry in self.states:
@@ -352,7 +349,7 @@ class CustomResourceFamily:
     common_labels: Mapping[str, str]
     labels_from_path: Mapping[str, _Path]
 
-    def __call__(self, obj: Mapping[str, Any], dropped: Callable[[str], None] | None = None) -> list[Sample]:
+    def __call__(self, obj: Mapping[str, Any], dropped: Callable[[str], None] | None = None) -> list[_Each]:
         base = dict(self.common_labels)
         _add_path_labels(obj, self.labels_from_path, base)
         values, errors = self.each.values(self.each.path.get(obj))
@@ -360,12 +357,10 @@ class CustomResourceFamily:
             for error in errors:
                 dropped("%s: %s" % (self.name, error))
         values.sort(key=lambda each: sorted(each[0].items()))  # KSM's order: by the sorted label pairs
-        samples: list[Sample] = []
-        for labels, value in values:
+        for labels, _value in values:
             for key, label in base.items():
                 labels.setdefault(key, label)
-            samples.append((labels, value))
-        return samples
+        return values
 
 
 # -- reading the config ----------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from contextlib import suppress
+from functools import lru_cache, partial
+from itertools import chain
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, ObservableGauge, Observation
@@ -16,43 +18,58 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.kube._types import ObjectKey, Sink
 from otel_gitjob._internal.kube.cache import ObjectCache
-from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec
+from otel_gitjob._internal.kube.kind import GaugeSpec, KindSpec, ObjectState, Sample
 
 __all__ = ["SeriesOwners", "register_status_gauges", "serve_kind"]
 
 logger = logging.getLogger(__name__)
 
 Retire = Callable[[str, Mapping[str, Any]], Any]
-_LabelSet = frozenset[tuple[str, str]]
 
 
 class SeriesOwners:
     """Which object each series of a kind's multi-series gauges belongs to (the lifecycle asks).
 
-    Their series may carry no ``namespace``/``name`` (a kube-state-metrics family). Each collection
-    publishes, per gauge, a table from label set to object, which the lifecycle's view hook reads when
-    the SDK creates a series. Tables are replaced whole, never changed in place: a reader needs no lock.
+    Their series may carry no ``namespace``/``name`` (a kube-state-metrics family). Each collection publishes,
+    per gauge, the states it observed, whole (a reader needs no lock); their index by label set is built at the
+    first question (a series created or retired), so a collection that creates no series builds none.
     """
 
     def __init__(self) -> None:
-        self._tables: dict[str, dict[_LabelSet, Mapping[str, str]]] = {}
+        self._tables: dict[str, Callable[[], dict[tuple[str, ...], Mapping[str, str]]]] = {}
 
     def owner(self, instrument_name: str, attributes: Mapping[str, Any]) -> Mapping[str, str] | None:
         """The identity (``{"namespace": ..., "name": ...}``) of the object a series belongs to, if known."""
         table = self._tables.get(instrument_name.lower())
-        if table is None:
-            return None
         try:
-            return table.get(frozenset(attributes.items()))
+            return None if table is None else table().get(_key(attributes))
         except TypeError:  # an unhashable attribute value: not one of ours
             return None
 
-    def publish(self, instrument_name: str, table: dict[_LabelSet, Mapping[str, str]]) -> None:
-        self._tables[instrument_name.lower()] = table
+    def publish(self, instrument_name: str, gauge: int, states: list[ObjectState]) -> None:
+        self._tables[instrument_name.lower()] = lru_cache(maxsize=None)(partial(_index, gauge, states))
+
+
+def _index(gauge: int, states: list[ObjectState]) -> dict[tuple[str, ...], Mapping[str, str]]:
+    index: dict[tuple[str, ...], Mapping[str, str]] = {}
+    for state in states:
+        samples = state.values[gauge]
+        # Cluster-scoped objects have no namespace, which is no identity the lifecycle accepts:
+        # their series still leave with the object (nothing observes them), unindexed.
+        if state.ref.namespace and isinstance(samples, tuple):
+            owner = {"namespace": state.ref.namespace, "name": state.ref.name}
+            with suppress(TypeError):  # labels no SDK series carries as they are (unhashable, mixed key types)
+                index.update((_key(labels), owner) for labels, _value in samples)
+    return index
+
+
+def _key(labels: Mapping[str, Any]) -> tuple[str, ...]:
+    """A label set as one flat tuple: a sixth of a frozenset of its pairs."""
+    return tuple(chain.from_iterable(sorted(labels.items())))
 
 
 class _Callback:
-    """One gauge's callback: its series of every cached object, label sets an object no longer has retired.
+    """One gauge's callback: every cached object's series (projected at its event), label sets gone retired.
 
     ``owners`` is set for a multi-series gauge, whose series need not name their object.
     """
@@ -62,50 +79,44 @@ class _Callback:
     ) -> None:
         self._cache, self._index, self._name, self._retire, self._owners = cache, index, name, retire, owners
         self._lock = ranked_lock("gauges.callback")  # two readers may collect at once
-        # Per object: its labels (one series), or the frozenset of its series' label sets (multi-series).
+        # Per object: its labels (one series), or the tuple of its samples (multi-series).
         self._last: dict[ObjectKey, Any] = {}
 
     def __call__(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
-        table: dict[_LabelSet, Mapping[str, str]] = {}
         current: dict[ObjectKey, Any] = {}
-        for state in self._cache.snapshot():  # a copy taken under the cache lock
+        states = self._cache.snapshot()  # a copy taken under the cache lock
+        for state in states:
             value = state.values[self._index]
             if self._owners is None:
                 current[state.key] = state.attributes
                 if isinstance(value, (int, float)):  # a dropped (bad) field has no point, rather than a made-up one
                     observations.append(Observation(value, state.attributes))
-                continue
-            if not isinstance(value, tuple):  # its samples function raised
-                continue
-            # Cluster-scoped objects have no namespace, which is no identity the lifecycle accepts:
-            # their series still leave with the object (nothing observes them), unindexed.
-            owner = {"namespace": state.ref.namespace, "name": state.ref.name} if state.ref.namespace else None
-            label_sets = []
-            for labels, sample in value:
-                label_set = frozenset(labels.items())
-                label_sets.append(label_set)
-                if owner is not None:
-                    table[label_set] = owner
-                observations.append(Observation(sample, labels))
-            current[state.key] = frozenset(label_sets)
+            elif isinstance(value, tuple):  # else its samples function raised
+                current[state.key] = value
+                observations.extend([Observation(sample, labels) for labels, sample in value])
         with self._lock:
             if self._retire is not None:
-                # Retired while the old owner table still names their object. Objects gone from the
-                # cache were forgotten (all their series) by the lifecycle.
+                # Retired while the old owner table still names their object. Objects gone from the cache
+                # were forgotten (all their series) by the lifecycle.
                 for object_key, now in current.items():
                     previous = self._last.get(object_key)
-                    if previous is None or previous == now:
+                    if previous is None or previous is now or previous == now:
                         continue
-                    for gone in (previous,) if self._owners is None else previous - now:
+                    for gone in (previous,) if self._owners is None else _gone(previous, now):
                         try:
-                            self._retire(self._name, dict(gone))
+                            self._retire(self._name, gone)
                         except Exception:  # collection must go on
                             logger.exception("retiring an old label set of %s failed", self._name)
             if self._owners is not None:
-                self._owners.publish(self._name, table)
+                self._owners.publish(self._name, self._index, states)
             self._last = current
         return observations
+
+
+def _gone(previous: tuple[Sample, ...], now: tuple[Sample, ...]) -> list[Mapping[str, str]]:
+    kept = {frozenset(labels.items()) for labels, _value in now}
+    return [labels for labels, _value in previous if frozenset(labels.items()) not in kept]
 
 
 def register_status_gauges(
@@ -115,19 +126,11 @@ def register_status_gauges(
     retire: Retire | None = None,
     owners: SeriesOwners | None = None,
 ) -> list[ObservableGauge]:
-    """Create one observable gauge per :class:`~.kind.GaugeSpec`, reading ``cache``.
+    """Create one observable gauge per :class:`~.kind.GaugeSpec` of ``gauges`` (returned in order), reading ``cache``.
 
-    An object that leaves the cache simply stops being observed; dropping its series is the lifecycle's ``forget``.
-
-    Args:
-        meter: Where to create the instruments.
-        cache: The watch cache the callbacks read.
-        gauges: The kind's gauges; ``ObjectState.values`` follows their order.
-        retire: ``retire(instrument_name, old_attributes)`` evicts a label set an object no longer has.
-        owners: Where multi-series gauges publish the object of each series (declare it to the lifecycle).
-
-    Returns:
-        The gauges, in table order.
+    ``ObjectState.values`` follows the order of ``gauges``. ``retire(instrument_name, old_attributes)`` evicts a
+    label set an object no longer has; multi-series gauges publish each series' object to ``owners`` (declare it
+    to the lifecycle). An object that leaves the cache stops being observed: its series are the lifecycle's to forget.
     """
     owners = owners if owners is not None else SeriesOwners()
     return [

@@ -1,12 +1,9 @@
 """The pull path's reader: nothing of a forgotten object leaves the process through a scrape.
 
-Forgetting already evicts a series from SDK storage; what is left to guard
-is a collection taken just before a ``forget`` (or an expiry) and exported
-after it, and housekeeping that is due before a collection. The push path's
-counterpart is :class:`~otel_gitjob._internal.push.exporter.LifecycleExporter`.
-
-The reader never shuts down the lifecycle it was given: one lifecycle may
-serve several providers, and its owner shuts it down.
+Forgetting evicts a series from SDK storage; the reader guards a collection taken just before a ``forget``
+(or an expiry) and exported after it, and runs housekeeping due before a collection. It never shuts down
+its lifecycle (one may serve several providers). The push path's counterpart is
+:class:`~otel_gitjob._internal.push.exporter.LifecycleExporter`.
 """
 
 from __future__ import annotations

@@ -1,42 +1,38 @@
 """Render ``/metrics`` straight from the collected OTel points, with each series' label string cached.
 
-Today's path turns every collected point into prometheus_client ``Sample`` objects
-(opentelemetry-exporter-prometheus's ``_CustomCollector``) and then formats each
-sample (``prometheus_client.generate_latest``), rebuilding and escaping the same
-label strings on every scrape. :class:`FastExposition` produces the same bytes
-from the :class:`~opentelemetry.sdk.metrics.export.MetricsData` itself:
+opentelemetry-exporter-prometheus turns every collected point into prometheus_client
+``Sample`` objects and formats each (``generate_latest``), rebuilding and escaping
+the same label strings on every scrape. :class:`FastExposition` produces the same
+bytes from the :class:`~opentelemetry.sdk.metrics.export.MetricsData` itself:
 
-* Names, help texts, units and types come from the exporter's own code: each
-  family's ``HELP``/``TYPE``/``UNIT`` lines are prometheus_client's rendering of
-  the family object the exporter would build (with no samples), so name
-  sanitising, unit suffixes and ``_total`` cannot drift.
-* Each series' label string (``{name="a",namespace="b"}``, already escaped and
-  sorted) is cached per family, keyed by the identity of the point's attributes
-  object: the SDK copies a series' attributes once when it creates the series
-  and hands out that same dict in every collection, so the key is stable while
-  the series lives. The entry holds that dict, so its ``id`` cannot be reused.
-* The cache only holds series of the latest collection: a family whose points
-  are fewer than its entries (a repo forgotten, a transient gauge expired) is
-  pruned to the points just rendered, and a family that was not collected at all
-  is dropped. Memory is released one scrape after the series leaves the SDK.
+* ``HELP``/``TYPE``/``UNIT`` lines are prometheus_client's rendering of the family
+  object the exporter would build (with no samples), so name sanitising, unit
+  suffixes and ``_total`` cannot drift.
+* Each series' label string (escaped, sorted) is cached in the order of the
+  family's points: the SDK yields a family's series in the order it created
+  them, each with the same attributes object at every collection, so an
+  unchanged family matches position by position (by identity; the cache holds
+  the attributes, so no identity is reused). Equal strings are shared across
+  families (a repo's seven GitJob series hold one). A family that changed is
+  re-matched once, and the cache then holds only the series just rendered.
 
 A family the fast renderer cannot prove identical for (a label named ``le`` on a
-histogram, label or metric names that the negotiated escaping would rewrite,
-several OTel metrics folded into one Prometheus family, non-string label values
-that could change in place) is rendered by prometheus_client itself from the
-exporter's family object, so the output stays byte-identical in every case.
+histogram, names the negotiated escaping would rewrite, several OTel metrics
+folded into one family, non-string label values that could change in place) is
+rendered by prometheus_client from the exporter's family object.
 
-Either way a series UTF-8 cannot encode is left out (its cache entry says so)
-and a label value is cut to :data:`~.sanitize.MAX_LABEL_VALUE` characters,
-both counted (:mod:`.sanitize`).
+Either way a series UTF-8 cannot encode is left out and a label value is cut to
+:data:`~.sanitize.MAX_LABEL_VALUE` characters, both counted (:mod:`.sanitize`).
 """
 
 from __future__ import annotations
 
-import functools
+import operator
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, MetricsData, Sum
@@ -62,6 +58,7 @@ _SMALL_INTS = tuple("%d.0" % i for i in range(_SMALL))
 _ESCAPE_SAFE = frozenset('\\\n"')
 
 
+@dataclass(frozen=True, slots=True)
 class Format:
     """A negotiated exposition: Prometheus text or OpenMetrics, with its name escaping.
 
@@ -72,34 +69,19 @@ class Format:
             matters for native histograms, which the OTel exporter never produces).
     """
 
-    __slots__ = ("escaping", "openmetrics", "version")
-
-    def __init__(self, openmetrics: bool = False, escaping: str = _seam.UNDERSCORES, version: str = "1.0.0") -> None:
-        self.openmetrics = openmetrics
-        self.escaping = escaping
-        self.version = version
-
-    def key(self) -> tuple[bool, str]:
-        return (self.openmetrics, self.escaping)
+    openmetrics: bool = False
+    escaping: str = _seam.UNDERSCORES
+    version: str = "1.0.0"
 
     def encode(self, registry: Any) -> bytes:
         """Render ``registry`` the old way (prometheus_client) in this format."""
         return _seam.encode(registry, self.openmetrics, self.escaping, self.version)
 
-    def __repr__(self) -> str:
-        return "Format(openmetrics=%r, escaping=%r, version=%r)" % (self.openmetrics, self.escaping, self.version)
 
-
-class _One:
-    """A prometheus_client collector that yields the given families (to render them the old way)."""
-
-    __slots__ = ("families",)
-
-    def __init__(self, families: Iterable[PromFamily]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> list[PromFamily]:
-        return self.families
+def _registry_of(families: Iterable[PromFamily]) -> Any:
+    """What prometheus_client renders as a registry: it yields ``families`` (to render them the old way)."""
+    listed = list(families)
+    return SimpleNamespace(collect=lambda: listed)
 
 
 def _escape_value(value: str) -> str:
@@ -109,21 +91,24 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _number(value: Any) -> str:
-    if type(value) is int and 0 <= value < _SMALL:
-        return _SMALL_INTS[value]
-    return str(floatToGoString(value))
+# A series whose label string is not made yet (a new series, or the family's label keys changed).
+_MISSING: Any = object()
+# Label values the exporter writes with json.dumps; anything else (a list, a dict) could change in place.
+_SCALARS = (str, int, float, bool)
 
 
 class _Family:
-    """Cached label strings of one Prometheus family, valid for one sorted tuple of label keys."""
+    """One Prometheus family's cached series: parallel lists in the order of its points."""
 
-    __slots__ = ("entries", "keys")
+    __slots__ = ("attributes", "cuts", "keys", "labels", "missing", "point_keys")
 
     def __init__(self) -> None:
-        # id(point.attributes) -> (attributes, point's own key tuple, label strings...)
-        self.entries: dict[int, tuple[Any, ...]] = {}
-        self.keys: tuple[str, ...] | None = None
+        self.keys: tuple[str, ...] | None = None  # the sorted union of its points' label keys
+        self.attributes: list[Any] = []  # held, so that no identity is reused
+        self.point_keys: list[tuple[str, ...]] = []  # each series' own sorted label keys
+        self.labels: list[str | None] = []  # None: UTF-8 cannot encode it
+        self.cuts: list[int] = []  # histograms: where `le` goes into the label string
+        self.missing = False  # some label string is _MISSING
 
 
 # opentelemetry-exporter-prometheus 0.66b0 and later have the collector this renderer reproduces; on older
@@ -144,31 +129,29 @@ class FastExposition:
         self._counts = counts if counts is not None else ScrapeCounts()
         self._families: dict[str, _Family] = {}
         self._headers: dict[tuple[Any, ...], str] = {}
-        # One string object per distinct label string across families (the ten status gauges of a
-        # repo share one), rebuilt from the live entries once it has doubled since the last rebuild.
+        # One string object per distinct label string across families, rebuilt from the live families once
+        # it has doubled since the last rebuild.
         self._intern: dict[str, str] = {}
         self._intern_rebuilt_at = 0
+        # A series' attribute keys (in its order) -> its sorted label keys, shared by its series; attribute
+        # key -> label name (None when UTF-8 cannot encode it). Both bounded: families come and go with views.
         self._key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._label_names: dict[str, str | None] = {}
+        self._memo: dict[Any, tuple[str | None, int, int]] = {}  # one scrape's label strings by label set
         self._lock = ranked_lock("renderer")
 
     def supported(self) -> bool:
-        """Whether the collector's options are ones this renderer reproduces.
+        """Whether this renderer reproduces the collector's output.
 
-        ``target_info``, scope labels and resource-attribute labels are off in
-        otel-gitjob's reader by default; with any of them on, with an exporter
-        release whose collector has another shape, or with the prometheus seam
-        degraded (its self-check failed, or forced), serve the old way.
+        Not with ``target_info``, scope or resource-attribute labels on (off in otel-gitjob's reader by
+        default), an exporter whose collector has another shape, or the prometheus seam degraded.
         """
         return _seam.fast_path_ok(self_check) and _seam.collector_is_plain(self._collector)
 
     def cached_series(self, *, own: bool = True) -> int:
-        """Number of cached label strings (for tests and the memory benchmark).
-
-        Args:
-            own: Count the package's own ``otel_gitjob_*`` self-metric series too.
-        """
+        """Number of cached label strings; ``own=False`` leaves out the ``otel_gitjob_*`` self-metrics."""
         return sum(
-            len(family.entries)
+            len(family.labels)
             for family_id, family in self._families.items()
             if own or not family_id.startswith("otel_gitjob_")
         )
@@ -186,13 +169,16 @@ class FastExposition:
         with self._lock:
             out: list[str] = []
             if metrics_data is not None:
-                self._render(metrics_data, fmt, out)
+                try:
+                    self._render(metrics_data, fmt, out)
+                finally:
+                    self._memo.clear()
             elif self._families:  # nothing collected: no series is live any more
                 self._families.clear()
                 self._rebuild_intern()
             if fmt.openmetrics:
                 out.append("# EOF\n")
-            text = "".join(out)
+            text = "".join(out)  # one join, one encode: encoding each family apart kept ~10 KB/repo more resident
             try:
                 return text.encode("utf-8")
             except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
@@ -227,8 +213,7 @@ class FastExposition:
                         kind = GaugeMetricFamily
                     elif isinstance(data, Histogram):
                         kind = HistogramMetricFamily
-                    else:
-                        # The exporter logs and skips it; let it do both.
+                    else:  # the exporter logs and skips it; let it do both
                         kind = type(None)
                     name = _seam.resolve_metric_name(collector, metric.name)
                     description = metric.description or ""
@@ -237,7 +222,7 @@ class FastExposition:
                     groups.setdefault(family_id, []).append((metric, name, description, unit, kind))
 
         seen = set()
-        pruned = False
+        changed = False
         for family_id, members in groups.items():
             metric, name, description, unit, kind = members[0]
             if len(members) > 1 or kind is type(None):
@@ -247,25 +232,64 @@ class FastExposition:
             family = self._families.get(family_id)
             if family is None:
                 family = self._families[family_id] = _Family()
-            if not self._render_family(family, family_id, metric, name, description, unit, kind, fmt, out):
+            points: Sequence[Any] = metric.data.data_points
+            attributes = [point.attributes for point in points]
+            if len(attributes) != len(family.attributes) or not all(map(operator.is_, attributes, family.attributes)):
+                changed = self._match(family, attributes, kind is HistogramMetricFamily) or changed
+            if not self._render_family(family, points, name, description, unit, kind, fmt, out):
                 self._render_old(members, fmt, out)
-            elif len(family.entries) > len(metric.data.data_points):
-                family.entries = {id(p.attributes): family.entries[id(p.attributes)] for p in metric.data.data_points}
-                pruned = True
         if len(seen) != len(self._families):
             for family_id in [f for f in self._families if f not in seen]:
                 del self._families[family_id]
-            pruned = True
-        if pruned or len(self._intern) > 2 * self._intern_rebuilt_at + 1024:
+            changed = True
+        if changed or len(self._intern) > 2 * self._intern_rebuilt_at + 1024:
             self._rebuild_intern()
+
+    def _match(self, family: _Family, attributes: list[Any], histogram: bool) -> bool:
+        """Line the family's cache up with this collection's series; whether any series left it."""
+        old_attributes, old_keys, old_labels = family.attributes, family.point_keys, family.labels
+        old_cuts = family.cuts
+        index: dict[int, int] | None = None
+        point_keys: list[tuple[str, ...]] = []
+        labels: list[str | None] = []
+        cuts: list[int] = []
+        kept = 0
+        for i, attrs in enumerate(attributes):
+            j: int | None = i
+            if i >= len(old_attributes) or old_attributes[i] is not attrs:
+                if index is None:  # ids are unique: the old list holds every object it names
+                    index = {id(old): k for k, old in enumerate(old_attributes)}
+                j = index.get(id(attrs))
+            if j is None:
+                point_keys.append(self._point_keys(attrs))
+                labels.append(_MISSING)
+                cuts.append(0)
+            else:
+                kept += 1
+                point_keys.append(old_keys[j])
+                labels.append(old_labels[j])
+                cuts.append(old_cuts[j] if histogram else 0)
+        # The family's label keys are the union over its points (the exporter backfills "" for a point
+        # without one); when they change, every label string is made again.
+        distinct = {id(keys): keys for keys in point_keys}
+        if len(distinct) == 1:
+            (keys,) = distinct.values()
+        else:
+            keys = tuple(sorted(set().union(*distinct.values())))
+        if keys != family.keys:
+            family.keys = keys
+            labels = [_MISSING] * len(labels)
+        family.attributes, family.point_keys, family.labels = attributes, point_keys, labels
+        family.cuts = cuts if histogram else []
+        family.missing = _MISSING in labels
+        return kept < len(old_attributes)
 
     def _rebuild_intern(self) -> None:
         intern: dict[str, str] = {}
         for family in self._families.values():
-            for entry in family.entries.values():
-                for text in entry[2:]:
-                    if text is not None:
-                        intern[text] = text
+            for text in family.labels:
+                if type(text) is str:
+                    intern[text] = text
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
@@ -273,17 +297,15 @@ class FastExposition:
         families: dict[str, PromFamily] = {}
         for metric, *_ in members:
             _seam.translate_metric(self._collector, metric, families)
-        text = fmt.encode(_One(clean_families(families.values(), self._counts))).decode("utf-8")
-        if fmt.openmetrics and text.endswith("# EOF\n"):
-            text = text[: -len("# EOF\n")]
-        out.append(text)
+        text = fmt.encode(_registry_of(clean_families(families.values(), self._counts))).decode("utf-8")
+        out.append(text.removesuffix("# EOF\n") if fmt.openmetrics else text)
 
     def _header(self, name: str, description: str, unit: str, kind: type, fmt: Format) -> tuple[str, PromFamily]:
         family = kind(name=name, documentation=description, labels=(), unit=unit)
-        key = (name, description, unit, kind, fmt.key())
+        key = (name, description, unit, kind, fmt)
         header = self._headers.get(key)
         if header is None:
-            header = fmt.encode(_One([family])).decode("utf-8")
+            header = fmt.encode(_registry_of([family])).decode("utf-8")
             if fmt.openmetrics:
                 header = header[: -len("# EOF\n")]
             if len(self._headers) > 4096:  # families come and go with views; never grow without bound
@@ -291,20 +313,19 @@ class FastExposition:
             self._headers[key] = header
         return header, family
 
-    def _sample_name(self, name: str, fmt: Format) -> str | None:
-        """The sample name as the format writes it, or None when it would be quoted (render the old way)."""
-        return _seam.sample_name(name, fmt.openmetrics, fmt.escaping)
-
-    def _point_keys(self, attributes: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-        labels = {sanitize_attribute(key): value for key, value in attributes.items()}
-        keys = tuple(sorted(labels))
-        return self._key_tuples.setdefault(keys, keys), labels
+    def _point_keys(self, attributes: Any) -> tuple[str, ...]:
+        raw = tuple(attributes)
+        keys = self._key_tuples.get(raw)
+        if keys is None:
+            if len(self._key_tuples) > 4096:
+                self._key_tuples.clear()
+            keys = self._key_tuples[raw] = tuple(sorted({sanitize_attribute(key) for key in raw}))
+        return keys
 
     def _render_family(
         self,
         family: _Family,
-        family_id: str,
-        metric: Metric,
+        points: Sequence[Any],
         name: str,
         description: str,
         unit: str,
@@ -313,53 +334,15 @@ class FastExposition:
         out: list[str],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
-        points: Sequence[Any] = metric.data.data_points
         histogram = kind is HistogramMetricFamily
-        keys = family.keys
-        entries = family.entries
-
-        # Pass 1: the family's label keys are the union over its current points (the exporter backfills
-        # "" for a point without one). In the steady state every point is cached and carries the family's
-        # key tuple itself, so this is one dict lookup per point.
-        full_seen = False
-        missing = False
-        others: dict[int, tuple[str, ...]] | None = None
-        for point in points:
-            attributes = point.attributes
-            entry = entries.get(id(attributes))
-            if entry is not None and entry[0] is attributes:
-                point_keys = entry[1]
-            else:
-                missing = True
-                point_keys = self._point_keys(attributes)[0]
-            if point_keys is keys:
-                full_seen = True
-            else:
-                if others is None:
-                    others = {}
-                others[id(point_keys)] = point_keys
-        if others is not None:
-            union = set(keys) if full_seen and keys is not None else set()
-            for point_keys in others.values():
-                union.update(point_keys)
-            new_keys = tuple(sorted(union))
-            new_keys = self._key_tuples.setdefault(new_keys, new_keys)
-            if new_keys != keys:
-                family.keys = keys = new_keys
-                family.entries = entries = {}
-                missing = True
-        if keys is None:  # no points
-            keys = ()
-        if len(self._key_tuples) > 4096:
-            self._key_tuples.clear()
+        keys = family.keys or ()
 
         # Label and sample names the format would rewrite, or a histogram attribute named "le":
         # leave the family to prometheus_client.
-        label_names = (*keys, "le") if histogram else keys
         if histogram and "le" in keys:
             return False
         escaping = fmt.escaping
-        if not all(_seam.label_name_kept(k, escaping) for k in label_names):
+        if not all(_seam.label_name_kept(k, escaping) for k in ((*keys, "le") if histogram else keys)):
             return False
         if histogram:
             suffixes: tuple[str, ...] = ("_bucket", "_count", "_sum")
@@ -367,35 +350,43 @@ class FastExposition:
             suffixes = ("_total",)
         else:
             suffixes = ("",)
-        sample_names = [self._sample_name(prom.name + suffix, fmt) for suffix in suffixes]
-        if None in sample_names:
+        sample_names = [_seam.sample_name(prom.name + suffix, fmt.openmetrics, fmt.escaping) for suffix in suffixes]
+        if None in sample_names:  # the format would quote it
             return False
 
-        # Pass 2 (new series only): their label strings, all before any line of the family is written, so
-        # the long-lived cache entries are not allocated in between a scrape's short-lived lines.
-        if missing:
-            for point in points:
-                attributes = point.attributes
-                entry = entries.get(id(attributes))
-                if entry is None or entry[0] is not attributes:
-                    entry = self._new_entry(attributes, keys, histogram)
-                    if entry is None:
-                        return False
-                    entries[id(attributes)] = entry
+        # New series' label strings before any line, so long-lived strings sit apart from a scrape's lines.
+        if family.missing:
+            split = bisect_left(keys, "le")
+            labels, cuts, memo = family.labels, family.cuts, self._memo
+            for i, attributes in enumerate(family.attributes):
+                if labels[i] is _MISSING:
+                    # A repo's series in other families have equal attributes: one string made per scrape.
+                    items = tuple(attributes.items())
+                    same = (keys, items) if all(type(value) is str for _, value in items) else None
+                    made = memo.get(same) if same is not None else None
+                    if made is None:
+                        made = self._label_string(attributes, keys, split)
+                        if made is None:
+                            return False
+                        if same is not None:
+                            memo[same] = made
+                    labels[i], cut, truncated = made
+                    if histogram:
+                        cuts[i] = cut
+                    if truncated:
+                        self._counts.truncated(truncated)
+            family.missing = False
 
-        # Pass 3: the lines, joined per family so that a scrape holds one family's lines at a time.
+        # The lines, joined per family so that a scrape holds one family's lines at a time.
         lines: list[str] = [header]
         if histogram:
-            self._render_histogram(points, entries, sample_names, lines)  # type: ignore[arg-type]
-
+            self._render_histogram(family, points, keys, sample_names, lines)  # type: ignore[arg-type]
         else:
             sample = sample_names[0]
-            assert sample is not None
             small = _SMALL_INTS
             dropped = 0
-            for point in points:
-                entry = entries[id(point.attributes)]
-                if entry[2] is None:  # a label value UTF-8 cannot encode
+            for label, point in zip(family.labels, points, strict=True):
+                if label is None:  # a label value UTF-8 cannot encode
                     dropped += 1
                     continue
                 value = point.value
@@ -403,7 +394,7 @@ class FastExposition:
                     text = small[value]
                 else:
                     text = floatToGoString(value)
-                lines.append("%s%s %s\n" % (sample, entry[2], text))
+                lines.append("%s%s %s\n" % (sample, label, text))
             if dropped:
                 self._counts.dropped(REASON_UNENCODABLE, dropped)
         out.append("".join(lines))
@@ -411,19 +402,21 @@ class FastExposition:
 
     def _render_histogram(
         self,
+        family: _Family,
         points: Sequence[Any],
-        entries: dict[int, tuple[Any, ...]],
+        keys: tuple[str, ...],
         sample_names: list[str],
         lines: list[str],
     ) -> None:
         bucket, count, total = sample_names
         small = _SMALL_INTS
+        # `le` goes where it sorts among the label keys: first (`{le="1",a="x"}`), or after a key.
+        le_format = ('le="%s",' if keys else 'le="%s"') if bisect_left(keys, "le") == 0 else ',le="%s"'
         bounds_key: Any = None
         le_parts: list[str] = []
         with_totals = True
         dropped = 0
-        for point in points:
-            _, _, plain, pre, post = entries[id(point.attributes)]
+        for plain, cut, point in zip(family.labels, family.cuts, points, strict=True):
             if plain is None:  # a label value UTF-8 cannot encode
                 dropped += 1
                 continue
@@ -434,10 +427,11 @@ class FastExposition:
                 # _convert_buckets: f"{bound}" and "+Inf"; the sum and count go only with a non-negative first bucket.
                 les = [f"{b}" for b in bounds]
                 les.append("+Inf")
-                le_parts = ['le="%s"' % _escape_value(le) for le in les]
+                le_parts = [le_format % _escape_value(le) for le in les]
                 with_totals = float(les[0]) >= 0
-            head = "%s{%s" % (bucket, pre)
-            tail = "%s} " % post
+            shape = plain or "{}"
+            head = bucket + shape[:cut]
+            tail = shape[cut:] + " "
             cumulative = 0
             for le_part, cumulative in zip(le_parts, accumulate(point.bucket_counts), strict=False):
                 lines.append(
@@ -453,37 +447,43 @@ class FastExposition:
         if dropped:
             self._counts.dropped(REASON_UNENCODABLE, dropped)
 
-    def _new_entry(self, attributes: Any, keys: tuple[str, ...], histogram: bool) -> tuple[Any, ...] | None:
-        point_keys, raw = self._point_keys(attributes)
-        collector = self._collector
-        check = functools.partial(_seam.check_value, collector)
+    def _label_string(self, attributes: Any, keys: tuple[str, ...], split: int) -> tuple[str | None, int, int] | None:
+        """A series' label string (None when UTF-8 cannot encode it), where ``le`` goes, values cut.
+
+        None when a value is not a scalar or a tuple of scalars: such a value could change in place while
+        its series lives, and the cached string would go stale (not a valid OTel attribute from our code).
+        """
+        names = self._label_names
         values: dict[str, str] = {}
-        for label, value in raw.items():
-            if not isinstance(value, (str, int, float, bool, tuple)) or (
-                isinstance(value, tuple) and not all(isinstance(v, (str, int, float, bool)) for v in value)
+        truncations = 0
+        for key, value in attributes.items():
+            if type(value) is str:
+                text = value
+            elif isinstance(value, _SCALARS) or (
+                isinstance(value, tuple) and all(isinstance(v, _SCALARS) for v in value)
             ):
-                # A list (or anything mutable) could change in place while its series lives; the cached
-                # string would go stale. Such values are not valid OTel attributes from our code anyway.
+                text = _seam.check_value(self._collector, value)
+            else:
                 return None
-            text = check(value)
-            if not encodable(text) or not encodable(label):
-                # Cached as left out: the series is skipped (and counted) at every scrape while it lives.
-                return (attributes, point_keys, None, None, None) if histogram else (attributes, point_keys, None)
-            text, cut = cap(text)
-            if cut:
-                self._counts.truncated()
+            label = names.get(key, _MISSING)
+            if label is _MISSING:
+                label = sanitize_attribute(key)
+                label = label if encodable(label) else None
+                if len(names) > 4096:
+                    names.clear()
+                names[key] = label
+            if label is None or not encodable(text):
+                return None, 0, truncations  # left out (and counted) at every scrape while the series lives
+            text, truncated = cap(text)
+            truncations += truncated
             values[label] = _escape_value(text)
-        intern = self._intern
-        if not histogram:
-            text = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
-            text = "{%s}" % text if text else ""
-            return (attributes, point_keys, intern.setdefault(text, text))
-        split = bisect_left(keys, "le")
-        pre = "".join(['%s="%s",' % (k, values.get(k, "")) for k in keys[:split]])
-        post = "".join([',%s="%s"' % (k, values.get(k, "")) for k in keys[split:]])
-        plain = ",".join(['%s="%s"' % (k, values.get(k, "")) for k in keys])
-        plain = "{%s}" % plain if plain else ""
-        return (attributes, point_keys, intern.setdefault(plain, plain), intern.setdefault(pre, pre), post)
+        parts = ['%s="%s"' % (k, values.get(k, "")) for k in keys]
+        if not parts:
+            return "", 1, truncations
+        plain = "{%s}" % ",".join(parts)
+        # Where `le` goes: after "{" when it sorts first, else after the labels before it.
+        cut = 1 + len(",".join(parts[:split])) if split else 1
+        return self._intern.setdefault(plain, plain), cut, truncations
 
 
 def self_check() -> str | None:
