@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import prometheus_client  # noqa: E402
 from _common import log, median, paired, stamp, table, timed  # noqa: E402
+from _fleet import create_instrument  # noqa: E402
 from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: E402
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402  (the SDK exports its Gauge so)
@@ -41,7 +42,6 @@ from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402  (the SDK ex
 from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, LifecyclePrometheusReader, ObjectRef  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
 from otel_gitjob._internal.core.lifecycle import hooks_of  # noqa: E402
-from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
 # rest into otel.metric.overflow; both providers get the same, higher cap so that
