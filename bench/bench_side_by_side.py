@@ -1,6 +1,6 @@
 """Every figure of the recording-path and memory goals, each beside its baseline, in one run.
 
-    python bench/bench_side_by_side.py              # full size: ~15 min on 2 shared cores
+    python bench/bench_side_by_side.py              # full size: 10–20 min on 2 shared cores
     python bench/bench_side_by_side.py --quick      # smoke run: 1,000 repos, 3 rounds
     python bench/bench_side_by_side.py --only recording --only markers
 
@@ -36,7 +36,7 @@ import prometheus_client  # noqa: E402
 from _common import goals_summary, load, log, median, paired, stamp, table, timed  # noqa: E402
 from _fleet import gitrepo  # noqa: E402
 from bench_core import BareSetup, LifecycleSetup  # noqa: E402
-from bench_scale import LABELS, measure_servers  # noqa: E402
+from bench_scale import LABELS, measure_servers, memory_table  # noqa: E402
 
 from otel_gitjob import GitJobMetrics, Lifecycle, ObjectRef  # noqa: E402
 
@@ -193,8 +193,6 @@ def bench_recording(repos: int, rounds: int, calls: int, goals: list[tuple[str, 
 
 
 def bench_servers(repos: int, processes: int, steady: int, only: set[str], goals: list[tuple[str, bool]]) -> str:
-    from bench_scale import memory_table
-
     sections = []
     per_set: dict[bool, dict[str, list[dict[str, Any]]]] = {}
     if "memory" in only:
@@ -253,15 +251,8 @@ def scrape_section(
     goals.append(("first scrape ≤ prometheus_client (%.2f×)" % first_ratio, first_ratio <= 1.0))
     steady_ratio = paired(steady["gitjob_fast"], steady["prometheus_client"])
     goals.append(("steady scrape as text ≤ 0.5× prometheus_client (%.2f×)" % steady_ratio, steady_ratio <= 0.5))
-    text = (
-        "### Scrape at %s repos, full set (server CPU; %d processes per variant, ratios per process round; load %s)\n\n"
-        % (
-            f"{repos:,}",
-            processes,
-            load(),
-        )
-    )
-    return text + table(
+    text = "### Scrape at %s repos, full set (server CPU; %d processes per variant, ratios per round; load %s)\n\n"
+    return text % (f"{repos:,}", processes, load()) + table(
         [
             "server",
             "first scrape status",
