@@ -80,8 +80,8 @@ class ExpiryProcessor:
         self._cond = ranked_condition("expiry")
         self._heap: list[tuple[float, int, _Entry, int]] = []
         self._seq = itertools.count()
-        self._series: dict[tuple[Any, Hashable], _Entry] = {}  # (instrument, key)
-        # The export filter's view, by the SDK's series key: a few entries each (one per transient instrument).
+        # By the SDK's series key, a few entries each: the live one of each transient instrument, and those a
+        # sweep under way retired (the export filter still judges their points).
         self._by_key: dict[Hashable, tuple[_Entry, ...]] = {}
         self._by_object: dict[ObjectKey, _Entry | set[_Entry]] = {}  # a set only for several series
         self._on_write = self._touch  # one bound method shared by every series' aggregation
@@ -110,14 +110,12 @@ class ExpiryProcessor:
         attributes = attributes or {}
         if key is None:
             key = _sdk.series_key(attributes)
-        ref = (instrument, key)
         with self._cond:
-            entry = self._series.get(ref)
+            entry = self._live_locked(instrument, key)
             if entry is None:
                 obj = self._registry.object_of(instrument.name, attributes)
                 # The SDK's own attribute set, as the registry's index holds it: never mutated after creation.
                 entry = _Entry(instrument, key, obj, attributes, self.ttls[instrument.name])
-                self._series[ref] = entry
                 self._by_key[key] = self._by_key.get(key, ()) + (entry,)
                 self._link_locked(entry)
         return _sdk.TouchingAggregation(aggregation, self._on_write, entry, attributes)
@@ -182,9 +180,6 @@ class ExpiryProcessor:
         entry.alive = False
         entry.scheduled = False
         entry.generation += 1
-        ref = (entry.instrument, entry.key)
-        if self._series.get(ref) is entry:
-            del self._series[ref]
         if named:
             self._unname_locked(entry)
         siblings = self._by_object.get(entry.obj) if entry.obj is not None else None
@@ -194,6 +189,12 @@ class ExpiryProcessor:
             siblings.discard(entry)
             if not siblings:
                 del self._by_object[entry.obj]  # type: ignore[arg-type]
+
+    def _live_locked(self, instrument: Any, key: Hashable) -> _Entry | None:
+        for entry in self._by_key.get(key, ()):
+            if entry.alive and entry.instrument is instrument:
+                return entry
+        return None
 
     def _link_locked(self, entry: _Entry) -> None:
         if entry.obj is not None:
@@ -219,12 +220,10 @@ class ExpiryProcessor:
             for entry in evicted + dropped:
                 self._unname_locked(entry)
             for entry in revived:
-                ref = (entry.instrument, entry.key)
-                if ref in self._series or self._stopping:
+                if self._live_locked(entry.instrument, entry.key) is not None or self._stopping:
                     self._unname_locked(entry)  # a newer entry for the same series exists already
                     continue
                 entry.alive = True
-                self._series[ref] = entry
                 self._link_locked(entry)
                 schedule.append(entry)
         for entry in schedule:
@@ -364,7 +363,7 @@ class ExpiryProcessor:
 
     def live_series(self) -> int:
         with self._cond:
-            return len(self._series)
+            return sum(entry.alive for entries in self._by_key.values() for entry in entries)
 
     def sweeper_alive(self) -> bool:
         thread = self._thread
