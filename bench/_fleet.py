@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, Observa
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS  # noqa: E402
-from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.fleet.gitjob import _FACTORIES  # noqa: E402
 from otel_gitjob._internal.fleet.presets import GAUGES, repo_state  # noqa: E402
 from otel_gitjob._internal.kube.gauges import register_status_gauges  # noqa: E402
 
@@ -118,7 +118,7 @@ class Server:
         meter = provider.get_meter("otel_gitjob")
         made: dict[str, Any] = {}
         for spec in GITJOB_INSTRUMENTS:  # created exactly as GitJobMetrics creates them
-            made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
+            made[spec.key] = _FACTORIES[spec.kind](meter, spec, "%s_%s" % (PREFIX, spec.suffix))
         self.otel = made
         if self.full:
             _observable_gauges(provider.get_meter("otel_gitjob.listener"), self.cache)

@@ -42,7 +42,7 @@ from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, LifecyclePrometheusReader, ObjectRef  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
 from otel_gitjob._internal.core.lifecycle import hooks_of
-from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.fleet.gitjob import _FACTORIES  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
 # rest into otel.metric.overflow; both providers get the same, higher cap so that
@@ -147,7 +147,7 @@ def _instruments(provider: MeterProvider) -> dict[str, Any]:
     meter = provider.get_meter("otel_gitjob", __version__)
     made: dict[str, Any] = {}
     for spec in GITJOB_INSTRUMENTS:
-        made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
+        made[spec.key] = _FACTORIES[spec.kind](meter, spec, "%s_%s" % (PREFIX, spec.suffix))
     return made
 
 
