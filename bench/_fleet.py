@@ -31,6 +31,11 @@ LIMIT = 1_000_000
 LIMITS: dict[type, int] = {Counter: LIMIT, Histogram: LIMIT, Gauge: LIMIT, ObservableGauge: LIMIT}
 
 
+def create_instrument(meter: Any, spec: Any, name: str) -> Any:
+    """One GitJob instrument, created exactly as GitJobMetrics creates it."""
+    return _FACTORIES[spec.kind](meter, spec, name)
+
+
 def gitrepo(i: int) -> dict[str, Any]:
     """A GitRepo object as the API would return it (status counts vary per repo)."""
     return {
@@ -118,7 +123,7 @@ class Server:
         meter = provider.get_meter("otel_gitjob")
         made: dict[str, Any] = {}
         for spec in GITJOB_INSTRUMENTS:  # created exactly as GitJobMetrics creates them
-            made[spec.key] = _FACTORIES[spec.kind](meter, spec, "%s_%s" % (PREFIX, spec.suffix))
+            made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
         self.otel = made
         if self.full:
             _observable_gauges(provider.get_meter("otel_gitjob.listener"), self.cache)
