@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, Observa
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS  # noqa: E402
-from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.fleet.gitjob import _FACTORIES  # noqa: E402
 from otel_gitjob._internal.fleet.presets import GAUGES, repo_state  # noqa: E402
 from otel_gitjob._internal.kube.gauges import register_status_gauges  # noqa: E402
 
@@ -29,6 +29,11 @@ VARIANTS = ("prometheus_client", "bare_sdk", "gitjob_old", "gitjob_fast")
 # every repo beyond 2,000 into otel_metric_overflow.
 LIMIT = 1_000_000
 LIMITS: dict[type, int] = {Counter: LIMIT, Histogram: LIMIT, Gauge: LIMIT, ObservableGauge: LIMIT}
+
+
+def create_instrument(meter: Any, spec: Any, name: str) -> Any:
+    """One GitJob instrument, created exactly as GitJobMetrics creates it."""
+    return _FACTORIES[spec.kind](meter, spec, name)
 
 
 def gitrepo(i: int) -> dict[str, Any]:

@@ -18,11 +18,9 @@ goal is missed; with ``--quick`` only correctness goals count for the exit statu
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import inspect
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,19 +28,20 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-if __package__ in (None, ""):  # run as a script: make the checkout importable without installing it
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The checkout and bench/ itself (for _common), as a script or as ``python -m bench.bench_core``.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import prometheus_client  # noqa: E402
+from _common import log, median, paired, stamp, table, timed  # noqa: E402
+from _fleet import create_instrument  # noqa: E402
 from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: E402
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402  (the SDK exports its Gauge so)
-from opentelemetry.sdk.version import __version__ as SDK_VERSION  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS, GitJobMetrics, Lifecycle, LifecyclePrometheusReader, ObjectRef  # noqa: E402
 from otel_gitjob._internal.core import _sdk  # noqa: E402
-from otel_gitjob._internal.core.lifecycle import hooks_of
-from otel_gitjob._internal.fleet.gitjob import _create as create_instrument  # noqa: E402
+from otel_gitjob._internal.core.lifecycle import hooks_of  # noqa: E402
 
 # The SDK caps each instrument at 2,000 attribute sets by default and folds the
 # rest into otel.metric.overflow; both providers get the same, higher cap so that
@@ -154,33 +153,12 @@ def _instruments(provider: MeterProvider) -> dict[str, Any]:
 # -- helpers --------------------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    """Wall seconds of ``fn()`` with the garbage collector off."""
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-    finally:
-        gc.enable()
-
-
 class Goal(NamedTuple):
     """One goal's outcome. Timing goals are advisory in --quick runs (too few, too small rounds)."""
 
     name: str
     ok: bool
     timing: bool = True
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def paired_ratio(values: list[float], baseline: list[float]) -> float:
-    """Median of the per-round ratios: each round measured both back to back, so drift cancels."""
-    return statistics.median(v / b for v, b in zip(values, baseline, strict=True))
 
 
 def spread(values: list[float]) -> str:
@@ -192,40 +170,10 @@ def spread(values: list[float]) -> str:
     return "%s–%s" % (fmt(min(values)), fmt(max(values)))
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def verdict(ok: bool | None) -> str:
     if ok is None:
         return "–"
     return "met" if ok else "**NOT MET**"
-
-
-def environment() -> str:
-    return "%s · Python %s · opentelemetry-sdk %s · prometheus_client %s · %s · %d CPUs" % (
-        datetime.date.today().isoformat(),
-        platform.python_version(),
-        SDK_VERSION,
-        _dist_version("prometheus_client"),
-        platform.machine(),
-        os.cpu_count() or 0,
-    )
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "?"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- 1. recording on a live repo ------------------------------------------------------------------------------
@@ -284,7 +232,7 @@ def bench_recording(calls: int, rounds: int, live_repos: int) -> tuple[str, list
     rows, results = [], []
     for label, _ in variants:
         ns_per_call = median(samples[label])
-        ratio = paired_ratio(samples[label], base)
+        ratio = paired(samples[label], base)
         goal = goals.get(label)
         ok = None if goal is None else ratio <= goal
         if goal is not None:
@@ -405,7 +353,7 @@ def bench_scrape(repos: int, rounds: int) -> tuple[str, list[Goal]]:
     rows, results = [], []
     for label, _ in variants:
         m = median(samples[label])
-        ratio = paired_ratio(samples[label], base)
+        ratio = paired(samples[label], base)
         is_lc = label != variants[0][0]
         rows.append(
             [
@@ -528,7 +476,7 @@ def run_selected(
 def report(title: str, sections: list[str], results: list[Goal], *, quick: bool, no_fail: bool) -> int:
     """Print the markdown report and return the exit status."""
     print("## %s%s\n" % (title, " (--quick)" if quick else ""))
-    print(environment() + "\n")
+    print(stamp() + "\n")
     print("\n\n".join(sections))
     missed = [goal for goal in results if not goal.ok]
     print(

@@ -17,48 +17,29 @@ import gc
 import gzip
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from _common import cpu_seconds, goals_summary, load, log, median, paired, rss_kib, stamp, table  # noqa: E402
 from _fleet import VARIANTS, Server  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 LABELS = {
     "prometheus_client": "prometheus_client",
     "bare_sdk": "bare OTel SDK + `PrometheusMetricReader`",
     "gitjob_old": "otel-gitjob, today's path (prometheus_client `generate_latest`)",
-    "gitjob_fast": "otel-gitjob, fast path (`exposition.py`)",
+    "gitjob_fast": "otel-gitjob, fast path (`setup()`'s endpoint)",
 }
 # What Prometheus 3 sends by default (OpenMetrics first, gzip).
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )
-
-
-def log(message: str) -> None:
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), file=sys.stderr, flush=True)
-
-
-def rss_kib(pid: int | str = "self") -> int:
-    with open("/proc/%s/status" % pid) as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    with open("/proc/%d/stat" % pid) as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 # -- the server process -------------------------------------------------------------------------------------
@@ -129,24 +110,6 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def paired(values: list[float], base: list[float]) -> float:
-    return statistics.median(v / b for v, b in zip(values, base, strict=True) if b > 0)
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def load() -> str:
-    return "%.2f %.2f %.2f" % os.getloadavg()
 
 
 # -- 1. the 10k comparison -------------------------------------------------------------------------------------
@@ -250,41 +213,84 @@ def bench_compare(repos: int, rounds: int, goals: list[tuple[str, bool]]) -> str
 # -- 2. memory per repo: GitJob set and full set ---------------------------------------------------------------
 
 
-def bench_memory(repos: int, goals: list[tuple[str, bool]], variants: list[str], sets: list[str]) -> str:
-    rows = []
-    per: dict[tuple[str, bool], float] = {}
-    for full in (False, True):
-        if ("full" if full else "gitjob") not in sets:
-            continue
-        for variant in variants:
-            child = Child(variant, repos, full)
-            try:
-                ok = 0
-                for _ in range(20):  # series of observable gauges exist after the first successful collection
-                    status, _, _, _ = child.get()
-                    ok += status == 200  # the bare SDK's 10 s deadline fails its first scrapes under load
-                    if ok == 3:
-                        break
-                per[(variant, full)] = (child.rss() - child.rss_before) * 1024 / repos
-            finally:
+def measure_servers(
+    variants: list[str], repos: int, full: bool, processes: int = 1, steady: int = 0, steady_variants: Any = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """Servers side by side: ``processes`` rounds, each with a fresh server process per variant.
+
+    In a round every server is scraped in turn (the order alternates between rounds): the first
+    scrape's server CPU; RSS per live repo after three successful scrapes (the bare SDK's 10 s
+    deadline can fail its first ones under load; series of observable gauges exist after the first
+    successful collection); then ``steady`` more scrapes of each of ``steady_variants``, as text.
+    Returns, per variant, one dict per round: ``first_cpu``, ``first_status``, ``failed``,
+    ``bytes_per_repo``, ``steady_cpu`` (a list).
+    """
+    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+    for r in range(processes):
+        children: list[Child] = []
+        try:
+            for variant in variants:
+                children.append(Child(variant, repos, full))
+            order = children if r % 2 == 0 else children[::-1]
+            figures = {child.variant: {"failed": 0, "steady_cpu": []} for child in children}
+            for child in order:
+                status, _, cpu, _ = child.get()
+                figures[child.variant].update(first_cpu=cpu, first_status=status)
+            for child in order:
+                ok = figures[child.variant]["first_status"] == 200
+                while ok < 3 and figures[child.variant]["failed"] < 20:
+                    status = child.get()[0]
+                    ok += status == 200
+                    figures[child.variant]["failed"] += status != 200
+                figures[child.variant]["bytes_per_repo"] = (child.rss() - child.rss_before) * 1024 / repos
+            for _ in range(steady):
+                for child in order:
+                    if child.variant in steady_variants:
+                        status, _, cpu, _ = child.get()
+                        assert status == 200, (child.variant, status)
+                        figures[child.variant]["steady_cpu"].append(cpu)
+        finally:
+            for child in children:
                 child.stop()
-            log("  memory %s %s: %.0f B/repo" % (variant, "full" if full else "gitjob", per[(variant, full)]))
-    for variant in variants:
-        row = [LABELS[variant]]
+        for variant in variants:
+            results[variant].append(figures[variant])
+        log(
+            "  %s set, processes %d/%d: %s (load %s)"
+            % (
+                "full" if full else "GitJob",
+                r + 1,
+                processes,
+                ", ".join("%s %.0f B/repo" % (v, figures[v]["bytes_per_repo"]) for v in variants),
+                load(),
+            )
+        )
+    return results
+
+
+def memory_table(per_set: dict[bool, dict[str, list[dict[str, Any]]]], labels: dict[str, str]) -> str:
+    """RSS per live repo, median over processes (min–max beside it when more than one), with its ratios."""
+
+    def per_repo(variant: str, full: bool) -> list[float] | None:
+        runs = per_set.get(full, {}).get(variant)
+        return [run["bytes_per_repo"] for run in runs] if runs else None
+
+    rows = []
+    for variant in labels:
+        row = [labels[variant]]
         for full in (False, True):
-            b = per.get((variant, full))
-            if b is None:
+            values = per_repo(variant, full)
+            if values is None:
                 row += ["–", "–", "–"]
                 continue
-            base_prom, base_sdk = per.get(("prometheus_client", full)), per.get(("bare_sdk", full))
-            row += [
-                "%.1f KB" % (b / 1000),
-                "%.2f×" % (b / base_prom) if base_prom else "–",
-                "%.2f×" % (b / base_sdk) if base_sdk else "–",
-            ]
+            cell = "%.1f KB" % (median(values) / 1000)
+            if len(values) > 1:
+                cell += " (%.1f–%.1f)" % (min(values) / 1000, max(values) / 1000)
+            row.append(cell)
+            for base in ("prometheus_client", "bare_sdk"):
+                base_values = per_repo(base, full)
+                row.append("%.2f×" % (median(values) / median(base_values)) if base_values else "–")
         rows.append(row)
-    text = "### RSS per live repo at %s repos (after 3 scrapes; load %s)\n\n" % (f"{repos:,}", load())
-    text += table(
+    return table(
         [
             "server",
             "GitJob set (7 series)",
@@ -296,7 +302,20 @@ def bench_memory(repos: int, goals: list[tuple[str, bool]], variants: list[str],
         ],
         rows,
     )
-    return text
+
+
+def bench_memory(repos: int, variants: list[str], sets: list[str], processes: int) -> str:
+    per_set = {
+        full: measure_servers(variants, repos, full, processes)
+        for full in (False, True)
+        if ("full" if full else "gitjob") in sets
+    }
+    text = "### RSS per live repo at %s repos (after 3 scrapes; %d process(es) per variant; load %s)\n\n" % (
+        f"{repos:,}",
+        processes,
+        load(),
+    )
+    return text + memory_table(per_set, {variant: LABELS[variant] for variant in variants})
 
 
 # -- 3. gzip level ---------------------------------------------------------------------------------------------
@@ -414,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-variants", default="gitjob_fast,bare_sdk")
     parser.add_argument("--memory-variants", default=",".join(VARIANTS))
     parser.add_argument("--memory-sets", default="gitjob,full")
+    parser.add_argument("--memory-processes", type=int, default=1, help="server processes per variant and set")
     parser.add_argument("--no-fail", action="store_true")
     args = parser.parse_args(argv)
     if args.serve:
@@ -429,17 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     if "gzip" in only:
         sections.append(bench_gzip(repos, rounds))
     if "memory" in only:
-        sections.append(bench_memory(repos, goals, args.memory_variants.split(","), args.memory_sets.split(",")))
+        sections.append(
+            bench_memory(repos, args.memory_variants.split(","), args.memory_sets.split(","), args.memory_processes)
+        )
     if "curve" in only:
         sections.append(bench_curve(curve, args.curve_variants.split(","), 3, goals))
-    print(
-        "**Run:** %s · Python %s · %s\n"
-        % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.python_version(), platform.machine())
-    )
+    print(stamp() + "\n")
     print("\n".join(sections))
-    print("**Goals:** %d/%d met" % (sum(ok for _, ok in goals), len(goals)))
-    for name, ok in goals:
-        print("* %s: %s" % (name, "met" if ok else "NOT met"))
+    print(goals_summary(goals))
     return 0 if args.no_fail or args.quick or all(ok for _, ok in goals) else 1
 
 

@@ -429,3 +429,16 @@ def test_a_transient_instrument_recorded_without_attributes_expires(expiring, cl
     hooks_of(lifecycle).before_collect()
     assert scoped_points(reader, "job_gauge") == {}
     assert _sdk.series_count(provider, include_placeholders=True) == 0
+
+
+def test_a_collection_filtered_after_one_transient_expired_keeps_another_with_the_same_attributes(expiring, clock):
+    lifecycle, provider, reader = expiring
+    lifecycle.transient("short_gauge", 30.0)
+    lifecycle.transient("long_gauge", 120.0)
+    meter = provider.get_meter("pair")
+    attributes = {"namespace": "ns", "name": "a"}
+    meter.create_gauge("short_gauge").set(1.0, attributes)
+    meter.create_gauge("long_gauge").set(2.0, attributes)
+    collected = reader.get_metrics_data()
+    clock.advance(30.0)  # the short one is past its TTL, whether the sweeper caught up or not
+    assert metric_names(hooks_of(lifecycle).filter(collected)) == {"long_gauge"}

@@ -4,13 +4,12 @@ Fleet keeps ``fleet_gitjob_duration_seconds_gauge`` for 120 s after a job, then 
 instrument can be declared transient (:meth:`Lifecycle.transient`); each of its series lives until
 ``last write + TTL``.
 
-* A min-heap of ``(deadline, seq, entry, generation)``. A write only moves the entry's deadline (no push,
-  no lock); when the heap entry comes due the sweeper sees the later deadline and pushes it again. So the
-  heap holds one live entry per series, and a series re-set within its TTL is never cut short.
-* Lazy deletion: forgetting an object bumps its entries' generation; popped stale entries are skipped,
-  and the heap is compacted when they make up most of it.
-* One sweeper thread, started on the first schedule, waiting on a condition until the earliest deadline
-  (no polling); stopped by ``Lifecycle.shutdown()`` between two eviction slices at the latest.
+* A min-heap of ``(deadline, seq, entry, generation)``, one live entry per series. A write only moves the
+  entry's deadline (no push, no lock); the sweeper pushes a due entry whose deadline moved again.
+* Lazy deletion: forgetting an object bumps its entries' generation; stale heap entries are skipped, and
+  compacted away when they make up most of the heap.
+* One sweeper thread, started on the first schedule, waits for the earliest deadline (no polling); a
+  shutdown stops it between two eviction slices at the latest.
 * Series are keyed by the SDK instrument object and the series key: two meters' same-named instruments
   never share an entry.
 * A write racing its own expiry survives: eviction re-checks the deadline under the SDK's lock, and a
@@ -25,7 +24,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -38,6 +36,7 @@ from otel_gitjob._internal.core import _sdk
 from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.locks import join, ranked_condition
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
+from otel_gitjob._internal.core.registry import positive_seconds
 
 if TYPE_CHECKING:
     from otel_gitjob._internal.core.registry import ObjectKey, SeriesRegistry
@@ -53,9 +52,7 @@ _EVICT_SLICE = 512
 
 
 @dataclass(eq=False, slots=True)
-class _Entry:
-    """One transient series. Mutated only under the processor lock, except ``deadline``/``last``."""
-
+class _Entry:  # one transient series: mutated under the processor lock, but for ``deadline`` and ``last``
     instrument: Any
     key: Hashable
     obj: ObjectKey | None
@@ -83,9 +80,11 @@ class ExpiryProcessor:
         self._cond = ranked_condition("expiry")
         self._heap: list[tuple[float, int, _Entry, int]] = []
         self._seq = itertools.count()
-        self._series: dict[tuple[Any, Hashable], _Entry] = {}  # (instrument, key)
-        self._by_name: dict[tuple[str, Hashable], list[_Entry]] = {}  # for the export filter
-        self._by_object: dict[ObjectKey, set[_Entry]] = {}
+        # By the SDK's series key, a few entries each: the live one of each transient instrument, and those a
+        # sweep under way retired (the export filter still judges their points).
+        self._by_key: dict[Hashable, tuple[_Entry, ...]] = {}
+        self._by_object: dict[ObjectKey, _Entry | set[_Entry]] = {}  # a set only for several series
+        self._on_write = self._touch  # one bound method shared by every series' aggregation
         self._stale = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -101,22 +100,8 @@ class ExpiryProcessor:
     def declare(self, instrument_name: str, ttl_seconds: float) -> None:
         if not isinstance(instrument_name, str) or not instrument_name:
             raise ConfigurationError("transient() needs an instrument name, got %r" % (instrument_name,))
-        try:
-            valid = (
-                not isinstance(ttl_seconds, bool)
-                and isinstance(ttl_seconds, (int, float))
-                and math.isfinite(ttl_seconds)
-                and ttl_seconds > 0
-            )
-        except OverflowError:
-            valid = False
-        if not valid:
-            raise ConfigurationError(
-                "the TTL of transient instrument %r must be a finite number of seconds > 0, got %r"
-                % (instrument_name, ttl_seconds)
-            )
-        # The SDK stores instrument names lower-cased.
-        self.ttls[instrument_name.lower()] = float(ttl_seconds)
+        ttl = positive_seconds("the TTL of transient instrument %r" % (instrument_name,), ttl_seconds)
+        self.ttls[instrument_name.lower()] = ttl  # the SDK stores instrument names lower-cased
 
     # -- the write path -------------------------------------------------------------------------------------
 
@@ -125,17 +110,15 @@ class ExpiryProcessor:
         attributes = attributes or {}
         if key is None:
             key = _sdk.series_key(attributes)
-        ref = (instrument, key)
         with self._cond:
-            entry = self._series.get(ref)
+            entry = self._live_locked(instrument, key)
             if entry is None:
                 obj = self._registry.object_of(instrument.name, attributes)
-                entry = _Entry(instrument, key, obj, dict(attributes), self.ttls[instrument.name])
-                self._series[ref] = entry
-                self._by_name.setdefault((instrument.name, key), []).append(entry)
-                if obj is not None:
-                    self._by_object.setdefault(obj, set()).add(entry)
-        return _sdk.TouchingAggregation(aggregation, self._touch, entry, attributes)
+                # The SDK's own attribute set, as the registry's index holds it: never mutated after creation.
+                entry = _Entry(instrument, key, obj, attributes, self.ttls[instrument.name])
+                self._by_key[key] = self._by_key.get(key, ()) + (entry,)
+                self._link_locked(entry)
+        return _sdk.TouchingAggregation(aggregation, self._on_write, entry, attributes)
 
     def _touch(self, entry: _Entry, measurement: Any) -> None:
         if entry.last is measurement:
@@ -184,7 +167,7 @@ class ExpiryProcessor:
                     # Set again since it was scheduled: wait for the new deadline.
                     heapq.heappush(heap, (entry.deadline, next(self._seq), entry, generation))
                     continue
-                # It stays in _by_name until evicted, so that the export filter still judges its points by
+                # It stays in _by_key until evicted, so that the export filter still judges its points by
                 # their deadline while the sweep is under way (see _settle).
                 self._retire_locked(entry, named=False)
                 due.append(entry)
@@ -197,25 +180,38 @@ class ExpiryProcessor:
         entry.alive = False
         entry.scheduled = False
         entry.generation += 1
-        ref = (entry.instrument, entry.key)
-        if self._series.get(ref) is entry:
-            del self._series[ref]
         if named:
             self._unname_locked(entry)
+        siblings = self._by_object.get(entry.obj) if entry.obj is not None else None
+        if siblings is entry:
+            del self._by_object[entry.obj]  # type: ignore[arg-type]
+        elif isinstance(siblings, set):
+            siblings.discard(entry)
+            if not siblings:
+                del self._by_object[entry.obj]  # type: ignore[arg-type]
+
+    def _live_locked(self, instrument: Any, key: Hashable) -> _Entry | None:
+        for entry in self._by_key.get(key, ()):
+            if entry.alive and entry.instrument is instrument:
+                return entry
+        return None
+
+    def _link_locked(self, entry: _Entry) -> None:
         if entry.obj is not None:
-            siblings = self._by_object.get(entry.obj)
-            if siblings is not None:
-                siblings.discard(entry)
-                if not siblings:
-                    del self._by_object[entry.obj]
+            siblings = self._by_object.setdefault(entry.obj, entry)
+            if isinstance(siblings, set):
+                siblings.add(entry)
+            elif siblings is not entry:
+                self._by_object[entry.obj] = {siblings, entry}
 
     def _unname_locked(self, entry: _Entry) -> None:
-        named = self._by_name.get((entry.instrument.name, entry.key))
-        if named is not None:
-            if entry in named:
-                named.remove(entry)
-            if not named:
-                del self._by_name[(entry.instrument.name, entry.key)]
+        named = self._by_key.get(entry.key, ())
+        if entry in named:
+            rest = tuple(other for other in named if other is not entry)
+            if rest:
+                self._by_key[entry.key] = rest
+            else:
+                del self._by_key[entry.key]
 
     def _settle(self, evicted: list[_Entry], revived: list[_Entry], dropped: list[_Entry]) -> None:
         """After a slice's evictions: what went leaves the filter's view, what was set again lives on."""
@@ -224,14 +220,11 @@ class ExpiryProcessor:
             for entry in evicted + dropped:
                 self._unname_locked(entry)
             for entry in revived:
-                ref = (entry.instrument, entry.key)
-                if ref in self._series or self._stopping:
+                if self._live_locked(entry.instrument, entry.key) is not None or self._stopping:
                     self._unname_locked(entry)  # a newer entry for the same series exists already
                     continue
                 entry.alive = True
-                self._series[ref] = entry
-                if entry.obj is not None:
-                    self._by_object.setdefault(entry.obj, set()).add(entry)
+                self._link_locked(entry)
                 schedule.append(entry)
         for entry in schedule:
             self._schedule(entry)
@@ -286,8 +279,8 @@ class ExpiryProcessor:
     def discard_object(self, obj: ObjectKey) -> None:
         """Forget pending expiries of a forgotten object; their heap entries go stale."""
         with self._cond:
-            entries = self._by_object.pop(obj, ())
-            for entry in entries:
+            linked = self._by_object.pop(obj, ())
+            for entry in linked if isinstance(linked, (set, tuple)) else (linked,):
                 was_scheduled = entry.scheduled
                 entry.obj = None  # already unlinked from _by_object
                 self._retire_locked(entry)
@@ -317,11 +310,13 @@ class ExpiryProcessor:
             if stamp is None or stamp > self._last_expiry_ns:
                 # Nothing is past its deadline, and nothing expired since this collection was taken.
                 return metrics_data
-        by_name = self._by_name
+        by_key = self._by_key
 
         def keep(name: str, attributes: Mapping[str, Any]) -> bool:
-            entries = by_name.get((name, _sdk.series_key(attributes)), ())
-            return any(entry.deadline is None or entry.deadline > now for entry in entries)
+            entries = by_key.get(_sdk.series_key(attributes), ())
+            return any(
+                entry.instrument.name == name and (entry.deadline is None or entry.deadline > now) for entry in entries
+            )
 
         return filter_points(metrics_data, keep, only_metrics=self.ttls)
 
@@ -368,7 +363,7 @@ class ExpiryProcessor:
 
     def live_series(self) -> int:
         with self._cond:
-            return len(self._series)
+            return sum(entry.alive for entries in self._by_key.values() for entry in entries)
 
     def sweeper_alive(self) -> bool:
         thread = self._thread

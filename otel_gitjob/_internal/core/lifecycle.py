@@ -28,7 +28,6 @@ from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, coerce_object
 from otel_gitjob._internal.core.locks import ranked_lock
 from otel_gitjob._internal.core.points import collection_stamp, filter_points
 from otel_gitjob._internal.core.registry import (
-    DEFAULT_KIND,
     REASON_STALE_UID,
     Identity,
     Incarnation,
@@ -86,7 +85,7 @@ class Lifecycle:
         self,
         identity_keys: Sequence[str] = ("namespace", "name"),
         *,
-        default_kind: str = DEFAULT_KIND,
+        default_kind: str = "GitRepo",
         max_blocks: int = 10_000,
         block_seconds: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,

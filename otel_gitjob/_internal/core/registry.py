@@ -34,7 +34,7 @@ from otel_gitjob._internal.core.errors import ConfigurationError
 from otel_gitjob._internal.core.identity import REASON_BAD_OBJECT, valid_identity_value
 from otel_gitjob._internal.core.locks import ranked_lock
 
-__all__ = ["DEFAULT_KIND", "Identity", "Incarnation", "ObjectKey", "SeriesRegistry"]
+__all__ = ["Identity", "Incarnation", "ObjectKey", "SeriesRegistry"]
 
 _logger = logging.getLogger("otel_gitjob")
 
@@ -45,8 +45,6 @@ SeriesRef = tuple[Any, Hashable]  # (SDK instrument, series key)
 Owner = Callable[[str, Mapping[str, Any]], "Mapping[str, Any] | None"]
 # (object, [(instrument, attributes), ...], final deltas of the evicted series (forget only)).
 RemovalListener = Callable[[ObjectKey | None, list[tuple[Any, Mapping[str, Any]]], list[_sdk.FinalPoint]], None]
-
-DEFAULT_KIND = "GitRepo"
 
 REASON_FORGOTTEN = "forgotten_repo"
 REASON_RACED = "raced_eviction"
@@ -113,7 +111,7 @@ class SeriesRegistry:
         self,
         identity_keys: Sequence[str],
         *,
-        default_kind: str = DEFAULT_KIND,
+        default_kind: str,
         max_blocks: int,
         block_seconds: float,
         clock: Callable[[], float],
