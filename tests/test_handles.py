@@ -7,6 +7,7 @@ test runs healthy and with each seam forced degraded.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import threading
@@ -232,7 +233,10 @@ def test_without_exemplar_reservoirs_a_handle_offers_none(lifecycle, provider, m
     handle = lifecycle.bind(counter, ("ns", "bound"))
     handle.add(1)
     handle.add(1)
-    assert [point.exemplars for point in exported(memory_reader.get_metrics_data(), "c", "bound")] == [[]]
+    (point,) = exported(memory_reader.get_metrics_data(), "c", "bound")
+    assert list(point.exemplars) == []
+    # A shared empty tuple, not a list per point that the GC must track and rescan.
+    assert point.exemplars == () and not gc.is_tracked(point.exemplars)
     if not lifecycle.degraded:
         assert handle._targets[0] is not None and handle._sampling is None  # nothing would take an exemplar
 

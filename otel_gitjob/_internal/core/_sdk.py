@@ -710,8 +710,8 @@ class _NoExemplars:
     def offer(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def collect(self, point_attributes: Any) -> list[Any]:
-        return []
+    def collect(self, point_attributes: Any) -> tuple[()]:
+        return ()  # not a list per point: the GC need not track (and rescan) one per series and collection
 
 
 _NO_EXEMPLARS = _NoExemplars()
