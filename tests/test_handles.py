@@ -164,6 +164,20 @@ def test_a_handle_bound_to_a_forgotten_object_writes_nothing(lifecycle, gitjob, 
     assert lifecycle.drops.counts()["stale_handle"] == 1
 
 
+def test_an_int_too_large_for_a_float_is_dropped_and_the_scrape_still_works(lifecycle, provider, gitjob, registry):
+    meter = provider.get_meter("test")
+    gauge, counter = meter.create_gauge("big_gauge"), meter.create_counter("big_counter")
+    lifecycle.bind(gauge, ("ns", "a")).set(10**400)  # compares below inf, but no float holds it
+    lifecycle.bind(gauge, ("ns", "a")).set(-(10**400))
+    lifecycle.bind(counter, ("ns", "a")).add(10**400)
+    gitjob.bind(("ns", "a")).job_succeeded(10**400)
+    lifecycle.bind(gauge, ("ns", "b")).set(2**1023)  # a float holds this one: it is kept
+    counts = lifecycle.drops.counts()
+    assert counts["bad_value"] == 3 and counts["bad_duration"] == 1
+    text = generate_latest(registry).decode()
+    assert 'big_gauge{name="b",namespace="ns"}' in text and 'name="a"' not in text
+
+
 def test_handles_never_raise_and_count_what_they_drop(lifecycle, provider, gitjob):
     counter = provider.get_meter("test").create_counter("c")
     handle = lifecycle.bind(counter, ("ns", "a"))

@@ -11,7 +11,7 @@ the series again, and counts each write as ``stale_handle``.
 from __future__ import annotations
 
 import logging
-import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,18 +40,19 @@ REASON_STALE_HANDLE = "stale_handle"
 REASON_BAD_VALUE = "bad_value"
 REASON_INTERNAL = "internal_error"
 
-_INF = math.inf
+# The largest float: a larger int compares as finite but cannot be exported (it overflows a float).
+_MAX = sys.float_info.max
 # After this many writes in a row that found no series to bind to (a delta reader's table, an overflowed
 # series), a handle stops trying and writes through the instrument.
 _MAX_MISSES = 3
 
 
 def _non_negative(value: Any) -> bool:
-    return bool(0 <= value < _INF)
+    return bool(0 <= value <= _MAX)
 
 
 def _finite(value: Any) -> bool:
-    return bool(-_INF < value < _INF)
+    return bool(-_MAX <= value <= _MAX)
 
 
 # Each kind of instrument's call, and the values it takes.
@@ -102,7 +103,7 @@ class Handle(_sdk.BoundSeries):
 
     def _non_negative(self, i: int, value: Any) -> None:
         try:
-            if 0 <= value < _INF and not self._incarnation.dead and self.write(i, value):
+            if 0 <= value <= _MAX and not self._incarnation.dead and self.write(i, value):
                 return
         except Exception:  # noqa: S110 - the slow path counts what it was
             pass
@@ -110,7 +111,7 @@ class Handle(_sdk.BoundSeries):
 
     def _finite(self, i: int, value: Any) -> None:
         try:
-            if -_INF < value < _INF and not self._incarnation.dead and self.write(i, value):
+            if -_MAX <= value <= _MAX and not self._incarnation.dead and self.write(i, value):
                 return
         except Exception:  # noqa: S110 - the slow path counts what it was
             pass
