@@ -137,3 +137,19 @@ def test_slow_clients_are_closed_after_the_header_timeout_and_never_hold_a_worke
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_a_connection_evicted_in_the_round_that_reported_it_readable_does_not_stop_the_server() -> None:
+    # One select() round can report the oldest pending connection readable and a new connection to
+    # accept; accepting at the limit evicts the oldest, so its read event then names a dropped socket.
+    server = BoundedWSGIServer("127.0.0.1", 0, lambda environ, start_response: [], max_connections=1)
+    evicted, peer = socket.socketpair()
+    try:
+        peer.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        with selectors.DefaultSelector() as selector:
+            server._read(selector, evicted)  # no longer pending: skipped, not a KeyError in the accept thread
+        assert server.held() == 0 and server.timed_out == 0
+    finally:
+        evicted.close()
+        peer.close()
+        server.server_close()

@@ -292,7 +292,9 @@ class BoundedWSGIServer:
             selector.register(sock, selectors.EVENT_READ, "read")
 
     def _read(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
-        state = self._pending[sock]
+        state = self._pending.get(sock)
+        if state is None:  # evicted earlier in this round of events, after select() reported it readable
+            return
         try:
             data = sock.recv(MAX_HEADER_BYTES)
         except (BlockingIOError, InterruptedError):
