@@ -173,8 +173,8 @@ def hammer(threads: list[threading.Thread], stop: threading.Event, seconds: floa
 class ListExporter(MetricExporter):
     """A real MetricExporter that keeps what it was given, for tests that need no Collector."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **preferences: Any) -> None:
+        super().__init__(**preferences)  # preferred_temporality, preferred_aggregation
         self.exports: list[MetricsData] = []
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:

@@ -21,8 +21,6 @@ from opentelemetry.sdk.metrics.export import (
     ExponentialHistogram,
     Gauge,
     InMemoryMetricReader,
-    MetricExporter,
-    MetricExportResult,
     MetricsData,
     PeriodicExportingMetricReader,
     Sum,
@@ -38,6 +36,7 @@ from opentelemetry.sdk.metrics.view import (
     View,
 )
 from opentelemetry.sdk.trace import TracerProvider
+from support import ListExporter
 
 from otel_gitjob import Lifecycle
 
@@ -115,35 +114,18 @@ def test_a_readers_preferred_aggregation_is_used_for_instruments_no_view_configu
         assert len(ours[name].data.data_points) == 2
 
 
-class _Capture(MetricExporter):
-    """A push exporter that keeps what it is given, with its own preferred aggregation."""
-
-    def __init__(self, preferred: dict[type, Any]) -> None:
-        super().__init__(
-            preferred_temporality={Counter: AggregationTemporality.CUMULATIVE}, preferred_aggregation=preferred
-        )
-        self.exported: list[MetricsData] = []
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        self.exported.append(metrics_data)
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        return None
-
-
 def test_an_exporters_preferred_aggregation_reaches_the_series_through_its_reader():
     lifecycle = Lifecycle()
-    exporter = _Capture({Histogram: ExponentialBucketHistogramAggregation()})
+    exporter = ListExporter(
+        preferred_temporality={Counter: AggregationTemporality.CUMULATIVE},
+        preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()},
+    )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     provider = MeterProvider(metric_readers=[reader], views=lifecycle.views())
     try:
         _counter_and_histogram(provider)
         provider.force_flush()
-        assert type(_metrics(exporter.exported[-1])["latency"].data) is ExponentialHistogram
+        assert type(_metrics(exporter.exports[-1])["latency"].data) is ExponentialHistogram
     finally:
         provider.shutdown()
         lifecycle.shutdown()
