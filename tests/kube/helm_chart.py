@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_helpers import crd
+from real_apiserver import crd
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "otel-gitjob"

@@ -141,26 +141,3 @@ def gitrepos_with_series(reader: Any, namespace: str, metric: str = "fleet_gitre
     """Names of ``namespace``'s GitRepos that have a ``metric`` point in ``reader``'s next collection."""
     points = [dict(attributes) for name, attributes in points_of(reader.get_metrics_data()) if name == metric]
     return {str(a["name"]) for a in points if a.get("namespace") == namespace}
-
-
-def crd(group: str, version: str, kind: str, plural: str) -> dict[str, Any]:
-    """A namespaced CRD keeping any spec and status (no status subresource: status is set on create)."""
-    loose = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "%s.%s" % (plural, group)},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": loose, "status": loose}}},
-                }
-            ],
-        },
-    }

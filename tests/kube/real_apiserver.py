@@ -119,6 +119,30 @@ def _write_certificates(directory: Path) -> None:
     )
 
 
+def crd(group: str, version: str, kind: str, plural: str, status_subresource: bool = False) -> dict[str, Any]:
+    """A namespaced CRD keeping any spec and status; without a status subresource, status is set on create."""
+    loose = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "%s.%s" % (plural, group)},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    **({"subresources": {"status": {}}} if status_subresource else {}),
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": loose, "status": loose}}},
+                }
+            ],
+        },
+    }
+
+
 class KubeApiServer:
     """etcd plus kube-apiserver on 127.0.0.1, with an admin user, RBAC and Fleet's two CRDs.
 
@@ -361,34 +385,8 @@ class KubeApiServer:
     def install_crds(self) -> None:
         """Minimal structural CRDs for GitRepo and HelmOp (status subresource, like Fleet's); wait established."""
         for plural, kind in KINDS.items():
-            crd = {
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": "%s.%s" % (plural, GROUP)},
-                "spec": {
-                    "group": GROUP,
-                    "scope": "Namespaced",
-                    "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
-                    "versions": [
-                        {
-                            "name": VERSION,
-                            "served": True,
-                            "storage": True,
-                            "subresources": {"status": {}},
-                            "schema": {
-                                "openAPIV3Schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                                    },
-                                }
-                            },
-                        }
-                    ],
-                },
-            }
-            status, body = self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+            definition = crd(GROUP, VERSION, kind, plural, status_subresource=True)  # as Fleet's
+            status, body = self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", definition)
             if status not in (201, 409):
                 raise RuntimeError("creating the %s CRD answered %s: %s" % (kind, status, body))
         for plural in KINDS:

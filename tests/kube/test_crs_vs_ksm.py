@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from crs_examples import CONFIGS, FOO, FOO_CONDITIONS, WIDGET, widget
-from kube_helpers import REPO, crd, watch_sidecar
+from kube_helpers import REPO, watch_sidecar
 from prometheus_client.parser import text_string_to_metric_families
-from real_apiserver import KubeApiServer
+from real_apiserver import KubeApiServer, crd
 from support import free_port, scrape, stop_process, wait_until
 
 from otel_gitjob.listener import kinds_from_crs_config
