@@ -209,3 +209,74 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
     finally:
         provider.shutdown()
         lifecycle.shutdown()
+
+
+def _tables(instrument: object) -> list[dict]:
+    return [match._attributes_aggregation for match in _sdk._matches_of(instrument)]
+
+
+def test_a_bound_series_creates_its_aggregations_sharing_one_key_and_one_attribute_set():
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers)
+    try:
+        meter = provider.get_meter("t")
+        counters = [meter.create_counter(name) for name in ("a", "b", "c")]
+        for counter in counters:  # each reader meets each instrument
+            counter.add(1, {"namespace": "ns", "name": "first"})
+        attributes = {"namespace": "ns", "name": "bound"}
+        series = _sdk.BoundSeries(_sdk.Instruments(counters), attributes)
+        created = [series.create(i, 2) for i in range(3)]
+        if not (_sdk.ADAPTER and _sdk.ADAPTER.get_or_create):
+            assert created == [False] * 3  # the instrument's own path creates it on these releases
+            return
+        assert created == [True] * 3
+        assert all(series.write(i, 3) for i in range(3))
+        for reader in readers:
+            assert [points(reader, name)["bound"] for name in ("a", "b", "c")] == [5, 5, 5]
+        key = _sdk.series_key(attributes)
+        stored = [
+            (next(k for k in table if k == key), table[key]._attributes) for c in counters for table in _tables(c)
+        ]
+        assert len(stored) == 6
+        assert {id(k) for k, _ in stored} == {id(stored[0][0])} and all(a is attributes for _, a in stored)
+    finally:
+        provider.shutdown()
+
+
+def test_an_observable_series_is_bound_only_once_every_reader_has_met_its_instrument():
+    from opentelemetry.metrics import Observation
+
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers)
+    try:
+        attributes = {"namespace": "ns", "name": "seen"}
+        gauge = provider.get_meter("t").create_observable_gauge("g", callbacks=[lambda _: [Observation(7, attributes)]])
+        series = _sdk.BoundSeries(_sdk.Instruments([gauge]), attributes)
+        readers[0].collect()
+        assert not series.bind(0) and not series.create(0, 8)  # the second reader has no series to write to yet
+        readers[1].collect()
+        assert series.bind(0) and series.write(0, 9)
+        assert [points(reader, "g") for reader in readers] == [{"seen": 7}] * 2  # the callback's value wins again
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.skipif(
+    not (_sdk.ADAPTER and _sdk.ADAPTER.get_or_create), reason="no _get_or_create_aggregation before SDK 1.45.2"
+)
+def test_the_self_check_refuses_a_get_or_create_that_loses_the_write(monkeypatch):
+    original = _sdk._ViewInstrumentMatch._get_or_create_aggregation
+
+    def detached(self, key, attributes):  # the bound writer's series gets an aggregation nobody collects
+        if attributes and attributes.get("name") == "created":
+            original(self, key, attributes)
+            return original(self, ("elsewhere",), attributes)
+        return original(self, key, attributes)
+
+    monkeypatch.setattr(_sdk._ViewInstrumentMatch, "_get_or_create_aggregation", detached)
+    try:
+        check = _sdk.self_check(rerun=True)
+        assert not check.ok and any("created is not collected" in problem for problem in check.problems)
+    finally:
+        monkeypatch.undo()
+        assert _sdk.self_check(rerun=True).ok
