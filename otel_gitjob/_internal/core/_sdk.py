@@ -17,7 +17,8 @@ What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
   both set in ``__init__`` before the view's aggregation is asked for its
   type template (``_create_aggregation(instrument, None, ...)``);
 * ``MetricReaderStorage._instrument_view_instrument_matches`` (instrument →
-  its view matches, one storage per reader) and
+  its view matches, one storage per reader), filled by its
+  ``_get_or_init_view_instrument_match(instrument)``, and
   ``SynchronousMeasurementConsumer._reader_storages``, reachable from every SDK
   instrument as ``instrument._measurement_consumer``;
 * ``Aggregation._create_aggregation(instrument, attributes, reservoir_factory,
@@ -328,21 +329,19 @@ def _reader_matches_of(instrument: Any) -> list[tuple[Any, Any, Any]]:
 
 
 def _bindable_matches_of(instrument: Any) -> list[Any] | None:
-    """Every reader's view matches of ``instrument``; None while a reader has not met it yet.
+    """Every reader's view matches of ``instrument``; None if a delta reader's (or nobody's).
 
-    An observable instrument's matches appear in a reader's storage at that reader's first collection,
-    so a series bound earlier would miss that reader. A delta reader's table is dropped at each
-    collection, so it is never bound either.
+    A reader's storage meets an observable instrument only at its own first
+    collection; a series bound or created before that would miss that reader, so
+    each storage is asked for its matches as the SDK asks at a measurement.
+    A delta reader's table is dropped at each collection: such a series is never bound.
     """
     storages = getattr(getattr(instrument, "_measurement_consumer", None), "_reader_storages", None)
     if not storages:
         return None
     found: list[Any] = []
     for storage in list(storages.values()):
-        matches = storage._instrument_view_instrument_matches.get(instrument)
-        if matches is None:
-            return None
-        for match in matches:
+        for match in storage._get_or_init_view_instrument_match(instrument):
             if getattr(match, "_reset_on_collect", False):
                 return None
             found.append(match)
