@@ -53,6 +53,9 @@ __all__ = ["FastExposition", "Format", "self_check"]
 # floatToGoString of a small whole number is "<n>.0"; bucket counts and most counter values are
 # small whole numbers, so a table lookup replaces a Python call per line.
 _SMALL = 4096
+# Lines per encoded part (~0.3 MB): a scrape's buffers stay small enough that the C allocator reuses them
+# rather than keeping tens of MB per thread it answered from (a 10,000-repo family is ~13 MB of text).
+_PART_LINES = 4096
 _SMALL_INTS = tuple("%d.0" % i for i in range(_SMALL))
 
 _ESCAPE_SAFE = frozenset('\\\n"')
@@ -334,6 +337,8 @@ class FastExposition:
         out: list[bytes],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
+        if not encodable(header):  # a help text UTF-8 cannot encode: prometheus_client's path drops the family
+            return False
         histogram = kind is HistogramMetricFamily
         keys = family.keys or ()
 
@@ -377,10 +382,10 @@ class FastExposition:
                         self._counts.truncated(truncated)
             family.missing = False
 
-        # The lines, joined per family so that a scrape holds one family's lines at a time.
+        # The lines, encoded a part at a time so that a scrape holds few of them as text.
         lines: list[str] = [header]
         if histogram:
-            self._render_histogram(family, points, keys, sample_names, lines)  # type: ignore[arg-type]
+            self._render_histogram(family, points, keys, sample_names, lines, out)  # type: ignore[arg-type]
         else:
             sample = sample_names[0]
             small = _SMALL_INTS
@@ -395,6 +400,9 @@ class FastExposition:
                 else:
                     text = floatToGoString(value)
                 lines.append("%s%s %s\n" % (sample, label, text))
+                if len(lines) >= _PART_LINES:
+                    self._emit("".join(lines), out)
+                    lines.clear()
             if dropped:
                 self._counts.dropped(REASON_UNENCODABLE, dropped)
         self._emit("".join(lines), out)
@@ -407,6 +415,7 @@ class FastExposition:
         keys: tuple[str, ...],
         sample_names: list[str],
         lines: list[str],
+        out: list[bytes],
     ) -> None:
         bucket, count, total = sample_names
         small = _SMALL_INTS
@@ -444,6 +453,9 @@ class FastExposition:
                     % (count, plain, small[cumulative] if cumulative < _SMALL else floatToGoString(cumulative))
                 )
                 lines.append("%s%s %s\n" % (total, plain, floatToGoString(point.sum)))
+            if len(lines) >= _PART_LINES:
+                self._emit("".join(lines), out)
+                lines.clear()
         if dropped:
             self._counts.dropped(REASON_UNENCODABLE, dropped)
 
