@@ -153,3 +153,28 @@ def test_a_connection_evicted_in_the_round_that_reported_it_readable_does_not_st
         evicted.close()
         peer.close()
         server.server_close()
+
+
+def test_after_a_large_answer_freed_memory_goes_back_to_the_os_and_not_after_a_probe(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platform
+    import urllib.request
+
+    from otel_gitjob._internal.prometheus import server as server_module
+
+    assert server_module.release_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    released: list[int] = []
+    monkeypatch.setattr(server_module, "RELEASE_AFTER_BYTES", 2000)
+    monkeypatch.setattr(server_module, "release_freed_memory", lambda: released.append(1) or True)
+    for i in range(20):
+        served.gitjob.job_succeeded(("ns", "repo-%d" % i), 1.0)
+    base = "http://%s:%d" % served._server.server_address[:2]
+    assert len(urllib.request.urlopen(base + "/metrics", timeout=30).read()) > 2000
+    deadline = time.monotonic() + 10
+    while not released and time.monotonic() < deadline:  # the worker releases after it closed the connection
+        time.sleep(0.01)
+    assert released == [1]
+    urllib.request.urlopen(base + "/healthz", timeout=30).read()
+    time.sleep(0.2)
+    assert released == [1]
