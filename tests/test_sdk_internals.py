@@ -209,3 +209,76 @@ def test_an_sdk_whose_internals_moved_runs_degraded_with_one_warning_and_still_h
     finally:
         provider.shutdown()
         lifecycle.shutdown()
+
+
+def _tables(instrument: object) -> list[dict]:
+    return [match._attributes_aggregation for match in _sdk._matches_of(instrument)]
+
+
+def test_a_bound_series_creates_its_aggregations_sharing_one_key_and_one_attribute_set():
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers)
+    try:
+        meter = provider.get_meter("t")
+        counters = [meter.create_counter(name) for name in ("a", "b", "c")]
+        for counter in counters:  # each reader meets each instrument
+            counter.add(1, {"namespace": "ns", "name": "first"})
+        attributes = {"namespace": "ns", "name": "bound"}
+        series = _sdk.BoundSeries(_sdk.Instruments(counters), attributes)
+        created = [series.create(i, 2) for i in range(3)]
+        if not (_sdk.ADAPTER and _sdk.ADAPTER.get_or_create):
+            assert created == [False] * 3  # the instrument's own path creates it on these releases
+            return
+        assert created == [True] * 3
+        assert all(series.write(i, 3) for i in range(3))
+        for reader in readers:
+            assert [points(reader, name)["bound"] for name in ("a", "b", "c")] == [5, 5, 5]
+        key = _sdk.series_key(attributes)
+        stored = [
+            (next(k for k in table if k == key), table[key]._attributes) for c in counters for table in _tables(c)
+        ]
+        assert len(stored) == 6
+        assert {id(k) for k, _ in stored} == {id(stored[0][0])} and all(a is attributes for _, a in stored)
+    finally:
+        provider.shutdown()
+
+
+def test_a_series_bound_after_one_reader_collected_still_reaches_the_other_reader():
+    from opentelemetry.metrics import Observation
+
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    provider = MeterProvider(metric_readers=readers)
+    try:
+        other = {"namespace": "ns", "name": "other"}
+        gauge = provider.get_meter("t").create_observable_gauge("g", callbacks=[lambda _: [Observation(7, other)]])
+        readers[0].collect()  # only this reader's storage has met the observable instrument
+        series = _sdk.BoundSeries(_sdk.Instruments([gauge]), {"namespace": "ns", "name": "bound"})
+        created = series.create(0, 8)
+        if not (_sdk.ADAPTER and _sdk.ADAPTER.get_or_create):
+            assert not created and not series.bind(0)  # the instrument's own path creates series on these releases
+            return
+        assert created and series.write(0, 9)
+        assert [points(reader, "g") for reader in readers] == [{"other": 7, "bound": 9}] * 2
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.skipif(
+    not (_sdk.ADAPTER and _sdk.ADAPTER.get_or_create), reason="no _get_or_create_aggregation before SDK 1.45.2"
+)
+def test_the_self_check_refuses_a_get_or_create_that_loses_the_write(monkeypatch):
+    original = _sdk._ViewInstrumentMatch._get_or_create_aggregation
+
+    def detached(self, key, attributes):  # the bound writer's series gets an aggregation nobody collects
+        if attributes and attributes.get("name") == "created":
+            original(self, key, attributes)
+            return original(self, ("elsewhere",), attributes)
+        return original(self, key, attributes)
+
+    monkeypatch.setattr(_sdk._ViewInstrumentMatch, "_get_or_create_aggregation", detached)
+    try:
+        check = _sdk.self_check(rerun=True)
+        assert not check.ok and any("created is not collected" in problem for problem in check.problems)
+    finally:
+        monkeypatch.undo()
+        assert _sdk.self_check(rerun=True).ok

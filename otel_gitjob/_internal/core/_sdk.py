@@ -17,7 +17,8 @@ What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
   both set in ``__init__`` before the view's aggregation is asked for its
   type template (``_create_aggregation(instrument, None, ...)``);
 * ``MetricReaderStorage._instrument_view_instrument_matches`` (instrument →
-  its view matches, one storage per reader) and
+  its view matches, one storage per reader), filled by its
+  ``_get_or_init_view_instrument_match(instrument)``, and
   ``SynchronousMeasurementConsumer._reader_storages``, reachable from every SDK
   instrument as ``instrument._measurement_consumer``;
 * ``Aggregation._create_aggregation(instrument, attributes, reservoir_factory,
@@ -39,7 +40,8 @@ releases           series key          how a first write reaches its aggregation
 1.33.0 – 1.44.x    ``frozenset(items)`` creates it under the lock, then looks it up *again* without the lock
 1.45.0 – 1.45.1    ``_hash_attributes`` same re-lookup
 1.45.2 –           ``_hash_attributes`` ``_get_or_create_aggregation`` returns it; a per-view cardinality
-                                       limit (``View(aggregation_cardinality_limit=)``) exists
+                                       limit (``View(aggregation_cardinality_limit=)``) exists; a bound
+                                       series' first write creates it through that method
 =================  ==================  ==================================================================
 
 The re-lookup races eviction (a forget between the SDK's lock release and its
@@ -60,7 +62,6 @@ import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 _logger = logging.getLogger("otel_gitjob")
@@ -186,6 +187,8 @@ class Adapter:
         guard_relookup: The SDK looks a new aggregation up again after releasing
             its lock, so tables need the ``__missing__`` guard.
         cardinality_limit: ``View(aggregation_cardinality_limit=)`` exists.
+        get_or_create: ``_ViewInstrumentMatch._get_or_create_aggregation(key, attributes)`` exists, so a
+            bound series can create its aggregations itself (:meth:`BoundSeries.create`).
     """
 
     name: str
@@ -193,11 +196,12 @@ class Adapter:
     series_key: Callable[[Mapping[str, Any]], SeriesKey]
     guard_relookup: bool
     cardinality_limit: bool
+    get_or_create: bool
 
 
-FROZENSET_RELOOKUP = Adapter("frozenset-relookup", "1.33.0 - 1.44.x", _frozenset_key, True, False)
-HASHED_RELOOKUP = Adapter("hashed-relookup", "1.45.0 - 1.45.1", _hashed_key, True, False)
-HASHED_GET_OR_CREATE = Adapter("hashed-get-or-create", "1.45.2 -", _hashed_key, False, True)
+FROZENSET_RELOOKUP = Adapter("frozenset-relookup", "1.33.0 - 1.44.x", _frozenset_key, True, False, False)
+HASHED_RELOOKUP = Adapter("hashed-relookup", "1.45.0 - 1.45.1", _hashed_key, True, False, False)
+HASHED_GET_OR_CREATE = Adapter("hashed-get-or-create", "1.45.2 -", _hashed_key, False, True, True)
 
 
 def _select_adapter() -> Adapter | None:
@@ -323,6 +327,26 @@ def _reader_matches_of(instrument: Any) -> list[tuple[Any, Any, Any]]:
         for match in storage._instrument_view_instrument_matches.get(instrument, ()):
             found.append((reader, storage, match))
     return found
+
+
+def _bindable_matches_of(instrument: Any) -> list[Any] | None:
+    """Every reader's view matches of ``instrument``; None if a delta reader's (or nobody's).
+
+    A reader's storage meets an observable instrument only at its own first
+    collection; a series bound or created before that would miss that reader, so
+    each storage is asked for its matches as the SDK asks at a measurement.
+    A delta reader's table is dropped at each collection: such a series is never bound.
+    """
+    storages = getattr(getattr(instrument, "_measurement_consumer", None), "_reader_storages", None)
+    if not storages:
+        return None
+    found: list[Any] = []
+    for storage in list(storages.values()):
+        for match in storage._get_or_init_view_instrument_match(instrument):
+            if getattr(match, "_reset_on_collect", False):
+                return None
+            found.append(match)
+    return found or None
 
 
 @dataclass(frozen=True)
@@ -880,61 +904,66 @@ class BoundSeries:
 
     ``write(i, value)`` refuses (returns False) unless instrument ``i``'s series
     is bound and :func:`evict` took none of its aggregations since; the caller
-    then takes the instrument's own path and calls ``bind(i)``. A view match
-    that drops its table at each delta collection is never bound. The exemplar
-    filter is consulted as the SDK does, unless no aggregation of the series
-    offers exemplars (the shared no-op reservoir) or the filter is always off.
-    A series with one reader holds its aggregation itself, else a tuple of them.
+    then tries ``create(i, value)``, else takes the instrument's path and calls
+    ``bind(i)``. A series is bound only once every reader has met its instrument,
+    and never on a delta reader (which drops its table at each collection). The
+    exemplar filter is consulted as the SDK does, unless no aggregation of the
+    series offers exemplars (the shared no-op reservoir) or the filter is always
+    off. A series with one reader holds its aggregation itself, else a tuple of them.
     """
 
-    __slots__ = ("_instruments", "_attributes", "_targets", "_sampling")
+    __slots__ = ("_instruments", "_attributes", "_key", "_targets", "_sampling")
 
     def __init__(self, instruments: Instruments, attributes: Mapping[str, Any]) -> None:
         self._instruments = instruments
         self._attributes = attributes
+        self._key: SeriesKey | None = None  # the SDK's key of the attribute set, shared by the series it creates
         self._targets: list[Any] = [None] * len(instruments.instruments)
         self._sampling: Any = None  # the exemplar filter, once a bound series offers exemplars
+
+    def _series_of(self, match: Any) -> tuple[Mapping[str, Any], SeriesKey]:
+        """The attribute set and key of this series in ``match`` (a view may keep some attributes only)."""
+        keys = match._view._attribute_keys
+        if keys is not None:
+            attributes = {key: value for key, value in self._attributes.items() if key in keys}
+            return attributes, series_key(attributes)
+        if self._key is None:
+            self._key = series_key(self._attributes)
+        return self._attributes, self._key
 
     def bind(self, i: int) -> bool:
         """Find instrument ``i``'s aggregations for the attribute set (after a write through it)."""
         self._targets[i] = None
+        matches = _bindable_matches_of(self._instruments.instruments[i])
+        if matches is None:
+            return False
         found = []
         offers = False
-        instrument = self._instruments.instruments[i]
-        storages = getattr(getattr(instrument, "_measurement_consumer", None), "_reader_storages", None)
-        # Every reader's: one yet to see the instrument (an observable's callback ran for another) has no match.
-        matches = [storage._instrument_view_instrument_matches.get(instrument) for storage in (storages or {}).values()]
-        if not all(matches):
-            return False
-        for match in chain.from_iterable(matches):  # type: ignore[arg-type]
-            keys = match._view._attribute_keys
-            attributes = self._attributes
-            if keys is not None:
-                attributes = {key: value for key, value in attributes.items() if key in keys}
-            aggregation = match._attributes_aggregation.get(series_key(attributes))
+        for match in matches:
+            aggregation = match._attributes_aggregation.get(self._series_of(match)[1])
             if (
-                getattr(match, "_reset_on_collect", False)
-                or not isinstance(aggregation, (_Aggregation, TouchingAggregation))
+                not isinstance(aggregation, (_Aggregation, TouchingAggregation))
                 or isinstance(aggregation, (Placeholder, Gate))
                 or _evicted(aggregation)
             ):
                 return False
             offers = offers or _offers_exemplars(aggregation)
             found.append(aggregation)
-        if not found:
-            return False
         # Share the attribute set the SDK keeps with the aggregation rather than hold an equal one.
         first = found[0]._inner if isinstance(found[0], TouchingAggregation) else found[0]
         kept = getattr(first, "_attributes", None)
         if kept is not self._attributes and type(kept) is dict and kept == self._attributes:
             self._attributes = kept
         if offers and self._sampling is None:
-            config = getattr(self._instruments.instruments[i]._measurement_consumer, "_sdk_config", None)
-            exemplar_filter = getattr(config, "exemplar_filter", None)
+            exemplar_filter = self._exemplar_filter(i)
             if exemplar_filter is not None and not isinstance(exemplar_filter, AlwaysOffExemplarFilter):
                 self._sampling = exemplar_filter
         self._targets[i] = found[0] if len(found) == 1 else tuple(found)
         return True
+
+    def _exemplar_filter(self, i: int) -> Any:
+        config = getattr(self._instruments.instruments[i]._measurement_consumer, "_sdk_config", None)
+        return getattr(config, "exemplar_filter", None)
 
     def write(self, i: int, value: Any) -> bool:
         """Record ``value`` (valid for the instrument); False when the caller must take the instrument's path."""
@@ -961,6 +990,37 @@ class BoundSeries:
         measurement = _Write(value, now, self._instruments.instruments[i], context, self._attributes)
         for aggregation in targets:
             aggregation.aggregate(measurement, sample)
+        return True
+
+    def create(self, i: int, value: Any) -> bool:
+        """Record ``value`` through the SDK's own get-or-create of instrument ``i``'s series, then bind it.
+
+        What the instrument's own call does, less its per-call copies: the series' aggregations, one
+        per instrument, share this attribute set and one key, where the SDK's path makes a copy of
+        each for every instrument. False when the caller must take the instrument's path: an SDK
+        without ``_get_or_create_aggregation``, a reader that has not met the instrument yet, a delta
+        reader, a disabled meter.
+        """
+        if ADAPTER is None or not ADAPTER.get_or_create:
+            return False
+        instrument = self._instruments.instruments[i]
+        enabled = self._instruments.enabled[i]
+        if enabled is not None and not enabled():
+            return False
+        matches = _bindable_matches_of(instrument)
+        if matches is None:
+            return False
+        now = time.time_ns()
+        context = get_current()
+        exemplar_filter = self._exemplar_filter(i)
+        sample = exemplar_filter is None or exemplar_filter.should_sample(value, now, self._attributes, context)
+        measurement = _Write(value, now, instrument, context, self._attributes)
+        for match in matches:
+            attributes, key = self._series_of(match)
+            with match._lock:  # the SDK's own rule for this method
+                aggregation = match._get_or_create_aggregation(key, attributes)
+            aggregation.aggregate(measurement, sample)
+        self.bind(i)
         return True
 
     def clear(self, i: int) -> None:
@@ -1097,6 +1157,15 @@ def _check_writer(provider: MeterProvider, reader: InMemoryMetricReader, counter
     evict(counter, series_key(attributes))
     if writer.write(0, 1):
         return ["a bound writer writes into an evicted series"]
+    if ADAPTER is not None and ADAPTER.get_or_create:
+        attributes = {"namespace": "ns", "name": "created"}
+        creator = BoundSeries(Instruments([counter]), attributes)
+        if not creator.create(0, 4) or not creator.write(0, 1):
+            return ["a bound writer does not create its series"]
+        values = [p.value for p in _points(reader, "probe") if p.attributes.get("name") == "created"]
+        if values != [5]:
+            return ["a series a bound writer created is not collected as the SDK's (got %r)" % (values,)]
+        evict(counter, series_key(attributes))  # its cardinality slot is the next check's
     return []
 
 

@@ -1,11 +1,12 @@
 """Bound handles: one object's series, written without naming the object again.
 
 A handle checks its value, then writes straight into the series' aggregations
-through the SDK seam (:class:`~._sdk.BoundSeries`). Whatever that cannot do
-(the first write, a series expired or evicted, the seam degraded) goes through
-the instrument's own call, once the handle checked that its incarnation lives:
-a handle of a forgotten or superseded incarnation writes nothing, never creates
-the series again, and counts each write as ``stale_handle``.
+through the SDK seam (:class:`~._sdk.BoundSeries`), creating them there on the
+first write where the SDK allows. Whatever that cannot do (the first write on
+an SDK older than 1.45.2, the seam degraded) goes through the instrument's own
+call, once the handle checked that its incarnation lives: a handle of a
+forgotten or superseded incarnation writes nothing, never creates the series
+again, and counts each write as ``stale_handle``.
 """
 
 from __future__ import annotations
@@ -133,8 +134,12 @@ class Handle(_sdk.BoundSeries):
                 if incarnation.dead:
                     kit.drops.drop(REASON_STALE_HANDLE, kit.instruments[i].name)
                     return
+                bindable = kit.fast and self._misses < _MAX_MISSES
+                if bindable and self.create(i, value):
+                    self._misses = 0 if self._targets[i] is not None else self._misses + 1
+                    return
                 kit.calls[i](value, self._attributes)
-            if kit.fast and self._misses < _MAX_MISSES:
+            if bindable:
                 self._misses = 0 if self.bind(i) else self._misses + 1
         except Exception as error:  # a handle never raises into the controller
             kit.drops.drop(REASON_INTERNAL, "bound write: %s" % (type(error).__name__,))

@@ -154,9 +154,13 @@ class _Callback:
                     if series.held & bit:
                         series.clear(slot)
                         series.held &= ~bit
-                elif fast and (series.write(slot, value) or (series.bind(slot) and series.write(slot, value))):
+                elif fast and (
+                    series.write(slot, value)
+                    or series.create(slot, value)
+                    or (series.bind(slot) and series.write(slot, value))  # created by the last collection's Observation
+                ):
                     series.held |= bit
-                else:  # the SDK creates the series; the next collection binds it
+                else:  # the SDK creates the series (an SDK without get-or-create); the next collection binds it
                     series.held &= ~bit
                     observations.append(Observation(value, state.attributes))
             if len(table) > len(states):
