@@ -1,7 +1,9 @@
 """A kind's status gauges, served from the watch cache.
 
 A label set an object no longer has is retired from SDK storage at the next collection, so an edit
-leaves one series per gauge and object, as Go controllers that re-key on every collect do.
+leaves one series per gauge and object, as Go controllers that re-key on every collect do. While the
+SDK seam is trusted, each object's one-series gauges are written straight into the SDK's aggregations
+(one bound series per object), without an ``Observation`` per value and collection.
 """
 
 from __future__ import annotations
