@@ -937,20 +937,22 @@ class BoundSeries:
         matches = _bindable_matches_of(self._instruments.instruments[i])
         if matches is None:
             return False
-        found = []
+        return self._adopt(i, [match._attributes_aggregation.get(self._series_of(match)[1]) for match in matches])
+
+    def _adopt(self, i: int, aggregations: list[Any]) -> bool:
+        """Bind instrument ``i`` to the aggregations its view matches store for the attribute set, if all are live."""
         offers = False
-        for match in matches:
-            aggregation = match._attributes_aggregation.get(self._series_of(match)[1])
+        for aggregation in aggregations:
             if (
                 not isinstance(aggregation, (_Aggregation, TouchingAggregation))
                 or isinstance(aggregation, (Placeholder, Gate))
                 or _evicted(aggregation)
             ):
+                self._targets[i] = None
                 return False
             offers = offers or _offers_exemplars(aggregation)
-            found.append(aggregation)
         # Share the attribute set the SDK keeps with the aggregation rather than hold an equal one.
-        first = found[0]._inner if isinstance(found[0], TouchingAggregation) else found[0]
+        first = aggregations[0]._inner if isinstance(aggregations[0], TouchingAggregation) else aggregations[0]
         kept = getattr(first, "_attributes", None)
         if kept is not self._attributes and type(kept) is dict and kept == self._attributes:
             self._attributes = kept
@@ -958,7 +960,7 @@ class BoundSeries:
             exemplar_filter = self._exemplar_filter(i)
             if exemplar_filter is not None and not isinstance(exemplar_filter, AlwaysOffExemplarFilter):
                 self._sampling = exemplar_filter
-        self._targets[i] = found[0] if len(found) == 1 else tuple(found)
+        self._targets[i] = aggregations[0] if len(aggregations) == 1 else tuple(aggregations)
         return True
 
     def _exemplar_filter(self, i: int) -> Any:
@@ -1015,12 +1017,14 @@ class BoundSeries:
         exemplar_filter = self._exemplar_filter(i)
         sample = exemplar_filter is None or exemplar_filter.should_sample(value, now, self._attributes, context)
         measurement = _Write(value, now, instrument, context, self._attributes)
+        stored = []
         for match in matches:
             attributes, key = self._series_of(match)
             with match._lock:  # the SDK's own rule for this method
                 aggregation = match._get_or_create_aggregation(key, attributes)
             aggregation.aggregate(measurement, sample)
-        self.bind(i)
+            stored.append(match._attributes_aggregation.get(key))  # not the overflow series it may have got
+        self._adopt(i, stored)
         return True
 
     def clear(self, i: int) -> None:
