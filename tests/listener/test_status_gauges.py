@@ -91,10 +91,17 @@ def setup() -> Iterator[Setup]:
     made.close()
 
 
-def bound_series() -> list[Any]:
-    """Every live per-object series record of the gauges (``_Series``), in any test's gauges."""
+def bound_series(setup: Setup) -> list[Any]:
+    """Every live per-object series record (``_Series``) of the setup's gauges, wherever it is held."""
     gc.collect()
-    return [record for record in gc.get_objects() if type(record) is gauges._Series]
+    (instruments,) = {
+        id(callback._objects): callback._objects.instruments
+        for callback in gc.get_objects()
+        if type(callback) is gauges._Callback and callback._cache is setup.cache
+    }.values()
+    return [
+        record for record in gc.get_objects() if type(record) is gauges._Series and record._instruments is instruments
+    ]
 
 
 def scenario(setup: Setup) -> list[dict[tuple[str, Any], Any]]:
@@ -130,7 +137,7 @@ def test_a_healthy_and_a_degraded_seam_export_the_same_status_gauges(
             assert made.lifecycle.degraded == (seam == "degraded")
             runs[seam] = scenario(made)
             # Bound writes (every gauge's bit held) only while the seam is trusted.
-            held = {record.state.ref.name: record.held for record in bound_series()}
+            held = {record.state.ref.name: record.held for record in bound_series(made)}
             # "a" was created again in the last step: by the bound series itself where the SDK allows.
             created = 1023 if _sdk.ADAPTER is not None and _sdk.ADAPTER.get_or_create else 0
             assert held == ({"a": 0, "b": 0, "c": 0} if seam == "degraded" else {"a": created, "b": 1023, "c": 1023})
@@ -148,9 +155,9 @@ def test_steady_collections_write_bound_series_and_yield_no_observations(setup: 
     assert fleet(reader) == expected("a")  # creates the series (older SDKs: through Observations)
     assert fleet(reader) == expected("a")  # bound (older SDKs: binds)
     setup.put(gitrepo("a", ready=7))
-    (record,) = bound_series()
+    (record,) = bound_series(setup)
     assert record.held == 2 ** len(NAMES) - 1
-    callbacks = [callback for callback in gc.get_objects() if type(callback) is gauges._Callback]
+    callbacks = [c for c in gc.get_objects() if type(c) is gauges._Callback and c._cache is setup.cache]
     assert len(callbacks) == len(NAMES)
     assert [list(callback(None)) for callback in callbacks] == [[]] * len(NAMES)
     assert fleet(reader) == expected("a", ready=7)
@@ -177,7 +184,7 @@ def test_an_object_gone_from_the_cache_leaves_no_series_record(setup: Setup) -> 
     fleet(reader)
     setup.delete("b")
     assert fleet(reader) == {**expected("a"), **expected("c")}
-    assert sorted(record.state.ref.name for record in bound_series()) == ["a", "c"]
+    assert sorted(record.state.ref.name for record in bound_series(setup)) == ["a", "c"]
     assert _sdk.series_count(setup.provider) == 2 * len(NAMES)
 
 
@@ -248,7 +255,7 @@ def test_collections_on_two_readers_against_edits_and_forgets_end_with_exactly_t
         for _ in range(2):  # the first collection retires what changed since the last
             got = [fleet(reader) for reader in made.readers]
         assert got == [want, want]
-        assert len(bound_series()) == len(made.cache)
+        assert len(bound_series(made)) == len(made.cache)
         live = {frozenset(state.attributes.items()) for state in made.cache.snapshot()}
         stored = {
             frozenset(aggregation._attributes.items())
