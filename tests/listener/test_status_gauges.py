@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics import MeterProvider, ObservableGauge
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from sdk_storage import sdk_matches
 from support import points_of
 
@@ -59,9 +59,13 @@ def fleet(reader: InMemoryMetricReader) -> dict[tuple[str, Any], Any]:
 class Setup:
     """A Lifecycle, a MeterProvider with ``readers`` and its views, and GitRepo's gauges reading ``cache``."""
 
-    def __init__(self, readers: int = 1) -> None:
+    def __init__(self, readers: int = 1, delta: bool = False) -> None:
         self.lifecycle = otel_gitjob.Lifecycle()
         self.readers = [InMemoryMetricReader() for _ in range(readers)]
+        if delta:  # a push reader exporting deltas beside the pull reader
+            self.readers[-1] = InMemoryMetricReader(
+                preferred_temporality={ObservableGauge: AggregationTemporality.DELTA}
+            )
         self.provider = MeterProvider(metric_readers=self.readers, views=self.lifecycle.views())
         self.cache = ObjectCache()
         self.gauges = gauges.serve_kind(
@@ -123,16 +127,16 @@ def scenario(setup: Setup) -> list[dict[tuple[str, Any], Any]]:
     return collections
 
 
-@pytest.mark.parametrize("readers", [1, 2])
+@pytest.mark.parametrize(("readers", "delta"), [(1, False), (2, False), (2, True)])
 def test_a_healthy_and_a_degraded_seam_export_the_same_status_gauges(
-    monkeypatch: pytest.MonkeyPatch, readers: int
+    monkeypatch: pytest.MonkeyPatch, readers: int, delta: bool
 ) -> None:
     runs = {}
     for seam in ("healthy", "degraded"):
         monkeypatch.setattr(degraded, "_checked", {})
         if seam == "degraded":
             monkeypatch.setenv(degraded.FORCE_ENV, "sdk")
-        made = Setup(readers)
+        made = Setup(readers, delta)
         try:
             assert made.lifecycle.degraded == (seam == "degraded")
             runs[seam] = scenario(made)
