@@ -30,7 +30,7 @@ def scrape_through_the_endpoint(degraded_seam: str | None, monkeypatch: pytest.M
         readers = [c._callback.__self__ for c in registry._collector_to_names if getattr(c, "_callback", None)]
         endpoint = MetricsEndpoint(registry, readers[0])
         assert endpoint.fast_path() is (degraded_seam != "prometheus" and EXPORTER_SUPPORTED)
-        return endpoint.bake(None, None, {})[2]
+        return b"".join(endpoint.bake(None, None, {})[2])
 
     monkeypatch.setattr(support, "generate_latest", scrape)
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from support import FakeClock
 
 from otel_gitjob import ConfigurationError, GitJobMetrics, Lifecycle, LifecyclePrometheusReader
@@ -342,7 +342,7 @@ def test_a_registry_with_other_collectors_is_served_the_old_way(world: World) ->
     assert endpoint.fast_path()
     Counter("user_own_total", "a user's own metric", registry=world.registry).inc()
     assert not endpoint.fast_path()
-    _status, _headers, body = endpoint.bake(None, None, {})
+    body = b"".join(endpoint.bake(None, None, {})[2])
     assert b"user_own_total 1.0" in body and b"fleet_gitjobs_created_success_total" in body
     assert endpoint.cached_series() == 0
 
@@ -489,3 +489,19 @@ def test_older_exporters_serve_the_exporters_own_way(degraded_seam: str | None) 
         assert samples[("fleet_gitjob_duration_seconds_bucket", (("le", "5"), *labels))] == 1.0
     finally:
         instrumentation.shutdown()
+
+
+@needs_fast_path
+def test_a_scrape_is_answered_in_one_part_per_family_gzipped_as_one_stream(world: World) -> None:
+    for i in range(3):
+        world.gitjob.job_succeeded(("ns", "r%d" % i), 1.5)
+    endpoint = MetricsEndpoint(world.registry, world.reader)
+    status, headers, parts = endpoint.bake(None, None, {})
+    _, gzip_headers, gzip_parts = endpoint.bake(None, "gzip", {})
+    body = b"".join(parts)
+    assert status == "200 OK" and len(parts) > 1  # the exposition is never joined into one buffer
+    assert body == generate_latest(world.registry)
+    assert dict(headers)["Content-Length"] == str(len(body))
+    assert dict(gzip_headers)["Content-Encoding"] == "gzip"
+    assert gzip.decompress(b"".join(gzip_parts)) == body
+    assert dict(gzip_headers)["Content-Length"] == str(sum(map(len, gzip_parts)))

@@ -61,7 +61,7 @@ class Scraped:
         self.endpoint = MetricsEndpoint(self.registry, self.reader)
 
     def scrape(self) -> bytes:
-        return self.endpoint.bake(None, None, {})[2]
+        return b"".join(self.endpoint.bake(None, None, {})[2])
 
     def close(self) -> None:
         self.provider.shutdown()

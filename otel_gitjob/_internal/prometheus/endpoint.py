@@ -15,10 +15,10 @@ counted, and long label values are cut (:mod:`.sanitize`); the server is :mod:`.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -156,11 +156,15 @@ class MetricsEndpoint:
 
     def render(self, fmt: Format) -> bytes:
         """Collect and render the reader's metrics (the fast path)."""
+        return b"".join(self.render_parts(fmt))
+
+    def render_parts(self, fmt: Format) -> list[bytes]:
+        """Collect and render the reader's metrics (the fast path), one part per family."""
         assert self._fast is not None
         data, error = self._collect_shared()
         if error is not None:
             raise error
-        return self._fast.render(data, fmt)
+        return self._fast.render_parts(data, fmt)
 
     def _collect_shared(self) -> tuple[Any, BaseException | None]:
         """The result of one collection: a new one, or the one in flight when this scrape arrived.
@@ -215,22 +219,23 @@ class MetricsEndpoint:
 
     def bake(
         self, accept: str | None, accept_encoding: str | None, params: dict[str, list[str]]
-    ) -> tuple[str, list[tuple[str, str]], bytes]:
-        """Status, headers and body for a GET, as prometheus_client's ``_bake_output`` would give."""
+    ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        """Status, headers and body (in parts) for a GET, as prometheus_client's ``_bake_output`` would give."""
         encoder, content_type = choose_encoder(accept or "")
         fmt = _format_of(encoder)
         if fmt is not None and "name[]" not in params and self.fast_path():
-            output = self.render(fmt)
+            parts = self.render_parts(fmt)
         else:
             registry: Any = self.registry
             if "name[]" in params:
                 registry = registry.restricted_registry(params["name[]"])
-            output = encoder(CleanRegistry(registry, self.counts))
+            parts = [encoder(CleanRegistry(registry, self.counts))]
         headers = [("Content-Type", content_type)]
         if _text.gzip_accepted(accept_encoding or ""):
-            output = gzip.compress(output, compresslevel=self.gzip_level)
+            parts = _gzip(parts, self.gzip_level)
             headers.append(("Content-Encoding", "gzip"))
-        return "200 OK", headers, output
+        headers.append(("Content-Length", str(sum(map(len, parts)))))
+        return "200 OK", headers, parts
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """A WSGI application with prometheus_client's ``make_wsgi_app`` behaviour."""
@@ -249,13 +254,28 @@ class MetricsEndpoint:
             headers = [("Content-Type", "text/plain; charset=utf-8")]
             output = ("%s\n%s" % ("ok" if ok else "not ok", detail + "\n" if detail else "")).encode("utf-8", "replace")
         else:
-            status, headers, output = self.bake(
+            status, headers, parts = self.bake(
                 environ.get("HTTP_ACCEPT"),
                 environ.get("HTTP_ACCEPT_ENCODING"),
                 parse_qs(environ.get("QUERY_STRING", "")),
             )
+            start_response(status, headers)
+            return parts
         start_response(status, headers)
         return [output]
+
+
+def _gzip(parts: list[bytes], level: int) -> list[bytes]:
+    """``parts`` as one gzip stream in parts, each raw part dropped once compressed."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip header and trailer
+    parts.reverse()
+    compressed = []
+    while parts:
+        chunk = compressor.compress(parts.pop())
+        if chunk:
+            compressed.append(chunk)
+    compressed.append(compressor.flush())
+    return compressed
 
 
 _PROBES: dict[str, Callable[[HealthChecks], tuple[bool, str]]] = {

@@ -157,45 +157,45 @@ class FastExposition:
         )
 
     def render(self, metrics_data: MetricsData | None, fmt: Format) -> bytes:
-        """Render one collection as the old path would.
+        """Render one collection as the old path would, as one ``bytes`` (see :meth:`render_parts`)."""
+        return b"".join(self.render_parts(metrics_data, fmt))
+
+    def render_parts(self, metrics_data: MetricsData | None, fmt: Format) -> list[bytes]:
+        """Render one collection as the old path would, one UTF-8 part per family.
+
+        Each family's text is encoded and dropped as soon as it is rendered, so a scrape holds the
+        exposition about once (joining and encoding the whole would hold it three times).
 
         Args:
             metrics_data: The (filtered) collection, or None when the reader produced none.
             fmt: The negotiated format.
 
         Returns:
-            The exposition, UTF-8 encoded.
+            The exposition's parts, in order.
         """
         with self._lock:
-            out: list[str] = []
+            parts: list[bytes] = []
             if metrics_data is not None:
                 try:
-                    self._render(metrics_data, fmt, out)
+                    self._render(metrics_data, fmt, parts)
                 finally:
                     self._memo.clear()
             elif self._families:  # nothing collected: no series is live any more
                 self._families.clear()
                 self._rebuild_intern()
             if fmt.openmetrics:
-                out.append("# EOF\n")
-            text = "".join(out)  # one join, one encode: encoding each family apart kept ~10 KB/repo more resident
-            try:
-                return text.encode("utf-8")
-            except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
-                return self._encode_families(out)
+                parts.append(b"# EOF\n")
+            return parts
 
-    def _encode_families(self, out: list[str]) -> bytes:
-        parts = []
-        for family_text in out:
-            if encodable(family_text):
-                parts.append(family_text.encode("utf-8"))
-            else:
-                self._counts.dropped(REASON_UNENCODABLE, max(1, family_text.count("\n") - 2))
-        return b"".join(parts)
+    def _emit(self, text: str, out: list[bytes]) -> None:
+        try:
+            out.append(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a help text or name no series check covers: leave out its family
+            self._counts.dropped(REASON_UNENCODABLE, max(1, text.count("\n") - 2))
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _render(self, metrics_data: MetricsData, fmt: Format, out: list[str]) -> None:
+    def _render(self, metrics_data: MetricsData, fmt: Format, out: list[bytes]) -> None:
         collector = self._collector
         # Group metrics into Prometheus families as the exporter does (name|description|unit|type),
         # in the order the exporter's dict would yield them.
@@ -293,12 +293,12 @@ class FastExposition:
         self._intern = intern
         self._intern_rebuilt_at = len(intern)
 
-    def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[str]) -> None:
+    def _render_old(self, members: Sequence[tuple[Metric, str, str, str, type]], fmt: Format, out: list[bytes]) -> None:
         families: dict[str, PromFamily] = {}
         for metric, *_ in members:
             _seam.translate_metric(self._collector, metric, families)
-        text = fmt.encode(_registry_of(clean_families(families.values(), self._counts))).decode("utf-8")
-        out.append(text.removesuffix("# EOF\n") if fmt.openmetrics else text)
+        encoded = fmt.encode(_registry_of(clean_families(families.values(), self._counts)))
+        out.append(encoded.removesuffix(b"# EOF\n") if fmt.openmetrics else encoded)
 
     def _header(self, name: str, description: str, unit: str, kind: type, fmt: Format) -> tuple[str, PromFamily]:
         family = kind(name=name, documentation=description, labels=(), unit=unit)
@@ -331,7 +331,7 @@ class FastExposition:
         unit: str,
         kind: type,
         fmt: Format,
-        out: list[str],
+        out: list[bytes],
     ) -> bool:
         header, prom = self._header(name, description, unit, kind, fmt)
         histogram = kind is HistogramMetricFamily
@@ -397,7 +397,7 @@ class FastExposition:
                 lines.append("%s%s %s\n" % (sample, label, text))
             if dropped:
                 self._counts.dropped(REASON_UNENCODABLE, dropped)
-        out.append("".join(lines))
+        self._emit("".join(lines), out)
         return True
 
     def _render_histogram(
