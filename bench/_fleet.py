@@ -15,13 +15,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import prometheus_client  # noqa: E402
 from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: E402
+from opentelemetry.metrics import Observation  # noqa: E402
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableGauge  # noqa: E402
 from opentelemetry.sdk.metrics import _Gauge as Gauge  # noqa: E402
 
 from otel_gitjob import GITJOB_INSTRUMENTS  # noqa: E402
 from otel_gitjob._internal.fleet.gitjob import _FACTORIES  # noqa: E402
-from otel_gitjob._internal.fleet.presets import GAUGES, repo_state  # noqa: E402
-from otel_gitjob._internal.kube.gauges import register_status_gauges  # noqa: E402
+from otel_gitjob._internal.fleet.presets import GAUGES, GITREPO, repo_state  # noqa: E402
+from otel_gitjob._internal.kube.gauges import serve_kind  # noqa: E402
 
 PREFIX = "fleet"
 VARIANTS = ("prometheus_client", "bare_sdk", "gitjob_old", "gitjob_fast")
@@ -63,9 +64,14 @@ class _Cache:
         return list(self.states.values())
 
 
-def _observable_gauges(meter: Any, cache: _Cache) -> None:
-    # The listener's own callbacks (gauges.py): one Observation per cached repo; _Cache has ObjectCache's snapshot().
-    register_status_gauges(meter, cache, GAUGES)  # type: ignore[arg-type]
+def _bare_gauges(meter: Any, cache: _Cache) -> None:
+    """The ten status gauges as a user writes them without otel-gitjob: one Observation per cached repo."""
+    for i, spec in enumerate(GAUGES):
+
+        def observe(options: Any, i: int = i) -> list[Observation]:
+            return [Observation(state.values[i], state.attributes) for state in cache.snapshot()]
+
+        meter.create_observable_gauge(spec.name, callbacks=[observe], description=spec.description)
 
 
 class Server:
@@ -98,8 +104,16 @@ class Server:
             self.inst = otel_gitjob.setup(serve=False, cardinality_limit=LIMIT, gauge_ttl=1e9)
             self.registry = self.inst.registry
             self.provider = self.inst.meter_provider
-            if full:
-                _observable_gauges(self.provider.get_meter("otel_gitjob.listener"), self.cache)
+            if full:  # the listener's own gauges (kube/gauges.py); _Cache has ObjectCache's snapshot()
+                serve_kind(
+                    self.inst.lifecycle,
+                    GITREPO,
+                    self.cache,  # type: ignore[arg-type]
+                    meter_provider=self.provider,
+                    status_gauges=True,
+                    user="bench",
+                    scope="otel_gitjob.listener",
+                )
 
     def _prom_instruments(self) -> None:
         r = self.registry
@@ -126,7 +140,7 @@ class Server:
             made[spec.key] = create_instrument(meter, spec, "%s_%s" % (PREFIX, spec.suffix))
         self.otel = made
         if self.full:
-            _observable_gauges(provider.get_meter("otel_gitjob.listener"), self.cache)
+            _bare_gauges(provider.get_meter("otel_gitjob.listener"), self.cache)
 
     def add_repo(self, i: int) -> None:
         """Record one repo's seven GitJob series and (full set) cache its status."""

@@ -22,6 +22,7 @@ class SinkBase:
     def __init__(self) -> None:
         self.drops = DropRecorder()
         self.self_metrics = SelfMetrics()
+        self.degraded = False
         self.other_calls: list[tuple[Any, ...]] = []
 
     def forget(self, obj: Any, *, kind: str | None = None) -> int:

@@ -69,6 +69,7 @@ def test_the_lifecycle_has_every_member_of_the_sink_protocol_with_the_same_keywo
     assert set(members) == {
         "drops",
         "self_metrics",
+        "degraded",
         "forget",
         "observe",
         "retain",

@@ -26,7 +26,8 @@ What every adapter relies on (opentelemetry-sdk 1.33.0 through 1.45.2):
 * ``View._match`` and ``View._aggregation``; ``_DropAggregation`` and ``_Aggregation``;
 * for bound writes (:class:`BoundSeries`): ``_Aggregation.aggregate(measurement,
   should_sample_exemplar)`` reads the measurement's ``value`` (its time, context and
-  attributes only to offer an exemplar), ``_reservoir`` and ``_attributes``, the view's
+  attributes only to offer an exemplar; a ``_LastValueAggregation`` given ``None``
+  holds no value), ``_reservoir`` and ``_attributes``, the view's
   ``_attribute_keys``, the configuration's ``exemplar_filter``, and, where they exist,
   ``_Synchronous._is_enabled`` and ``_ViewInstrumentMatch._reset_on_collect`` (1.45.2: a
   delta reader's table is replaced at each collection, so such a series is never bound).
@@ -1025,6 +1026,19 @@ class BoundSeries:
             stored.append(match._attributes_aggregation.get(key))  # not the overflow series it may have got
         self._adopt(i, stored)
         return True
+
+    def clear(self, i: int) -> None:
+        """Empty instrument ``i``'s last-value series (a gauge that has no value now) in every reader, and unbind it.
+
+        A bound write reaches every reader's aggregation, also of the readers that did not ask (an observable
+        gauge's callback runs for the collecting reader): one whose next callback writes nothing must not
+        export the value written for another. Only last-value aggregations are emptied.
+        """
+        target, self._targets[i] = self._targets[i], None
+        for aggregation in () if target is None else target if type(target) is tuple else (target,):
+            if type(aggregation) is _LastValueAggregation and not _evicted(aggregation):
+                empty = _Write(None, time.time_ns(), self._instruments.instruments[i], None, None)
+                aggregation.aggregate(empty, False)  # type: ignore[arg-type]
 
 
 # -- the behavioural self-check -------------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ class Sink(Protocol):
     def self_metrics(self) -> SelfMetrics:
         """Where the listener adds its ``otel_gitjob_*`` self-metric sources."""
 
+    @property
+    def degraded(self) -> bool:
+        """True while the SDK seam runs degraded: the status gauges then write through the SDK's API only."""
+
     def forget(self, obj: Any, *, kind: str | None = None) -> int:
         """Drop every series of the object; returns how many were dropped."""
 
