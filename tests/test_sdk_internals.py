@@ -282,3 +282,13 @@ def test_the_self_check_refuses_a_get_or_create_that_loses_the_write(monkeypatch
     finally:
         monkeypatch.undo()
         assert _sdk.self_check(rerun=True).ok
+
+
+def test_the_self_check_refuses_a_seam_whose_cleared_gauge_is_still_collected(monkeypatch):
+    monkeypatch.setattr(_sdk.BoundSeries, "clear", lambda self, i: None)
+    try:
+        check = _sdk.self_check(rerun=True)
+        assert not check.ok and check.problems == ("a cleared gauge's series is still collected",)
+    finally:
+        monkeypatch.undo()
+        assert _sdk.self_check(rerun=True).ok

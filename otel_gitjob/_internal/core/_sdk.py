@@ -1170,6 +1170,15 @@ def _check_writer(provider: MeterProvider, reader: InMemoryMetricReader, counter
         if values != [5]:
             return ["a series a bound writer created is not collected as the SDK's (got %r)" % (values,)]
         evict(counter, series_key(attributes))  # its cardinality slot is the next check's
+    gauge = provider.get_meter("otel_gitjob.self_check").create_gauge("probe_gauge")
+    attributes = {"namespace": "ns", "name": "cleared"}
+    gauge.set(3, attributes)
+    cleared = BoundSeries(Instruments([gauge]), attributes)
+    if not cleared.bind(0):
+        return ["a bound writer does not bind a gauge's series"]
+    cleared.clear(0)
+    if _points(reader, "probe_gauge"):
+        return ["a cleared gauge's series is still collected"]
     return []
 
 
