@@ -905,8 +905,8 @@ class BoundSeries:
     ``write(i, value)`` refuses (returns False) unless instrument ``i``'s series
     is bound and :func:`evict` took none of its aggregations since; the caller
     then tries ``create(i, value)``, else takes the instrument's path and calls
-    ``bind(i)``. A series is bound only once every reader has met its instrument,
-    and never on a delta reader (which drops its table at each collection). The
+    ``bind(i)``. A series is bound in every reader's view matches at once, and
+    never on a delta reader (which drops its table at each collection). The
     exemplar filter is consulted as the SDK does, unless no aggregation of the
     series offers exemplars (the shared no-op reservoir) or the filter is always
     off. A series with one reader holds its aggregation itself, else a tuple of them.
@@ -1000,8 +1000,7 @@ class BoundSeries:
         What the instrument's own call does, less its per-call copies: the series' aggregations, one
         per instrument, share this attribute set and one key, where the SDK's path makes a copy of
         each for every instrument. False when the caller must take the instrument's path: an SDK
-        without ``_get_or_create_aggregation``, a reader that has not met the instrument yet, a delta
-        reader, a disabled meter.
+        without ``_get_or_create_aggregation``, a delta reader, a disabled meter.
         """
         if ADAPTER is None or not ADAPTER.get_or_create:
             return False

@@ -159,7 +159,7 @@ class MetricsEndpoint:
         return b"".join(self.render_parts(fmt))
 
     def render_parts(self, fmt: Format) -> list[bytes]:
-        """Collect and render the reader's metrics (the fast path), one part per family."""
+        """Collect and render the reader's metrics (the fast path), in parts of a few thousand lines."""
         assert self._fast is not None
         data, error = self._collect_shared()
         if error is not None:

@@ -164,9 +164,9 @@ class FastExposition:
         return b"".join(self.render_parts(metrics_data, fmt))
 
     def render_parts(self, metrics_data: MetricsData | None, fmt: Format) -> list[bytes]:
-        """Render one collection as the old path would, one UTF-8 part per family.
+        """Render one collection as the old path would, in UTF-8 parts of at most a few thousand lines.
 
-        Each family's text is encoded and dropped as soon as it is rendered, so a scrape holds the
+        Each part is encoded and its text dropped as soon as it is rendered, so a scrape holds the
         exposition about once (joining and encoding the whole would hold it three times).
 
         Args:
