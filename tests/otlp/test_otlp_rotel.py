@@ -84,7 +84,9 @@ def test_forgotten_repo_passes_rotel_once_flagged_then_never_again(
     for _ in range(2):
         pipeline.gitjob.job_created(REPO_B)
         pipeline.flush()
-    # Wait for the last export (repo-b's third count) so that "never again" is observed, not assumed.
+    # The markers travel in requests of their own, which rotel may forward after a later export's: wait for
+    # them, then for the last export (repo-b's third count), so that "never again" is observed, not assumed.
+    sink.wait_for(lambda points: sum(p.stale and p.attributes == ATTRS_A for p in points) >= len(EXPECTED_KINDS))
     points = sink.wait_for(lambda points: count(ATTRS_B)(points) == 3)
     of_a = [p for p in points if p.attributes == ATTRS_A]
     live, stale = [p for p in of_a if not p.stale], [p for p in of_a if p.stale]
@@ -115,11 +117,16 @@ def test_expired_gauge_passes_rotel_once_flagged_then_never_again(
     clock.advance(121)
     pipeline.flush()
     pipeline.flush()
-    histogram = "fleet_gitjob_duration_seconds"
-    points = sink.wait_for(lambda points: count(ATTRS_A, histogram)(points) == 3)
-    gauge = sorted((p for p in points if p.metric == "fleet_gitjob_duration_seconds_gauge"), key=lambda p: p.time)
+    histogram, gauge_metric = "fleet_gitjob_duration_seconds", "fleet_gitjob_duration_seconds_gauge"
+    # The marker travels in a request of its own, which rotel may forward after a later export's: wait for
+    # the marker itself (a lost one fails here), then one more export, so that "never again" is observed.
+    sink.wait_for(lambda points: any(p.stale and p.metric == gauge_metric for p in points))
+    pipeline.flush()
+    points = sink.wait_for(lambda points: count(ATTRS_A, histogram)(points) == 4)
+    gauge = sorted((p for p in points if p.metric == gauge_metric), key=lambda p: p.time)
     assert [(p.stale, p.value) for p in gauge] == [(False, 7.5), (True, None)]
     assert gauge[1].kind == "gauge" and gauge[1].attributes == ATTRS_A
     times = sorted({p.time for p in points if p.metric == histogram})
-    # Stamped when it expired, at the second export (after its collection), before the third.
-    assert times[1] < gauge[1].time < times[2]
+    # Stamped when it expired, in the second collection's expiry step (so before that collection's own
+    # timestamp): after the export of its value, before the third export.
+    assert gauge[0].time < gauge[1].time < times[2]
