@@ -6,6 +6,7 @@ a kube-apiserver) stay beside that tier.
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -58,11 +59,44 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
 # -- ports and processes -------------------------------------------------------------------------------------------
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as a connection's source port (Linux; 32768 elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports below the ephemeral range: a port the kernel picked with bind(0) is free only until the kernel
+# gives it to some outgoing connection's source port (an exporter's, a scrape's), which it may do before
+# the process we pass it to has bound it. No outgoing connection takes a port below the range.
+_PORTS_LOW = 20000
+_PORTS_HIGH = max(_PORTS_LOW + 1000, _ephemeral_low())
+_given: set[int] = set()
+_given_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now, never the source port of an outgoing connection.
+
+    Chosen at random below the kernel's ephemeral range, so another test process is unlikely to pick it too,
+    and never handed out twice by this process.
+    """
+    rng = random.Random()
+    with _given_lock:
+        for _ in range(1000):
+            port = rng.randrange(_PORTS_LOW, _PORTS_HIGH)
+            if port in _given:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _given.add(port)
+            return port
+    raise RuntimeError("no free port in %d-%d" % (_PORTS_LOW, _PORTS_HIGH - 1))
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from support import free_port
 
 import otel_gitjob
 from otel_gitjob.__main__ import EXIT_CODES
@@ -78,12 +79,6 @@ def kubeconfig_for(tmp_path: pathlib.Path, server: str) -> pathlib.Path:
     return path
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_console_script_is_installed_and_prints_its_version():
     result = cli("--version")
     assert result.returncode == 0, result.stderr
@@ -130,7 +125,7 @@ def test_watch_with_a_kubeconfig_that_is_not_one_says_so(tmp_path):
 
 
 def test_watch_with_a_cluster_that_is_down_says_so_at_once(tmp_path):
-    kubeconfig = kubeconfig_for(tmp_path, "http://127.0.0.1:%d" % closed_port())
+    kubeconfig = kubeconfig_for(tmp_path, "http://127.0.0.1:%d" % free_port())
     result = cli("watch", "--kubeconfig", str(kubeconfig))
     line = assert_one_clear_line(
         result, 9, "cannot reach the Kubernetes API at http://127.0.0.1:", "Connection refused"
