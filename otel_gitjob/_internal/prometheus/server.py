@@ -100,23 +100,10 @@ class _Pending:
         self.buffer = bytearray()
 
 
-class _CountingWriter:
-    """A handler's socket writer that counts the bytes written through it."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-        self.written = 0
-
-    def write(self, data: Any) -> Any:
-        self.written += len(data)
-        return self._raw.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
-
-
 class _Handler(WSGIRequestHandler):
     """wsgiref's request handler, fed the header the accept thread already read; logs nothing per request."""
+
+    sent = 0  # bytes of the body answered
 
     def __init__(self, sock: socket.socket, address: Any, server: BoundedWSGIServer, header: bytes) -> None:
         self._header = header
@@ -126,8 +113,11 @@ class _Handler(WSGIRequestHandler):
         super().setup()  # its wfile writes with sendall (wbufsize 0)
         self.rfile.close()
         self.rfile = io.BytesIO(self._header)
-        self.counted = _CountingWriter(self.wfile)
-        self.wfile = self.counted  # type: ignore[assignment]
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        """Keep the size of the body wsgiref sent (its handler reports it here when it closes); log nothing."""
+        if isinstance(size, int):
+            self.sent = size
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's parameter name
         """Silent, like prometheus_client's handler."""
@@ -387,7 +377,7 @@ class BoundedWSGIServer:
             try:
                 sock.setblocking(True)
                 sock.settimeout(self.write_timeout)
-                written = _Handler(sock, address, self, header).counted.written
+                written = _Handler(sock, address, self, header).sent
                 sock.shutdown(socket.SHUT_WR)
             except Exception:  # a client that went away mid-answer, a write timeout: that connection only
                 _logger.debug("otel-gitjob: answering %s failed", address, exc_info=True)
